@@ -1,0 +1,366 @@
+//! The shared Wasmtime engine, its compiled-component cache and per-request
+//! execution under limits.
+//!
+//! One [`Engine`](wasmtime::Engine) and one [`Linker`] per process. A
+//! component is compiled (or loaded from the verified artifact cache) once
+//! per (content hash, component path) and kept as a pre-instantiated
+//! [`RunnerPre`]; each execution then costs a fresh store plus an instance
+//! from the pooling allocator, nothing more.
+//!
+//! Modules: `artifacts` (integrity-checked on-disk cache of compiled code),
+//! `ticker` (the single epoch thread).
+
+mod artifacts;
+mod ticker;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ext_bundle::Digest;
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
+
+use crate::error::ErrorCode;
+use crate::host::bindings::RunnerPre;
+use crate::host::bindings::types::{ExecuteRequest, ExecuteResponse};
+use crate::host::{self, Invocation};
+use crate::limits::{
+    ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
+    MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
+};
+
+pub use artifacts::ArtifactCache;
+pub(crate) use artifacts::write_atomically;
+
+/// A failure with the code a client will see and a message safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Identifies a compiled component: the bundle and the file inside it.
+pub type ComponentKey = (Digest, String);
+
+/// Limits for one execution, already clamped by the operator's maxima.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecLimits {
+    pub deadline: Instant,
+    pub memory_bytes: usize,
+    pub fuel: Option<u64>,
+}
+
+/// Engine-wide sizing, from configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineLimits {
+    /// Executions in flight at once; sizes the pooling allocator.
+    pub max_concurrency: u32,
+    /// Largest linear memory any guest may have.
+    pub max_memory_bytes: usize,
+}
+
+/// The process's engine, linker and compiled-component cache.
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    /// Linked once at start-up; every component is pre-instantiated with it.
+    linker: Linker<Invocation>,
+    /// Single-flight compile cache: concurrent first requests for the same
+    /// component wait on one cell and compile once. Failures are not cached.
+    components: Mutex<HashMap<ComponentKey, Arc<OnceCell<Arc<RunnerPre<Invocation>>>>>>,
+    /// Compiled code on disk, keyed by content hash + engine compatibility.
+    artifacts: ArtifactCache,
+    /// Compile and artifact-cache counters (for metrics and tests).
+    stats: Arc<Stats>,
+    /// Increments the engine epoch every [`crate::limits::EPOCH_TICK`].
+    _ticker: ticker::EpochTicker,
+}
+
+/// How components were obtained since start-up.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Components compiled by Cranelift.
+    pub compiles: AtomicU64,
+    /// Components loaded from the verified artifact cache instead.
+    pub artifact_loads: AtomicU64,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator, epochs, fuel, closed-off
+    /// proposals), the linker and the artifact cache under `cache_dir`.
+    ///
+    /// # Errors
+    /// If Wasmtime rejects the configuration (e.g. not enough address space
+    /// for the pool) or the cache directory cannot be created.
+    pub fn new(limits: EngineLimits, cache_dir: &Path) -> anyhow::Result<Runtime> {
+        let engine =
+            wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let linker = host::build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"))?;
+        let ticker = ticker::EpochTicker::start(engine.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            components: Mutex::default(),
+            artifacts,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The pre-instantiated component for `key`, compiling it from `wasm`
+    /// (read lazily) on first use.
+    ///
+    /// # Errors
+    /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
+    pub async fn component<F>(
+        &self,
+        key: &ComponentKey,
+        wasm: F,
+    ) -> Result<Arc<RunnerPre<Invocation>>, Failure>
+    where
+        F: FnOnce() -> Result<Vec<u8>, Failure> + Send + 'static,
+    {
+        let cell = {
+            let mut map = self.components.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            let engine = self.engine.clone();
+            let linker = self.linker.clone();
+            let artifacts = self.artifacts.clone();
+            let key = key.clone();
+            let stats = self.stats.clone();
+            // Compiling is CPU-bound (seconds for big guests): keep it off
+            // the async workers.
+            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, wasm))
+                .await
+                .map_err(|e| {
+                    Failure::new(ErrorCode::Internal, format!("compile task failed: {e}"))
+                })?
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Run the handler once in a fresh store under `limits`.
+    ///
+    /// The epoch callback interrupts guest code at the first tick past the
+    /// deadline; the outer timeout also covers time spent inside host calls.
+    ///
+    /// # Errors
+    /// A [`Failure`] with the matching code: timeouts, fuel, traps, memory.
+    pub async fn execute(
+        &self,
+        pre: &RunnerPre<Invocation>,
+        invocation: Invocation,
+        request: ExecuteRequest,
+        limits: ExecLimits,
+    ) -> Result<ExecuteResponse, Failure> {
+        let mut store = Store::new(&self.engine, invocation);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| Failure::new(ErrorCode::Internal, format!("fuel: {e}")))?;
+        let deadline = limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            // Yielding every tick lets the async timeout and other requests
+            // run even while this guest spins.
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let run = async {
+            let runner = match pre.instantiate_async(&mut store).await {
+                Ok(runner) => runner,
+                Err(e) => return Err(InstantiateOrCall::Instantiate(e)),
+            };
+            runner
+                .call_handler(&mut store, &request)
+                .await
+                .map_err(InstantiateOrCall::Call)
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), run).await;
+        let result = match outcome {
+            Err(_elapsed) => Err(Failure::new(
+                ErrorCode::ExecutionTimeout,
+                "execution exceeded its time limit",
+            )),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(InstantiateOrCall::Instantiate(error))) => Err(Failure::new(
+                ErrorCode::InstantiationFailed,
+                format!("instantiation failed: {}", error.root_cause()),
+            )),
+            Ok(Err(InstantiateOrCall::Call(error))) => {
+                Err(classify_trap(&error, store.data().limiter.memory_refused))
+            }
+        };
+        store.data().flush_output();
+        result
+    }
+}
+
+/// Which half of an execution failed: instantiation (limits on initial
+/// memory or tables, pool exhaustion) or the handler call itself.
+enum InstantiateOrCall {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+fn classify_trap(error: &wasmtime::Error, memory_refused: bool) -> Failure {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::new(
+            ErrorCode::ExecutionTimeout,
+            "execution exceeded its time limit",
+        ),
+        Some(Trap::OutOfFuel) => Failure::new(
+            ErrorCode::FuelExhausted,
+            "execution exhausted its fuel limit",
+        ),
+        _ if memory_refused => Failure::new(
+            ErrorCode::MemoryLimitExceeded,
+            "the extension tried to grow its memory beyond the limit and trapped",
+        ),
+        Some(Trap::StackOverflow) => Failure::new(
+            ErrorCode::ExtensionTrap,
+            "extension trapped: stack overflow",
+        ),
+        Some(trap) => Failure::new(
+            ErrorCode::ExtensionTrap,
+            format!("extension trapped: {trap}"),
+        ),
+        None => Failure::new(
+            ErrorCode::ExtensionTrap,
+            format!("extension failed: {}", error.root_cause()),
+        ),
+    }
+}
+
+/// Compile (or load) one component and pre-instantiate it.
+fn prepare<F>(
+    engine: &wasmtime::Engine,
+    linker: &Linker<Invocation>,
+    artifacts: &ArtifactCache,
+    stats: &Stats,
+    key: &ComponentKey,
+    wasm: F,
+) -> Result<RunnerPre<Invocation>, Failure>
+where
+    F: FnOnce() -> Result<Vec<u8>, Failure>,
+{
+    let (digest, path) = key;
+    let component = match artifacts.load(engine, digest, path) {
+        Some(component) => {
+            stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
+            component
+        }
+        None => {
+            let bytes = wasm()?;
+            stats.compiles.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let component =
+                Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+            tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+            host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
+            if let Err(e) = artifacts.store(digest, path, &component) {
+                // The cache only saves time; a failed write must not fail the request.
+                tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
+            }
+            component
+        }
+    };
+    host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        Failure::new(
+            ErrorCode::UnsupportedImport,
+            format!("{path}: cannot link: {e}"),
+        )
+    })?;
+    RunnerPre::new(instance_pre).map_err(|e| {
+        Failure::new(
+            ErrorCode::ComponentInvalid,
+            format!("{path}: does not export `handler: func(execute-request) -> execute-response` of world alga:extension/runner: {e}"),
+        )
+    })
+}
+
+fn unsupported(path: &str, names: &str) -> Failure {
+    Failure::new(
+        ErrorCode::UnsupportedImport,
+        format!("{path}: imports interfaces this runner does not provide: {names}"),
+    )
+}
+
+fn compile_failure(path: &str, error: &wasmtime::Error) -> Failure {
+    let detail = format!("{error:#}");
+    let code = if detail.contains("not enabled") || detail.contains("feature") {
+        ErrorCode::UnsupportedFeature
+    } else {
+        ErrorCode::ComponentInvalid
+    };
+    Failure::new(code, format!("{path}: not a loadable component: {detail}"))
+}
+
+fn engine_config(limits: EngineLimits) -> Config {
+    let n = limits.max_concurrency;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT))
+        .total_stacks(n)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_tables_per_module(4)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(limits.max_memory_bytes);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(true)
+        .max_wasm_stack(MAX_WASM_STACK_BYTES)
+        .async_stack_size(ASYNC_STACK_BYTES)
+        // a recycled fiber stack never shows one tenant's data to the next.
+        .async_stack_zeroing(true)
+        // proposals no extension needs stay off, so components using
+        // them are refused at load instead of widening the attack surface.
+        .wasm_gc(false)
+        .wasm_exceptions(false)
+        .wasm_stack_switching(false)
+        .wasm_threads(false)
+        .wasm_memory64(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false)
+        .parallel_compilation(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}

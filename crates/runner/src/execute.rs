@@ -1,0 +1,383 @@
+//! The execute pipeline: envelope → verified bundle → endpoint → compiled
+//! component → one sandboxed call under limits → filtered response.
+//!
+//! [`Runner`] is what the HTTP server, the `exec` command and the benches
+//! share; it owns the engine, the bundle cache and the execution slots.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::engine::{EngineLimits, ExecLimits, Failure, Runtime};
+use crate::envelope::Envelope;
+use crate::error::ErrorCode;
+use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
+use crate::host::{Invocation, RequestInfo};
+use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
+use crate::store::{BundleStore, Bundles, LoadedBundle};
+
+/// A guest's answer after the runner's header policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestResponse {
+    pub status: u16,
+    /// Allowed headers only, lower-case names, duplicates joined with ", ".
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Names of headers the policy removed (for logs and metrics).
+    pub dropped_headers: Vec<String>,
+}
+
+/// The runner: engine, bundles and execution slots. One per process.
+pub struct Runner {
+    config: Config,
+    runtime: Runtime,
+    bundles: Bundles,
+    /// Global cap on executions in flight; sized like the pooling allocator
+    /// so instantiation never fails for lack of a slot.
+    slots: Semaphore,
+}
+
+impl Runner {
+    /// # Errors
+    /// If the engine cannot be built or the cache directory prepared.
+    pub fn new(config: Config) -> anyhow::Result<Runner> {
+        let runtime = Runtime::new(
+            EngineLimits {
+                max_concurrency: config.max_concurrency,
+                max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
+            },
+            &config.cache_dir,
+        )?;
+        let bundles = Bundles::new(BundleStore::open(&config.bundle_store), &config.cache_dir)?;
+        let slots = Semaphore::new(config.max_concurrency as usize);
+        Ok(Runner {
+            config,
+            runtime,
+            bundles,
+            slots,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Compile and artifact-cache counters.
+    pub fn engine_stats(&self) -> &crate::engine::Stats {
+        self.runtime.stats()
+    }
+
+    pub fn bundle_store(&self) -> &BundleStore {
+        self.bundles.store()
+    }
+
+    /// Execute one envelope.
+    ///
+    /// # Errors
+    /// A [`Failure`] carrying the client-facing code (see `error.rs`).
+    pub async fn execute(
+        &self,
+        envelope: &Envelope,
+        request_id: &str,
+    ) -> Result<GuestResponse, Failure> {
+        let started = Instant::now();
+        let bundle = self.bundles.get(envelope.content_hash).await?;
+        let component_path = resolve_component(&bundle, envelope)?;
+        let key = (bundle.digest, component_path.clone());
+        let reader = bundle.clone();
+        let pre = self
+            .runtime
+            .component(&key, move || reader.read_verified(&component_path))
+            .await?;
+
+        let timeout_ms = limits::clamp(
+            envelope.timeout_ms,
+            limits::DEFAULT_TIMEOUT_MS,
+            self.config.max_timeout_ms,
+        );
+        let memory_mb = limits::clamp(
+            envelope.memory_mb,
+            limits::DEFAULT_MEMORY_MB,
+            self.config.max_memory_mb,
+        );
+        let deadline = started + Duration::from_millis(timeout_ms);
+
+        let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    ErrorCode::RunnerBusy,
+                    "all execution slots are busy; retry shortly",
+                )
+            })?
+            .map_err(|_| Failure::new(ErrorCode::Internal, "runner is shutting down"))?;
+
+        let request = Arc::new(RequestInfo {
+            request_id: request_id.to_string(),
+            tenant_id: envelope.tenant_id.clone(),
+            extension_id: envelope.extension_id.clone(),
+            install_id: envelope.install_id.clone(),
+            version_id: envelope.version_id.clone(),
+            content_hash: envelope.content_hash.to_string(),
+        });
+        let invocation = Invocation::new(
+            request.clone(),
+            envelope.user.clone().map(Arc::new),
+            (memory_mb * 1024 * 1024) as usize,
+        );
+        let guest_request = ExecuteRequest {
+            context: ContextData {
+                request_id: Some(request.request_id.clone()),
+                tenant_id: request.tenant_id.clone(),
+                extension_id: request.extension_id.clone(),
+                install_id: request.install_id.clone(),
+                version_id: request.version_id.clone(),
+            },
+            http: HttpRequest {
+                method: envelope.method.clone(),
+                url: envelope.guest_url(),
+                headers: envelope
+                    .headers
+                    .iter()
+                    .map(|(name, value)| HttpHeader {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                body: envelope.body.clone(),
+            },
+        };
+        let limits = ExecLimits {
+            deadline,
+            memory_bytes: (memory_mb * 1024 * 1024) as usize,
+            fuel: envelope.fuel,
+        };
+        let response = self
+            .runtime
+            .execute(&pre, invocation, guest_request, limits)
+            .await?;
+
+        let status = response.status;
+        if !(100..=599).contains(&status) {
+            return Err(Failure::new(
+                ErrorCode::ExtensionNoResponse,
+                format!("the handler returned without a valid HTTP status (got {status})"),
+            ));
+        }
+        let body_len = response.body.as_ref().map_or(0, Vec::len);
+        if body_len as u64 > self.config.max_response_bytes {
+            return Err(Failure::new(
+                ErrorCode::ResponseTooLarge,
+                format!(
+                    "response body of {body_len} bytes exceeds the limit of {} bytes",
+                    self.config.max_response_bytes
+                ),
+            ));
+        }
+        let pairs = response.headers.into_iter().map(|h| (h.name, h.value));
+        let (headers, dropped_headers) = filter_response_headers(pairs, body_len)?;
+        if !dropped_headers.is_empty() {
+            tracing::debug!(request_id, dropped = ?dropped_headers, "dropped guest response headers outside the allowlist");
+        }
+        Ok(GuestResponse {
+            status,
+            headers,
+            body: response.body,
+            dropped_headers,
+        })
+    }
+}
+
+/// Which component handles this request: the envelope's `endpoint` if
+/// given, else method + path against `api.endpoints`; a manifest without
+/// endpoints sends everything to `entry`.
+fn resolve_component(bundle: &LoadedBundle, envelope: &Envelope) -> Result<String, Failure> {
+    let manifest = &bundle.manifest;
+    let not_found = |what: String| Failure::new(ErrorCode::EndpointNotFound, what);
+    let path = match &envelope.endpoint {
+        Some(endpoint) if endpoint.starts_with("ui-proxy:") => {
+            let route = endpoint.trim_start_matches("ui-proxy:");
+            let route = if route.starts_with('/') {
+                route.to_string()
+            } else {
+                format!("/{route}")
+            };
+            match manifest.resolve(&envelope.method, &route) {
+                Some(e) => manifest.handler_component(e),
+                None if manifest.endpoints.is_empty() => manifest.entry.clone(),
+                None => {
+                    return Err(not_found(format!(
+                        "no endpoint for {} {route} in the manifest",
+                        envelope.method
+                    )));
+                }
+            }
+        }
+        Some(endpoint) => ext_bundle::component_path(endpoint),
+        None => match manifest.resolve(&envelope.method, &envelope.path) {
+            Some(e) => manifest.handler_component(e),
+            None if manifest.endpoints.is_empty() => manifest.entry.clone(),
+            None => {
+                return Err(not_found(format!(
+                    "no endpoint matches {} {} in the manifest of {}",
+                    envelope.method, envelope.path, manifest.name
+                )));
+            }
+        },
+    };
+    if !bundle.files.contains_key(&path) {
+        return Err(not_found(format!(
+            "handler component `{path}` is not in the bundle"
+        )));
+    }
+    Ok(path)
+}
+
+/// Apply the response header allowlist: `content-type`, safe
+/// `cache-control`, `etag`, `last-modified`, `content-language`, `x-ext-*`.
+/// A `content-length` that disagrees with the body is an invalid response.
+///
+/// # Errors
+/// `invalid_response` for a lying `content-length`.
+pub fn filter_response_headers(
+    headers: impl IntoIterator<Item = (String, String)>,
+    body_len: usize,
+) -> Result<(Vec<(String, String)>, Vec<String>), Failure> {
+    let mut kept: Vec<(String, String)> = Vec::new();
+    let mut dropped = Vec::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            && name.len() + value.len() <= MAX_HEADER_BYTES;
+        if !valid {
+            dropped.push(name);
+            continue;
+        }
+        if name == "content-length" {
+            if value.trim().parse::<usize>() != Ok(body_len) {
+                return Err(Failure::new(
+                    ErrorCode::InvalidResponse,
+                    format!("content-length `{value}` does not match the body length {body_len}"),
+                ));
+            }
+            dropped.push(name);
+            continue;
+        }
+        let allowed = match name.as_str() {
+            "content-type" | "etag" | "last-modified" | "content-language" => true,
+            "cache-control" => is_safe_cache_control(&value),
+            // The runner sets this itself.
+            "x-ext-request-id" => false,
+            other => other.starts_with("x-ext-"),
+        };
+        if !allowed || kept.len() >= MAX_HEADER_COUNT {
+            dropped.push(name);
+            continue;
+        }
+        match kept.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            None => kept.push((name, value)),
+        }
+    }
+    Ok((kept, dropped))
+}
+
+/// Only `no-store`, `no-cache`, `private`, `public` and `max-age=N`.
+fn is_safe_cache_control(value: &str) -> bool {
+    value.split(',').map(str::trim).all(|d| {
+        let d = d.to_ascii_lowercase();
+        matches!(d.as_str(), "no-store" | "no-cache" | "private" | "public")
+            || d.strip_prefix("max-age=").is_some_and(|n| {
+                !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit())
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// headers outside the allowlist are dropped, the rest kept.
+    #[test]
+    fn a15_header_allowlist_table() {
+        let (kept, dropped) = filter_response_headers(
+            pairs(&[
+                ("Content-Type", "text/plain"),
+                ("cache-control", "no-store"),
+                ("x-ext-custom", "kept"),
+                ("x-ext-custom", "again"),
+                ("etag", "\"v1\""),
+                ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                ("content-language", "en"),
+                ("set-cookie", "a=b"),
+                ("access-control-allow-origin", "*"),
+                ("strict-transport-security", "max-age=1"),
+                ("content-security-policy", "default-src *"),
+                ("connection", "close"),
+                ("transfer-encoding", "chunked"),
+                ("server", "evil"),
+                ("x-powered-by", "x"),
+                ("x-ext-request-id", "spoofed"),
+                ("x-ext-bad", "a\r\nb"),
+                ("content-length", "2"),
+            ]),
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            kept,
+            pairs(&[
+                ("content-type", "text/plain"),
+                ("cache-control", "no-store"),
+                ("x-ext-custom", "kept, again"),
+                ("etag", "\"v1\""),
+                ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                ("content-language", "en"),
+            ])
+        );
+        assert_eq!(dropped.len(), 12);
+    }
+
+    #[test]
+    fn a15_cache_control_values() {
+        for (value, safe) in [
+            ("no-store", true),
+            ("private, max-age=60", true),
+            ("public, max-age=31536000", true),
+            ("no-cache", true),
+            ("public, max-age=1, s-maxage=99999", false),
+            ("immutable", false),
+            ("max-age=", false),
+            ("max-age=-1", false),
+        ] {
+            assert_eq!(is_safe_cache_control(value), safe, "{value}");
+        }
+    }
+
+    #[test]
+    fn a15_content_length_mismatch_is_invalid() {
+        let err = filter_response_headers(pairs(&[("content-length", "999")]), 2).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidResponse);
+        let err = filter_response_headers(
+            pairs(&[("content-length", "2"), ("Content-Length", "3")]),
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidResponse);
+    }
+}

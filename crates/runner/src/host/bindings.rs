@@ -1,0 +1,19 @@
+//! Host bindings generated from `wit/alga-extension.wit`. Kept in its own
+//! rarely edited module: `bindgen!` costs a minute or two per rebuild.
+
+wasmtime::component::bindgen!({
+    world: "runner",
+    path: "../../wit",
+    imports: {
+        // Capabilities that will perform I/O on the host are async so the
+        // execution deadline (an outer timeout) can cancel them mid-call.
+        "alga:extension/secrets": async | trappable,
+        "alga:extension/http": async | trappable,
+        "alga:extension/storage": async | trappable,
+        "alga:extension/ui-proxy": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+});
+
+pub use alga::extension::types;

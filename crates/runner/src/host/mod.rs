@@ -1,0 +1,315 @@
+//! Host side of the guest contract: the per-execution state a store carries
+//! and the linker that connects guests to it.
+//!
+//! Lifecycle: *link once* ([`build_linker`] at start-up), *validate per
+//! component* ([`check_imports`] when a component is first loaded), *build per
+//! execution* ([`Invocation::new`] for each request's store).
+//!
+//! Modules: `bindings` (generated), `capabilities` (the WIT `Host` impls),
+//! `output` (captured stdout/stderr).
+
+pub mod bindings;
+mod capabilities;
+pub mod output;
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use self::bindings::Runner;
+use self::output::CapturedOutput;
+use crate::limits::{
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS,
+    MAX_TABLES_PER_COMPONENT,
+};
+
+/// Who is calling, for the guest's `context` and for log attribution.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub tenant_id: String,
+    pub extension_id: String,
+    pub install_id: Option<String>,
+    pub version_id: Option<String>,
+    pub content_hash: String,
+}
+
+/// The end user on whose behalf the gateway calls, when it says.
+#[derive(Clone, Debug, Default)]
+pub struct UserInfo {
+    pub user_id: String,
+    pub user_email: String,
+    pub user_name: String,
+    pub user_type: String,
+    pub client_name: String,
+    pub client_id: Option<String>,
+    /// Sorted by key (compat §1).
+    pub additional_fields: Vec<(String, String)>,
+}
+
+/// Everything one execution's store owns. Dropped with the store.
+pub struct Invocation {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: GuestLimiter,
+    pub(crate) request: Arc<RequestInfo>,
+    pub(crate) user: Option<Arc<UserInfo>>,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+    pub(crate) log_lines: u32,
+    pub(crate) log_dropped: u32,
+}
+
+impl Invocation {
+    /// A closed WASI context: no preopens, env, args or network; empty stdin;
+    /// stdout/stderr captured. Clocks and randomness are the host's.
+    pub fn new(
+        request: Arc<RequestInfo>,
+        user: Option<Arc<UserInfo>>,
+        memory_bytes: usize,
+    ) -> Self {
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false);
+        Invocation {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(memory_bytes),
+            request,
+            user,
+            stdout,
+            stderr,
+            log_lines: 0,
+            log_dropped: 0,
+        }
+    }
+
+    /// Write captured guest output into the log, attributed to the request.
+    pub fn flush_output(&self) {
+        let r = &self.request;
+        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (lines, dropped) = captured.take_lines();
+            for line in lines {
+                tracing::info!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, "{line}");
+            }
+            if dropped > 0 {
+                tracing::warn!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_bytes = dropped, "guest output over the cap was dropped");
+            }
+        }
+        if self.log_dropped > 0 {
+            tracing::warn!(target: "ext_runner::guest", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_lines = self.log_dropped, "guest log lines over the cap were dropped");
+        }
+    }
+}
+
+impl WasiView for Invocation {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Per-execution memory and table limits; remembers whether it refused a
+/// growth so a following trap can be reported as `memory_limit_exceeded`.
+pub struct GuestLimiter {
+    memory_bytes: usize,
+    pub(crate) memory_refused: bool,
+}
+
+impl GuestLimiter {
+    fn new(memory_bytes: usize) -> Self {
+        GuestLimiter {
+            memory_bytes,
+            memory_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES_PER_COMPONENT as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_COMPONENT as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_COMPONENT as usize
+    }
+}
+
+/// WASI preview 2 packages guests may import. `wasi:sockets` and `wasi:http`
+/// are deliberately absent: egress goes through `http.fetch` where policy
+/// applies.
+const ALLOWED_WASI_INTERFACES: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Interfaces of the `alga:extension` package this runner provides.
+const ALGA_INTERFACES: &[&str] = &[
+    "types", "context", "secrets", "http", "storage", "logging", "ui-proxy", "user", "user-v2",
+];
+
+/// Whether an import name (e.g. `wasi:cli/stdout@0.2.3`) is one we provide.
+pub fn is_supported_import(name: &str) -> bool {
+    let (unversioned, version) = match name.split_once('@') {
+        Some((base, version)) => (base, Some(version)),
+        None => (name, None),
+    };
+    if let Some(interface) = unversioned.strip_prefix("alga:extension/") {
+        return version.is_none() && ALGA_INTERFACES.contains(&interface);
+    }
+    ALLOWED_WASI_INTERFACES.contains(&unversioned) && version.is_some_and(|v| v.starts_with("0.2."))
+}
+
+/// The first import of `component` this runner does not provide, if any.
+pub fn check_imports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), String> {
+    let ty = component.component_type();
+    let mut unsupported: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|n| !is_supported_import(n))
+        .map(str::to_string)
+        .collect();
+    unsupported.sort();
+    match unsupported.is_empty() {
+        true => Ok(()),
+        false => Err(unsupported.join(", ")),
+    }
+}
+
+/// The one linker every component is pre-instantiated against: the eight
+/// `alga:extension` interfaces and the closed WASI subset.
+///
+/// # Errors
+/// Only if two definitions collide (a programming error).
+pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+    use wasmtime_wasi::{
+        cli::WasiCli, clocks::WasiClocks, filesystem::WasiFilesystem, random::WasiRandom,
+    };
+
+    let mut linker = Linker::<Invocation>::new(engine);
+    Runner::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
+
+    let l = &mut linker;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<Invocation, HasIo>(l, |t| {
+        &mut t.table
+    })?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<Invocation, HasIo>(l, |t| {
+        &mut t.table
+    })?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<Invocation, HasIo>(l, |t| {
+        &mut t.table
+    })?;
+    use wasmtime_wasi::cli::WasiCliView as _;
+    use wasmtime_wasi::clocks::WasiClocksView as _;
+    use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+    clocks::wall_clock::add_to_linker::<Invocation, WasiClocks>(l, Invocation::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<Invocation, WasiClocks>(l, Invocation::clocks)?;
+    filesystem::types::add_to_linker::<Invocation, WasiFilesystem>(l, Invocation::filesystem)?;
+    filesystem::preopens::add_to_linker::<Invocation, WasiFilesystem>(l, Invocation::filesystem)?;
+    random::random::add_to_linker::<Invocation, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<Invocation, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<Invocation, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::environment::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::stdin::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::stdout::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::stderr::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::terminal_input::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::terminal_output::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::terminal_stdin::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::terminal_stdout::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    cli::terminal_stderr::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    Ok(linker)
+}
+
+struct HasIo;
+
+impl wasmtime::component::HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_supported_import;
+
+    #[test]
+    fn import_allowlist_table() {
+        let cases = [
+            ("alga:extension/context", true),
+            ("alga:extension/user-v2", true),
+            ("alga:extension/types", true),
+            ("alga:extension/scheduler", false),
+            ("alga:extension/context@1.0.0", false),
+            ("wasi:cli/stdout@0.2.3", true),
+            ("wasi:io/streams@0.2.0", true),
+            ("wasi:filesystem/preopens@0.2.6", true),
+            ("wasi:cli/stdout", false),
+            ("wasi:cli/stdout@0.3.0", false),
+            ("wasi:sockets/tcp@0.2.3", false),
+            ("wasi:sockets/ip-name-lookup@0.2.3", false),
+            ("wasi:http/outgoing-handler@0.2.3", false),
+            ("wasi:cli/run@0.2.3", false),
+            ("evil:pkg/iface", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_supported_import(name), want, "{name}");
+        }
+    }
+}

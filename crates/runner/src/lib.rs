@@ -1,0 +1,28 @@
+//! ext-runner: runs extension handlers as sandboxed WebAssembly components
+//! and serves them over `POST /v1/execute`.
+//!
+//! Main modules:
+//! - [`config`]: one validated configuration (defaults < env < flags);
+//! - [`server`]: `router(state)` and `serve(listener, state, shutdown)`;
+//! - [`execute`]: the pipeline shared by the server, `exec` and benches;
+//! - [`envelope`]: the execute envelope and its validation;
+//! - [`engine`]: the shared Wasmtime engine, compile cache and limits;
+//! - [`host`]: the guest contract's host side (capabilities, WASI subset);
+//! - [`store`]: bundle store and the verified, unpacked bundle cache;
+//! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
+//! - [`error`]: error codes and the one mapping to HTTP;
+//! - [`limits`]: every limit and its default.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod execute;
+pub mod host;
+pub mod limits;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use execute::{GuestResponse, Runner};

@@ -1,0 +1,105 @@
+//! Every limit the runner enforces, in one place.
+//!
+//! Requests are clamped by operator maxima (`RUNNER_MAX_*`): an envelope may
+//! ask for less than the maximum, never more. Each constant says why it has
+//! the value it has.
+
+use std::time::Duration;
+
+/// Guest linear memory when the envelope does not ask (`limits.memory_mb`).
+/// Comfortably above StarlingMonkey's 9 MiB initial heap.
+pub const DEFAULT_MEMORY_MB: u64 = 128;
+/// Operator ceiling for `limits.memory_mb` (`RUNNER_MAX_MEMORY_MB`); also the
+/// size of each pooling-allocator memory slot.
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
+
+/// Wall-clock budget when the envelope does not ask (`limits.timeout_ms`).
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Operator ceiling for `limits.timeout_ms` (`RUNNER_MAX_TIMEOUT_MS`).
+pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest guest request body, decoded (`RUNNER_MAX_REQUEST_BYTES`).
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 10 * 1024 * 1024;
+/// Largest guest response body (`RUNNER_MAX_RESPONSE_BYTES`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 10 * 1024 * 1024;
+/// JSON and base64 overhead allowed on top of the body limit for the whole
+/// execute envelope: base64 is 4/3 of the body, plus this for the rest.
+pub const ENVELOPE_OVERHEAD_BYTES: u64 = 1024 * 1024;
+
+/// Most headers in the envelope's `http.headers` or a guest response.
+pub const MAX_HEADER_COUNT: usize = 100;
+/// Largest single header (name + value) in the envelope or a guest response.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest sum of all header names and values in the envelope.
+pub const MAX_HEADERS_TOTAL_BYTES: usize = 64 * 1024;
+/// hyper's inbound header limits (count; read buffer, which bounds the size
+/// of the header block). Over them hyper answers 431 itself.
+pub const MAX_INBOUND_HEADERS: usize = 100;
+pub const MAX_INBOUND_HEADER_BUF_BYTES: usize = 64 * 1024;
+
+/// Slowloris guard: a client must finish sending headers within this time
+/// (`RUNNER_HEADER_READ_TIMEOUT_MS`).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// A client must finish sending the request body within this time, else 408.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// Executions in flight at once across all tenants (`RUNNER_MAX_CONCURRENCY`);
+/// also sizes the pooling allocator. Beyond it: 503 `runner_busy`.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
+/// How long a request may wait for an execution slot before 503.
+pub const CONCURRENCY_WAIT: Duration = Duration::from_millis(100);
+
+/// One process-wide epoch ticker drives every deadline; a guest loop is
+/// interrupted at most one tick after its deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Guest wasm stack. Kept well below [`ASYNC_STACK_BYTES`] so a stack
+/// overflow is a clean trap and host calls still have room.
+pub const MAX_WASM_STACK_BYTES: usize = 512 * 1024;
+/// Fiber stack each execution runs on (wasm stack + host frames).
+pub const ASYNC_STACK_BYTES: usize = 2 * 1024 * 1024;
+
+/// Table elements per table: StarlingMonkey components use ~7,600.
+pub const MAX_TABLE_ELEMENTS: usize = 50_000;
+/// Core instances, memories and tables one component may create; a Rust
+/// wasip2 component uses about four core instances, JS about ten.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+
+/// Guest stdout/stderr kept per stream per execution; the rest is counted
+/// and dropped so a chatty guest cannot flood the log.
+pub const MAX_GUEST_OUTPUT_BYTES: usize = 64 * 1024;
+/// Log lines a guest may emit per execution through `logging.*`.
+pub const MAX_GUEST_LOG_LINES: u32 = 1_000;
+/// Longest single guest log message kept (longer ones are truncated).
+pub const MAX_GUEST_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// Clamp a requested value into `1..=max`, using `default` when absent.
+pub fn clamp(requested: Option<u64>, default: u64, max: u64) -> u64 {
+    requested.unwrap_or(default).clamp(1, max.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamp_table() {
+        let cases = [
+            (None, 128, 256, 128),
+            (Some(64), 128, 256, 64),
+            (Some(1024), 128, 256, 256),
+            (Some(0), 128, 256, 1),
+            (None, 512, 256, 256),
+            (Some(5), 128, 0, 1),
+        ];
+        for (requested, default, max, want) in cases {
+            assert_eq!(
+                clamp(requested, default, max),
+                want,
+                "{requested:?} {default} {max}"
+            );
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! HTTP surface: `router(state)` and `serve(listener, state, shutdown)`.
+//!
+//! Connections are served through hyper-util (not `axum::serve`) so hyper
+//! has a timer and the header-read timeout works (slowloris, A-17), with
+//! `TCP_NODELAY` on every accepted socket and bounded header sizes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::engine::Failure;
+use crate::envelope::Envelope;
+use crate::error::{ApiError, ErrorCode};
+use crate::execute::Runner;
+use crate::limits::{ENVELOPE_OVERHEAD_BYTES, MAX_INBOUND_HEADER_BUF_BYTES, MAX_INBOUND_HEADERS};
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub runner: Arc<Runner>,
+    /// SHA-256 of each accepted service token: comparing fixed-size digests
+    /// in constant time leaks neither content nor length.
+    token_digests: Vec<[u8; 32]>,
+}
+
+impl AppState {
+    pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
+        let token_digests = runner
+            .config()
+            .service_tokens
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect();
+        Arc::new(AppState {
+            runner,
+            token_digests,
+        })
+    }
+
+    /// Whether the request carries an accepted service token. With no token
+    /// configured (only possible in `--dev` on loopback) everything passes.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        if self.token_digests.is_empty() {
+            return true;
+        }
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| {
+                headers
+                    .get("x-runner-service-token")
+                    .and_then(|v| v.to_str().ok())
+            });
+        let Some(presented) = presented else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        // Check every token so timing does not reveal which one matched.
+        self.token_digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&digest))
+            .into()
+    }
+}
+
+/// The application: `POST /v1/execute`, `GET /healthz`, JSON 404/405.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/execute", post(execute))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// A request id we are willing to echo: short, printable, no separators.
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+fn inbound_request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| valid_request_id(id))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[derive(Serialize)]
+struct ExecuteBody<'a> {
+    status: u16,
+    headers: serde_json::Map<String, serde_json::Value>,
+    body_b64: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let mut request_id = inbound_request_id(request.headers());
+    let fail = |code: ErrorCode, message: String, id: &str| {
+        ApiError::new(code, message, id).into_response()
+    };
+    if !state.authorized(request.headers()) {
+        return fail(
+            ErrorCode::Unauthorized,
+            "missing or invalid service token".into(),
+            &request_id,
+        );
+    }
+    let config = state.runner.config();
+    let max_envelope = config.max_request_bytes / 3 * 4 + ENVELOPE_OVERHEAD_BYTES;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // refuse before reading a body we already know is too big.
+    if declared.is_some_and(|len| len > max_envelope) {
+        return fail(
+            ErrorCode::PayloadTooLarge,
+            format!("request exceeds the limit of {max_envelope} bytes"),
+            &request_id,
+        );
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), max_envelope as usize);
+    let bytes = match tokio::time::timeout(
+        config.body_read_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await
+    {
+        Err(_) => {
+            return fail(
+                ErrorCode::RequestTimeout,
+                "request body was not received in time".into(),
+                &request_id,
+            );
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return fail(
+                ErrorCode::PayloadTooLarge,
+                format!("request exceeds the limit of {max_envelope} bytes"),
+                &request_id,
+            );
+        }
+        Ok(Err(e)) => {
+            return fail(
+                ErrorCode::InvalidEnvelope,
+                format!("could not read the request body: {e}"),
+                &request_id,
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let envelope = match Envelope::parse(&bytes, config.max_request_bytes) {
+        Ok(envelope) => envelope,
+        Err(Failure { code, message }) => return fail(code, message, &request_id),
+    };
+    if let Some(id) = envelope
+        .request_id
+        .as_deref()
+        .filter(|id| valid_request_id(id))
+    {
+        request_id = id.to_string();
+    }
+    let span = tracing::info_span!("execute", request_id = %request_id, tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
+    let started = std::time::Instant::now();
+    let outcome = {
+        use tracing::Instrument as _;
+        state
+            .runner
+            .execute(&envelope, &request_id)
+            .instrument(span.clone())
+            .await
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(guest) => {
+            span.in_scope(|| tracing::info!(status = guest.status, elapsed_ms, "executed"));
+            let mut headers = serde_json::Map::new();
+            for (name, value) in guest.headers {
+                headers.insert(name, value.into());
+            }
+            headers.insert("x-ext-request-id".into(), request_id.clone().into());
+            let body = ExecuteBody {
+                status: guest.status,
+                headers,
+                body_b64: guest.body.map(|b| BASE64.encode(b)).unwrap_or_default(),
+                request_id: None,
+            };
+            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+            set_request_id(response.headers_mut(), &request_id);
+            response
+        }
+        Err(Failure { code, message }) => {
+            span.in_scope(|| tracing::warn!(code = code.as_str(), elapsed_ms, "{message}"));
+            fail(code, message, &request_id)
+        }
+    }
+}
+
+fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value.clone());
+        headers.insert("x-ext-request-id", value);
+    }
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+}
+
+async fn healthz() -> Response {
+    let mut response = (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn not_found(request: Request<Body>) -> Response {
+    let id = inbound_request_id(request.headers());
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {}", request.uri().path()),
+        id,
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request<Body>) -> Response {
+    let id = inbound_request_id(request.headers());
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed here", request.method()),
+        id,
+    )
+    .into_response()
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves, then stop
+/// accepting, let open connections finish their in-flight requests (up to
+/// `grace`) and return.
+///
+/// # Errors
+/// Only if accepting fails in a way that is not per-connection.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let config = state.runner.config().clone();
+    let app = router(state);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_headers(MAX_INBOUND_HEADERS)
+        .max_buf_size(MAX_INBOUND_HEADER_BUF_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(MAX_INBOUND_HEADER_BUF_BYTES as u32)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256);
+    let builder = Arc::new(builder);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Per-connection failures (EMFILE, resets) must not stop the server.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(app.clone());
+                let builder = builder.clone();
+                let mut stop = stop_rx.clone();
+                connections.spawn(async move {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = stop.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+                // Reap finished connection tasks so the set stays small.
+                while connections.try_join_next().is_some() {}
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Bundle resolution and the compile cache: integrity, availability,
+//! single-flight compilation and the verified artifact cache.
+
+use std::sync::atomic::Ordering;
+
+use http::StatusCode;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn missing_bundle_is_502_bundle_unavailable() {
+    let t = TestRunner::new();
+    let digest = ext_bundle::Digest::of(b"never published");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_unavailable");
+    assert_eq!(body["status"], 502);
+}
+
+#[tokio::test]
+async fn tampered_bundle_is_502_bundle_integrity() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    // Replace the stored archive with different (valid) bundle bytes.
+    let other = ext_bundle::pack_dir(&hello_dir()).unwrap();
+    let key = t.dir.path().join("bundles").join(ext_runner::store::bundle_key(&digest));
+    std::fs::write(&key, &other).unwrap();
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_integrity");
+    // Nothing was unpacked for the bad hash.
+    assert!(!t.dir.path().join("cache/bundles").join(digest.hex()).exists());
+}
+
+#[tokio::test]
+async fn publish_is_idempotent_and_content_addressed() {
+    let t = TestRunner::new();
+    let archive = ext_bundle::pack_dir(&hello_dir()).unwrap();
+    let (d1, new1) = t.runner.bundle_store().publish(&archive).unwrap();
+    let (d2, new2) = t.runner.bundle_store().publish(&archive).unwrap();
+    assert_eq!(d1, d2);
+    assert!(new1 && !new2);
+    assert_eq!(d1, ext_bundle::Digest::of(&archive));
+}
+
+/// Concurrent first requests for one component compile it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_compile_once() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let state = t.state.clone();
+        let env = envelope(&digest, "GET", "/");
+        tasks.push(tokio::spawn(async move {
+            let response = tower::ServiceExt::oneshot(
+                ext_runner::server::router(state),
+                http::Request::post("/v1/execute")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .body(axum::body::Body::from(env.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            response.status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(t.runner.engine_stats().compiles.load(Ordering::Relaxed), 1);
+}
+
+/// A restarted runner loads the compiled artifact instead of compiling; a
+/// corrupted artifact is detected, discarded and recompiled (F-02).
+#[tokio::test]
+async fn artifact_cache_survives_restart_and_detects_corruption() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, _) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(t.runner.engine_stats().compiles.load(Ordering::Relaxed), 1);
+    let TestRunner { dir, .. } = t;
+
+    let t = TestRunner::in_dir(dir, &[]);
+    let (status, _, _) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(t.runner.engine_stats().compiles.load(Ordering::Relaxed), 0);
+    assert_eq!(t.runner.engine_stats().artifact_loads.load(Ordering::Relaxed), 1);
+
+    // Flip one byte in every cached artifact.
+    let compiled = t.dir.path().join("cache/compiled").join(digest.hex());
+    let mut flipped = 0;
+    for entry in std::fs::read_dir(&compiled).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 1);
+    let TestRunner { dir, .. } = t;
+    let t = TestRunner::in_dir(dir, &[]);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.engine_stats().artifact_loads.load(Ordering::Relaxed), 0);
+    assert_eq!(t.runner.engine_stats().compiles.load(Ordering::Relaxed), 1);
+}

@@ -1,0 +1,257 @@
+//! Limits and guest faults (catalogue rows A-01 ... A-15). Every fault is
+//! followed by a successful request from the same tenant: a fault never
+//! poisons the runner.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::support::*;
+
+/// The same tenant gets a 200 from `echo` right after a fault.
+async fn next_request_succeeds(t: &TestRunner) {
+    let echo = t.publish_fixture("echo");
+    let (status, _, body) = t.post(&envelope(&echo, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "after a fault: {body}");
+}
+
+/// A-01: a guest spinning without host calls is interrupted by the epoch
+/// deadline within the deadline plus a tick (Spin's bar: < 2 s for 100 ms).
+#[tokio::test]
+async fn a01_infinite_loop_times_out() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_infinite_loop");
+    // Warm the compile cache so the measurement is the execution alone.
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"timeout_ms": 100});
+    let _ = t.post(&env).await;
+    let started = Instant::now();
+    let (status, headers, body) = t.post(&env).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_code(&body), "execution_timeout");
+    assert_eq!(body["status"], 504);
+    assert_eq!(headers["x-request-id"], env["context"]["request_id"].as_str().unwrap());
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    next_request_succeeds(&t).await;
+}
+
+/// A-01: the operator's ceiling clamps what the envelope asks for.
+#[tokio::test]
+async fn a01_timeout_is_clamped_by_operator_max() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_TIMEOUT_MS", "150")]);
+    let digest = t.publish_fixture("limits_infinite_loop");
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"timeout_ms": 600_000});
+    let _ = t.post(&env).await;
+    let started = Instant::now();
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+/// A-01 (fuel): an envelope fuel budget stops the same loop with its own code.
+#[tokio::test]
+async fn a01_fuel_exhaustion() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_infinite_loop");
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"fuel": 1_000_000, "timeout_ms": 20_000});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_code(&body), "fuel_exhausted");
+    next_request_succeeds(&t).await;
+}
+
+/// A-02: a guest blocked inside a host call (a WASI sleep: no epoch
+/// checks run there) is cut off by the outer async timeout, without panic.
+#[tokio::test]
+async fn a02_blocking_host_call_times_out() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_sleep");
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"timeout_ms": 200});
+    let _ = t.post(&env).await;
+    let started = Instant::now();
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_code(&body), "execution_timeout");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    next_request_succeeds(&t).await;
+}
+
+/// A-04: growing memory past the limit is refused; the guest aborts and the
+/// client sees `memory_limit_exceeded`.
+#[tokio::test]
+async fn a04_memory_growth_is_refused() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_memory_hog");
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"memory_mb": 32});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "memory_limit_exceeded");
+    assert_eq!(body["status"], 502);
+    next_request_succeeds(&t).await;
+}
+
+/// A-05: a component whose initial memory exceeds the limit fails to
+/// instantiate cleanly.
+#[tokio::test]
+async fn a05_initial_memory_over_limit() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_big_initial_memory");
+    let mut env = envelope(&digest, "GET", "/");
+    env["limits"] = json!({"memory_mb": 16});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "instantiation_failed");
+    // With enough memory the same component runs.
+    env["limits"] = json!({"memory_mb": 128});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A-06: unbounded recursion is a clean stack-overflow trap; the process
+/// keeps serving.
+#[tokio::test]
+async fn a06_stack_overflow_is_a_trap() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_deep_recursion");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "extension_trap");
+    assert!(body["error"]["message"].as_str().unwrap().contains("stack overflow"), "{body}");
+    next_request_succeeds(&t).await;
+}
+
+/// A-11: a handler that returns without a response, and one that traps.
+#[tokio::test]
+async fn a11_no_response_and_trap() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("no_response");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "extension_no_response");
+
+    let digest = t.publish_fixture("trap");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "extension_trap");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    next_request_succeeds(&t).await;
+}
+
+/// A-12: a component importing an interface outside the provided set is
+/// refused at load with the import named; nothing is instantiated.
+#[tokio::test]
+async fn a12_unsupported_import_is_refused() {
+    let t = TestRunner::new();
+    let wasm = wat::parse_str(
+        r#"(component
+             (import "wasi:sockets/tcp@0.2.0" (instance))
+             (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let digest = t.publish_component("sockets", &wasm);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "unsupported_import");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("wasi:sockets/tcp@0.2.0"), "{message}");
+    assert!(message.contains("wasi:http/outgoing-handler@0.2.0"), "{message}");
+
+    // A component without the `handler` export is invalid, not a trap.
+    let wasm = wat::parse_str("(component)").unwrap();
+    let digest = t.publish_component("empty", &wasm);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "component_invalid");
+
+    // Not a component at all.
+    let digest = t.publish_component("garbage", b"\0asm garbage");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "component_invalid");
+    next_request_succeeds(&t).await;
+}
+
+/// A-03: components using proposals this runner disables are refused.
+#[tokio::test]
+async fn a03_disabled_proposals_are_refused_at_load() {
+    let t = TestRunner::new();
+    let wasm = wat::parse_str(
+        r#"(component (core module (tag $e) (func (throw $e))))"#,
+    )
+    .unwrap();
+    let digest = t.publish_component("exceptions", &wasm);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "unsupported_feature", "{body}");
+}
+
+/// A-13: a decoded body over the limit is refused before the guest runs.
+#[tokio::test]
+async fn a13_request_body_over_limit() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_REQUEST_BYTES", "1024")]);
+    let digest = t.publish_fixture("echo");
+    let mut env = envelope(&digest, "POST", "/");
+    env["http"]["body_b64"] = b64(&vec![b'a'; 1025]).into();
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large");
+    assert_eq!(body["status"], 413);
+    env["http"]["body_b64"] = b64(&vec![b'a'; 1024]).into();
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A-13: a declared Content-Length over the envelope limit is refused
+/// without reading the body.
+#[tokio::test]
+async fn a13_declared_length_over_limit() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_REQUEST_BYTES", "1024")]);
+    let (status, _, body) = t
+        .post_raw(b"{}".to_vec(), &[("authorization", &format!("Bearer {TOKEN}")), ("content-length", "999999999")])
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+/// A-14: a guest response body over the limit is refused, never truncated.
+#[tokio::test]
+async fn a14_response_over_limit() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_RESPONSE_BYTES", "65536")]);
+    let digest = t.publish_fixture("limits_big_response");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/?bytes=65537")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "response_too_large");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/?bytes=65536")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(unb64(body["body_b64"].as_str().unwrap()).len(), 65536);
+}
+
+/// A-15: forbidden response headers are dropped, the response stays 200; a
+/// lying Content-Length is an invalid response.
+#[tokio::test]
+async fn a15_forbidden_response_headers_are_dropped() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("headers_forbidden");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let headers = body["headers"].as_object().unwrap();
+    let mut names: Vec<&str> = headers.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["cache-control", "content-type", "etag", "x-ext-custom", "x-ext-request-id"], "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/?cc=evil")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["headers"].get("cache-control").is_none(), "{body}");
+
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/?cl=bad")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "invalid_response");
+}

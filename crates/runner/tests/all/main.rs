@@ -1,0 +1,9 @@
+//! The one integration-test binary of ext-runner (each extra binary would
+//! relink Wasmtime). Tests name the attack-catalogue row they cover.
+
+mod bundles;
+mod cli;
+mod execute;
+mod limits;
+mod socket;
+mod support;

@@ -1,0 +1,202 @@
+//! Shared helpers: runners on temp dirs, fixture bundles, envelopes, and a
+//! tiny HTTP/1.1 client for the tests that need a real socket.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ext_bundle::Digest;
+use ext_runner::config::{Config, Overrides};
+use ext_runner::server::{AppState, router};
+use ext_runner::Runner;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub const TOKEN: &str = "test-service-token-0123456789";
+
+/// A runner on its own temp directory with a test token.
+pub struct TestRunner {
+    pub runner: Arc<Runner>,
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRunner {
+    pub fn new() -> TestRunner {
+        TestRunner::with_env(&[])
+    }
+
+    /// Extra settings as environment pairs, e.g. `("RUNNER_MAX_TIMEOUT_MS", "500")`.
+    pub fn with_env(extra: &[(&str, &str)]) -> TestRunner {
+        let dir = tempfile::tempdir().unwrap();
+        TestRunner::in_dir(dir, extra)
+    }
+
+    pub fn in_dir(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestRunner {
+        let config = test_config(dir.path(), extra);
+        let runner = Arc::new(Runner::new(config).unwrap());
+        let state = AppState::new(runner.clone());
+        TestRunner { runner, state, dir }
+    }
+
+    /// Pack `bundle_dir` and publish it into this runner's store.
+    pub fn publish_dir(&self, bundle_dir: &Path) -> Digest {
+        let archive = ext_bundle::pack_dir(bundle_dir).unwrap();
+        self.runner.bundle_store().publish(&archive).unwrap().0
+    }
+
+    /// Publish a bundle whose entry component is the named fixture.
+    pub fn publish_fixture(&self, fixture: &str) -> Digest {
+        let wasm = std::fs::read(ext_test_fixtures::component(fixture)).unwrap();
+        self.publish_component(fixture, &wasm)
+    }
+
+    /// Publish a bundle around arbitrary component bytes.
+    pub fn publish_component(&self, name: &str, wasm: &[u8]) -> Digest {
+        let dir = bundle_dir_for(name, wasm);
+        self.publish_dir(dir.path())
+    }
+
+    /// POST /v1/execute through the router (no socket).
+    pub async fn post(&self, envelope: &Value) -> (StatusCode, HashMap<String, String>, Value) {
+        self.post_raw(envelope.to_string().into_bytes(), &[("authorization", &format!("Bearer {TOKEN}"))]).await
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, HashMap<String, String>, Value) {
+        let mut request = Request::post("/v1/execute").header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = router(self.state.clone()).oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, json)
+    }
+}
+
+pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("RUNNER_DATA_DIR".to_string(), dir.display().to_string()),
+        ("RUNNER_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
+        // Small pools keep many parallel test runners cheap.
+        ("RUNNER_MAX_CONCURRENCY".to_string(), "8".to_string()),
+    ]);
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::load(&env, &Overrides::default()).unwrap()
+}
+
+/// A bundle directory: manifest without endpoints (everything goes to the
+/// entry) and `dist/main.wasm`.
+pub fn bundle_dir_for(name: &str, wasm: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = json!({
+        "name": format!("com.test.{}", name.replace('_', "-")),
+        "publisher": "tests",
+        "version": "1.0.0",
+        "runtime": "wasm-rust@1",
+        "capabilities": ["cap:context.read", "cap:log.emit"],
+        "entry": "dist/main.wasm"
+    });
+    std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    std::fs::create_dir_all(dir.path().join("dist")).unwrap();
+    std::fs::write(dir.path().join("dist/main.wasm"), wasm).unwrap();
+    dir
+}
+
+/// An execute envelope for `digest`.
+pub fn envelope(digest: &Digest, method: &str, path: &str) -> Value {
+    json!({
+        "context": {
+            "request_id": uuid(),
+            "tenant_id": "tenant-a",
+            "extension_id": "com.test.ext",
+            "content_hash": digest.to_string()
+        },
+        "http": {"method": method, "path": path}
+    })
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    BASE64.decode(text).unwrap()
+}
+
+/// The decoded guest body of a successful execute response.
+pub fn guest_json(body: &Value) -> Value {
+    serde_json::from_slice(&unb64(body["body_b64"].as_str().unwrap())).unwrap()
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+pub fn hello_dir() -> PathBuf {
+    ext_test_fixtures::hello_bundle_dir()
+}
+
+/// Serve a test runner on a real loopback socket; returns the address and
+/// a handle that stops the server when dropped.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn serve(test: &TestRunner) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = test.state.clone();
+    let task = tokio::spawn(async move {
+        ext_runner::server::serve(listener, state, async { let _ = rx.await; }, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    });
+    Served { addr, stop: Some(tx), task: Some(task) }
+}
+
+/// Send raw bytes and read until the server closes or `timeout` passes.
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], timeout: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// A well-formed HTTP/1.1 execute request with `Connection: close`.
+pub fn http_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
