@@ -91,8 +91,7 @@ fn env_var(name: &str) -> OsString {
 
 /// Every crate directory of the guest workspace (a subdirectory with a Cargo.toml), sorted.
 fn fixture_names(guests: &Path) -> Vec<String> {
-    let entries =
-        fs::read_dir(guests).unwrap_or_else(|e| panic!("cannot list {}: {e}", guests.display()));
+    let entries = fs::read_dir(guests).unwrap_or_else(|e| panic!("cannot list {}: {e}", guests.display()));
     let mut names: Vec<String> = entries
         .map(|entry| entry.expect("read guest workspace entry").path())
         .filter(|path| path.join("Cargo.toml").is_file())
@@ -104,11 +103,7 @@ fn fixture_names(guests: &Path) -> Vec<String> {
         })
         .collect();
     names.sort();
-    assert!(
-        !names.is_empty(),
-        "no fixture crates in {}",
-        guests.display()
-    );
+    assert!(!names.is_empty(), "no fixture crates in {}", guests.display());
     names
 }
 
@@ -230,8 +225,7 @@ fn copy(from: &Path, to: &Path) {
 
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
-    let entries =
-        fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
+    let entries = fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
     for entry in entries {
         let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
         let path = entry.path();
@@ -264,9 +258,6 @@ fn write_generated(file: &Path, fixtures: &[(&str, PathBuf)], hello_bundle: &Pat
     }
     code.push_str("];\n\n");
     code.push_str("/// Absolute path of the staged examples/hello bundle directory.\n");
-    code.push_str(&format!(
-        "const HELLO_BUNDLE_DIR: &str = {:?};\n",
-        utf8(hello_bundle)
-    ));
+    code.push_str(&format!("const HELLO_BUNDLE_DIR: &str = {:?};\n", utf8(hello_bundle)));
     fs::write(file, code).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
 }

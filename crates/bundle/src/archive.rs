@@ -160,9 +160,7 @@ impl BundleError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidEntry { .. } => "bundle_invalid_entry",
-            Self::TooLarge { .. } | Self::TooManyFiles { .. } | Self::FileTooLarge { .. } => {
-                "bundle_too_large"
-            }
+            Self::TooLarge { .. } | Self::TooManyFiles { .. } | Self::FileTooLarge { .. } => "bundle_too_large",
             Self::MissingManifest | Self::Manifest(_) => "bundle_invalid_manifest",
             Self::Decompress { .. } | Self::Malformed { .. } => "bundle_corrupt",
             Self::Io { .. } => "bundle_io",

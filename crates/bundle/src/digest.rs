@@ -79,25 +79,14 @@ impl Digest {
         };
         // Report a bad character before a bad length: it is the more specific
         // hint (a stray space or quote usually also changes the length).
-        if let Some((position, character)) = hex_part
-            .chars()
-            .enumerate()
-            .find(|(_, c)| !c.is_ascii_hexdigit())
-        {
-            return Err(DigestError::InvalidHex {
-                character,
-                position,
-            });
+        if let Some((position, character)) = hex_part.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(DigestError::InvalidHex { character, position });
         }
         if hex_part.len() != HEX_LEN {
-            return Err(DigestError::WrongLength {
-                length: hex_part.len(),
-            });
+            return Err(DigestError::WrongLength { length: hex_part.len() });
         }
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| DigestError::WrongLength {
-            length: hex_part.len(),
-        })?;
+        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| DigestError::WrongLength { length: hex_part.len() })?;
         Ok(Self(bytes))
     }
 
@@ -242,10 +231,7 @@ mod tests {
                 &sha512,
                 "unsupported digest algorithm `sha512`; only `sha256` is accepted",
             ),
-            (
-                "é",
-                "digest has a non-hex character 'é' at position 0 of the hex part",
-            ),
+            ("é", "digest has a non-hex character 'é' at position 0 of the hex part"),
         ];
         for (input, message) in cases {
             let err = Digest::parse(input).expect_err(input);

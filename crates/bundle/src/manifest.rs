@@ -161,11 +161,7 @@ impl fmt::Display for ManifestError {
                 self.reason
             ),
             (None, true) => write!(f, "{MANIFEST_FILE_NAME}: {}", self.reason),
-            (None, false) => write!(
-                f,
-                "{MANIFEST_FILE_NAME}: field `{}`: {}",
-                self.field, self.reason
-            ),
+            (None, false) => write!(f, "{MANIFEST_FILE_NAME}: field `{}`: {}", self.field, self.reason),
         }
     }
 }
@@ -213,8 +209,7 @@ impl Manifest {
     pub fn check(bytes: &[u8]) -> Result<Manifest, Vec<ManifestError>> {
         // Some editors save JSON with a UTF-8 byte-order mark; it carries no meaning.
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|err| vec![ManifestError::json(&err)])?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|err| vec![ManifestError::json(&err)])?;
         Self::from_json_value(&value)
     }
 
@@ -349,8 +344,7 @@ impl Serialize for Manifest {
 impl<'de> Deserialize<'de> for Manifest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        Manifest::from_json_value(&value)
-            .map_err(|errors| serde::de::Error::custom(first_error(errors)))
+        Manifest::from_json_value(&value).map_err(|errors| serde::de::Error::custom(first_error(errors)))
     }
 }
 
@@ -414,8 +408,11 @@ struct Checker {
 }
 
 impl Checker {
+    /// Records a problem. Reasons quote user input, so control characters
+    /// are escaped to keep messages on one printable line.
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ManifestError::new(field, reason));
+        let reason = printable(&reason.into());
+        self.errors.push(ManifestError::new(printable(&field.into()), reason));
     }
 
     /// The value of `key`, treating `null` as absent.
@@ -433,21 +430,11 @@ impl Checker {
         }
     }
 
-    fn optional_string(
-        &mut self,
-        object: &Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> Option<String> {
+    fn optional_string(&mut self, object: &Map<String, Value>, key: &str, field: &str) -> Option<String> {
         Self::get(object, key).and_then(|value| self.string(value, field))
     }
 
-    fn required_string(
-        &mut self,
-        object: &Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> Option<String> {
+    fn required_string(&mut self, object: &Map<String, Value>, key: &str, field: &str) -> Option<String> {
         match Self::get(object, key) {
             Some(value) => self.string(value, field),
             None => {
@@ -457,12 +444,7 @@ impl Checker {
         }
     }
 
-    fn optional_array<'v>(
-        &mut self,
-        object: &'v Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> &'v [Value] {
+    fn optional_array<'v>(&mut self, object: &'v Map<String, Value>, key: &str, field: &str) -> &'v [Value] {
         match Self::get(object, key) {
             None => &[],
             Some(Value::Array(items)) => items,
@@ -493,10 +475,7 @@ impl Checker {
         match relpath::normalise(&path) {
             Ok(normal) => Some(normal.to_owned()),
             Err(problem) => {
-                self.fail(
-                    field,
-                    format!("`{path}` is not a safe relative path: it {problem}"),
-                );
+                self.fail(field, format!("`{path}` is not a safe relative path: it {problem}"));
                 None
             }
         }
@@ -515,18 +494,18 @@ impl Checker {
             self.fail("name", reason);
         }
         let publisher = self.optional_string(root, "publisher", "publisher");
-        let version = self
-            .required_string(root, "version", "version")
-            .and_then(|text| match semver::Version::parse(&text) {
-                Ok(version) => Some(version),
-                Err(err) => {
-                    self.fail(
-                        "version",
-                        format!("`{text}` is not a semantic version like `1.2.3`: {err}"),
-                    );
-                    None
-                }
-            });
+        let version =
+            self.required_string(root, "version", "version")
+                .and_then(|text| match semver::Version::parse(&text) {
+                    Ok(version) => Some(version),
+                    Err(err) => {
+                        self.fail(
+                            "version",
+                            format!("`{text}` is not a semantic version like `1.2.3`: {err}"),
+                        );
+                        None
+                    }
+                });
         let runtime = self.optional_string(root, "runtime", "runtime");
         let capabilities = self.capabilities(root);
         let entry = match self.optional_string(root, "entry", "entry") {
@@ -628,10 +607,7 @@ impl Checker {
                 if is_http_token(&method) {
                     Some(method.to_ascii_uppercase())
                 } else {
-                    self.fail(
-                        &method_field,
-                        format!("`{method}` is not a valid HTTP method"),
-                    );
+                    self.fail(&method_field, format!("`{method}` is not a valid HTTP method"));
                     None
                 }
             });
@@ -711,10 +687,7 @@ impl Checker {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             {
-                self.fail(
-                    &field,
-                    "target name may contain only letters, digits, '.', '-' and '_'",
-                );
+                self.fail(&field, "target name may contain only letters, digits, '.', '-' and '_'");
                 continue;
             }
             if let Some(path) = self
@@ -729,11 +702,7 @@ impl Checker {
 
     fn assets(&mut self, root: &Map<String, Value>) -> Vec<String> {
         let mut assets = Vec::new();
-        for (index, item) in self
-            .optional_array(root, "assets", "assets")
-            .iter()
-            .enumerate()
-        {
+        for (index, item) in self.optional_array(root, "assets", "assets").iter().enumerate() {
             let field = format!("assets[{index}]");
             // Globs follow the same rules as paths: glob characters are
             // ordinary segment characters here.
@@ -746,6 +715,19 @@ impl Checker {
         }
         assets
     }
+}
+
+/// `text` with control characters escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The JSON type of `value`, for messages.
@@ -763,9 +745,7 @@ fn kind(value: &Value) -> &'static str {
 fn check_name(name: &str) -> Result<(), String> {
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(format!(
-            "must be at most {MAX_NAME_CHARS} characters, found {chars}"
-        ));
+        return Err(format!("must be at most {MAX_NAME_CHARS} characters, found {chars}"));
     }
     let segments: Vec<&str> = name.split('.').collect();
     if segments.len() < 2 {
@@ -781,9 +761,7 @@ fn check_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     }) {
-        return Err(format!(
-            "segment `{segment}` may contain only a-z, 0-9, '-' and '_'"
-        ));
+        return Err(format!("segment `{segment}` may contain only a-z, 0-9, '-' and '_'"));
     }
     Ok(())
 }
@@ -795,15 +773,11 @@ fn normalise_capability(raw: &str) -> Result<String, String> {
         let valid_start = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let valid_rest = chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-        });
+        let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
         return if valid_start && valid_rest {
             Ok(raw.to_owned())
         } else {
-            Err(format!(
-                "capability `{raw}` must match `cap:[a-z0-9][a-z0-9._-]*`"
-            ))
+            Err(format!("capability `{raw}` must match `cap:[a-z0-9][a-z0-9._-]*`"))
         };
     }
     CAPABILITY_SHORT_FORMS

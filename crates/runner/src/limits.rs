@@ -95,11 +95,7 @@ mod tests {
             (Some(5), 128, 0, 1),
         ];
         for (requested, default, max, want) in cases {
-            assert_eq!(
-                clamp(requested, default, max),
-                want,
-                "{requested:?} {default} {max}"
-            );
+            assert_eq!(clamp(requested, default, max), want, "{requested:?} {default} {max}");
         }
     }
 }

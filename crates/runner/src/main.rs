@@ -94,10 +94,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -136,14 +133,9 @@ fn main() -> ExitCode {
         Command::Pack { dir, out } => report(cli::pack(&dir, &out).map(|digest| {
             println!("{digest}");
         })),
-        Command::Publish { bundle, store } => {
-            report(cli::publish(&bundle, &store).map(|(digest, new)| {
-                println!(
-                    "{digest} {}",
-                    if new { "published" } else { "already present" }
-                );
-            }))
-        }
+        Command::Publish { bundle, store } => report(cli::publish(&bundle, &store).map(|(digest, new)| {
+            println!("{digest} {}", if new { "published" } else { "already present" });
+        })),
         Command::Inspect { bundle } => report(cli::inspect(&bundle).map(|text| print!("{text}"))),
         Command::Exec {
             target,
@@ -197,9 +189,7 @@ fn exec_args(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let body = match body {
         Some(text) => match text.strip_prefix('@') {
-            Some(file) => {
-                Some(std::fs::read(file).map_err(|e| anyhow::anyhow!("--body @{file}: {e}"))?)
-            }
+            Some(file) => Some(std::fs::read(file).map_err(|e| anyhow::anyhow!("--body @{file}: {e}"))?),
             None => Some(text.into_bytes()),
         },
         None => None,
@@ -226,9 +216,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -238,11 +227,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run_server(
-    config: Config,
-    extension: PathBuf,
-    grace: std::time::Duration,
-) -> anyhow::Result<()> {
+async fn run_server(config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {
     let dev = config.dev;
     let listen = config.listen;
     let no_token = config.service_tokens.is_empty();
@@ -253,9 +238,7 @@ async fn run_server(
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, store = %runner.config().bundle_store, "ext-runner listening");
     if no_token {
-        tracing::warn!(
-            "--dev without RUNNER_SERVICE_TOKEN: /v1/execute accepts unauthenticated calls on loopback"
-        );
+        tracing::warn!("--dev without RUNNER_SERVICE_TOKEN: /v1/execute accepts unauthenticated calls on loopback");
     }
     if dev {
         announce_dev_extension(&runner, &extension, local)?;
@@ -267,11 +250,7 @@ async fn run_server(
 }
 
 /// `serve --dev`: pack and publish the example so the printed curl works.
-fn announce_dev_extension(
-    runner: &Runner,
-    dir: &std::path::Path,
-    local: std::net::SocketAddr,
-) -> anyhow::Result<()> {
+fn announce_dev_extension(runner: &Runner, dir: &std::path::Path, local: std::net::SocketAddr) -> anyhow::Result<()> {
     let archive = ext_bundle::pack_dir(dir).map_err(|e| {
         anyhow::anyhow!(
             "--extension {}: {e} (build it first: scripts/build-example)",

@@ -46,10 +46,7 @@ impl AppState {
             .iter()
             .map(|t| Sha256::digest(t.as_bytes()).into())
             .collect();
-        Arc::new(AppState {
-            runner,
-            token_digests,
-        })
+        Arc::new(AppState { runner, token_digests })
     }
 
     /// Whether the request carries an accepted service token. With no token
@@ -61,15 +58,8 @@ impl AppState {
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .or_else(|| {
-                headers
-                    .get("x-runner-service-token")
-                    .and_then(|v| v.to_str().ok())
-            });
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| headers.get("x-runner-service-token").and_then(|v| v.to_str().ok()));
         let Some(presented) = presented else {
             return false;
         };
@@ -94,11 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// A request id we are willing to echo: short, printable, no separators.
 fn valid_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 fn inbound_request_id(headers: &HeaderMap) -> String {
@@ -121,9 +107,7 @@ struct ExecuteBody<'a> {
 
 async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let mut request_id = inbound_request_id(request.headers());
-    let fail = |code: ErrorCode, message: String, id: &str| {
-        ApiError::new(code, message, id).into_response()
-    };
+    let fail = |code: ErrorCode, message: String, id: &str| ApiError::new(code, message, id).into_response();
     if !state.authorized(request.headers()) {
         return fail(
             ErrorCode::Unauthorized,
@@ -147,12 +131,7 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         );
     }
     let limited = http_body_util::Limited::new(request.into_body(), max_envelope as usize);
-    let bytes = match tokio::time::timeout(
-        config.body_read_timeout,
-        http_body_util::BodyExt::collect(limited),
-    )
-    .await
-    {
+    let bytes = match tokio::time::timeout(config.body_read_timeout, http_body_util::BodyExt::collect(limited)).await {
         Err(_) => {
             return fail(
                 ErrorCode::RequestTimeout,
@@ -180,11 +159,7 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Ok(envelope) => envelope,
         Err(Failure { code, message }) => return fail(code, message, &request_id),
     };
-    if let Some(id) = envelope
-        .request_id
-        .as_deref()
-        .filter(|id| valid_request_id(id))
-    {
+    if let Some(id) = envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
         request_id = id.to_string();
     }
     let span = tracing::info_span!("execute", request_id = %request_id, tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
@@ -228,22 +203,14 @@ fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
         headers.insert("x-request-id", value.clone());
         headers.insert("x-ext-request-id", value);
     }
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 async fn healthz() -> Response {
-    let mut response = (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "ok"})),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    let mut response = (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -334,10 +301,7 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     connections.abort_all();
     Ok(())
 }

@@ -28,11 +28,7 @@ pub struct Error {
 
 impl Error {
     /// An error with an explicit HTTP status and machine-readable code.
-    pub fn new(
-        status: u16,
-        code: impl Into<Cow<'static, str>>,
-        message: impl fmt::Display,
-    ) -> Self {
+    pub fn new(status: u16, code: impl Into<Cow<'static, str>>, message: impl fmt::Display) -> Self {
         Self {
             status,
             code: code.into(),

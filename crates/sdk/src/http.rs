@@ -108,11 +108,7 @@ pub fn fetch(request: FetchRequest) -> Result<FetchResponse, HttpError> {
     let response = raw::fetch(&raw_request)?;
     Ok(FetchResponse {
         status: response.status,
-        headers: response
-            .headers
-            .into_iter()
-            .map(|h| (h.name, h.value))
-            .collect(),
+        headers: response.headers.into_iter().map(|h| (h.name, h.value)).collect(),
         body: response.body.unwrap_or_default(),
     })
 }

@@ -105,6 +105,5 @@ pub fn delete(namespace: &str, key: &str) -> Result<(), StorageError> {
 /// # Errors
 /// [`StorageError::Denied`], [`StorageError::Internal`].
 pub fn list(namespace: &str, cursor: Option<&str>) -> Result<Vec<Entry>, StorageError> {
-    raw::list_entries(namespace, cursor)
-        .map(|entries| entries.into_iter().map(Entry::from).collect())
+    raw::list_entries(namespace, cursor).map(|entries| entries.into_iter().map(Entry::from).collect())
 }

@@ -49,12 +49,7 @@ impl From<ExecuteRequest> for Request {
             context: raw.context.into(),
             method: raw.http.method,
             url: raw.http.url,
-            headers: raw
-                .http
-                .headers
-                .into_iter()
-                .map(|h| (h.name, h.value))
-                .collect(),
+            headers: raw.http.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             body: raw.http.body,
         }
     }
@@ -183,8 +178,7 @@ impl Request {
     /// # Errors
     /// `400 bad_request` if the body is not valid UTF-8.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(self.body())
-            .map_err(|e| Error::bad_request(format!("body is not UTF-8: {e}")))
+        std::str::from_utf8(self.body()).map_err(|e| Error::bad_request(format!("body is not UTF-8: {e}")))
     }
 
     /// The body parsed as JSON.
@@ -195,8 +189,7 @@ impl Request {
         let body = self
             .body_opt()
             .ok_or_else(|| Error::bad_request("a JSON body is required"))?;
-        serde_json::from_slice(body)
-            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
@@ -260,16 +253,14 @@ fn decode(input: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             other => out.push(other),
         }
@@ -372,17 +363,10 @@ mod tests {
         assert_eq!(ok.json::<In>().unwrap(), In { n: 7 });
         assert_eq!(get("/").json::<In>().unwrap_err().status(), 400);
         assert_eq!(
-            get("/")
-                .with_body(b"{".to_vec())
-                .json::<In>()
-                .unwrap_err()
-                .status(),
+            get("/").with_body(b"{".to_vec()).json::<In>().unwrap_err().status(),
             400
         );
-        assert_eq!(
-            get("/").with_body(vec![0xff]).text().unwrap_err().status(),
-            400
-        );
+        assert_eq!(get("/").with_body(vec![0xff]).text().unwrap_err().status(), 400);
         assert_eq!(get("/").with_body(b"hi".to_vec()).text().unwrap(), "hi");
     }
 
@@ -402,11 +386,7 @@ mod tests {
             ("/hello/:name", "/hello", None),
             ("/hello/:name", "/hello/", None),
             ("/hello/:name", "/hello/bob", Some(&[("name", "bob")])),
-            (
-                "/hello/:name",
-                "/hello/J%C3%BCrgen",
-                Some(&[("name", "Jürgen")]),
-            ),
+            ("/hello/:name", "/hello/J%C3%BCrgen", Some(&[("name", "Jürgen")])),
             ("/hello/:name", "/hello/a+b", Some(&[("name", "a+b")])),
             ("/a/:x/b/:y", "/a/1/b/2", Some(&[("x", "1"), ("y", "2")])),
             ("/a/:x/b/:y", "/a/1/c/2", None),
@@ -415,14 +395,8 @@ mod tests {
         ];
         for (pattern, path, want) in cases {
             let got = get(path).match_path(pattern);
-            let want = want.map(|pairs| {
-                PathParams(
-                    pairs
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                )
-            });
+            let want =
+                want.map(|pairs| PathParams(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()));
             assert_eq!(got, want, "pattern {pattern:?} path {path:?}");
         }
     }

@@ -39,9 +39,7 @@ impl Response {
     /// response is a `500` JSON error instead.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(body) => Self::new(status)
-                .header("content-type", "application/json")
-                .body(body),
+            Ok(body) => Self::new(status).header("content-type", "application/json").body(body),
             Err(e) => Error::internal(format!("response is not serialisable: {e}")).to_response(),
         }
     }
@@ -56,8 +54,7 @@ impl Response {
     /// Sets header `name`, replacing any earlier value (names compare case-insensitively).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
-        self.headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(&name));
+        self.headers.retain(|(key, _)| !key.eq_ignore_ascii_case(&name));
         self.headers.push((name, value.into()));
         self
     }
@@ -166,10 +163,7 @@ mod tests {
     use super::*;
 
     fn raw_headers(r: &ExecuteResponse) -> Vec<(&str, &str)> {
-        r.headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_str()))
-            .collect()
+        r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect()
     }
 
     #[test]
@@ -184,10 +178,7 @@ mod tests {
     fn json_sets_content_type_and_body() {
         let raw = Response::json(201, &serde_json::json!({"a": 1})).into_raw();
         assert_eq!(raw.status, 201);
-        assert_eq!(
-            raw_headers(&raw),
-            vec![("content-type", "application/json")]
-        );
+        assert_eq!(raw_headers(&raw), vec![("content-type", "application/json")]);
         assert_eq!(raw.body.as_deref(), Some(&br#"{"a":1}"#[..]));
     }
 
@@ -201,10 +192,7 @@ mod tests {
     #[test]
     fn body_without_content_type_gets_default() {
         let raw = Response::new(200).body(b"x".to_vec()).into_raw();
-        assert_eq!(
-            raw_headers(&raw),
-            vec![("content-type", DEFAULT_CONTENT_TYPE)]
-        );
+        assert_eq!(raw_headers(&raw), vec![("content-type", DEFAULT_CONTENT_TYPE)]);
         let raw = Response::new(200)
             .header("Content-Type", "image/png")
             .body(b"x".to_vec())

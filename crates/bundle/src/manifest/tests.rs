@@ -128,29 +128,56 @@ fn byte_order_mark_and_nulls_are_tolerated() {
 fn reject_table_with_exact_messages() {
     let long_name = format!("com.{}", "a".repeat(125));
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (b"{".to_vec(), "manifest.json: invalid JSON at line 1 column 1: EOF while parsing an object"),
-        (b"{\"name\": }".to_vec(), "manifest.json: invalid JSON at line 1 column 10: expected value"),
+        (
+            b"{".to_vec(),
+            "manifest.json: invalid JSON at line 1 column 1: EOF while parsing an object",
+        ),
+        (
+            b"{\"name\": }".to_vec(),
+            "manifest.json: invalid JSON at line 1 column 10: expected value",
+        ),
         (b"[]".to_vec(), "manifest.json: must be a JSON object, found array"),
         (with(json!({"name": null})), "manifest.json: field `name`: is required"),
-        (with(json!({"name": 7})), "manifest.json: field `name`: must be a string, found number"),
+        (
+            with(json!({"name": 7})),
+            "manifest.json: field `name`: must be a string, found number",
+        ),
         (
             with(json!({"name": "sales"})),
             "manifest.json: field `name`: `sales` is not a reverse-domain name like `com.example.app`: it needs at least two dot-separated segments",
         ),
-        (with(json!({"name": "com..sales"})), "manifest.json: field `name`: `com..sales` has an empty segment"),
-        (with(json!({"name": "com.example."})), "manifest.json: field `name`: `com.example.` has an empty segment"),
+        (
+            with(json!({"name": "com..sales"})),
+            "manifest.json: field `name`: `com..sales` has an empty segment",
+        ),
+        (
+            with(json!({"name": "com.example."})),
+            "manifest.json: field `name`: `com.example.` has an empty segment",
+        ),
         (
             with(json!({"name": "com.Example.sales"})),
             "manifest.json: field `name`: segment `Example` may contain only a-z, 0-9, '-' and '_'",
         ),
-        (with(json!({"name": long_name})), "manifest.json: field `name`: must be at most 128 characters, found 129"),
-        (with(json!({"version": null})), "manifest.json: field `version`: is required"),
+        (
+            with(json!({"name": long_name})),
+            "manifest.json: field `name`: must be at most 128 characters, found 129",
+        ),
+        (
+            with(json!({"version": null})),
+            "manifest.json: field `version`: is required",
+        ),
         (
             with(json!({"version": "1.0"})),
             "manifest.json: field `version`: `1.0` is not a semantic version like `1.2.3`: unexpected end of input while parsing minor version number",
         ),
-        (with(json!({"publisher": ["x"]})), "manifest.json: field `publisher`: must be a string, found array"),
-        (with(json!({"capabilities": "cap:http.fetch"})), "manifest.json: field `capabilities`: must be an array, found string"),
+        (
+            with(json!({"publisher": ["x"]})),
+            "manifest.json: field `publisher`: must be a string, found array",
+        ),
+        (
+            with(json!({"capabilities": "cap:http.fetch"})),
+            "manifest.json: field `capabilities`: must be an array, found string",
+        ),
         (
             with(json!({"capabilities": ["cap:http.fetch", "filesystem"]})),
             "manifest.json: field `capabilities[1]`: unknown capability `filesystem`: write `cap:<name>` or one of context.read, http.fetch, log, log.emit, metrics, metrics.emit, secrets.get, storage.kv, ui.proxy, user.read",
@@ -163,7 +190,10 @@ fn reject_table_with_exact_messages() {
             with(json!({"capabilities": ["cap:"]})),
             "manifest.json: field `capabilities[0]`: capability `cap:` must match `cap:[a-z0-9][a-z0-9._-]*`",
         ),
-        (with(json!({"capabilities": [true]})), "manifest.json: field `capabilities[0]`: must be a string, found boolean"),
+        (
+            with(json!({"capabilities": [true]})),
+            "manifest.json: field `capabilities[0]`: must be a string, found boolean",
+        ),
         (
             with(json!({"entry": "../main.wasm"})),
             "manifest.json: field `entry`: `../main.wasm` is not a safe relative path: it contains a `..` segment",
@@ -172,9 +202,18 @@ fn reject_table_with_exact_messages() {
             with(json!({"entry": "/dist/main.wasm"})),
             "manifest.json: field `entry`: `/dist/main.wasm` is not a safe relative path: it is absolute",
         ),
-        (with(json!({"api": []})), "manifest.json: field `api`: must be an object, found array"),
-        (with(json!({"api": {"endpoints": {}}})), "manifest.json: field `api.endpoints`: must be an array, found object"),
-        (endpoints(json!(["GET /"])), "manifest.json: field `api.endpoints[0]`: must be an object, found string"),
+        (
+            with(json!({"api": []})),
+            "manifest.json: field `api`: must be an object, found array",
+        ),
+        (
+            with(json!({"api": {"endpoints": {}}})),
+            "manifest.json: field `api.endpoints`: must be an array, found object",
+        ),
+        (
+            endpoints(json!(["GET /"])),
+            "manifest.json: field `api.endpoints[0]`: must be an object, found string",
+        ),
         (
             endpoints(json!([{"path": "/a", "handler": "dist/main"}])),
             "manifest.json: field `api.endpoints[0].method`: is required",
@@ -229,7 +268,7 @@ fn reject_table_with_exact_messages() {
         ),
         (
             endpoints(json!([{"method": "GET", "path": "/a", "handler": "dist/\u{0}main"}])),
-            "manifest.json: field `api.endpoints[0].handler`: `dist/\u{0}main` is not a safe relative path: it contains a NUL byte",
+            "manifest.json: field `api.endpoints[0].handler`: `dist/\\u{0}main` is not a safe relative path: it contains a NUL byte",
         ),
         (
             endpoints(json!([{"method": "GET", "path": "/a", "handler": "dist/main", "schedulable": "yes"}])),
@@ -243,7 +282,10 @@ fn reject_table_with_exact_messages() {
             ])),
             "manifest.json: field `api.endpoints[2]`: duplicates the route of api.endpoints[0] (GET /items/:name/)",
         ),
-        (with(json!({"ui": {"type": "react"}})), "manifest.json: field `ui.type`: must be \"iframe\", found `react`"),
+        (
+            with(json!({"ui": {"type": "react"}})),
+            "manifest.json: field `ui.type`: must be \"iframe\", found `react`",
+        ),
         (
             with(json!({"ui": {"entry": "../index.html"}})),
             "manifest.json: field `ui.entry`: `../index.html` is not a safe relative path: it contains a `..` segment",
@@ -264,7 +306,10 @@ fn reject_table_with_exact_messages() {
             with(json!({"sbom": "a//b.json"})),
             "manifest.json: field `sbom`: `a//b.json` is not a safe relative path: it contains an empty segment",
         ),
-        (with(json!({"events": {}})), "manifest.json: field `events`: must be an array, found object"),
+        (
+            with(json!({"events": {}})),
+            "manifest.json: field `events`: must be an array, found object",
+        ),
     ];
     for (bytes, expected) in cases {
         let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -378,9 +423,7 @@ fn resolve_table() {
         ("GET", "/items/42/extra/deep/path", None),
     ];
     for (method, path, expected) in cases {
-        let got = manifest
-            .resolve(method, path)
-            .map(|endpoint| endpoint.handler.as_str());
+        let got = manifest.resolve(method, path).map(|endpoint| endpoint.handler.as_str());
         assert_eq!(got, *expected, "{method} {path}");
     }
 }

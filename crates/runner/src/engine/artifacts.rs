@@ -62,20 +62,12 @@ impl ArtifactCache {
         let name = hex::encode(&Sha256::digest(component_path.as_bytes())[..8]);
         let dir = self.dir.join(digest.hex());
         let stem = format!("{name}.{}", self.engine_tag);
-        (
-            dir.join(format!("{stem}.cwasm")),
-            dir.join(format!("{stem}.sha256")),
-        )
+        (dir.join(format!("{stem}.cwasm")), dir.join(format!("{stem}.sha256")))
     }
 
     /// The cached component, if present and intact. Corrupt entries are
     /// removed and reported as absent.
-    pub fn load(
-        &self,
-        engine: &wasmtime::Engine,
-        digest: &Digest,
-        component_path: &str,
-    ) -> Option<Component> {
+    pub fn load(&self, engine: &wasmtime::Engine, digest: &Digest, component_path: &str) -> Option<Component> {
         let (artifact, sidecar) = self.paths(digest, component_path);
         let bytes = fs::read(&artifact).ok()?;
         let recorded = fs::read_to_string(&sidecar).unwrap_or_default();
@@ -107,15 +99,8 @@ impl ArtifactCache {
     ///
     /// # Errors
     /// Serialisation or I/O failures; nothing partial is left visible.
-    pub fn store(
-        &self,
-        digest: &Digest,
-        component_path: &str,
-        component: &Component,
-    ) -> anyhow::Result<()> {
-        let bytes = component
-            .serialize()
-            .map_err(|e| anyhow::anyhow!("serialize: {e}"))?;
+    pub fn store(&self, digest: &Digest, component_path: &str, component: &Component) -> anyhow::Result<()> {
+        let bytes = component.serialize().map_err(|e| anyhow::anyhow!("serialize: {e}"))?;
         let (artifact, sidecar) = self.paths(digest, component_path);
         let dir = artifact.parent().expect("artifact paths have a parent");
         fs::create_dir_all(dir)?;

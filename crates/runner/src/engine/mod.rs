@@ -22,17 +22,15 @@ use std::time::Instant;
 use ext_bundle::Digest;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
-};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 use crate::error::ErrorCode;
 use crate::host::bindings::RunnerPre;
 use crate::host::bindings::types::{ExecuteRequest, ExecuteResponse};
 use crate::host::{self, Invocation};
 use crate::limits::{
-    ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
-    MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
+    ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS,
+    MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
 };
 
 pub use artifacts::ArtifactCache;
@@ -107,8 +105,7 @@ impl Runtime {
     /// If Wasmtime rejects the configuration (e.g. not enough address space
     /// for the pool) or the cache directory cannot be created.
     pub fn new(limits: EngineLimits, cache_dir: &Path) -> anyhow::Result<Runtime> {
-        let engine =
-            wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let engine = wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let linker = host::build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"))?;
         let ticker = ticker::EpochTicker::start(engine.clone());
@@ -117,6 +114,7 @@ impl Runtime {
             linker,
             components: Mutex::default(),
             artifacts,
+            stats: Arc::default(),
             _ticker: ticker,
         })
     }
@@ -134,11 +132,7 @@ impl Runtime {
     ///
     /// # Errors
     /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
-    pub async fn component<F>(
-        &self,
-        key: &ComponentKey,
-        wasm: F,
-    ) -> Result<Arc<RunnerPre<Invocation>>, Failure>
+    pub async fn component<F>(&self, key: &ComponentKey, wasm: F) -> Result<Arc<RunnerPre<Invocation>>, Failure>
     where
         F: FnOnce() -> Result<Vec<u8>, Failure> + Send + 'static,
     {
@@ -156,9 +150,7 @@ impl Runtime {
             // the async workers.
             tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, wasm))
                 .await
-                .map_err(|e| {
-                    Failure::new(ErrorCode::Internal, format!("compile task failed: {e}"))
-                })?
+                .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
                 .map(Arc::new)
         })
         .await
@@ -217,9 +209,7 @@ impl Runtime {
                 ErrorCode::InstantiationFailed,
                 format!("instantiation failed: {}", error.root_cause()),
             )),
-            Ok(Err(InstantiateOrCall::Call(error))) => {
-                Err(classify_trap(&error, store.data().limiter.memory_refused))
-            }
+            Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
         };
         store.data().flush_output();
         result
@@ -235,26 +225,14 @@ enum InstantiateOrCall {
 
 fn classify_trap(error: &wasmtime::Error, memory_refused: bool) -> Failure {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::new(
-            ErrorCode::ExecutionTimeout,
-            "execution exceeded its time limit",
-        ),
-        Some(Trap::OutOfFuel) => Failure::new(
-            ErrorCode::FuelExhausted,
-            "execution exhausted its fuel limit",
-        ),
+        Some(Trap::Interrupt) => Failure::new(ErrorCode::ExecutionTimeout, "execution exceeded its time limit"),
+        Some(Trap::OutOfFuel) => Failure::new(ErrorCode::FuelExhausted, "execution exhausted its fuel limit"),
         _ if memory_refused => Failure::new(
             ErrorCode::MemoryLimitExceeded,
             "the extension tried to grow its memory beyond the limit and trapped",
         ),
-        Some(Trap::StackOverflow) => Failure::new(
-            ErrorCode::ExtensionTrap,
-            "extension trapped: stack overflow",
-        ),
-        Some(trap) => Failure::new(
-            ErrorCode::ExtensionTrap,
-            format!("extension trapped: {trap}"),
-        ),
+        Some(Trap::StackOverflow) => Failure::new(ErrorCode::ExtensionTrap, "extension trapped: stack overflow"),
+        Some(trap) => Failure::new(ErrorCode::ExtensionTrap, format!("extension trapped: {trap}")),
         None => Failure::new(
             ErrorCode::ExtensionTrap,
             format!("extension failed: {}", error.root_cause()),
@@ -284,8 +262,7 @@ where
             let bytes = wasm()?;
             stats.compiles.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let component =
-                Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+            let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
             tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
             host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
             if let Err(e) = artifacts.store(digest, path, &component) {
@@ -296,12 +273,9 @@ where
         }
     };
     host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
-    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-        Failure::new(
-            ErrorCode::UnsupportedImport,
-            format!("{path}: cannot link: {e}"),
-        )
-    })?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| Failure::new(ErrorCode::UnsupportedImport, format!("{path}: cannot link: {e}")))?;
     RunnerPre::new(instance_pre).map_err(|e| {
         Failure::new(
             ErrorCode::ComponentInvalid,
@@ -354,9 +328,7 @@ fn engine_config(limits: EngineLimits) -> Config {
         // proposals no extension needs stay off, so components using
         // them are refused at load instead of widening the attack surface.
         .wasm_gc(false)
-        .wasm_exceptions(false)
         .wasm_stack_switching(false)
-        .wasm_threads(false)
         .wasm_memory64(false)
         .wasm_custom_page_sizes(false)
         .wasm_wide_arithmetic(false)

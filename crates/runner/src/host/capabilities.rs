@@ -6,12 +6,10 @@
 //! (never a trap) until their capability exists in this runner.
 
 use super::Invocation;
-use super::bindings::alga::extension::{
-    context, http, logging, secrets, storage, types, ui_proxy, user, user_v2,
-};
+use super::bindings::alga::extension::{context, http, logging, secrets, storage, types, ui_proxy, user, user_v2};
 use super::bindings::types::{
-    ContextData, HttpError, HttpRequest, HttpResponse, ProxyError, SecretError, StorageEntry,
-    StorageError, UserData, UserDataV2, UserError,
+    ContextData, HttpError, HttpRequest, HttpResponse, ProxyError, SecretError, StorageEntry, StorageError, UserData,
+    UserDataV2, UserError,
 };
 use crate::limits::{MAX_GUEST_LOG_LINES, MAX_GUEST_LOG_MESSAGE_BYTES};
 
@@ -131,35 +129,21 @@ impl secrets::Host for Invocation {
 }
 
 impl http::Host for Invocation {
-    async fn fetch(
-        &mut self,
-        _request: HttpRequest,
-    ) -> HostResult<Result<HttpResponse, HttpError>> {
+    async fn fetch(&mut self, _request: HttpRequest) -> HostResult<Result<HttpResponse, HttpError>> {
         Ok(Err(HttpError::NotAllowed))
     }
 }
 
 impl storage::Host for Invocation {
-    async fn get(
-        &mut self,
-        _namespace: String,
-        _key: String,
-    ) -> HostResult<Result<StorageEntry, StorageError>> {
+    async fn get(&mut self, _namespace: String, _key: String) -> HostResult<Result<StorageEntry, StorageError>> {
         Ok(Err(StorageError::Denied))
     }
 
-    async fn put(
-        &mut self,
-        _entry: StorageEntry,
-    ) -> HostResult<Result<StorageEntry, StorageError>> {
+    async fn put(&mut self, _entry: StorageEntry) -> HostResult<Result<StorageEntry, StorageError>> {
         Ok(Err(StorageError::Denied))
     }
 
-    async fn delete(
-        &mut self,
-        _namespace: String,
-        _key: String,
-    ) -> HostResult<Result<(), StorageError>> {
+    async fn delete(&mut self, _namespace: String, _key: String) -> HostResult<Result<(), StorageError>> {
         Ok(Err(StorageError::Denied))
     }
 

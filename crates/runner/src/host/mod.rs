@@ -21,8 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use self::bindings::Runner;
 use self::output::CapturedOutput;
 use crate::limits::{
-    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS,
-    MAX_TABLES_PER_COMPONENT,
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
 };
 
 /// Who is calling, for the guest's `context` and for log attribution.
@@ -65,11 +64,7 @@ pub struct Invocation {
 impl Invocation {
     /// A closed WASI context: no preopens, env, args or network; empty stdin;
     /// stdout/stderr captured. Clocks and randomness are the host's.
-    pub fn new(
-        request: Arc<RequestInfo>,
-        user: Option<Arc<UserInfo>>,
-        memory_bytes: usize,
-    ) -> Self {
+    pub fn new(request: Arc<RequestInfo>, user: Option<Arc<UserInfo>>, memory_bytes: usize) -> Self {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
         let mut builder = WasiCtx::builder();
@@ -135,12 +130,7 @@ impl GuestLimiter {
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_refused = true;
             return Ok(false);
@@ -148,12 +138,7 @@ impl ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
@@ -213,14 +198,14 @@ pub fn is_supported_import(name: &str) -> bool {
     ALLOWED_WASI_INTERFACES.contains(&unversioned) && version.is_some_and(|v| v.starts_with("0.2."))
 }
 
-/// The first import of `component` this runner does not provide, if any.
-pub fn check_imports(
-    engine: &Engine,
-    component: &wasmtime::component::Component,
-) -> Result<(), String> {
+/// Every import of `component` this runner does not provide, comma-separated.
+pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component) -> Result<(), String> {
     let ty = component.component_type();
+    // Type imports (`execute-request`, `execute-response` at world level)
+    // carry no functionality; every other import must be one we provide.
     let mut unsupported: Vec<String> = ty
         .imports(engine)
+        .filter(|(_, item)| !matches!(item.ty, wasmtime::component::types::ComponentItem::Type(_)))
         .map(|(name, _)| name)
         .filter(|n| !is_supported_import(n))
         .map(str::to_string)
@@ -239,23 +224,15 @@ pub fn check_imports(
 /// Only if two definitions collide (a programming error).
 pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-    use wasmtime_wasi::{
-        cli::WasiCli, clocks::WasiClocks, filesystem::WasiFilesystem, random::WasiRandom,
-    };
+    use wasmtime_wasi::{cli::WasiCli, clocks::WasiClocks, filesystem::WasiFilesystem, random::WasiRandom};
 
     let mut linker = Linker::<Invocation>::new(engine);
     Runner::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
 
     let l = &mut linker;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<Invocation, HasIo>(l, |t| {
-        &mut t.table
-    })?;
-    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<Invocation, HasIo>(l, |t| {
-        &mut t.table
-    })?;
-    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<Invocation, HasIo>(l, |t| {
-        &mut t.table
-    })?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<Invocation, HasIo>(l, |t| &mut t.table)?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<Invocation, HasIo>(l, |t| &mut t.table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<Invocation, HasIo>(l, |t| &mut t.table)?;
     use wasmtime_wasi::cli::WasiCliView as _;
     use wasmtime_wasi::clocks::WasiClocksView as _;
     use wasmtime_wasi::filesystem::WasiFilesystemView as _;

@@ -51,12 +51,7 @@ impl BundleStore {
     /// `bundle_unavailable` when absent, unreadable or over [`MAX_BUNDLE_BYTES`].
     pub fn fetch(&self, digest: &Digest) -> Result<Vec<u8>, Failure> {
         let path = self.path(digest);
-        let unavailable = |why: String| {
-            Failure::new(
-                ErrorCode::BundleUnavailable,
-                format!("bundle {digest}: {why}"),
-            )
-        };
+        let unavailable = |why: String| Failure::new(ErrorCode::BundleUnavailable, format!("bundle {digest}: {why}"));
         let file = fs::File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => unavailable("not found in the bundle store".into()),
             _ => unavailable(format!("bundle store read failed: {e}")),
@@ -118,19 +113,12 @@ impl LoadedBundle {
                 format!("bundle {}: no file `{path}`", self.digest),
             )
         })?;
-        let bytes = fs::read(self.dir.join(path)).map_err(|e| {
-            Failure::new(
-                ErrorCode::BundleUnavailable,
-                format!("reading `{path}`: {e}"),
-            )
-        })?;
+        let bytes = fs::read(self.dir.join(path))
+            .map_err(|e| Failure::new(ErrorCode::BundleUnavailable, format!("reading `{path}`: {e}")))?;
         if Digest::of(&bytes) != meta.sha256 {
             return Err(Failure::new(
                 ErrorCode::BundleIntegrity,
-                format!(
-                    "bundle {}: `{path}` changed on disk since it was verified",
-                    self.digest
-                ),
+                format!("bundle {}: `{path}` changed on disk since it was verified", self.digest),
             ));
         }
         Ok(bytes)
@@ -197,29 +185,18 @@ impl Bundles {
     }
 }
 
-fn load(
-    store: &BundleStore,
-    cache: &Path,
-    limits: &UnpackLimits,
-    digest: Digest,
-) -> Result<LoadedBundle, Failure> {
+fn load(store: &BundleStore, cache: &Path, limits: &UnpackLimits, digest: Digest) -> Result<LoadedBundle, Failure> {
     let archive = store.fetch(&digest)?;
     let actual = Digest::of(&archive);
     if actual != digest {
         return Err(Failure::new(
             ErrorCode::BundleIntegrity,
-            format!(
-                "bundle bytes do not match their content hash: expected {digest}, got {actual}"
-            ),
+            format!("bundle bytes do not match their content hash: expected {digest}, got {actual}"),
         ));
     }
     let io = |e: std::io::Error| Failure::new(ErrorCode::Internal, format!("bundle cache: {e}"));
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempdir_in(cache)
-        .map_err(io)?;
-    let files = ext_bundle::unpack(&archive, tmp.path(), limits)
-        .map_err(|e| bundle_failure(&digest, &e))?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(cache).map_err(io)?;
+    let files = ext_bundle::unpack(&archive, tmp.path(), limits).map_err(|e| bundle_failure(&digest, &e))?;
     let manifest_bytes = fs::read(tmp.path().join("manifest.json")).map_err(io)?;
     let manifest = Manifest::from_slice(&manifest_bytes)
         .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: {e}")))?;
@@ -244,9 +221,9 @@ fn load(
 fn bundle_failure(digest: &Digest, error: &BundleError) -> Failure {
     let code = match error {
         BundleError::InvalidEntry { .. } => ErrorCode::BundleInvalidEntry,
-        BundleError::TooLarge { .. }
-        | BundleError::TooManyFiles { .. }
-        | BundleError::FileTooLarge { .. } => ErrorCode::BundleTooLarge,
+        BundleError::TooLarge { .. } | BundleError::TooManyFiles { .. } | BundleError::FileTooLarge { .. } => {
+            ErrorCode::BundleTooLarge
+        }
         _ => ErrorCode::BundleInvalid,
     };
     Failure::new(code, format!("bundle {digest}: {error}"))

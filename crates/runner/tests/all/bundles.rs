@@ -23,7 +23,11 @@ async fn tampered_bundle_is_502_bundle_integrity() {
     let digest = t.publish_fixture("echo");
     // Replace the stored archive with different (valid) bundle bytes.
     let other = ext_bundle::pack_dir(&hello_dir()).unwrap();
-    let key = t.dir.path().join("bundles").join(ext_runner::store::bundle_key(&digest));
+    let key = t
+        .dir
+        .path()
+        .join("bundles")
+        .join(ext_runner::store::bundle_key(&digest));
     std::fs::write(&key, &other).unwrap();
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");

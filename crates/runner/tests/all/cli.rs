@@ -17,7 +17,13 @@ fn pack_is_deterministic_and_inspect_describes() {
     let a = out.path().join("a.tar.zst");
     let b = out.path().join("b.tar.zst");
     let run = |path: &std::path::Path| {
-        let output = bin().args(["pack"]).arg(hello_dir()).arg("--out").arg(path).output().unwrap();
+        let output = bin()
+            .args(["pack"])
+            .arg(hello_dir())
+            .arg("--out")
+            .arg(path)
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap().trim().to_string()
     };
@@ -39,7 +45,13 @@ fn pack_is_deterministic_and_inspect_describes() {
 
     let store = out.path().join("store");
     for expected in ["published", "already present"] {
-        let output = bin().arg("publish").arg(&a).arg("--store").arg(format!("file://{}", store.display())).output().unwrap();
+        let output = bin()
+            .arg("publish")
+            .arg(&a)
+            .arg("--store")
+            .arg(format!("file://{}", store.display()))
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let text = String::from_utf8(output.stdout).unwrap();
         assert!(text.contains(expected), "{text}");
@@ -51,30 +63,58 @@ fn pack_is_deterministic_and_inspect_describes() {
 #[test]
 fn cli_errors_name_the_file_and_exit_nonzero() {
     let dir = tempfile::tempdir().unwrap();
-    let output = bin().arg("pack").arg(dir.path()).arg("--out").arg(dir.path().join("x.tar.zst")).output().unwrap();
+    let output = bin()
+        .arg("pack")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("x.tar.zst"))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("manifest.json"), "{stderr}");
 
-    let output = bin().arg("inspect").arg(dir.path().join("absent.tar.zst")).output().unwrap();
+    let output = bin()
+        .arg("inspect")
+        .arg(dir.path().join("absent.tar.zst"))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("absent.tar.zst"));
 
-    let output = bin().arg("serve").env_clear().env("RUNNER_MAX_MEMORY_MB", "lots").output().unwrap();
+    let output = bin()
+        .arg("serve")
+        .env_clear()
+        .env("RUNNER_MAX_MEMORY_MB", "lots")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("RUNNER_MAX_MEMORY_MB") && stderr.contains("RUNNER_SERVICE_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("RUNNER_MAX_MEMORY_MB") && stderr.contains("RUNNER_SERVICE_TOKEN"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn exec_runs_one_handler() {
-    let output = bin().arg("exec").arg(hello_dir()).args(["--path", "/hello/Grace"]).output().unwrap();
+    let output = bin()
+        .arg("exec")
+        .arg(hello_dir())
+        .args(["--path", "/hello/Grace"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with("status: 200"), "{text}");
     assert!(text.contains("Hello, Grace!"), "{text}");
 
-    let output = bin().arg("exec").arg(hello_dir()).args(["--path", "/missing"]).output().unwrap();
+    let output = bin()
+        .arg("exec")
+        .arg(hello_dir())
+        .args(["--path", "/missing"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("endpoint_not_found"));
 }
@@ -88,7 +128,13 @@ fn serve_dev_prints_a_working_curl() {
         l.local_addr().unwrap().port()
     };
     let mut child = bin()
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--extension"])
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--extension",
+        ])
         .arg(hello_dir())
         .env_clear()
         .env("RUNNER_DATA_DIR", data.path())
@@ -106,10 +152,15 @@ fn serve_dev_prints_a_working_curl() {
             }
         }
     });
-    let curl = rx.recv_timeout(Duration::from_secs(60)).expect("serve --dev printed no curl line");
+    let curl = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve --dev printed no curl line");
     // Extract the JSON body between -d '...'.
     let body = curl.split("-d '").nth(1).unwrap().trim_end_matches('\'');
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let response = rt.block_on(async {
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let request = format!(

@@ -21,7 +21,12 @@ async fn hello_example_answers_json() {
     assert_eq!(headers["x-request-id"], rid);
     assert_eq!(headers["x-ext-request-id"], rid);
     assert_eq!(body["headers"]["x-ext-request-id"], rid);
-    assert!(body["headers"]["content-type"].as_str().unwrap().starts_with("application/json"));
+    assert!(
+        body["headers"]["content-type"]
+            .as_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let guest = guest_json(&body);
     assert_eq!(guest["message"], "Hello, world!");
     assert_eq!(guest["tenant"], "tenant-a");
@@ -51,7 +56,10 @@ async fn request_is_mapped_for_the_guest() {
     let guest = guest_json(&body);
     assert_eq!(guest["method"], "POST");
     assert_eq!(guest["url"], "/items/42?b=2&a=1&a=x+y");
-    assert_eq!(guest["headers"], json!([["x-custom", "v"], ["content-type", "text/plain"]]));
+    assert_eq!(
+        guest["headers"],
+        json!([["x-custom", "v"], ["content-type", "text/plain"]])
+    );
     assert_eq!(unb64(guest["body_b64"].as_str().unwrap()), b"hello body");
     assert_eq!(body["headers"]["x-ext-echo"], "1");
     assert_eq!(headers["cache-control"], "no-store");
@@ -105,7 +113,10 @@ async fn context_and_user_reach_the_guest() {
     assert_eq!(guest["user"]["client_name"], "Acme");
     assert_eq!(guest["user"]["tenant_id"], "tenant-a");
     assert_eq!(guest["user_v2"]["client_id"], "c-9");
-    assert_eq!(guest["user_v2"]["additional_fields"], json!([["alpha", "a"], ["zeta", "z"]]));
+    assert_eq!(
+        guest["user_v2"]["additional_fields"],
+        json!([["alpha", "a"], ["zeta", "z"]])
+    );
 }
 
 #[tokio::test]
@@ -164,7 +175,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
 #[tokio::test(flavor = "current_thread")]
 async fn guest_logs_and_stdio_carry_the_request_fields() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt().json().flatten_event(true).with_writer(capture.clone()).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(capture.clone())
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let t = TestRunner::new();
     let digest = t.publish_fixture("log_emit");
@@ -223,7 +238,9 @@ async fn several_tokens_rotate() {
     let t = TestRunner::with_env(&[("RUNNER_SERVICE_TOKEN", &format!("{TOKEN},{second}"))]);
     let digest = t.publish_fixture("echo");
     let body = envelope(&digest, "GET", "/").to_string().into_bytes();
-    let (status, _, _) = t.post_raw(body, &[("authorization", &format!("Bearer {second}"))]).await;
+    let (status, _, _) = t
+        .post_raw(body, &[("authorization", &format!("Bearer {second}"))])
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -258,7 +275,13 @@ async fn malformed_envelope_is_400_naming_the_field() {
     let (status, _, body) = t.post(&env).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "invalid_envelope");
-    assert!(body["error"]["message"].as_str().unwrap().contains("context.content_hash"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("context.content_hash"),
+        "{body}"
+    );
 
     let mut env = envelope(&digest, "GET", "/");
     env["http"].as_object_mut().unwrap().remove("path");
@@ -266,7 +289,12 @@ async fn malformed_envelope_is_400_naming_the_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"].as_str().unwrap().contains("path"), "{body}");
 
-    let (status, _, body) = t.post_raw(b"{\"context\": ".to_vec(), &[("authorization", &format!("Bearer {TOKEN}"))]).await;
+    let (status, _, body) = t
+        .post_raw(
+            b"{\"context\": ".to_vec(),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "invalid_envelope");
 }
@@ -284,7 +312,9 @@ async fn unknown_routes_are_json_404() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let response = tower::ServiceExt::oneshot(
         ext_runner::server::router(t.state.clone()),
-        http::Request::get("/v1/execute").body(axum::body::Body::empty()).unwrap(),
+        http::Request::get("/v1/execute")
+            .body(axum::body::Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();

@@ -48,7 +48,11 @@ async fn a01_timeout_is_clamped_by_operator_max() {
     let started = Instant::now();
     let (status, _, body) = t.post(&env).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// A-01 (fuel): an envelope fuel budget stops the same loop with its own code.
@@ -77,7 +81,11 @@ async fn a02_blocking_host_call_times_out() {
     let (status, _, body) = t.post(&env).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(error_code(&body), "execution_timeout");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     next_request_succeeds(&t).await;
 }
 
@@ -122,7 +130,10 @@ async fn a06_stack_overflow_is_a_trap() {
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(error_code(&body), "extension_trap");
-    assert!(body["error"]["message"].as_str().unwrap().contains("stack overflow"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("stack overflow"),
+        "{body}"
+    );
     next_request_succeeds(&t).await;
 }
 
@@ -164,6 +175,19 @@ async fn a12_unsupported_import_is_refused() {
     assert!(message.contains("wasi:sockets/tcp@0.2.0"), "{message}");
     assert!(message.contains("wasi:http/outgoing-handler@0.2.0"), "{message}");
 
+    // An ordinary Rust guest using std::net imports wasi:sockets: refused.
+    let digest = t.publish_fixture("wasi_sockets");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "unsupported_import");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wasi:sockets/tcp@0.2"),
+        "{body}"
+    );
+
     // A component without the `handler` export is invalid, not a trap.
     let wasm = wat::parse_str("(component)").unwrap();
     let digest = t.publish_component("empty", &wasm);
@@ -183,10 +207,7 @@ async fn a12_unsupported_import_is_refused() {
 #[tokio::test]
 async fn a03_disabled_proposals_are_refused_at_load() {
     let t = TestRunner::new();
-    let wasm = wat::parse_str(
-        r#"(component (core module (tag $e) (func (throw $e))))"#,
-    )
-    .unwrap();
+    let wasm = wat::parse_str(r#"(component (core module (tag $e) (func (throw $e))))"#).unwrap();
     let digest = t.publish_component("exceptions", &wasm);
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
@@ -215,7 +236,13 @@ async fn a13_request_body_over_limit() {
 async fn a13_declared_length_over_limit() {
     let t = TestRunner::with_env(&[("RUNNER_MAX_REQUEST_BYTES", "1024")]);
     let (status, _, body) = t
-        .post_raw(b"{}".to_vec(), &[("authorization", &format!("Bearer {TOKEN}")), ("content-length", "999999999")])
+        .post_raw(
+            b"{}".to_vec(),
+            &[
+                ("authorization", &format!("Bearer {TOKEN}")),
+                ("content-length", "999999999"),
+            ],
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 }
@@ -244,7 +271,17 @@ async fn a15_forbidden_response_headers_are_dropped() {
     let headers = body["headers"].as_object().unwrap();
     let mut names: Vec<&str> = headers.keys().map(String::as_str).collect();
     names.sort();
-    assert_eq!(names, ["cache-control", "content-type", "etag", "x-ext-custom", "x-ext-request-id"], "{body}");
+    assert_eq!(
+        names,
+        [
+            "cache-control",
+            "content-type",
+            "etag",
+            "x-ext-custom",
+            "x-ext-request-id"
+        ],
+        "{body}"
+    );
     assert_eq!(headers["cache-control"], "no-store");
 
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/?cc=evil")).await;

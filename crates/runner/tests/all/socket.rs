@@ -59,7 +59,10 @@ async fn a16_oversized_and_malformed_headers() {
     let response = raw_exchange(served.addr, many.as_bytes(), Duration::from_secs(5)).await;
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
 
-    let huge = format!("POST /v1/execute HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n", "a".repeat(100 * 1024));
+    let huge = format!(
+        "POST /v1/execute HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     let response = raw_exchange(served.addr, huge.as_bytes(), Duration::from_secs(5)).await;
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
 
@@ -79,7 +82,10 @@ async fn a17_slowloris_connections_are_closed() {
     let mut slow = Vec::new();
     for _ in 0..100 {
         let mut stream = tokio::net::TcpStream::connect(served.addr).await.unwrap();
-        stream.write_all(b"POST /v1/execute HTTP/1.1\r\nhost: x\r\nx-partial: ").await.unwrap();
+        stream
+            .write_all(b"POST /v1/execute HTTP/1.1\r\nhost: x\r\nx-partial: ")
+            .await
+            .unwrap();
         slow.push(stream);
     }
     // A normal client is served while the slow ones hang.

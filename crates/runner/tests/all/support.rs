@@ -9,9 +9,9 @@ use axum::body::Body;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ext_bundle::Digest;
+use ext_runner::Runner;
 use ext_runner::config::{Config, Overrides};
 use ext_runner::server::{AppState, router};
-use ext_runner::Runner;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -63,22 +63,36 @@ impl TestRunner {
 
     /// POST /v1/execute through the router (no socket).
     pub async fn post(&self, envelope: &Value) -> (StatusCode, HashMap<String, String>, Value) {
-        self.post_raw(envelope.to_string().into_bytes(), &[("authorization", &format!("Bearer {TOKEN}"))]).await
+        self.post_raw(
+            envelope.to_string().into_bytes(),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .await
     }
 
-    pub async fn post_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, HashMap<String, String>, Value) {
+    pub async fn post_raw(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HashMap<String, String>, Value) {
         let mut request = Request::post("/v1/execute").header("content-type", "application/json");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = router(self.state.clone()).oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+        let response = router(self.state.clone())
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let headers = response
             .headers()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, headers, json)
     }
@@ -109,7 +123,11 @@ pub fn bundle_dir_for(name: &str, wasm: &[u8]) -> tempfile::TempDir {
         "capabilities": ["cap:context.read", "cap:log.emit"],
         "entry": "dist/main.wasm"
     });
-    std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("dist")).unwrap();
     std::fs::write(dir.path().join("dist/main.wasm"), wasm).unwrap();
     dir
@@ -158,7 +176,6 @@ pub fn hello_dir() -> PathBuf {
 pub struct Served {
     pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    pub task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Served {
@@ -174,12 +191,19 @@ pub async fn serve(test: &TestRunner) -> Served {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = test.state.clone();
-    let task = tokio::spawn(async move {
-        ext_runner::server::serve(listener, state, async { let _ = rx.await; }, std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
+    tokio::spawn(async move {
+        ext_runner::server::serve(
+            listener,
+            state,
+            async {
+                let _ = rx.await;
+            },
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
     });
-    Served { addr, stop: Some(tx), task: Some(task) }
+    Served { addr, stop: Some(tx) }
 }
 
 /// Send raw bytes and read until the server closes or `timeout` passes.
