@@ -217,6 +217,9 @@ fn resolve_component(bundle: &LoadedBundle, envelope: &Envelope) -> Result<Strin
     Ok(path)
 }
 
+/// Headers kept (name, value) and names dropped by the response policy.
+pub type FilteredHeaders = (Vec<(String, String)>, Vec<String>);
+
 /// Apply the response header allowlist: `content-type`, safe
 /// `cache-control`, `etag`, `last-modified`, `content-language`, `x-ext-*`.
 /// A `content-length` that disagrees with the body is an invalid response.
@@ -226,7 +229,7 @@ fn resolve_component(bundle: &LoadedBundle, envelope: &Envelope) -> Result<Strin
 pub fn filter_response_headers(
     headers: impl IntoIterator<Item = (String, String)>,
     body_len: usize,
-) -> Result<(Vec<(String, String)>, Vec<String>), Failure> {
+) -> Result<FilteredHeaders, Failure> {
     let mut kept: Vec<(String, String)> = Vec::new();
     let mut dropped = Vec::new();
     for (name, value) in headers {

@@ -55,6 +55,9 @@ impl Failure {
 /// Identifies a compiled component: the bundle and the file inside it.
 pub type ComponentKey = (Digest, String);
 
+/// A component ready to instantiate: compiled, checked and linked.
+pub type Prepared = Arc<RunnerPre<Invocation>>;
+
 /// Limits for one execution, already clamped by the operator's maxima.
 #[derive(Clone, Copy, Debug)]
 pub struct ExecLimits {
@@ -79,7 +82,7 @@ pub struct Runtime {
     linker: Linker<Invocation>,
     /// Single-flight compile cache: concurrent first requests for the same
     /// component wait on one cell and compile once. Failures are not cached.
-    components: Mutex<HashMap<ComponentKey, Arc<OnceCell<Arc<RunnerPre<Invocation>>>>>>,
+    components: Mutex<HashMap<ComponentKey, Arc<OnceCell<Prepared>>>>,
     /// Compiled code on disk, keyed by content hash + engine compatibility.
     artifacts: ArtifactCache,
     /// Compile and artifact-cache counters (for metrics and tests).
@@ -132,7 +135,7 @@ impl Runtime {
     ///
     /// # Errors
     /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
-    pub async fn component<F>(&self, key: &ComponentKey, wasm: F) -> Result<Arc<RunnerPre<Invocation>>, Failure>
+    pub async fn component<F>(&self, key: &ComponentKey, wasm: F) -> Result<Prepared, Failure>
     where
         F: FnOnce() -> Result<Vec<u8>, Failure> + Send + 'static,
     {

@@ -174,7 +174,7 @@ impl Bundles {
         cell.get_or_try_init(|| async {
             let store = self.store.clone();
             let dir = self.dir.clone();
-            let limits = self.limits.clone();
+            let limits = self.limits;
             tokio::task::spawn_blocking(move || load(&store, &dir, &limits, digest))
                 .await
                 .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))?
