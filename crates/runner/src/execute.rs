@@ -5,7 +5,7 @@
 //! share; it owns the engine, the bundle cache and the execution slots.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -78,7 +78,6 @@ impl Runner {
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
     pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
-        let started = Instant::now();
         let bundle = self.bundles.get(envelope.content_hash).await?;
         let component_path = resolve_component(&bundle, envelope)?;
         let key = (bundle.digest, component_path.clone());
@@ -94,7 +93,6 @@ impl Runner {
             self.config.max_timeout_ms,
         );
         let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
-        let deadline = started + Duration::from_millis(timeout_ms);
 
         let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
             .await
@@ -137,8 +135,7 @@ impl Runner {
             },
         };
         let limits = ExecLimits {
-            deadline,
-            memory_bytes: (memory_mb * 1024 * 1024) as usize,
+            timeout: Duration::from_millis(timeout_ms),
             fuel: envelope.fuel,
         };
         let response = self.runtime.execute(&pre, invocation, guest_request, limits).await?;

@@ -58,11 +58,12 @@ pub type ComponentKey = (Digest, String);
 /// A component ready to instantiate: compiled, checked and linked.
 pub type Prepared = Arc<RunnerPre<Invocation>>;
 
-/// Limits for one execution, already clamped by the operator's maxima.
+/// Time and fuel for one execution, already clamped by the operator's
+/// maxima. (Memory is enforced by the store's limiter in [`Invocation`].)
 #[derive(Clone, Copy, Debug)]
 pub struct ExecLimits {
-    pub deadline: Instant,
-    pub memory_bytes: usize,
+    /// Wall time from the start of instantiation to the handler's return.
+    pub timeout: std::time::Duration,
     pub fuel: Option<u64>,
 }
 
@@ -179,7 +180,7 @@ impl Runtime {
         store
             .set_fuel(limits.fuel.unwrap_or(u64::MAX))
             .map_err(|e| Failure::new(ErrorCode::Internal, format!("fuel: {e}")))?;
-        let deadline = limits.deadline;
+        let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             // Yielding every tick lets the async timeout and other requests

@@ -172,15 +172,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+/// The process-wide JSON log capture. A global subscriber (rather than a
+/// scoped one) because tracing caches per-callsite interest across threads:
+/// a scoped subscriber can miss events first seen by parallel tests.
+fn capture() -> &'static Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in tests");
+        capture
+    })
+}
+
+#[tokio::test]
 async fn guest_logs_and_stdio_carry_the_request_fields() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = capture();
     let t = TestRunner::new();
     let digest = t.publish_fixture("log_emit");
     let env = envelope(&digest, "GET", "/");
@@ -188,7 +199,12 @@ async fn guest_logs_and_stdio_carry_the_request_fields() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let rid = env["context"]["request_id"].as_str().unwrap();
-    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    // Other tests log into the same capture: keep this request's lines.
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["request_id"] == rid)
+        .collect();
     for (message, level) in [
         ("info-from-guest", "INFO"),
         ("warn-from-guest", "WARN"),
@@ -205,7 +221,7 @@ async fn guest_logs_and_stdio_carry_the_request_fields() {
         assert_eq!(line["tenant"], "tenant-a", "{line}");
         assert_eq!(line["extension"], "com.test.ext", "{line}");
     }
-    assert!(!text.contains("panicked"), "{text}");
+    assert!(lines.iter().all(|l| !l.to_string().contains("panicked")), "{text}");
 }
 
 #[tokio::test]
