@@ -251,10 +251,10 @@ fn parse_query(value: Value) -> Result<Vec<(String, String)>, Failure> {
 fn parse_headers(value: Value) -> Result<Vec<(String, String)>, Failure> {
     let pairs = pairs(value, "http.headers", true)?;
     for (name, value) in &pairs {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
+        if !is_header_name(name) {
             return Err(invalid("http.headers", format!("`{name}` is not a valid header name")));
         }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        if !is_header_value(value) {
             return Err(invalid(
                 "http.headers",
                 format!("value of `{name}` contains CR, LF or NUL"),
@@ -304,8 +304,17 @@ fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, Stri
     Ok(out)
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// An HTTP field name: a non-empty RFC 9110 token.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A field value that cannot split or smuggle headers: no CR, LF or NUL.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
 }
 
 fn check_header_limits(headers: &[(String, String)]) -> Result<(), Failure> {

@@ -5,13 +5,14 @@
 //! share; it owns the engine, the bundle cache and the execution slots.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::engine::{EngineLimits, ExecLimits, Failure, Runtime};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
 use crate::host::{Invocation, RequestInfo};
@@ -37,6 +38,8 @@ pub struct Runner {
     /// Global cap on executions in flight; sized like the pooling allocator
     /// so instantiation never fails for lack of a slot.
     slots: Semaphore,
+    /// Guest response headers removed by the allowlist since start-up.
+    headers_dropped: AtomicU64,
 }
 
 impl Runner {
@@ -57,11 +60,17 @@ impl Runner {
             runtime,
             bundles,
             slots,
+            headers_dropped: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Guest response headers the allowlist removed since start-up.
+    pub fn headers_dropped(&self) -> u64 {
+        self.headers_dropped.load(Ordering::Relaxed)
     }
 
     /// Compile and artifact-cache counters.
@@ -160,6 +169,8 @@ impl Runner {
         let pairs = response.headers.into_iter().map(|h| (h.name, h.value));
         let (headers, dropped_headers) = filter_response_headers(pairs, body_len)?;
         if !dropped_headers.is_empty() {
+            self.headers_dropped
+                .fetch_add(dropped_headers.len() as u64, Ordering::Relaxed);
             tracing::debug!(request_id, dropped = ?dropped_headers, "dropped guest response headers outside the allowlist");
         }
         Ok(GuestResponse {
@@ -231,12 +242,7 @@ pub fn filter_response_headers(
     let mut dropped = Vec::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-            && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
-            && name.len() + value.len() <= MAX_HEADER_BYTES;
+        let valid = is_header_name(&name) && is_header_value(&value) && name.len() + value.len() <= MAX_HEADER_BYTES;
         if !valid {
             dropped.push(name);
             continue;
