@@ -114,7 +114,6 @@ impl Runner {
             extension_id: envelope.extension_id.clone(),
             install_id: envelope.install_id.clone(),
             version_id: envelope.version_id.clone(),
-            content_hash: envelope.content_hash.to_string(),
         });
         let invocation = Invocation::new(
             request.clone(),

@@ -32,7 +32,6 @@ pub struct RequestInfo {
     pub extension_id: String,
     pub install_id: Option<String>,
     pub version_id: Option<String>,
-    pub content_hash: String,
 }
 
 /// The end user on whose behalf the gateway calls, when it says.
