@@ -9,14 +9,21 @@
 //! - [`archive`]: deterministic [`pack_dir`], and [`unpack`] / [`list`] that
 //!   treat archives as hostile: bounded decompression, no links, no path
 //!   escapes (attack catalogue B-04, B-05).
+//! - [`signature`]: detached signatures over archives that `openssl` and
+//!   `cosign` make and check: [`SigningKey`], [`TrustBundle`], [`verify`]
+//!   with certificate chains (attack catalogue B-01).
 
 pub mod archive;
 pub mod digest;
 pub mod manifest;
 mod relpath;
+pub mod signature;
 
 pub use archive::{
     BUNDLE_FILE_NAME, BundleError, FileIndex, FileMeta, PackError, UnpackLimits, list, pack_dir, unpack,
 };
 pub use digest::{Digest, DigestError};
 pub use manifest::{Endpoint, Manifest, ManifestError, Ui, component_path};
+pub use signature::{
+    KeyAlgorithm, KeyError, Signer, SigningKey, TrustBundle, TrustError, VerifyError, verify, verify_expected,
+};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits;
+use crate::store::object::KeyLayout;
 
 /// Fully validated runner configuration.
 #[derive(Clone)]
@@ -21,8 +22,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Unpacked bundles and compiled artifacts (`RUNNER_CACHE_DIR`).
     pub cache_dir: PathBuf,
-    /// Where bundles are fetched from (`BUNDLE_STORAGE_URL`).
-    pub bundle_store: StoreUrl,
+    /// Where bundles are fetched from and how (`BUNDLE_STORAGE_*`).
+    pub storage: StorageSettings,
     /// Accepted service tokens (`RUNNER_SERVICE_TOKEN`, comma-separated).
     pub service_tokens: Vec<String>,
     /// `serve --dev`: tokens optional on loopback, example extension served.
@@ -36,25 +37,81 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// `RUNNER_LOG_FORMAT`: `json` (default) or `pretty` (default in dev).
     pub log_format: LogFormat,
+    /// `SIGNING_REQUIRED` (default true): refuse bundles whose signature
+    /// does not verify against the trust bundle.
+    pub signing_required: bool,
+    /// `SIGNING_TRUST_BUNDLE`: trusted signer keys and root certificates.
+    pub trust: Option<TrustSettings>,
+    /// `RUNNER_CACHE_MAX_BYTES`: budget of the bundle disk cache.
+    pub cache_max_bytes: u64,
+    /// `RUNNER_TRUST_PRECOMPILED` (default false): use a signed bundle's
+    /// own `precompiled/<triple>.cwasm` when it matches this engine.
+    pub trust_precompiled: bool,
 }
 
-/// A bundle store location. Only local directories exist so far.
+/// A parsed trust bundle and the identity of its text.
+#[derive(Clone)]
+pub struct TrustSettings {
+    pub bundle: std::sync::Arc<ext_bundle::signature::TrustBundle>,
+    /// SHA-256 of the PEM text: cached verdicts name the trust they used.
+    pub id: String,
+    /// The PEM text itself (public keys and certificates only).
+    pub text: String,
+}
+
+impl TrustSettings {
+    /// Parse PEM text (a trust bundle), naming `source` in errors.
+    ///
+    /// # Errors
+    /// The parse problem, prefixed with `source`.
+    pub fn parse(text: &str, source: &str) -> Result<TrustSettings, String> {
+        let bundle = ext_bundle::signature::TrustBundle::parse(text).map_err(|e| format!("{source}: {e}"))?;
+        Ok(TrustSettings {
+            bundle: std::sync::Arc::new(bundle),
+            id: ext_bundle::Digest::of(text.as_bytes()).to_string(),
+            text: text.to_string(),
+        })
+    }
+
+    /// `SIGNING_TRUST_BUNDLE`'s value: inline PEM text, or a file path.
+    ///
+    /// # Errors
+    /// Unreadable file or invalid PEM, named.
+    pub fn load(value: &str) -> Result<TrustSettings, String> {
+        if value.trim_start().starts_with("-----BEGIN") {
+            return TrustSettings::parse(value, "inline PEM");
+        }
+        let text = std::fs::read_to_string(value).map_err(|e| format!("`{value}`: {e}"))?;
+        TrustSettings::parse(&text, &format!("`{value}`"))
+    }
+}
+
+/// A bundle store location (`BUNDLE_STORAGE_URL`, `--store`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
-    /// `file:///absolute/path`: key layout `sha256/<hex>/bundle.tar.zst`.
+    /// `file:///absolute/path` (or a plain path): a local directory.
     File(PathBuf),
+    /// `s3://bucket/prefix`: an S3-compatible bucket; keys live under
+    /// `prefix` (may be empty). Reached with [`S3Settings`].
+    S3 { bucket: String, prefix: String },
+    /// `http(s)://host/prefix`: read-only, plain GETs below this base URL.
+    Http { url: String },
 }
 
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::File(path) => write!(f, "file://{}", path.display()),
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreUrl::Http { url } => f.write_str(url),
         }
     }
 }
 
 impl StoreUrl {
-    /// Parse `file:///abs/path` or a plain absolute or relative path.
+    /// Parse `file:///abs/path`, a plain path, `s3://bucket[/prefix]` or
+    /// `http(s)://host[:port][/prefix]`.
     ///
     /// # Errors
     /// A message naming what is wrong, for the caller to attach to its key.
@@ -65,15 +122,208 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::File(PathBuf::from(rest)));
         }
+        if let Some(rest) = value.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let prefix = prefix.trim_end_matches('/');
+            if !is_bucket_name(bucket) {
+                return Err(format!(
+                    "`{value}`: `{bucket}` is not a bucket name (3-63 lowercase letters, digits, `.` and `-`)"
+                ));
+            }
+            if !prefix.is_empty() {
+                check_key_prefix(prefix).map_err(|why| format!("`{value}`: {why}"))?;
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        if value.starts_with("http://") || value.starts_with("https://") {
+            let (_, rest) = value.split_once("://").expect("checked the scheme");
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if host.is_empty() {
+                return Err(format!("`{value}`: the URL has no host"));
+            }
+            if rest.contains(['?', '#']) {
+                return Err(format!("`{value}`: a store URL takes no query or fragment"));
+            }
+            return Ok(StoreUrl::Http {
+                url: value.trim_end_matches('/').to_string(),
+            });
+        }
         if let Some((scheme, _)) = value.split_once("://") {
             return Err(format!(
-                "`{value}`: scheme `{scheme}` is not supported yet (supported: file://)"
+                "`{value}`: scheme `{scheme}` is not supported (supported: file://, s3://, http://, https://)"
             ));
         }
         if value.is_empty() {
             return Err("must not be empty".to_string());
         }
         Ok(StoreUrl::File(PathBuf::from(value)))
+    }
+}
+
+/// S3 bucket naming rules (the subset every S3-compatible server accepts).
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The `prefix` of `s3://bucket/prefix`: segments of letters, digits, `.`,
+/// `_` and `-`, none empty, `.` or `..`.
+fn check_key_prefix(prefix: &str) -> Result<(), String> {
+    for segment in prefix.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("the key prefix `{prefix}` has an empty, `.` or `..` segment"));
+        }
+        if let Some(c) = segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "the key prefix `{prefix}` has the character {c:?} (letters, digits, `.`, `_`, `-` and `/` only)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Everything about the bundle store: `BUNDLE_STORAGE_*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// `BUNDLE_STORAGE_URL` / `--store`.
+    pub url: StoreUrl,
+    /// How to reach an `s3://` store; ignored by the other schemes.
+    pub s3: S3Settings,
+    /// `BUNDLE_STORAGE_KEY_LAYOUT`: where a bundle sits in the store.
+    pub layout: KeyLayout,
+}
+
+/// Connection settings of an `s3://` store.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// `BUNDLE_STORAGE_ENDPOINT`: e.g. `https://minio.internal:9000`; unset
+    /// means AWS S3 for the region. `http://` is accepted (local servers):
+    /// bundles are verified by hash and signature, and SigV4 never sends the
+    /// secret.
+    pub endpoint: Option<String>,
+    /// `BUNDLE_STORAGE_REGION` (default `us-east-1`).
+    pub region: Option<String>,
+    /// `BUNDLE_STORAGE_ACCESS_KEY_ID`; with the secret, static credentials.
+    /// Without both, the standard AWS credential chain applies.
+    pub access_key_id: Option<String>,
+    /// `BUNDLE_STORAGE_SECRET_ACCESS_KEY` (redacted in `Debug`).
+    pub secret_access_key: Option<String>,
+    /// `BUNDLE_STORAGE_FORCE_PATH_STYLE`: `endpoint/bucket/key` instead of
+    /// `bucket.endpoint/key` (MinIO, SeaweedFS and most self-hosted servers
+    /// need `true`).
+    pub force_path_style: bool,
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "[redacted]"))
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
+}
+
+impl StorageSettings {
+    /// A local directory store with the default layout.
+    pub fn file(root: PathBuf) -> StorageSettings {
+        StorageSettings {
+            url: StoreUrl::File(root),
+            s3: S3Settings::default(),
+            layout: KeyLayout::default(),
+        }
+    }
+
+    /// The store at `url` with every other `BUNDLE_STORAGE_*` setting read
+    /// from `env` (for commands such as `publish` that take `--store`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every bad setting.
+    pub fn load(url: &str, env: &HashMap<String, String>) -> Result<StorageSettings, ConfigError> {
+        let mut problems = Vec::new();
+        let url = StoreUrl::parse(url).unwrap_or_else(|why| {
+            problems.push(format!("--store: {why}"));
+            StoreUrl::File(PathBuf::from("/"))
+        });
+        let settings = StorageSettings::from_env(url, env, &mut problems);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            problems.sort();
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The settings besides the URL, pushing every problem onto `problems`.
+    fn from_env(url: StoreUrl, env: &HashMap<String, String>, problems: &mut Vec<String>) -> StorageSettings {
+        let get = |key: &str| env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let endpoint = get("BUNDLE_STORAGE_ENDPOINT").map(|text| {
+            let valid = ["http://", "https://"].iter().any(|scheme| {
+                text.strip_prefix(scheme)
+                    .is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#']))
+            });
+            if !valid {
+                problems.push(format!(
+                    "BUNDLE_STORAGE_ENDPOINT: `{text}` must be a base URL like https://s3.example.com or http://127.0.0.1:8333"
+                ));
+            }
+            text.to_string()
+        });
+        let region = get("BUNDLE_STORAGE_REGION").map(|text| {
+            if !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                problems.push(format!("BUNDLE_STORAGE_REGION: `{text}` is not a region name like eu-west-1"));
+            }
+            text.to_string()
+        });
+        let access_key_id = get("BUNDLE_STORAGE_ACCESS_KEY_ID").map(String::from);
+        let secret_access_key = get("BUNDLE_STORAGE_SECRET_ACCESS_KEY").map(String::from);
+        match (&access_key_id, &secret_access_key) {
+            (Some(_), None) => problems.push(
+                "BUNDLE_STORAGE_SECRET_ACCESS_KEY: required when BUNDLE_STORAGE_ACCESS_KEY_ID is set".to_string(),
+            ),
+            (None, Some(_)) => problems.push(
+                "BUNDLE_STORAGE_ACCESS_KEY_ID: required when BUNDLE_STORAGE_SECRET_ACCESS_KEY is set".to_string(),
+            ),
+            _ => {}
+        }
+        let force_path_style = match get("BUNDLE_STORAGE_FORCE_PATH_STYLE").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                problems.push(format!("BUNDLE_STORAGE_FORCE_PATH_STYLE: `{other}` must be true or false"));
+                false
+            }
+        };
+        let layout = match get("BUNDLE_STORAGE_KEY_LAYOUT") {
+            None => KeyLayout::default(),
+            Some(text) => KeyLayout::parse(text).unwrap_or_else(|why| {
+                problems.push(format!("BUNDLE_STORAGE_KEY_LAYOUT: {why}"));
+                KeyLayout::default()
+            }),
+        };
+        StorageSettings {
+            url,
+            s3: S3Settings {
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                force_path_style,
+            },
+            layout,
+        }
     }
 }
 
@@ -89,7 +339,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("cache_dir", &self.cache_dir)
-            .field("bundle_store", &self.bundle_store)
+            .field("storage", &self.storage)
             .field(
                 "service_tokens",
                 &format_args!("[{} redacted]", self.service_tokens.len()),
@@ -103,6 +353,10 @@ impl fmt::Debug for Config {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("log_format", &self.log_format)
+            .field("signing_required", &self.signing_required)
+            .field("trust", &self.trust.as_ref().map(|t| &t.id))
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("trust_precompiled", &self.trust_precompiled)
             .finish()
     }
 }
@@ -131,6 +385,12 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_DATA_DIR",
     "RUNNER_CACHE_DIR",
     "BUNDLE_STORAGE_URL",
+    "BUNDLE_STORAGE_ENDPOINT",
+    "BUNDLE_STORAGE_REGION",
+    "BUNDLE_STORAGE_ACCESS_KEY_ID",
+    "BUNDLE_STORAGE_SECRET_ACCESS_KEY",
+    "BUNDLE_STORAGE_FORCE_PATH_STYLE",
+    "BUNDLE_STORAGE_KEY_LAYOUT",
     "RUNNER_SERVICE_TOKEN",
     "RUNNER_MAX_MEMORY_MB",
     "RUNNER_MAX_TIMEOUT_MS",
@@ -140,6 +400,10 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_HEADER_READ_TIMEOUT_MS",
     "RUNNER_BODY_READ_TIMEOUT_MS",
     "RUNNER_LOG_FORMAT",
+    "SIGNING_REQUIRED",
+    "SIGNING_TRUST_BUNDLE",
+    "RUNNER_CACHE_MAX_BYTES",
+    "RUNNER_TRUST_PRECOMPILED",
 ];
 
 impl Config {
@@ -179,13 +443,14 @@ impl Config {
             .bundle_store
             .clone()
             .or_else(|| get("BUNDLE_STORAGE_URL").map(String::from));
-        let bundle_store = match store_text {
+        let store_url = match store_text {
             Some(text) => StoreUrl::parse(&text).unwrap_or_else(|why| {
                 problems.push(format!("BUNDLE_STORAGE_URL: {why}"));
                 StoreUrl::File(data_dir.join("bundles"))
             }),
             None => StoreUrl::File(data_dir.join("bundles")),
         };
+        let storage = StorageSettings::from_env(store_url, env, &mut problems);
 
         let service_tokens: Vec<String> = get("RUNNER_SERVICE_TOKEN")
             .map(|v| {
@@ -270,6 +535,34 @@ impl Config {
             }
         };
 
+        let mut flag = |key: &str, default: bool| -> bool {
+            match get(key).map(str::to_ascii_lowercase).as_deref() {
+                None => default,
+                Some("true" | "1" | "yes") => true,
+                Some("false" | "0" | "no") => false,
+                Some(other) => {
+                    problems.push(format!("{key}: `{other}` must be true or false"));
+                    default
+                }
+            }
+        };
+        let signing_required = flag("SIGNING_REQUIRED", true);
+        let trust_precompiled = flag("RUNNER_TRUST_PRECOMPILED", false);
+        let trust = get("SIGNING_TRUST_BUNDLE").and_then(|value| {
+            TrustSettings::load(value)
+                .map_err(|why| problems.push(format!("SIGNING_TRUST_BUNDLE: {why}")))
+                .ok()
+        });
+        let cache_max_bytes = match get("RUNNER_CACHE_MAX_BYTES") {
+            None => limits::DEFAULT_CACHE_MAX_BYTES,
+            Some(text) => parse_bytes(text).unwrap_or_else(|| {
+                problems.push(format!(
+                    "RUNNER_CACHE_MAX_BYTES: `{text}` must be a byte count like 10737418240, 512MiB or 10GiB"
+                ));
+                limits::DEFAULT_CACHE_MAX_BYTES
+            }),
+        };
+
         for key in env.keys() {
             let known_prefix = key.starts_with("RUNNER_") || key.starts_with("BUNDLE_STORAGE_");
             if known_prefix && !ENV_VARS.contains(&key.as_str()) && !LATER_ENV_VARS.contains(&key.as_str()) {
@@ -285,7 +578,7 @@ impl Config {
             listen,
             data_dir,
             cache_dir,
-            bundle_store,
+            storage,
             service_tokens,
             dev: overrides.dev,
             max_memory_mb,
@@ -296,6 +589,10 @@ impl Config {
             header_read_timeout,
             body_read_timeout,
             log_format,
+            signing_required,
+            trust,
+            cache_max_bytes,
+            trust_precompiled,
         })
     }
 
@@ -314,6 +611,21 @@ impl Config {
 /// `RUNNER_BASE_URL`) or by features listed as absent in the README; they
 /// are accepted so shared deployment manifests do not fail validation.
 const LATER_ENV_VARS: &[&str] = &["RUNNER_BASE_URL", "RUNNER_PUBLIC_BASE"];
+
+/// `123`, `512KiB`, `64MiB`, `10GiB` (binary units; `KB`/`MB`/`GB` too).
+fn parse_bytes(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
 
 fn default_data_dir(env: &HashMap<String, String>) -> PathBuf {
     if let Some(xdg) = env.get("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -348,7 +660,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/ext-runner"));
         assert_eq!(config.cache_dir, PathBuf::from("/home/u/.local/share/ext-runner/cache"));
         assert_eq!(
-            config.bundle_store,
+            config.storage.url,
             StoreUrl::File(PathBuf::from("/home/u/.local/share/ext-runner/bundles"))
         );
         assert_eq!(config.max_memory_mb, limits::DEFAULT_MAX_MEMORY_MB);

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     HeadersTooLarge,
     RequestTimeout,
     BundleUnavailable,
+    BundleNotFound,
+    BundleSignatureInvalid,
     BundleIntegrity,
     BundleInvalid,
     BundleInvalidEntry,
@@ -55,6 +57,8 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::BundleUnavailable => "bundle_unavailable",
+            ErrorCode::BundleNotFound => "bundle_not_found",
+            ErrorCode::BundleSignatureInvalid => "bundle_signature_invalid",
             ErrorCode::BundleIntegrity => "bundle_integrity",
             ErrorCode::BundleInvalid => "bundle_invalid",
             ErrorCode::BundleInvalidEntry => "bundle_invalid_entry",
@@ -85,8 +89,10 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::ExecutionTimeout | ErrorCode::FuelExhausted => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::RunnerBusy => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::BundleUnavailable
+            // The object store or the cache is down: worth retrying.
+            ErrorCode::RunnerBusy | ErrorCode::BundleUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::BundleNotFound
+            | ErrorCode::BundleSignatureInvalid
             | ErrorCode::BundleIntegrity
             | ErrorCode::BundleInvalid
             | ErrorCode::BundleInvalidEntry
@@ -166,8 +172,14 @@ impl IntoResponse for ApiError {
             headers.insert("x-request-id", value.clone());
             headers.insert("x-ext-request-id", value);
         }
-        if self.code == ErrorCode::RunnerBusy {
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.code {
+            ErrorCode::RunnerBusy => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ErrorCode::BundleUnavailable => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         response
     }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::engine::{EngineLimits, ExecLimits, Failure, Runtime};
+use crate::engine::{ComponentSource, EngineLimits, ExecLimits, Failure, Prepared, Runtime};
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
 use crate::host::{Invocation, RequestInfo};
 use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
-use crate::store::{BundleStore, Bundles, LoadedBundle};
+use crate::store::{BundleObjects, BundleRef, Bundles, LoadedBundle, Verification};
 
 /// A guest's answer after the runner's header policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,13 @@ impl Runner {
             },
             &config.cache_dir,
         )?;
-        let bundles = Bundles::new(BundleStore::open(&config.bundle_store), &config.cache_dir)?;
+        let objects = BundleObjects::open(&config.storage).map_err(|why| anyhow::anyhow!("bundle store: {why}"))?;
+        let verification = Verification {
+            required: config.signing_required,
+            trust: config.trust.as_ref().map(|t| t.bundle.clone()),
+            trust_id: config.trust.as_ref().map_or_else(|| "none".to_string(), |t| t.id.clone()),
+        };
+        let bundles = Bundles::new(objects, &config.cache_dir, config.cache_max_bytes, verification)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
         Ok(Runner {
             config,
@@ -78,8 +84,19 @@ impl Runner {
         self.runtime.stats()
     }
 
-    pub fn bundle_store(&self) -> &BundleStore {
-        self.bundles.store()
+    /// The bundle store this runner fetches from.
+    pub fn bundle_objects(&self) -> &BundleObjects {
+        self.bundles.objects()
+    }
+
+    /// The verified bundles and their disk cache.
+    pub fn bundles(&self) -> &Bundles {
+        &self.bundles
+    }
+
+    /// The engine (for `compile`).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// Execute one envelope.
@@ -87,14 +104,22 @@ impl Runner {
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
     pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
-        let bundle = self.bundles.get(envelope.content_hash).await?;
-        let component_path = resolve_component(&bundle, envelope)?;
-        let key = (bundle.digest, component_path.clone());
-        let reader = bundle.clone();
-        let pre = self
-            .runtime
-            .component(&key, move || reader.read_verified(&component_path))
-            .await?;
+        let wanted = BundleRef {
+            digest: envelope.content_hash,
+            tenant: &envelope.tenant_id,
+            extension: &envelope.extension_id,
+        };
+        // `_bundle` pins the cache entry (no eviction) while it executes.
+        let (_bundle, pre) = match self.prepare(wanted, envelope).await {
+            // F-02: a cached file that no longer matches its digest is
+            // evicted and the bundle fetched and verified again, once.
+            Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
+                tracing::warn!(request_id, content_hash = %wanted.digest, reason = %failure.message, "cached bundle corrupt; refetching");
+                self.bundles.evict(&wanted.digest);
+                self.prepare(wanted, envelope).await?
+            }
+            other => other?,
+        };
 
         let timeout_ms = limits::clamp(
             envelope.timeout_ms,
@@ -178,6 +203,48 @@ impl Runner {
             body: response.body,
             dropped_headers,
         })
+    }
+}
+
+impl Runner {
+    /// The verified bundle and the prepared component for this request.
+    async fn prepare(
+        &self,
+        wanted: BundleRef<'_>,
+        envelope: &Envelope,
+    ) -> Result<(Arc<LoadedBundle>, Prepared), Failure> {
+        let bundle = self.bundles.get(wanted).await?;
+        let component_path = resolve_component(&bundle, envelope)?;
+        let key = (bundle.digest, component_path.clone());
+        let source = component_source(&bundle, component_path, self.config.trust_precompiled, self.runtime.engine_tag());
+        let pre = self.runtime.component(&key, source).await?;
+        Ok((bundle, pre))
+    }
+}
+
+/// The component's wasm, plus the bundle's own precompiled artifact when
+/// all of these hold: the operator trusts precompiled code, the bundle's
+/// signature verified, the component is the bundle's entry, and the
+/// artifact's engine tag is this engine's.
+fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, engine_tag: &str) -> ComponentSource {
+    let (artifact, tag_file) = crate::engine::precompiled_paths();
+    let usable = trusted
+        && bundle.signer.is_some()
+        && path == bundle.manifest.entry
+        && bundle.files.contains_key(&artifact)
+        && bundle
+            .read_verified(&tag_file)
+            .is_ok_and(|tag| String::from_utf8_lossy(&tag).trim() == engine_tag);
+    let precompiled: Option<Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>> = if usable {
+        let reader = bundle.clone();
+        Some(Box::new(move || reader.read_verified(&artifact)))
+    } else {
+        None
+    };
+    let reader = bundle.clone();
+    ComponentSource {
+        wasm: Box::new(move || reader.read_verified(&path)),
+        precompiled,
     }
 }
 

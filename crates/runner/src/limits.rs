@@ -46,6 +46,11 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 /// Executions in flight at once across all tenants (`RUNNER_MAX_CONCURRENCY`);
 /// also sizes the pooling allocator. Beyond it: 503 `runner_busy`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
+/// Disk budget of the verified bundle cache (`RUNNER_CACHE_MAX_BYTES`):
+/// least-recently-used bundles nobody is running are evicted beyond it.
+/// 10 GiB holds thousands of typical bundles (a few MiB unpacked each).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 << 30;
+
 /// How long a request may wait for an execution slot before 503.
 pub const CONCURRENCY_WAIT: Duration = Duration::from_millis(100);
 

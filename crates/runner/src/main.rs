@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use ext_runner::config::{Config, LogFormat, Overrides};
+use ext_bundle::signature::{KeyAlgorithm, SigningKey};
+use ext_runner::config::{Config, LogFormat, Overrides, TrustSettings};
 use ext_runner::server::{AppState, serve};
 use ext_runner::{Runner, cli};
 
@@ -69,6 +70,13 @@ enum Command {
     },
     /// Show a bundle's content hash, manifest, endpoints, capabilities and files.
     Inspect { bundle: PathBuf },
+    /// Add precompiled/<arch>-<os>.cwasm (native code for this engine) to a bundle; sign it afterwards.
+    Compile {
+        bundle: PathBuf,
+        /// Output archive path (default: replace the input).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run one handler locally (no server) and print the response.
     Exec {
         /// A bundle.tar.zst or an extension directory.
@@ -89,6 +97,46 @@ enum Command {
         /// Execution time limit in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+    },
+    /// Generate a signing key (ECDSA P-256 unless --ed25519); writes the public key beside it
+    /// (key.pem -> key.pub.pem) and prints its fingerprint.
+    Keygen {
+        /// Private key file to create (PKCS#8 PEM, mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Make an Ed25519 key instead of ECDSA P-256.
+        #[arg(long)]
+        ed25519: bool,
+    },
+    /// Write a detached signature of a bundle's archive bytes (base64, as
+    /// `openssl dgst -sha256 -sign KEY BUNDLE | base64 -w0` writes it).
+    Sign {
+        bundle: PathBuf,
+        /// Private key (PEM: PKCS#8 or SEC1 "EC PRIVATE KEY").
+        #[arg(long)]
+        key: PathBuf,
+        /// Leaf certificate of the key (code signing); writes bundle.pem beside --out.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Intermediate certificates to put in bundle.pem after the leaf.
+        #[arg(long, requires = "cert")]
+        chain: Option<PathBuf>,
+        /// Signature file to write, e.g. bundle.sig.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle's signature and print who signed it, or exit non-zero with the reason.
+    Verify {
+        bundle: PathBuf,
+        /// Signature file (base64).
+        #[arg(long)]
+        sig: PathBuf,
+        /// Trust bundle: a PEM file or inline PEM with PUBLIC KEY and CERTIFICATE (root) blocks.
+        #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
+        trust: String,
+        /// bundle.pem with the leaf certificate and intermediates, for certificate signatures.
+        #[arg(long)]
+        certs: Option<PathBuf>,
     },
 }
 
@@ -136,6 +184,16 @@ fn main() -> ExitCode {
         Command::Publish { bundle, store } => report(cli::publish(&bundle, &store).map(|(digest, new)| {
             println!("{digest} {}", if new { "published" } else { "already present" });
         })),
+        Command::Compile { bundle, out } => {
+            let out = out.unwrap_or_else(|| bundle.clone());
+            report(cli::compile(&bundle, &out).map(|(digest, artifact)| {
+                println!("{digest}");
+                eprintln!(
+                    "added {artifact} to {}; the content hash changed, so sign the new archive",
+                    out.display()
+                );
+            }))
+        }
         Command::Inspect { bundle } => report(cli::inspect(&bundle).map(|text| print!("{text}"))),
         Command::Exec {
             target,
@@ -167,6 +225,44 @@ fn main() -> ExitCode {
                 }
             }))
         }
+        Command::Keygen { out, ed25519 } => {
+            let algorithm = if ed25519 {
+                KeyAlgorithm::Ed25519
+            } else {
+                KeyAlgorithm::EcdsaP256
+            };
+            report(cli::keygen(&out, algorithm).map(|(public, fingerprint)| {
+                println!("{fingerprint}");
+                eprintln!(
+                    "wrote {} (private, keep it secret) and {} (public: add it to the trust bundle)",
+                    out.display(),
+                    public.display()
+                );
+            }))
+        }
+        Command::Sign {
+            bundle,
+            key,
+            cert,
+            chain,
+            out,
+        } => report(
+            cli::sign(&bundle, &key, cert.as_deref(), chain.as_deref(), &out).map(|signed| {
+                println!("{}", signed.signer);
+                match &signed.certificates {
+                    Some(pem) => eprintln!("wrote {} and {}", signed.signature.display(), pem.display()),
+                    None => eprintln!("wrote {}", signed.signature.display()),
+                }
+            }),
+        ),
+        Command::Verify {
+            bundle,
+            sig,
+            trust,
+            certs,
+        } => report(cli::verify(&bundle, &sig, &trust, certs.as_deref()).map(|signer| {
+            println!("verified: signed by {signer}");
+        })),
     }
 }
 
@@ -227,8 +323,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run_server(config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {
+async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {
     let dev = config.dev;
+    let dev_key = if dev { Some(trust_dev_key(&mut config)?) } else { None };
     let listen = config.listen;
     let no_token = config.service_tokens.is_empty();
     let runner = Arc::new(Runner::new(config)?);
@@ -236,12 +333,12 @@ async fn run_server(config: Config, extension: PathBuf, grace: std::time::Durati
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(listen = %local, store = %runner.config().bundle_store, "ext-runner listening");
+    tracing::info!(listen = %local, store = %runner.config().storage.url, "ext-runner listening");
     if no_token {
         tracing::warn!("--dev without RUNNER_SERVICE_TOKEN: /v1/execute accepts unauthenticated calls on loopback");
     }
-    if dev {
-        announce_dev_extension(&runner, &extension, local)?;
+    if let Some(key) = dev_key {
+        announce_dev_extension(&runner, &key, &extension, local).await?;
     }
     let state = AppState::new(runner);
     serve(listener, state, shutdown_signal(), grace).await?;
@@ -249,16 +346,56 @@ async fn run_server(config: Config, extension: PathBuf, grace: std::time::Durati
     Ok(())
 }
 
-/// `serve --dev`: pack and publish the example so the printed curl works.
-fn announce_dev_extension(runner: &Runner, dir: &std::path::Path, local: std::net::SocketAddr) -> anyhow::Result<()> {
+/// `serve --dev`: load (or create once) the dev signing key under the data
+/// directory and add its public key to the trust bundle, so the example is
+/// signed and verified like any production bundle.
+fn trust_dev_key(config: &mut Config) -> anyhow::Result<SigningKey> {
+    let path = config.data_dir.join("dev-signing-key.pem");
+    let key = if path.exists() {
+        let pem = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        SigningKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        std::fs::create_dir_all(&config.data_dir)?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        file.write_all(key.to_pkcs8_pem().as_bytes())?;
+        key
+    };
+    let mut text = config.trust.as_ref().map(|t| t.text.clone()).unwrap_or_default();
+    text.push('\n');
+    text.push_str(&key.public_key_pem());
+    config.trust = Some(TrustSettings::parse(&text, "SIGNING_TRUST_BUNDLE + dev key").map_err(anyhow::Error::msg)?);
+    tracing::info!(key = %path.display(), fingerprint = %key.fingerprint(), "dev signing key trusted");
+    Ok(key)
+}
+
+/// `serve --dev`: pack, sign and publish the example so the printed curl works.
+async fn announce_dev_extension(
+    runner: &Runner,
+    key: &SigningKey,
+    dir: &std::path::Path,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<()> {
     let archive = ext_bundle::pack_dir(dir).map_err(|e| {
         anyhow::anyhow!(
             "--extension {}: {e} (build it first: scripts/build-example)",
             dir.display()
         )
     })?;
-    let (digest, _) = runner.bundle_store().publish(&archive)?;
     let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
+    let signature = ext_bundle::signature::encode_signature(&key.sign(&archive));
+    let digest = ext_bundle::Digest::of(&archive);
+    let keys = runner.bundle_objects().keys(&digest, "dev-tenant", &manifest.name);
+    let objects = runner.bundle_objects();
+    objects.put_if_absent(&keys.bundle, archive.into()).await?;
+    objects.put_if_absent(&keys.signature, signature.into_bytes().into()).await?;
     let auth = match runner.config().service_tokens.first() {
         Some(_) => " -H \"authorization: Bearer $RUNNER_SERVICE_TOKEN\"",
         None => "",

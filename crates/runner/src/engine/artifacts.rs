@@ -2,8 +2,11 @@
 //!
 //! Precompiled artifacts are native code: loading one is `unsafe`. This
 //! module is the only place the runner does it, under three rules:
-//! 1. only artifacts this runner wrote are loaded (bundle-supplied
-//!    `precompiled/` files are never used);
+//! 1. only artifacts this runner wrote are loaded, except a bundle's own
+//!    `precompiled/<target>.cwasm` when the operator opted in
+//!    (`RUNNER_TRUST_PRECOMPILED=true`), the bundle's signature verified and
+//!    the artifact names this engine's compatibility tag
+//!    ([`load_supplied`]);
 //! 2. each artifact's SHA-256 is recorded in a sidecar when written and
 //!    checked against the bytes before deserialising (a flipped bit means
 //!    the entry is deleted and the component recompiled);
@@ -58,6 +61,12 @@ impl ArtifactCache {
         })
     }
 
+    /// This engine's compatibility tag: artifacts made by another Wasmtime
+    /// version or configuration carry a different one.
+    pub fn engine_tag(&self) -> &str {
+        &self.engine_tag
+    }
+
     fn paths(&self, digest: &Digest, component_path: &str) -> (PathBuf, PathBuf) {
         let name = hex::encode(&Sha256::digest(component_path.as_bytes())[..8]);
         let dir = self.dir.join(digest.hex());
@@ -109,6 +118,22 @@ impl ArtifactCache {
         write_atomically(&artifact, &bytes)?;
         write_atomically(&sidecar, hex::encode(Sha256::digest(&bytes)).as_bytes())?;
         Ok(())
+    }
+}
+
+/// Load a bundle-supplied precompiled artifact.
+///
+/// # Errors
+/// If Wasmtime rejects the bytes (another engine, corrupt, not a component).
+pub fn load_supplied(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: rule 1: the caller only passes bytes of a bundle whose
+    // signature verified under the operator's trust bundle, with the
+    // operator's explicit opt-in, read through the bundle's per-file digest
+    // check, and whose engine tag equals ours; Wasmtime checks the
+    // compatibility header again.
+    #[allow(unsafe_code)]
+    unsafe {
+        Component::deserialize(engine, bytes)
     }
 }
 

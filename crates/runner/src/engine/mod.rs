@@ -99,6 +99,26 @@ pub struct Stats {
     pub compiles: AtomicU64,
     /// Components loaded from the verified artifact cache instead.
     pub artifact_loads: AtomicU64,
+    /// Components loaded from a signed bundle's own precompiled artifact.
+    pub precompiled_loads: AtomicU64,
+}
+
+/// Where a component's code comes from: its wasm (read lazily, only when it
+/// must be compiled) and, when the operator trusts it for this bundle, the
+/// bundle's own precompiled artifact.
+pub struct ComponentSource {
+    pub wasm: Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>,
+    pub precompiled: Option<Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>>,
+}
+
+/// Name of the precompiled artifact for this host inside a bundle
+/// (`precompiled/<arch>-<os>.cwasm`) and of its engine-tag file.
+pub fn precompiled_paths() -> (String, String) {
+    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    (
+        format!("precompiled/{target}.cwasm"),
+        format!("precompiled/{target}.engine"),
+    )
 }
 
 impl Runtime {
@@ -131,15 +151,30 @@ impl Runtime {
         &self.stats
     }
 
+    /// This engine's compatibility tag (see [`ArtifactCache::engine_tag`]).
+    pub fn engine_tag(&self) -> &str {
+        self.artifacts.engine_tag()
+    }
+
+    /// Compile a component for this engine and return the artifact bytes
+    /// (`ext-runner compile`), after the same import check as at load.
+    ///
+    /// # Errors
+    /// `component_invalid`, `unsupported_feature` or `unsupported_import`.
+    pub fn precompile(&self, path: &str, wasm: &[u8]) -> Result<Vec<u8>, Failure> {
+        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, &e))?;
+        host::check_imports(&self.engine, &component).map_err(|names| unsupported(path, &names))?;
+        component
+            .serialize()
+            .map_err(|e| Failure::new(ErrorCode::Internal, format!("{path}: serialize: {e}")))
+    }
+
     /// The pre-instantiated component for `key`, compiling it from `wasm`
     /// (read lazily) on first use.
     ///
     /// # Errors
     /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
-    pub async fn component<F>(&self, key: &ComponentKey, wasm: F) -> Result<Prepared, Failure>
-    where
-        F: FnOnce() -> Result<Vec<u8>, Failure> + Send + 'static,
-    {
+    pub async fn component(&self, key: &ComponentKey, source: ComponentSource) -> Result<Prepared, Failure> {
         let cell = {
             let mut map = self.components.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
@@ -152,7 +187,7 @@ impl Runtime {
             let stats = self.stats.clone();
             // Compiling is CPU-bound (seconds for big guests): keep it off
             // the async workers.
-            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, wasm))
+            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source))
                 .await
                 .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
                 .map(Arc::new)
@@ -245,36 +280,52 @@ fn classify_trap(error: &wasmtime::Error, memory_refused: bool) -> Failure {
 }
 
 /// Compile (or load) one component and pre-instantiate it.
-fn prepare<F>(
+fn prepare(
     engine: &wasmtime::Engine,
     linker: &Linker<Invocation>,
     artifacts: &ArtifactCache,
     stats: &Stats,
     key: &ComponentKey,
-    wasm: F,
-) -> Result<RunnerPre<Invocation>, Failure>
-where
-    F: FnOnce() -> Result<Vec<u8>, Failure>,
-{
+    source: ComponentSource,
+) -> Result<RunnerPre<Invocation>, Failure> {
     let (digest, path) = key;
-    let component = match artifacts.load(engine, digest, path) {
-        Some(component) => {
-            stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
-            component
-        }
-        None => {
-            let bytes = wasm()?;
-            stats.compiles.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
-            tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
-            host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
-            if let Err(e) = artifacts.store(digest, path, &component) {
-                // The cache only saves time; a failed write must not fail the request.
-                tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
+    let supplied = source.precompiled.and_then(|read| match read() {
+        Ok(bytes) => match artifacts::load_supplied(engine, &bytes) {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(content_hash = %digest, component = %path, error = %e, "bundle's precompiled artifact rejected; compiling instead");
+                None
             }
+        },
+        Err(f) => {
+            tracing::warn!(content_hash = %digest, component = %path, error = %f.message, "bundle's precompiled artifact unreadable; compiling instead");
+            None
+        }
+    });
+    let component = match supplied {
+        Some(component) => {
+            stats.precompiled_loads.fetch_add(1, Ordering::Relaxed);
             component
         }
+        None => match artifacts.load(engine, digest, path) {
+            Some(component) => {
+                stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                component
+            }
+            None => {
+                let bytes = (source.wasm)()?;
+                stats.compiles.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+                tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+                host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
+                if let Err(e) = artifacts.store(digest, path, &component) {
+                    // The cache only saves time; a failed write must not fail the request.
+                    tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
+                }
+                component
+            }
+        },
     };
     host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
     let instance_pre = linker

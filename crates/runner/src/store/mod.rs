@@ -1,92 +1,54 @@
-//! Bundles: where they come from and the verified, unpacked copies kept by
-//! this process.
+//! Bundles: where they come from, how they are verified, and the verified
+//! copies this pod keeps.
 //!
-//! [`BundleStore`] is the object-store seam (a local directory for now, key
-//! layout `sha256/<hex>/bundle.tar.zst`). [`Bundles`] fetches a bundle by
-//! content hash, checks the archive's SHA-256 against the hash *before*
-//! anything else, unpacks it safely into a temp directory and renames it into
-//! the cache. Concurrent first requests for one hash fetch and unpack once.
+//! - `object`: the object-store seam ([`BundleObjects`]): `file://`,
+//!   `s3://` and read-only `http(s)://` stores under a key layout.
+//! - `cache`: the disk cache of verified, unpacked bundles ([`DiskCache`]):
+//!   atomic entries, LRU eviction by bytes, start-up clean-up.
+//! - [`Bundles`] (here) ties them together: fetch → SHA-256 against the
+//!   content hash → signature against the trust bundle → safe unpack →
+//!   commit to the cache, once per content hash however many requests ask.
+
+mod cache;
+pub mod object;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use ext_bundle::signature::{TrustBundle, VerifyError};
 use ext_bundle::{BundleError, Digest, FileIndex, Manifest, UnpackLimits};
 use tokio::sync::OnceCell;
 
-use crate::config::StoreUrl;
+pub use cache::{DiskCache, EntryRecord};
+pub use object::{BundleKeys, BundleObjects, ObjectError};
+
 use crate::engine::Failure;
 use crate::error::ErrorCode;
 
 /// Largest compressed bundle the runner will fetch.
 pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// A content-addressed bundle store.
-#[derive(Clone, Debug)]
-pub struct BundleStore {
-    root: PathBuf,
-}
+/// Largest signature file fetched beside a bundle (a few hundred bytes in
+/// practice; the cap stops a wrong object from being downloaded whole).
+pub const MAX_SIGNATURE_FILE_BYTES: u64 = 4 * 1024;
 
-/// Key of a bundle inside a store.
-pub fn bundle_key(digest: &Digest) -> String {
-    format!("sha256/{}/{}", digest.hex(), ext_bundle::BUNDLE_FILE_NAME)
-}
+/// Largest certificate chain (`bundle.pem`) fetched beside a bundle.
+pub const MAX_CERTIFICATES_FILE_BYTES: u64 = 64 * 1024;
 
-impl BundleStore {
-    pub fn open(url: &StoreUrl) -> BundleStore {
-        match url {
-            StoreUrl::File(root) => BundleStore { root: root.clone() },
-        }
-    }
-
-    fn path(&self, digest: &Digest) -> PathBuf {
-        self.root.join(bundle_key(digest))
-    }
-
-    /// The archive bytes for `digest`, unverified.
-    ///
-    /// # Errors
-    /// `bundle_unavailable` when absent, unreadable or over [`MAX_BUNDLE_BYTES`].
-    pub fn fetch(&self, digest: &Digest) -> Result<Vec<u8>, Failure> {
-        let path = self.path(digest);
-        let unavailable = |why: String| Failure::new(ErrorCode::BundleUnavailable, format!("bundle {digest}: {why}"));
-        let file = fs::File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => unavailable("not found in the bundle store".into()),
-            _ => unavailable(format!("bundle store read failed: {e}")),
-        })?;
-        let mut bytes = Vec::new();
-        file.take(MAX_BUNDLE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| unavailable(format!("bundle store read failed: {e}")))?;
-        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(Failure::new(
-                ErrorCode::BundleTooLarge,
-                format!("bundle {digest}: larger than {MAX_BUNDLE_BYTES} bytes"),
-            ));
-        }
-        Ok(bytes)
-    }
-
-    /// Store an archive under its content hash. Idempotent: publishing the
-    /// same bytes again changes nothing. Returns the digest and whether it
-    /// was newly written.
-    ///
-    /// # Errors
-    /// I/O failures; a partial file is never visible (temp + rename).
-    pub fn publish(&self, archive: &[u8]) -> std::io::Result<(Digest, bool)> {
-        let digest = Digest::of(archive);
-        let path = self.path(&digest);
-        if let Ok(existing) = fs::read(&path)
-            && Digest::of(&existing) == digest
-        {
-            return Ok((digest, false));
-        }
-        fs::create_dir_all(path.parent().expect("key has a parent"))?;
-        crate::engine::write_atomically(&path, archive)?;
-        Ok((digest, true))
-    }
+/// How bundles are admitted: `SIGNING_REQUIRED` and `SIGNING_TRUST_BUNDLE`.
+#[derive(Clone)]
+pub struct Verification {
+    /// Refuse bundles without a signature that verifies.
+    pub required: bool,
+    /// Trusted signer keys and roots; `None` when none are configured.
+    pub trust: Option<Arc<TrustBundle>>,
+    /// Identifies the trust bundle (SHA-256 of its text) so verdicts cached
+    /// under another one are not reused.
+    pub trust_id: String,
 }
 
 /// A verified bundle unpacked on local disk.
@@ -98,6 +60,9 @@ pub struct LoadedBundle {
     pub manifest: Manifest,
     /// Every file with its size and SHA-256, computed while unpacking.
     pub files: FileIndex,
+    /// Who signed the archive; `None` for an unsigned bundle admitted
+    /// because signing was not required.
+    pub signer: Option<String>,
 }
 
 impl LoadedBundle {
@@ -107,115 +72,297 @@ impl LoadedBundle {
     /// # Errors
     /// `bundle_invalid` if absent, `bundle_integrity` if changed on disk.
     pub fn read_verified(&self, path: &str) -> Result<Vec<u8>, Failure> {
-        let meta = self.files.get(path).ok_or_else(|| {
-            Failure::new(
-                ErrorCode::BundleInvalid,
-                format!("bundle {}: no file `{path}`", self.digest),
-            )
-        })?;
-        let bytes = fs::read(self.dir.join(path))
-            .map_err(|e| Failure::new(ErrorCode::BundleUnavailable, format!("reading `{path}`: {e}")))?;
-        if Digest::of(&bytes) != meta.sha256 {
-            return Err(Failure::new(
-                ErrorCode::BundleIntegrity,
-                format!("bundle {}: `{path}` changed on disk since it was verified", self.digest),
-            ));
-        }
-        Ok(bytes)
+        read_checked(&self.dir, &self.files, &self.digest, path)
     }
+}
+
+/// Read `path` under `dir` and check it against its recorded digest.
+fn read_checked(dir: &std::path::Path, files: &FileIndex, digest: &Digest, path: &str) -> Result<Vec<u8>, Failure> {
+    let meta = files
+        .get(path)
+        .ok_or_else(|| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: no file `{path}`")))?;
+    let integrity = || {
+        Failure::new(
+            ErrorCode::BundleIntegrity,
+            format!("bundle {digest}: `{path}` changed on disk since it was verified"),
+        )
+    };
+    let bytes = fs::read(dir.join(path)).map_err(|_| integrity())?;
+    if Digest::of(&bytes) != meta.sha256 {
+        return Err(integrity());
+    }
+    Ok(bytes)
+}
+
+/// Which bundle a request wants: its content hash, plus the tenant and
+/// extension the key layout may use (`{tenant}`, `{extension}`).
+#[derive(Clone, Copy, Debug)]
+pub struct BundleRef<'a> {
+    pub digest: Digest,
+    pub tenant: &'a str,
+    pub extension: &'a str,
 }
 
 /// Verified bundles of this process, by content hash.
 pub struct Bundles {
-    store: BundleStore,
-    /// `<cache_dir>/bundles/<hex>/...`, owned by this process.
-    dir: PathBuf,
+    objects: BundleObjects,
+    cache: DiskCache,
+    verification: Verification,
     limits: UnpackLimits,
-    /// Single-flight: one fetch + verify + unpack per hash. Entries are kept
-    /// for the life of the process (bundles are immutable).
-    loaded: Mutex<HashMap<Digest, Arc<OnceCell<Arc<LoadedBundle>>>>>,
+    /// Bundles ready to use; the map's handle plus one per request using
+    /// it, so a strong count above one means "in use, do not evict".
+    loaded: Mutex<HashMap<Digest, Arc<LoadedBundle>>>,
+    /// Single-flight: the one load in progress per content hash. Entries
+    /// leave when the load ends, so a failure is retried by the next request
+    /// (no negative caching).
+    inflight: Mutex<HashMap<Digest, Arc<OnceCell<Arc<LoadedBundle>>>>>,
+    /// Archives downloaded from the store since start-up.
+    fetches: AtomicU64,
 }
 
 impl Bundles {
     /// # Errors
     /// If the cache directory cannot be prepared.
-    pub fn new(store: BundleStore, cache_dir: &Path) -> std::io::Result<Bundles> {
-        let dir = cache_dir.join("bundles");
-        fs::create_dir_all(&dir)?;
-        // A killed process may leave half-unpacked temp directories behind.
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
+    pub fn new(
+        objects: BundleObjects,
+        cache_dir: &std::path::Path,
+        max_cache_bytes: u64,
+        verification: Verification,
+    ) -> std::io::Result<Bundles> {
         Ok(Bundles {
-            store,
-            dir,
+            objects,
+            cache: DiskCache::open(&cache_dir.join("bundles"), max_cache_bytes)?,
+            verification,
             limits: UnpackLimits::default(),
             loaded: Mutex::default(),
+            inflight: Mutex::default(),
+            fetches: AtomicU64::new(0),
         })
     }
 
-    pub fn store(&self) -> &BundleStore {
-        &self.store
+    pub fn objects(&self) -> &BundleObjects {
+        &self.objects
     }
 
-    /// The verified, unpacked bundle for `digest`.
+    pub fn cache(&self) -> &DiskCache {
+        &self.cache
+    }
+
+    /// Archives downloaded from the store since start-up.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The verified, unpacked bundle.
     ///
     /// # Errors
-    /// `bundle_unavailable`, `bundle_integrity`, `bundle_invalid*`,
-    /// `bundle_too_large`.
-    pub async fn get(&self, digest: Digest) -> Result<Arc<LoadedBundle>, Failure> {
-        let cell = {
-            let mut map = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(digest).or_default().clone()
+    /// `bundle_not_found`, `bundle_unavailable`, `bundle_integrity`,
+    /// `bundle_signature_invalid`, `bundle_invalid*`, `bundle_too_large`.
+    pub async fn get(&self, wanted: BundleRef<'_>) -> Result<Arc<LoadedBundle>, Failure> {
+        let digest = wanted.digest;
+        if let Some(bundle) = lock(&self.loaded).get(&digest).cloned() {
+            self.cache.touch(&digest);
+            return Ok(bundle);
+        }
+        let cell = lock(&self.inflight).entry(digest).or_default().clone();
+        let result = cell.get_or_try_init(|| self.load(wanted)).await.cloned();
+        {
+            let mut inflight = lock(&self.inflight);
+            if inflight.get(&digest).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&digest);
+            }
+        }
+        let bundle = result?;
+        lock(&self.loaded).insert(digest, bundle.clone());
+        self.enforce_budget();
+        Ok(bundle)
+    }
+
+    /// Forget a bundle found corrupt on disk: the next request fetches and
+    /// verifies it again.
+    pub fn evict(&self, digest: &Digest) {
+        lock(&self.loaded).remove(digest);
+        self.cache.remove(digest);
+    }
+
+    /// Evict least-recently-used entries nobody holds until the cache fits.
+    fn enforce_budget(&self) {
+        let evicted = {
+            let loaded = lock(&self.loaded);
+            self.cache
+                .evict_to_fit(|digest| loaded.get(digest).is_some_and(|b| Arc::strong_count(b) > 1))
         };
-        cell.get_or_try_init(|| async {
-            let store = self.store.clone();
-            let dir = self.dir.clone();
-            let limits = self.limits;
-            tokio::task::spawn_blocking(move || load(&store, &dir, &limits, digest))
+        if !evicted.is_empty() {
+            let mut loaded = lock(&self.loaded);
+            for digest in &evicted {
+                loaded.remove(digest);
+            }
+            tracing::info!(evicted = evicted.len(), "evicted bundles from the disk cache");
+        }
+    }
+
+    async fn load(&self, wanted: BundleRef<'_>) -> Result<Arc<LoadedBundle>, Failure> {
+        let digest = wanted.digest;
+        if let Some(record) = self.cache.record(&digest) {
+            match self.admit_cached(record) {
+                Ok(bundle) => return Ok(Arc::new(bundle)),
+                Err(why) => {
+                    tracing::warn!(%digest, reason = %why, "cached bundle not reusable; fetching it again");
+                    self.cache.remove(&digest);
+                }
+            }
+        }
+        self.fetch(wanted).await.map(Arc::new)
+    }
+
+    /// A cache entry from disk (an earlier process): usable if its verdict
+    /// still holds under the current policy and its manifest is intact.
+    fn admit_cached(&self, record: EntryRecord) -> Result<LoadedBundle, String> {
+        match &record.signer {
+            None if self.verification.required => return Err("unsigned, and signing is now required".into()),
+            Some(_) if record.trust_id != self.verification.trust_id => {
+                return Err("verified under a different trust bundle".into());
+            }
+            _ => {}
+        }
+        let dir = self.cache.entry_dir(&record.digest).join("files");
+        let bytes = read_checked(&dir, &record.files, &record.digest, "manifest.json").map_err(|f| f.message)?;
+        let manifest = Manifest::from_slice(&bytes).map_err(|e| e.to_string())?;
+        Ok(LoadedBundle {
+            digest: record.digest,
+            dir,
+            manifest,
+            files: record.files,
+            signer: record.signer,
+        })
+    }
+
+    /// Fetch, verify, unpack and commit to the cache.
+    async fn fetch(&self, wanted: BundleRef<'_>) -> Result<LoadedBundle, Failure> {
+        let digest = wanted.digest;
+        let keys = self.objects.keys(&digest, wanted.tenant, wanted.extension);
+        let staging = self.cache.staging().map_err(|e| cache_write_failure(&digest, &e))?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let mut file = fs::File::create(staging.archive_path()).map_err(|e| cache_write_failure(&digest, &e))?;
+        let (actual, archive_bytes) = self
+            .objects
+            .download(&keys.bundle, &mut file, MAX_BUNDLE_BYTES)
+            .await
+            .map_err(|e| object_failure(&digest, "bundle", &e))?;
+        drop(file);
+        if actual != digest {
+            // B-03: tampered or truncated bytes never reach the unpacker;
+            // dropping `staging` deletes them.
+            return Err(Failure::new(
+                ErrorCode::BundleIntegrity,
+                format!("bundle bytes do not match their content hash: expected {digest}, got {actual}"),
+            ));
+        }
+        let signature = self
+            .objects
+            .get_small(&keys.signature, MAX_SIGNATURE_FILE_BYTES)
+            .await
+            .map_err(|e| object_failure(&digest, "signature", &e))?;
+        let certificates = match signature {
+            Some(_) => self
+                .objects
+                .get_small(&keys.certificates, MAX_CERTIFICATES_FILE_BYTES)
                 .await
-                .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))?
-                .map(Arc::new)
+                .map_err(|e| object_failure(&digest, "certificate chain", &e))?,
+            None => None,
+        };
+        let verification = self.verification.clone();
+        let limits = self.limits;
+        let (record, manifest, staging) = tokio::task::spawn_blocking(move || {
+            let archive = fs::read(staging.archive_path()).map_err(|e| cache_write_failure(&digest, &e))?;
+            let signer = verify_archive(&digest, &archive, signature.as_deref(), certificates.as_deref(), &verification)?;
+            let files = ext_bundle::unpack(&archive, &staging.files_dir(), &limits)
+                .map_err(|e| bundle_failure(&digest, &e))?;
+            let manifest_bytes = fs::read(staging.files_dir().join("manifest.json"))
+                .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: manifest.json: {e}")))?;
+            let manifest = Manifest::from_slice(&manifest_bytes)
+                .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: {e}")))?;
+            let record = EntryRecord::new(digest, archive_bytes, signer, verification.trust_id.clone(), files);
+            Ok::<_, Failure>((record, manifest, staging))
         })
         .await
-        .cloned()
+        .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))??;
+        let dir = self.cache.commit(staging, &record).map_err(|e| cache_write_failure(&digest, &e))?;
+        tracing::info!(%digest, signer = record.signer.as_deref().unwrap_or("unsigned"), bytes = archive_bytes, "bundle verified and cached");
+        Ok(LoadedBundle {
+            digest,
+            dir,
+            manifest,
+            files: record.files,
+            signer: record.signer,
+        })
     }
 }
 
-fn load(store: &BundleStore, cache: &Path, limits: &UnpackLimits, digest: Digest) -> Result<LoadedBundle, Failure> {
-    let archive = store.fetch(&digest)?;
-    let actual = Digest::of(&archive);
-    if actual != digest {
-        return Err(Failure::new(
-            ErrorCode::BundleIntegrity,
-            format!("bundle bytes do not match their content hash: expected {digest}, got {actual}"),
-        ));
+/// Apply the signing policy to an archive whose hash already matched.
+fn verify_archive(
+    digest: &Digest,
+    archive: &[u8],
+    signature: Option<&[u8]>,
+    certificates: Option<&[u8]>,
+    verification: &Verification,
+) -> Result<Option<String>, Failure> {
+    let refuse = |reason: String| {
+        tracing::warn!(%digest, reason, "bundle signature refused");
+        Failure::new(
+            ErrorCode::BundleSignatureInvalid,
+            format!("bundle {digest}: signature not accepted: {reason}"),
+        )
+    };
+    match (signature, &verification.trust) {
+        (Some(signature), Some(trust)) => {
+            let text = std::str::from_utf8(signature).map_err(|_| refuse("bundle.sig is not base64 text".into()))?;
+            let certs = certificates
+                .map(std::str::from_utf8)
+                .transpose()
+                .map_err(|_| refuse("bundle.pem is not PEM text".into()))?;
+            ext_bundle::signature::verify(archive, text, certs, trust, SystemTime::now())
+                .map(|signer| Some(signer.to_string()))
+                .map_err(|e: VerifyError| refuse(format!("{} ({})", e, e.code())))
+        }
+        _ if verification.required => Err(refuse(match signature {
+            None => "the bundle is unsigned (no bundle.sig beside it) and SIGNING_REQUIRED is true".into(),
+            Some(_) => "no SIGNING_TRUST_BUNDLE is configured to verify it against".into(),
+        })),
+        _ => Ok(None),
     }
-    let io = |e: std::io::Error| Failure::new(ErrorCode::Internal, format!("bundle cache: {e}"));
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(cache).map_err(io)?;
-    let files = ext_bundle::unpack(&archive, tmp.path(), limits).map_err(|e| bundle_failure(&digest, &e))?;
-    let manifest_bytes = fs::read(tmp.path().join("manifest.json")).map_err(io)?;
-    let manifest = Manifest::from_slice(&manifest_bytes)
-        .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: {e}")))?;
-    let final_dir = cache.join(digest.hex());
-    if final_dir.exists() {
-        // Left by an earlier process: content-addressed, but unverified by us.
-        fs::remove_dir_all(&final_dir).map_err(io)?;
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cache_write_failure(digest: &Digest, error: &std::io::Error) -> Failure {
+    tracing::error!(%digest, %error, "bundle cache write failed");
+    Failure::new(
+        ErrorCode::BundleUnavailable,
+        format!("bundle {digest}: the runner's bundle cache cannot be written; retry later"),
+    )
+}
+
+fn object_failure(digest: &Digest, what: &str, error: &ObjectError) -> Failure {
+    match error {
+        ObjectError::NotFound { .. } => Failure::new(
+            ErrorCode::BundleNotFound,
+            format!("bundle {digest}: {what} not found in the bundle store"),
+        ),
+        ObjectError::TooLarge { .. } => Failure::new(
+            ErrorCode::BundleTooLarge,
+            format!("bundle {digest}: {what} is larger than {MAX_BUNDLE_BYTES} bytes"),
+        ),
+        other => {
+            tracing::warn!(%digest, error = %other, "bundle store unavailable");
+            Failure::new(
+                ErrorCode::BundleUnavailable,
+                format!("bundle {digest}: the bundle store is unavailable; retry later"),
+            )
+        }
     }
-    let tmp_path = tmp.keep();
-    fs::rename(&tmp_path, &final_dir).map_err(|e| {
-        let _ = fs::remove_dir_all(&tmp_path);
-        io(e)
-    })?;
-    Ok(LoadedBundle {
-        digest,
-        dir: final_dir,
-        manifest,
-        files,
-    })
 }
 
 fn bundle_failure(digest: &Digest, error: &BundleError) -> Failure {

@@ -2,8 +2,10 @@
 //! relink Wasmtime). Tests name the attack-catalogue row they cover.
 
 mod bundles;
+mod cache;
 mod cli;
 mod execute;
 mod limits;
+mod signing;
 mod socket;
 mod support;

@@ -9,6 +9,7 @@ use axum::body::Body;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ext_bundle::Digest;
+use ext_bundle::signature::{KeyAlgorithm, SigningKey};
 use ext_runner::Runner;
 use ext_runner::config::{Config, Overrides};
 use ext_runner::server::{AppState, router};
@@ -43,10 +44,29 @@ impl TestRunner {
         TestRunner { runner, state, dir }
     }
 
-    /// Pack `bundle_dir` and publish it into this runner's store.
+    /// Pack `bundle_dir` and publish it, signed by the test key, into
+    /// this runner's (file) store.
     pub fn publish_dir(&self, bundle_dir: &Path) -> Digest {
         let archive = ext_bundle::pack_dir(bundle_dir).unwrap();
-        self.runner.bundle_store().publish(&archive).unwrap().0
+        self.publish_archive(&archive, Some(&sign(&archive)))
+    }
+
+    /// Put an archive (and optionally its signature text) into the store
+    /// directory under the default key layout, as `publish` would.
+    pub fn publish_archive(&self, archive: &[u8], signature: Option<&str>) -> Digest {
+        let digest = Digest::of(archive);
+        let dir = self.store_dir(&digest);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bundle.tar.zst"), archive).unwrap();
+        if let Some(signature) = signature {
+            std::fs::write(dir.join("bundle.sig"), signature).unwrap();
+        }
+        digest
+    }
+
+    /// The store directory holding `digest`'s objects.
+    pub fn store_dir(&self, digest: &Digest) -> PathBuf {
+        self.dir.path().join("bundles/sha256").join(digest.hex())
     }
 
     /// Publish a bundle whose entry component is the named fixture.
@@ -104,11 +124,23 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         ("RUNNER_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
         // Small pools keep many parallel test runners cheap.
         ("RUNNER_MAX_CONCURRENCY".to_string(), "8".to_string()),
+        ("SIGNING_TRUST_BUNDLE".to_string(), test_key().public_key_pem()),
     ]);
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
     Config::load(&env, &Overrides::default()).unwrap()
+}
+
+/// The process-wide test signing key (P-256), trusted by [`test_config`].
+pub fn test_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate(KeyAlgorithm::EcdsaP256))
+}
+
+/// Signature-file text for `archive` by the test key.
+pub fn sign(archive: &[u8]) -> String {
+    ext_bundle::signature::encode_signature(&test_key().sign(archive))
 }
 
 /// A bundle directory: manifest without endpoints (everything goes to the

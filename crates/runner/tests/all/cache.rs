@@ -1,0 +1,507 @@
+//! The verified pod-local cache and signature enforcement on the execute
+//! path: signing policy (B-01), archive attacks through the runner (B-03,
+//! B-04, B-05), store outages (F-01), corruption (F-02), left-overs of a
+//! killed process (F-03) and LRU eviction.
+
+use std::path::Path;
+use std::process::Command;
+
+use http::StatusCode;
+
+use crate::support::*;
+
+fn entries(t: &TestRunner) -> std::path::PathBuf {
+    t.dir.path().join("cache/bundles")
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn signed_bundle_runs_and_the_verdict_is_recorded() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record = t.runner.bundles().cache().record(&digest).unwrap();
+    let signer = record.signer.unwrap();
+    assert!(signer.contains(&test_key().fingerprint().to_string()), "{signer}");
+}
+
+/// B-01: unsigned bundles are refused while SIGNING_REQUIRED (the default)
+/// holds, and nothing reaches the cache.
+#[tokio::test]
+async fn b01_unsigned_bundle_is_refused_when_signing_is_required() {
+    let t = TestRunner::new();
+    let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
+    let digest = t.publish_archive(&archive, None);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_signature_invalid");
+    assert!(body["error"]["message"].as_str().unwrap().contains("unsigned"), "{body}");
+    assert!(!entries(&t).join(digest.hex()).exists());
+
+    let t = TestRunner::with_env(&[("SIGNING_REQUIRED", "false")]);
+    let digest = t.publish_archive(&archive, None);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.bundles().cache().record(&digest).unwrap().signer, None);
+}
+
+/// B-01: a signature by a key outside the trust bundle, and a signature of
+/// other bytes, are refused with the reason.
+#[tokio::test]
+async fn b01_unknown_signer_and_bad_signature_are_refused() {
+    let t = TestRunner::new();
+    let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
+    let stranger = ext_bundle::signature::SigningKey::generate(ext_bundle::signature::KeyAlgorithm::EcdsaP256);
+    let foreign = ext_bundle::signature::encode_signature(&stranger.sign(&archive));
+    let digest = t.publish_archive(&archive, Some(&foreign));
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_signature_invalid");
+    assert!(!entries(&t).join(digest.hex()).exists());
+
+    let other = ext_bundle::pack_dir(&hello_dir()).unwrap();
+    std::fs::write(t.store_dir(&digest).join("bundle.sig"), sign(&other)).unwrap();
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_signature_invalid");
+}
+
+/// A bundle signed with the `openssl` command-line tool loads when its
+/// public key is trusted.
+#[tokio::test]
+async fn openssl_signed_bundle_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    openssl(w, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem"]);
+    openssl(w, &["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
+    let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
+    std::fs::write(w.join("bundle.tar.zst"), &archive).unwrap();
+    openssl(w, &["dgst", "-sha256", "-sign", "key.pem", "-out", "bundle.der", "bundle.tar.zst"]);
+    let signature = b64(&std::fs::read(w.join("bundle.der")).unwrap());
+    let trust = std::fs::read_to_string(w.join("pub.pem")).unwrap();
+
+    let t = TestRunner::with_env(&[("SIGNING_TRUST_BUNDLE", &trust)]);
+    let digest = t.publish_archive(&archive, Some(&signature));
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Build root → intermediate → leaf with openssl; `leaf_usage` is the
+/// leaf's extendedKeyUsage. Returns (root PEM, leaf key path, chain PEM).
+fn openssl_ca(w: &Path, leaf_usage: &str) -> (String, String) {
+    std::fs::write(
+        w.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("leaf.ext"),
+        format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={leaf_usage}\n"),
+    )
+    .unwrap();
+    for name in ["root", "int", "leaf"] {
+        openssl(w, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &format!("{name}.key")]);
+    }
+    openssl(w, &[
+        "req", "-x509", "-new", "-key", "root.key", "-subj", "/CN=Test Root", "-days", "30", "-out", "root.pem",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(w, &["req", "-new", "-key", "int.key", "-subj", "/CN=Test Intermediate", "-out", "int.csr"]);
+    openssl(w, &[
+        "x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30",
+        "-extfile", "ca.ext", "-out", "int.pem",
+    ]);
+    openssl(w, &["req", "-new", "-key", "leaf.key", "-subj", "/CN=Release Signer/O=Acme", "-out", "leaf.csr"]);
+    openssl(w, &[
+        "x509", "-req", "-in", "leaf.csr", "-CA", "int.pem", "-CAkey", "int.key", "-CAcreateserial", "-days", "30",
+        "-extfile", "leaf.ext", "-out", "leaf.pem",
+    ]);
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(w.join("leaf.pem")).unwrap(),
+        std::fs::read_to_string(w.join("int.pem")).unwrap()
+    );
+    (std::fs::read_to_string(w.join("root.pem")).unwrap(), chain)
+}
+
+/// B-01: a bundle signed by a leaf certificate that chains (through an
+/// intermediate) to a trusted root loads; a leaf without the code-signing
+/// usage is refused.
+#[tokio::test]
+async fn b01_certificate_chain_to_a_trusted_root() {
+    for (usage, expected) in [("codeSigning", StatusCode::OK), ("serverAuth", StatusCode::BAD_GATEWAY)] {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        let (root, chain) = openssl_ca(w, usage);
+        let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
+        std::fs::write(w.join("bundle.tar.zst"), &archive).unwrap();
+        openssl(w, &["dgst", "-sha256", "-sign", "leaf.key", "-out", "bundle.der", "bundle.tar.zst"]);
+        let signature = b64(&std::fs::read(w.join("bundle.der")).unwrap());
+
+        let t = TestRunner::with_env(&[("SIGNING_TRUST_BUNDLE", &root)]);
+        let digest = t.publish_archive(&archive, Some(&signature));
+        std::fs::write(t.store_dir(&digest).join("bundle.pem"), &chain).unwrap();
+        let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+        assert_eq!(status, expected, "{usage}: {body}");
+        if expected == StatusCode::OK {
+            let signer = t.runner.bundles().cache().record(&digest).unwrap().signer.unwrap();
+            assert!(signer.contains("Release Signer"), "{signer}");
+        } else {
+            assert_eq!(error_code(&body), "bundle_signature_invalid");
+            assert!(body["error"]["message"].as_str().unwrap().contains("usage"), "{body}");
+        }
+    }
+}
+
+/// F-01: with the store gone, a cached bundle keeps serving across a
+/// restart; an uncached one is 503 `bundle_unavailable` with Retry-After.
+#[tokio::test]
+async fn f01_store_outage_serves_cached_bundles_and_503s_the_rest() {
+    let t = TestRunner::new();
+    let cached = t.publish_fixture("echo");
+    let uncached = t.publish_fixture("context_info");
+    let (status, _, _) = t.post(&envelope(&cached, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    let TestRunner { dir, .. } = t;
+
+    // Same data and cache directories, but the store is a dead endpoint.
+    let t = TestRunner::in_dir(dir, &[("BUNDLE_STORAGE_URL", "http://127.0.0.1:9/bundles")]);
+    let (status, _, body) = t.post(&envelope(&cached, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.bundles().fetches(), 0);
+
+    let (status, headers, body) = t.post(&envelope(&uncached, "GET", "/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "bundle_unavailable");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+}
+
+/// F-02: a flipped byte in a cached file is detected before use; the entry
+/// is evicted, fetched and verified again, and the request succeeds.
+#[tokio::test]
+async fn f02_corrupted_cache_entry_is_refetched() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, _) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    let files = entries(&t).join(digest.hex()).join("files");
+    let TestRunner { dir, .. } = t;
+
+    // The component itself, with the compiled artifact gone so it is read.
+    let wasm = files.join("dist/main.wasm");
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&wasm, bytes).unwrap();
+    std::fs::remove_dir_all(dir.path().join("cache/compiled")).unwrap();
+    let t = TestRunner::in_dir(dir, &[]);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.bundles().fetches(), 1);
+    let TestRunner { dir, .. } = t;
+
+    // The manifest, checked whenever an entry is taken from disk.
+    let manifest = files.join("manifest.json");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[0] = b' ';
+    std::fs::write(&manifest, bytes).unwrap();
+    let t = TestRunner::in_dir(dir, &[]);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.bundles().fetches(), 1);
+}
+
+/// A verdict reached under one trust bundle is not reused under another.
+#[tokio::test]
+async fn cached_verdict_is_rechecked_when_the_trust_bundle_changes() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, _) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    let TestRunner { dir, .. } = t;
+
+    let other = ext_bundle::signature::SigningKey::generate(ext_bundle::signature::KeyAlgorithm::EcdsaP256);
+    let t = TestRunner::in_dir(dir, &[("SIGNING_TRUST_BUNDLE", &other.public_key_pem())]);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_signature_invalid");
+    assert!(!entries(&t).join(digest.hex()).exists());
+}
+
+/// LRU by bytes: beyond RUNNER_CACHE_MAX_BYTES the least recently used
+/// entry goes; the cache stays within budget.
+#[tokio::test]
+async fn lru_eviction_keeps_the_cache_within_its_budget() {
+    let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
+    // Room for two bundles of about this size, not three.
+    let budget = (one * 5 / 2).to_string();
+    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget)]);
+    let digests: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|salt| {
+            let dir = bundle_dir_for(&format!("echo_{salt}"), &fixture("echo"));
+            t.publish_dir(dir.path())
+        })
+        .collect();
+    for digest in &digests {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(!entries(&t).join(digests[0].hex()).exists(), "oldest entry evicted");
+    assert!(entries(&t).join(digests[1].hex()).exists());
+    assert!(entries(&t).join(digests[2].hex()).exists());
+    assert!(t.runner.bundles().cache().total_bytes() <= one * 5 / 2);
+
+    // Evicted means refetched (and verified) on next use.
+    let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(t.runner.bundles().fetches(), 4);
+}
+
+/// Concurrent first requests for one bundle fetch it once (single-flight
+/// per content hash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_fetch_once() {
+    let t = std::sync::Arc::new(TestRunner::new());
+    let digest = t.publish_fixture("echo");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move { t.post(&envelope(&digest, "GET", "/")).await.0 }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(t.runner.bundles().fetches(), 1);
+}
+
+/// F-03: staging directories and entries without a record that a killed
+/// process left behind are removed at start-up and never served.
+#[tokio::test]
+async fn f03_leftovers_of_a_killed_process_are_cleaned_at_start() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let TestRunner { dir, .. } = t;
+    let bundles = dir.path().join("cache/bundles");
+    std::fs::create_dir_all(bundles.join(".tmp-abandoned/files/dist")).unwrap();
+    std::fs::write(bundles.join(".tmp-abandoned/bundle.tar.zst"), b"partial").unwrap();
+    // A half-made entry for the very bundle we will ask for.
+    std::fs::create_dir_all(bundles.join(digest.hex()).join("files/dist")).unwrap();
+    std::fs::write(bundles.join(digest.hex()).join("files/dist/main.wasm"), b"garbage").unwrap();
+
+    let t = TestRunner::in_dir(dir, &[]);
+    assert!(!bundles.join(".tmp-abandoned").exists());
+    assert!(!bundles.join(digest.hex()).exists());
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(t.runner.bundles().fetches(), 1);
+}
+
+/// B-04 through the runner: a signed archive with a path-escaping entry is
+/// refused with `bundle_invalid_entry`, and nothing lands outside staging.
+#[tokio::test]
+async fn b04_signed_archive_with_an_escaping_entry_is_refused() {
+    let t = TestRunner::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    let manifest = br#"{"name":"com.test.evil","publisher":"t","version":"1.0.0","runtime":"wasm-rust@1","entry":"dist/main.wasm"}"#;
+    append(&mut tar, "manifest.json", manifest);
+    append(&mut tar, "dist/main.wasm", &fixture("echo"));
+    append_raw_path(&mut tar, "../escaped.txt", b"owned");
+    let archive = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+    let digest = t.publish_archive(&archive, Some(&sign(&archive)));
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_invalid_entry");
+    assert!(!t.dir.path().join("cache/escaped.txt").exists());
+    assert!(!entries(&t).join("escaped.txt").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(entries(&t)).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// B-05 through the runner: a zstd bomb (a small archive that inflates far
+/// beyond the unpack cap) is `bundle_too_large`, with staging cleaned up.
+#[tokio::test]
+async fn b05_zstd_bomb_is_refused() {
+    let t = TestRunner::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    let manifest = br#"{"name":"com.test.bomb","publisher":"t","version":"1.0.0","runtime":"wasm-rust@1","entry":"dist/main.wasm"}"#;
+    append(&mut tar, "manifest.json", manifest);
+    append(&mut tar, "dist/main.wasm", &vec![0u8; 130 * 1024 * 1024]);
+    let archive = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+    assert!(archive.len() < 1024 * 1024, "the bomb is small: {}", archive.len());
+    let digest = t.publish_archive(&archive, Some(&sign(&archive)));
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_too_large");
+    let leftovers: Vec<_> = std::fs::read_dir(entries(&t)).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(ext_test_fixtures::component(name)).unwrap()
+}
+
+fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, bytes).unwrap();
+}
+
+/// Write a header whose name is taken verbatim (the tar crate refuses `..`
+/// through its safe API).
+fn append_raw_path(tar: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
+    let mut header = tar::Header::new_ustar();
+    header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    tar.append(&header, bytes).unwrap();
+}
+
+/// `compile` adds this engine's artifact; the runner uses it only for a
+/// signed bundle when RUNNER_TRUST_PRECOMPILED=true, else compiles itself.
+#[tokio::test]
+async fn precompiled_artifact_is_used_only_when_trusted() {
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("plain.tar.zst");
+    let compiled = work.path().join("compiled.tar.zst");
+    std::fs::write(
+        &plain,
+        ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap(),
+    )
+    .unwrap();
+    // The same engine settings as the test runners (see `test_config`).
+    let env = std::collections::HashMap::from([("RUNNER_MAX_CONCURRENCY".to_string(), "8".to_string())]);
+    let (digest, artifact) = ext_runner::cli::compile_with_env(&plain, &compiled, env).unwrap();
+    let archive = std::fs::read(&compiled).unwrap();
+    assert_eq!(digest, ext_bundle::Digest::of(&archive));
+    let (files, _) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default()).unwrap();
+    assert!(files.contains_key(&artifact), "{files:?}");
+
+    for (trusted, signed, precompiled_loads) in [("true", true, 1), ("false", true, 0), ("true", false, 0)] {
+        let t = TestRunner::with_env(&[
+            ("RUNNER_TRUST_PRECOMPILED", trusted),
+            ("SIGNING_REQUIRED", if signed { "true" } else { "false" }),
+        ]);
+        let signature = signed.then(|| sign(&archive));
+        let digest = t.publish_archive(&archive, signature.as_deref());
+        let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let stats = t.runner.engine_stats();
+        let loads = stats.precompiled_loads.load(std::sync::atomic::Ordering::Relaxed);
+        let compiles = stats.compiles.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((loads, compiles), (precompiled_loads, 1 - precompiled_loads), "trusted={trusted} signed={signed}");
+    }
+}
+
+/// F-03: SIGKILL the real server at different points of a first fetch (download,
+/// hash, verify, unpack, fsync); after every kill, each entry visible in the
+/// cache is complete and matches its record, and a restarted server answers.
+#[test]
+fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
+    use std::io::{Read as _, Write as _};
+    let data = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir_for("echo", &fixture("echo"));
+    // 24 MiB of incompressible bytes make the fetch take a while.
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let noise: Vec<u8> = (0..24 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::create_dir_all(bundle.path().join("ui")).unwrap();
+    std::fs::write(bundle.path().join("ui/noise.bin"), noise).unwrap();
+    let archive = ext_bundle::pack_dir(bundle.path()).unwrap();
+    let digest = ext_bundle::Digest::of(&archive);
+    let store = data.path().join("bundles/sha256").join(digest.hex());
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("bundle.tar.zst"), &archive).unwrap();
+    std::fs::write(store.join("bundle.sig"), sign(&archive)).unwrap();
+    let body = envelope(&digest, "GET", "/").to_string();
+    let cache = data.path().join("cache/bundles");
+
+    let start = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("RUNNER_DATA_DIR", data.path())
+            .env("RUNNER_SERVICE_TOKEN", TOKEN)
+            .env("RUNNER_MAX_CONCURRENCY", "8")
+            .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (child, port)
+    };
+    let request = |port: u16| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(&http_request(&body)).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    };
+
+    for attempt in 0..6u64 {
+        let (mut child, port) = start();
+        std::thread::spawn(move || {
+            let _ = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
+                let _ = s.write_all(&http_request(&envelope(&digest, "GET", "/").to_string()));
+                let _ = s.read_to_end(&mut Vec::new());
+            });
+        });
+        std::thread::sleep(std::time::Duration::from_millis(10 + attempt * 60));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for entry in std::fs::read_dir(&cache).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                continue; // staging: never served, removed at start
+            }
+            let record: ext_runner::store::EntryRecord =
+                serde_json::from_slice(&std::fs::read(entry.path().join("entry.json")).unwrap())
+                    .unwrap_or_else(|e| panic!("attempt {attempt}: visible entry {name} without a record: {e}"));
+            for (path, meta) in &record.files {
+                let bytes = std::fs::read(entry.path().join("files").join(path)).unwrap();
+                assert_eq!(ext_bundle::Digest::of(&bytes), meta.sha256, "attempt {attempt}: {path}");
+            }
+        }
+        // Start from nothing again unless this attempt completed an entry.
+        if attempt % 2 == 1 {
+            let _ = std::fs::remove_dir_all(cache.join(digest.hex()));
+        }
+    }
+
+    let (mut child, port) = start();
+    let leftovers = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+        .count();
+    let response = request(port);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(leftovers, 0, "staging directories survived a restart");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
