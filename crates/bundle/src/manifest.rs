@@ -766,8 +766,12 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Maps a capability as written to its canonical `cap:` form.
-fn normalise_capability(raw: &str) -> Result<String, String> {
+/// Maps a capability as written to its canonical `cap:` form (`storage.kv`
+/// → `cap:storage.kv`; `cap:`-prefixed names are checked for shape only).
+///
+/// # Errors
+/// A message naming the capability when it is neither form.
+pub fn normalise_capability(raw: &str) -> Result<String, String> {
     if let Some(name) = raw.strip_prefix("cap:") {
         let mut chars = name.chars();
         let valid_start = chars

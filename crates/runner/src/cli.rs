@@ -2,16 +2,19 @@
 //! `exec`. Each returns text for the user or an error whose message names
 //! the file or field at fault; `main.rs` prints it and sets the exit code.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
+use bytes::Bytes;
 use ext_bundle::{Digest, UnpackLimits};
 
-use crate::config::Config;
+use crate::config::{Config, StorageSettings};
 use crate::envelope::Envelope;
 use crate::execute::{GuestResponse, Runner};
+use crate::store::object::{BundleObjects, PutOutcome};
 
 /// Pack a bundle directory into a deterministic `bundle.tar.zst`.
 ///
@@ -26,24 +29,169 @@ pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Digest> {
     Ok(Digest::of(&archive))
 }
 
-/// Publish an archive into a store under the key layout. Idempotent.
+/// Arguments of `publish`.
+#[derive(Debug, Clone, Default)]
+pub struct PublishArgs {
+    /// The `bundle.tar.zst` to publish.
+    pub bundle: PathBuf,
+    /// Store URL (`file://`, `s3://`; `http(s)://` stores are read-only).
+    pub store: String,
+    /// Detached signature (`bundle.sig`), uploaded beside the bundle.
+    pub signature: Option<PathBuf>,
+    /// Certificate chain (`bundle.pem`) of a certificate signature.
+    pub certificates: Option<PathBuf>,
+    /// Trust bundle to verify the signature against (`--trust`, else
+    /// `SIGNING_TRUST_BUNDLE`): a PEM file path or inline PEM.
+    pub trust: Option<String>,
+    /// Value of `{tenant}` in the key layout.
+    pub tenant: Option<String>,
+    /// Value of `{extension}` in the key layout (default: the manifest's name).
+    pub extension: Option<String>,
+    /// Publish without a verified signature.
+    pub allow_unsigned: bool,
+}
+
+/// What `publish` did.
+#[derive(Debug)]
+pub struct Published {
+    pub digest: Digest,
+    /// Who signed it, when the signature was verified.
+    pub signer: Option<ext_bundle::Signer>,
+    /// Every object written or found, in upload order (the bundle last).
+    pub objects: Vec<(String, PutOutcome)>,
+}
+
+impl Published {
+    /// Whether the bundle itself was newly written.
+    pub fn bundle_created(&self) -> bool {
+        self.objects.last().is_some_and(|(_, outcome)| *outcome == PutOutcome::Created)
+    }
+}
+
+/// Validate a bundle, check its signature, and upload it with its
+/// signature, certificate chain and `manifest.json` under the store's key
+/// layout. Never overwrites: an object at the same key with other bytes is
+/// an error, the same bytes count as already published.
+///
+/// The files beside the bundle go up first and the bundle last, so a runner
+/// that sees the bundle also sees its signature. S3 settings come from the
+/// `BUNDLE_STORAGE_*` variables in `env`, as for `serve`. With `progress`, a
+/// progress bar on stderr follows large uploads.
 ///
 /// # Errors
-/// Unreadable or invalid bundle (it is validated before it is stored).
-pub fn publish(bundle: &Path, store: &str) -> anyhow::Result<(Digest, bool)> {
+/// Invalid bundle; unsigned or badly signed without `--allow-unsigned`; a
+/// read-only or unreachable store; a conflicting object (named).
+pub async fn publish(args: &PublishArgs, env: &HashMap<String, String>, progress: bool) -> anyhow::Result<Published> {
+    let bundle = &args.bundle;
     let archive = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    ext_bundle::list(&archive, &UnpackLimits::default())
+    // Unpacking validates exactly as the runner will, and yields the
+    // manifest's own bytes to publish beside the archive.
+    let work = tempfile::tempdir().context("creating a temporary directory")?;
+    ext_bundle::unpack(&archive, work.path(), &UnpackLimits::default())
         .with_context(|| format!("{} is not a valid bundle", bundle.display()))?;
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let settings = crate::config::StorageSettings::load(store, &env).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
-    let objects = crate::store::BundleObjects::open(&settings).map_err(|why| anyhow::anyhow!("--store: {why}"))?;
+    let manifest_bytes = std::fs::read(work.path().join("manifest.json")).context("reading manifest.json")?;
+    let manifest = ext_bundle::Manifest::from_slice(&manifest_bytes)
+        .with_context(|| format!("{}: manifest.json", bundle.display()))?;
+    drop(work);
+
+    let read_text = |path: &Path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+    let signature = args.signature.as_deref().map(read_text).transpose()?;
+    let certificates = args.certificates.as_deref().map(read_text).transpose()?;
+    if certificates.is_some() && signature.is_none() {
+        bail!("--certs needs --sig: a certificate chain only travels with the signature it vouches for");
+    }
     let digest = Digest::of(&archive);
-    let keys = objects.keys(&digest, "", "");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = runtime
-        .block_on(objects.put_if_absent(&keys.bundle, archive.into()))
-        .with_context(|| format!("writing to {store}"))?;
-    Ok((digest, matches!(outcome, crate::store::object::PutOutcome::Created)))
+    let signer = match (&signature, &args.trust) {
+        (Some(signature), Some(trust)) => {
+            let trust = ext_bundle::TrustBundle::load(trust).context("--trust/SIGNING_TRUST_BUNDLE")?;
+            let signer = ext_bundle::verify(
+                &archive,
+                signature,
+                certificates.as_deref(),
+                &trust,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not published: its signature does not verify: {e} [{}]",
+                    bundle.display(),
+                    e.code()
+                )
+            })?;
+            Some(signer)
+        }
+        (Some(_), None) if !args.allow_unsigned => bail!(
+            "{} is not published: no trust bundle to verify its signature against (pass --trust or set SIGNING_TRUST_BUNDLE; --allow-unsigned uploads it unchecked)",
+            bundle.display()
+        ),
+        (None, _) if !args.allow_unsigned => bail!(
+            "{} is not published: it is unsigned (sign it with `ext-runner sign` and pass --sig, or pass --allow-unsigned)",
+            bundle.display()
+        ),
+        _ => None,
+    };
+
+    let settings = StorageSettings::load(&args.store, env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let layout = settings.layout.template();
+    let tenant = match (&args.tenant, layout.contains("{tenant}")) {
+        (Some(tenant), _) => tenant.clone(),
+        (None, true) => bail!("the key layout `{layout}` contains {{tenant}}: pass --tenant"),
+        (None, false) => String::new(),
+    };
+    let extension = args.extension.clone().unwrap_or_else(|| manifest.name.clone());
+    let objects = BundleObjects::open(&settings).map_err(|why| anyhow::anyhow!("--store: {why}"))?;
+    if objects.is_read_only() {
+        bail!(
+            "--store {}: http(s) stores are read-only; publish to the s3:// or file:// store behind it",
+            args.store
+        );
+    }
+    let keys = objects.keys(&digest, &tenant, &extension);
+
+    let mut uploads: Vec<(String, Bytes)> = vec![(keys.manifest.clone(), Bytes::from(manifest_bytes))];
+    if let Some(pem) = certificates {
+        uploads.push((keys.certificates.clone(), Bytes::from(pem)));
+    }
+    if let Some(signature) = signature {
+        uploads.push((keys.signature.clone(), Bytes::from(signature)));
+    }
+    uploads.push((keys.bundle.clone(), Bytes::from(archive)));
+
+    let mut done = Vec::new();
+    for (key, bytes) in uploads {
+        let bar = (progress && bytes.len() >= PROGRESS_BAR_MIN_BYTES).then(|| upload_bar(&key, bytes.len()));
+        let report = |sent: u64| {
+            if let Some(bar) = &bar {
+                bar.set_position(sent);
+            }
+        };
+        let outcome = objects
+            .put_if_absent_with_progress(&key, bytes, &report)
+            .await
+            .with_context(|| format!("publishing to {}", objects))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        done.push((key, outcome));
+    }
+    Ok(Published {
+        digest,
+        signer,
+        objects: done,
+    })
+}
+
+/// Uploads smaller than this finish too fast for a progress bar to help.
+pub const PROGRESS_BAR_MIN_BYTES: usize = 4 * 1024 * 1024;
+
+fn upload_bar(key: &str, len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(key.rsplit('/').next().unwrap_or(key).to_string());
+    bar
 }
 
 /// Add this engine's precompiled artifact of the bundle's entry component

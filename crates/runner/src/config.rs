@@ -44,6 +44,9 @@ pub struct Config {
     pub trust: Option<TrustSettings>,
     /// `RUNNER_CACHE_MAX_BYTES`: budget of the bundle disk cache.
     pub cache_max_bytes: u64,
+    /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
+    /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
+    pub storage_kv_url: String,
     /// `RUNNER_TRUST_PRECOMPILED` (default false): use a signed bundle's
     /// own `precompiled/<triple>.cwasm` when it matches this engine.
     pub trust_precompiled: bool,
@@ -357,6 +360,14 @@ impl fmt::Debug for Config {
             .field("trust", &self.trust.as_ref().map(|t| &t.id))
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("trust_precompiled", &self.trust_precompiled)
+            .field(
+                "storage_kv",
+                &if self.storage_kv_url.starts_with("postgres") {
+                    "postgres (url redacted)"
+                } else {
+                    self.storage_kv_url.as_str()
+                },
+            )
             .finish()
     }
 }
@@ -404,6 +415,7 @@ pub const ENV_VARS: &[&str] = &[
     "SIGNING_TRUST_BUNDLE",
     "RUNNER_CACHE_MAX_BYTES",
     "RUNNER_TRUST_PRECOMPILED",
+    "STORAGE_KV_URL",
 ];
 
 impl Config {
@@ -553,6 +565,9 @@ impl Config {
                 .map_err(|why| problems.push(format!("SIGNING_TRUST_BUNDLE: {why}")))
                 .ok()
         });
+        let storage_kv_url = get("STORAGE_KV_URL")
+            .map(String::from)
+            .unwrap_or_else(|| data_dir.join("kv.redb").display().to_string());
         let cache_max_bytes = match get("RUNNER_CACHE_MAX_BYTES") {
             None => limits::DEFAULT_CACHE_MAX_BYTES,
             Some(text) => parse_bytes(text).unwrap_or_else(|| {
@@ -593,6 +608,7 @@ impl Config {
             trust,
             cache_max_bytes,
             trust_precompiled,
+            storage_kv_url,
         })
     }
 
@@ -736,5 +752,132 @@ mod tests {
         let text = format!("{config:?}");
         assert!(!text.contains("local-only-token"), "{text}");
         assert!(text.contains("redacted"));
+    }
+
+    #[test]
+    fn store_urls() {
+        let ok: &[(&str, StoreUrl)] = &[
+            ("file:///srv/b", StoreUrl::File(PathBuf::from("/srv/b"))),
+            ("relative/dir", StoreUrl::File(PathBuf::from("relative/dir"))),
+            (
+                "s3://bundles",
+                StoreUrl::S3 {
+                    bucket: "bundles".into(),
+                    prefix: String::new(),
+                },
+            ),
+            (
+                "s3://my.bundles-1/prod/ext/",
+                StoreUrl::S3 {
+                    bucket: "my.bundles-1".into(),
+                    prefix: "prod/ext".into(),
+                },
+            ),
+            (
+                "https://cdn.example.com/bundles/",
+                StoreUrl::Http {
+                    url: "https://cdn.example.com/bundles".into(),
+                },
+            ),
+            (
+                "http://127.0.0.1:8080",
+                StoreUrl::Http {
+                    url: "http://127.0.0.1:8080".into(),
+                },
+            ),
+        ];
+        for (text, expected) in ok {
+            assert_eq!(&StoreUrl::parse(text).unwrap(), expected, "{text}");
+        }
+        assert_eq!(StoreUrl::parse("s3://b-1/p/q").unwrap().to_string(), "s3://b-1/p/q");
+        let bad = [
+            ("file://relative", "absolute path"),
+            ("s3://", "not a bucket name"),
+            ("s3://Upper", "not a bucket name"),
+            ("s3://bucket/a//b", "empty, `.` or `..` segment"),
+            ("s3://bucket/a/../b", "empty, `.` or `..` segment"),
+            ("s3://bucket/a b", "the character ' '"),
+            ("https:///x", "no host"),
+            ("https://h/x?y=1", "no query"),
+            ("ftp://h/x", "scheme `ftp` is not supported"),
+            ("", "must not be empty"),
+        ];
+        for (text, needle) in bad {
+            let err = StoreUrl::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn storage_settings_from_env() {
+        let vars = env(&[
+            ("RUNNER_SERVICE_TOKEN", "a-long-enough-token"),
+            ("BUNDLE_STORAGE_URL", "s3://bundles/prod"),
+            ("BUNDLE_STORAGE_ENDPOINT", "http://127.0.0.1:8333"),
+            ("BUNDLE_STORAGE_REGION", "eu-west-1"),
+            ("BUNDLE_STORAGE_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("BUNDLE_STORAGE_SECRET_ACCESS_KEY", "super-secret-value"),
+            ("BUNDLE_STORAGE_FORCE_PATH_STYLE", "true"),
+            ("BUNDLE_STORAGE_KEY_LAYOUT", "t/{tenant}/{hex}/bundle.tar.zst"),
+        ]);
+        let config = Config::load(&vars, &Overrides::default()).unwrap();
+        let storage = &config.storage;
+        assert_eq!(
+            storage.url,
+            StoreUrl::S3 {
+                bucket: "bundles".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(storage.s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(storage.s3.region.as_deref(), Some("eu-west-1"));
+        assert!(storage.s3.force_path_style);
+        assert_eq!(storage.layout.template(), "t/{tenant}/{hex}/bundle.tar.zst");
+        let text = format!("{config:?}");
+        assert!(!text.contains("super-secret-value"), "{text}");
+        assert!(text.contains("AKIDEXAMPLE"), "{text}");
+
+        // `--store` overrides the URL; the other settings still apply.
+        let flags = Overrides {
+            bundle_store: Some("file:///srv/b".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&vars, &flags).unwrap();
+        assert_eq!(config.storage.url, StoreUrl::File(PathBuf::from("/srv/b")));
+        assert_eq!(config.storage.s3.region.as_deref(), Some("eu-west-1"));
+
+        let loaded = StorageSettings::load("s3://bundles/prod", &vars).unwrap();
+        assert_eq!(&loaded, storage);
+    }
+
+    #[test]
+    fn every_storage_problem_is_reported_at_once() {
+        let err = Config::load(
+            &env(&[
+                ("RUNNER_SERVICE_TOKEN", "a-long-enough-token"),
+                ("BUNDLE_STORAGE_URL", "s3://x"),
+                ("BUNDLE_STORAGE_ENDPOINT", "127.0.0.1:8333"),
+                ("BUNDLE_STORAGE_REGION", "eu west"),
+                ("BUNDLE_STORAGE_ACCESS_KEY_ID", "AKID"),
+                ("BUNDLE_STORAGE_FORCE_PATH_STYLE", "sometimes"),
+                ("BUNDLE_STORAGE_KEY_LAYOUT", "../{hex}/bundle.tar.zst"),
+                ("BUNDLE_STORAGE_BUKET", "typo"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "BUNDLE_STORAGE_URL: `s3://x`: `x` is not a bucket name",
+            "BUNDLE_STORAGE_ENDPOINT: `127.0.0.1:8333` must be a base URL",
+            "BUNDLE_STORAGE_REGION: `eu west`",
+            "BUNDLE_STORAGE_SECRET_ACCESS_KEY: required when BUNDLE_STORAGE_ACCESS_KEY_ID is set",
+            "BUNDLE_STORAGE_FORCE_PATH_STYLE: `sometimes` must be true or false",
+            "BUNDLE_STORAGE_KEY_LAYOUT: `../{hex}/bundle.tar.zst`: `..` segments are not allowed",
+            "BUNDLE_STORAGE_BUKET: unknown setting",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 7, "{text}");
     }
 }

@@ -37,6 +37,9 @@ pub struct Envelope {
     pub memory_mb: Option<u64>,
     pub fuel: Option<u64>,
     pub user: Option<UserInfo>,
+    /// The install's capability grants (`providers`), canonical; `None`
+    /// when absent (the manifest's declaration then stands).
+    pub providers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,8 @@ struct RawEnvelope {
     limits: Option<RawLimits>,
     #[serde(default)]
     user: Option<RawUser>,
+    #[serde(default)]
+    providers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +139,7 @@ impl Envelope {
             http,
             limits,
             user,
+            providers,
         } = raw;
 
         for (field, value) in [
@@ -187,6 +193,16 @@ impl Envelope {
                 Some(decoded)
             }
         };
+        let providers = providers
+            .map(|list| {
+                crate::host::grants::canonical_providers(&list).map_err(|(index, why)| {
+                    Failure::new(
+                        ErrorCode::UnknownCapability,
+                        format!("invalid envelope: field `providers[{index}]`: {why}"),
+                    )
+                })
+            })
+            .transpose()?;
         let endpoint = endpoint.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
         let (timeout_ms, memory_mb, fuel) = match limits {
             Some(l) => (l.timeout_ms, l.memory_mb, l.fuel),
@@ -209,6 +225,7 @@ impl Envelope {
             memory_mb,
             fuel,
             user: user.map(user_info),
+            providers,
         })
     }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 pub enum ErrorCode {
     Unauthorized,
     InvalidEnvelope,
+    UnknownCapability,
     NotFound,
     MethodNotAllowed,
     EndpointNotFound,
@@ -49,6 +50,7 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidEnvelope => "invalid_envelope",
+            ErrorCode::UnknownCapability => "unknown_capability",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::EndpointNotFound => "endpoint_not_found",
@@ -82,7 +84,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidEnvelope => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidEnvelope | ErrorCode::UnknownCapability => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -15,6 +15,7 @@ use crate::engine::{ComponentSource, EngineLimits, ExecLimits, Failure, Prepared
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
+use crate::host::grants::{self, Grants};
 use crate::host::{Invocation, RequestInfo};
 use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use crate::store::{BundleObjects, BundleRef, Bundles, LoadedBundle, Verification};
@@ -40,6 +41,9 @@ pub struct Runner {
     slots: Semaphore,
     /// Guest response headers removed by the allowlist since start-up.
     headers_dropped: AtomicU64,
+    /// The `cap:storage.kv` store, opened on first use (or eagerly by
+    /// `serve` through [`Runner::open_kv`], so a bad URL fails start-up).
+    kv: tokio::sync::OnceCell<ext_kv::Kv>,
 }
 
 impl Runner {
@@ -57,7 +61,10 @@ impl Runner {
         let verification = Verification {
             required: config.signing_required,
             trust: config.trust.as_ref().map(|t| t.bundle.clone()),
-            trust_id: config.trust.as_ref().map_or_else(|| "none".to_string(), |t| t.id.clone()),
+            trust_id: config
+                .trust
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |t| t.id.clone()),
         };
         let bundles = Bundles::new(objects, &config.cache_dir, config.cache_max_bytes, verification)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
@@ -67,6 +74,7 @@ impl Runner {
             bundles,
             slots,
             headers_dropped: AtomicU64::new(0),
+            kv: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -94,6 +102,23 @@ impl Runner {
         &self.bundles
     }
 
+    /// The key-value store, opening it on first use.
+    ///
+    /// # Errors
+    /// The store cannot be opened (bad URL, database down, locked file).
+    pub async fn open_kv(&self) -> Result<&ext_kv::Kv, Failure> {
+        self.kv
+            .get_or_try_init(|| async {
+                ext_kv::Kv::open(&self.config.storage_kv_url, ext_kv::Quotas::default())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "storage.kv backend cannot be opened");
+                        Failure::new(ErrorCode::Internal, "the key-value store is unavailable")
+                    })
+            })
+            .await
+    }
+
     /// The engine (for `compile`).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -109,8 +134,8 @@ impl Runner {
             tenant: &envelope.tenant_id,
             extension: &envelope.extension_id,
         };
-        // `_bundle` pins the cache entry (no eviction) while it executes.
-        let (_bundle, pre) = match self.prepare(wanted, envelope).await {
+        // `bundle` also pins the cache entry (no eviction) while it executes.
+        let (bundle, pre) = match self.prepare(wanted, envelope).await {
             // F-02: a cached file that no longer matches its digest is
             // evicted and the bundle fetched and verified again, once.
             Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
@@ -140,11 +165,19 @@ impl Runner {
             install_id: envelope.install_id.clone(),
             version_id: envelope.version_id.clone(),
         });
-        let invocation = Invocation::new(
+        let grants = Grants::effective(&bundle.manifest.capabilities, envelope.providers.as_deref());
+        let mut invocation = Invocation::new(
             request.clone(),
             envelope.user.clone().map(Arc::new),
             (memory_mb * 1024 * 1024) as usize,
         );
+        if grants.allows(grants::STORAGE_KV) {
+            let kv = self.open_kv().await?.clone();
+            let scope = ext_kv::Scope::new(envelope.tenant_id.as_str(), envelope.extension_id.as_str())
+                .map_err(|e| Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: context: {e}")))?;
+            invocation = invocation.with_kv(kv, scope);
+        }
+        let invocation = invocation.with_grants(grants);
         let guest_request = ExecuteRequest {
             context: ContextData {
                 request_id: Some(request.request_id.clone()),
@@ -216,7 +249,12 @@ impl Runner {
         let bundle = self.bundles.get(wanted).await?;
         let component_path = resolve_component(&bundle, envelope)?;
         let key = (bundle.digest, component_path.clone());
-        let source = component_source(&bundle, component_path, self.config.trust_precompiled, self.runtime.engine_tag());
+        let source = component_source(
+            &bundle,
+            component_path,
+            self.config.trust_precompiled,
+            self.runtime.engine_tag(),
+        );
         let pre = self.runtime.component(&key, source).await?;
         Ok((bundle, pre))
     }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use ext_bundle::signature::{KeyAlgorithm, SigningKey};
 use ext_runner::config::{Config, LogFormat, Overrides, TrustSettings};
 use ext_runner::server::{AppState, serve};
+use ext_runner::store::object::PutOutcome;
 use ext_runner::{Runner, cli};
 
 /// Exit status for configuration errors (EX_USAGE).
@@ -61,12 +62,32 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Publish a bundle into a store under sha256/<hex>/bundle.tar.zst (idempotent).
+    /// Verify a bundle's signature and upload bundle, signature, certificates and manifest.json
+    /// under the key layout (default sha256/<hex>/bundle.tar.zst). Idempotent; never overwrites
+    /// different content. S3 settings come from the BUNDLE_STORAGE_* variables, as for serve.
     Publish {
         bundle: PathBuf,
-        /// Store URL, e.g. file:///srv/bundles.
-        #[arg(long)]
+        /// Store URL: file:///srv/bundles or s3://bucket/prefix [env: BUNDLE_STORAGE_URL].
+        #[arg(long, env = "BUNDLE_STORAGE_URL")]
         store: String,
+        /// Detached signature (base64, from `ext-runner sign` or openssl); uploaded as bundle.sig.
+        #[arg(long)]
+        sig: Option<PathBuf>,
+        /// Certificate chain (leaf first) of a certificate signature; uploaded as bundle.pem.
+        #[arg(long, requires = "sig")]
+        certs: Option<PathBuf>,
+        /// Trust bundle to verify --sig against: a PEM file or inline PEM.
+        #[arg(long, env = "SIGNING_TRUST_BUNDLE", hide_env_values = true)]
+        trust: Option<String>,
+        /// Value of {tenant} in BUNDLE_STORAGE_KEY_LAYOUT.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Value of {extension} in BUNDLE_STORAGE_KEY_LAYOUT [default: the manifest's name].
+        #[arg(long)]
+        extension: Option<String>,
+        /// Publish without a verified signature (no --sig, or no trust bundle to check it).
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Show a bundle's content hash, manifest, endpoints, capabilities and files.
     Inspect { bundle: PathBuf },
@@ -181,9 +202,51 @@ fn main() -> ExitCode {
         Command::Pack { dir, out } => report(cli::pack(&dir, &out).map(|digest| {
             println!("{digest}");
         })),
-        Command::Publish { bundle, store } => report(cli::publish(&bundle, &store).map(|(digest, new)| {
-            println!("{digest} {}", if new { "published" } else { "already present" });
-        })),
+        Command::Publish {
+            bundle,
+            store,
+            sig,
+            certs,
+            trust,
+            tenant,
+            extension,
+            allow_unsigned,
+        } => {
+            let args = cli::PublishArgs {
+                bundle,
+                store,
+                signature: sig,
+                certificates: certs,
+                trust,
+                tenant,
+                extension,
+                allow_unsigned,
+            };
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            report(runtime.block_on(cli::publish(&args, &env, progress)).map(|published| {
+                let state = if published.bundle_created() {
+                    "published"
+                } else {
+                    "already present"
+                };
+                println!("{} {state}", published.digest);
+                match &published.signer {
+                    Some(signer) => println!("  signed by {signer}"),
+                    None if args.signature.is_some() => {
+                        println!("  signature NOT verified (--allow-unsigned without a trust bundle)")
+                    }
+                    None => println!("  unsigned (--allow-unsigned)"),
+                }
+                for (key, outcome) in &published.objects {
+                    let what = match outcome {
+                        PutOutcome::Created => "created",
+                        PutOutcome::AlreadyPresent => "already present",
+                    };
+                    println!("  {what:<15} {key}");
+                }
+            }))
+        }
         Command::Compile { bundle, out } => {
             let out = out.unwrap_or_else(|| bundle.clone());
             report(cli::compile(&bundle, &out).map(|(digest, artifact)| {

@@ -5,12 +5,12 @@
 //! so every guest instantiates, and answer the typed deny error of compat §1
 //! (never a trap) until their capability exists in this runner.
 
-use super::Invocation;
 use super::bindings::alga::extension::{context, http, logging, secrets, storage, types, ui_proxy, user, user_v2};
 use super::bindings::types::{
     ContextData, HttpError, HttpRequest, HttpResponse, ProxyError, SecretError, StorageEntry, StorageError, UserData,
     UserDataV2, UserError,
 };
+use super::{Invocation, grants};
 use crate::limits::{MAX_GUEST_LOG_LINES, MAX_GUEST_LOG_MESSAGE_BYTES};
 
 type HostResult<T> = wasmtime::Result<T>;
@@ -134,25 +134,88 @@ impl http::Host for Invocation {
     }
 }
 
+/// `cap:storage.kv`: the tenant's store, scoped to (tenant, extension) by
+/// the host; the guest names only namespaces and keys. Invalid names and
+/// quota refusals are `denied`, a lost optimistic-concurrency race is
+/// `conflict`, backend trouble `internal` (details in the log only).
 impl storage::Host for Invocation {
-    async fn get(&mut self, _namespace: String, _key: String) -> HostResult<Result<StorageEntry, StorageError>> {
-        Ok(Err(StorageError::Denied))
+    async fn get(&mut self, namespace: String, key: String) -> HostResult<Result<StorageEntry, StorageError>> {
+        let Some((kv, scope)) = self.kv_access() else {
+            return Ok(Err(StorageError::Denied));
+        };
+        Ok(match kv.get(&scope, &namespace, &key).await {
+            Ok(Some(entry)) => Ok(storage_entry(entry)),
+            Ok(None) => Err(StorageError::Missing),
+            Err(e) => Err(self.storage_error("get", &e)),
+        })
     }
 
-    async fn put(&mut self, _entry: StorageEntry) -> HostResult<Result<StorageEntry, StorageError>> {
-        Ok(Err(StorageError::Denied))
+    async fn put(&mut self, entry: StorageEntry) -> HostResult<Result<StorageEntry, StorageError>> {
+        let Some((kv, scope)) = self.kv_access() else {
+            return Ok(Err(StorageError::Denied));
+        };
+        let result = kv
+            .put(&scope, &entry.namespace, &entry.key, entry.value, entry.revision)
+            .await;
+        Ok(result.map(storage_entry).map_err(|e| self.storage_error("put", &e)))
     }
 
-    async fn delete(&mut self, _namespace: String, _key: String) -> HostResult<Result<(), StorageError>> {
-        Ok(Err(StorageError::Denied))
+    async fn delete(&mut self, namespace: String, key: String) -> HostResult<Result<(), StorageError>> {
+        let Some((kv, scope)) = self.kv_access() else {
+            return Ok(Err(StorageError::Denied));
+        };
+        Ok(match kv.delete(&scope, &namespace, &key, None).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StorageError::Missing),
+            Err(e) => Err(self.storage_error("delete", &e)),
+        })
     }
 
     async fn list_entries(
         &mut self,
-        _namespace: String,
-        _cursor: Option<String>,
+        namespace: String,
+        cursor: Option<String>,
     ) -> HostResult<Result<Vec<StorageEntry>, StorageError>> {
-        Ok(Err(StorageError::Denied))
+        let Some((kv, scope)) = self.kv_access() else {
+            return Ok(Err(StorageError::Denied));
+        };
+        let options = ext_kv::ListOptions {
+            cursor,
+            ..Default::default()
+        };
+        Ok(match kv.list(&scope, &namespace, &options).await {
+            Ok(page) => Ok(page.entries.into_iter().map(storage_entry).collect()),
+            Err(e) => Err(self.storage_error("list-entries", &e)),
+        })
+    }
+}
+
+impl Invocation {
+    fn kv_access(&self) -> Option<(ext_kv::Kv, ext_kv::Scope)> {
+        if !self.grants.allows(grants::STORAGE_KV) {
+            return None;
+        }
+        self.kv.clone()
+    }
+
+    fn storage_error(&self, operation: &str, error: &ext_kv::KvError) -> StorageError {
+        let r = &self.request;
+        let mapped = match error {
+            ext_kv::KvError::Conflict { .. } => StorageError::Conflict,
+            ext_kv::KvError::Invalid { .. } | ext_kv::KvError::QuotaExceeded { .. } => StorageError::Denied,
+            _ => StorageError::Internal,
+        };
+        tracing::info!(target: "ext_runner::storage", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, operation, code = error.code(), error = %error, "storage operation refused");
+        mapped
+    }
+}
+
+fn storage_entry(entry: ext_kv::Entry) -> StorageEntry {
+    StorageEntry {
+        namespace: entry.namespace,
+        key: entry.key,
+        value: entry.value,
+        revision: Some(entry.revision),
     }
 }
 

@@ -6,10 +6,12 @@
 //! execution* ([`Invocation::new`] for each request's store).
 //!
 //! Modules: `bindings` (generated), `capabilities` (the WIT `Host` impls),
-//! `output` (captured stdout/stderr).
+//! `grants` (which capabilities an execution has), `output` (captured
+//! stdout/stderr).
 
 pub mod bindings;
 mod capabilities;
+pub mod grants;
 pub mod output;
 
 use std::sync::Arc;
@@ -58,6 +60,11 @@ pub struct Invocation {
     pub(crate) stderr: CapturedOutput,
     pub(crate) log_lines: u32,
     pub(crate) log_dropped: u32,
+    /// What this execution may call beyond the always-granted interfaces.
+    pub(crate) grants: grants::Grants,
+    /// The tenant's key-value store, scoped to (tenant, extension); `None`
+    /// when `cap:storage.kv` is not granted.
+    pub(crate) kv: Option<(ext_kv::Kv, ext_kv::Scope)>,
 }
 
 impl Invocation {
@@ -82,7 +89,24 @@ impl Invocation {
             stderr,
             log_lines: 0,
             log_dropped: 0,
+            grants: grants::Grants::default(),
+            kv: None,
         }
+    }
+
+    /// Set the execution's capabilities (default: none beyond the
+    /// always-granted ones' host functions, which do not check grants).
+    #[must_use]
+    pub fn with_grants(mut self, grants: grants::Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Give the execution its key-value store (only when granted).
+    #[must_use]
+    pub fn with_kv(mut self, kv: ext_kv::Kv, scope: ext_kv::Scope) -> Self {
+        self.kv = Some((kv, scope));
+        self
     }
 
     /// Write captured guest output into the log, attributed to the request.

@@ -275,9 +275,15 @@ impl Bundles {
         let limits = self.limits;
         let (record, manifest, staging) = tokio::task::spawn_blocking(move || {
             let archive = fs::read(staging.archive_path()).map_err(|e| cache_write_failure(&digest, &e))?;
-            let signer = verify_archive(&digest, &archive, signature.as_deref(), certificates.as_deref(), &verification)?;
-            let files = ext_bundle::unpack(&archive, &staging.files_dir(), &limits)
-                .map_err(|e| bundle_failure(&digest, &e))?;
+            let signer = verify_archive(
+                &digest,
+                &archive,
+                signature.as_deref(),
+                certificates.as_deref(),
+                &verification,
+            )?;
+            let files =
+                ext_bundle::unpack(&archive, &staging.files_dir(), &limits).map_err(|e| bundle_failure(&digest, &e))?;
             let manifest_bytes = fs::read(staging.files_dir().join("manifest.json"))
                 .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: manifest.json: {e}")))?;
             let manifest = Manifest::from_slice(&manifest_bytes)
@@ -287,7 +293,10 @@ impl Bundles {
         })
         .await
         .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))??;
-        let dir = self.cache.commit(staging, &record).map_err(|e| cache_write_failure(&digest, &e))?;
+        let dir = self
+            .cache
+            .commit(staging, &record)
+            .map_err(|e| cache_write_failure(&digest, &e))?;
         tracing::info!(%digest, signer = record.signer.as_deref().unwrap_or("unsigned"), bytes = archive_bytes, "bundle verified and cached");
         Ok(LoadedBundle {
             digest,

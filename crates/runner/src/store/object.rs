@@ -477,7 +477,11 @@ impl BundleObjects {
                 mode: PutMode::Create,
                 ..PutOptions::default()
             };
-            match self.store.put_opts(&location, PutPayload::from(bytes.clone()), options).await {
+            match self
+                .store
+                .put_opts(&location, PutPayload::from(bytes.clone()), options)
+                .await
+            {
                 Ok(_) => {}
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                     // Another writer won the race: same bytes are fine.
@@ -491,7 +495,11 @@ impl BundleObjects {
             progress(total as u64);
             return Ok(PutOutcome::Created);
         }
-        let mut upload = self.store.put_multipart(&location).await.map_err(|e| map_error(key, e))?;
+        let mut upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(|e| map_error(key, e))?;
         let mut sent = 0;
         while sent < total {
             let end = (sent + UPLOAD_PART_BYTES).min(total);
@@ -646,7 +654,10 @@ mod tests {
         let hex = digest().hex();
         let keys = layout.keys(&digest(), "t-1", "com.acme.sales");
         assert_eq!(keys.bundle, format!("tenants/t-1/ext/com.acme.sales/{hex}/b.tar.zst"));
-        assert_eq!(keys.signature, format!("tenants/t-1/ext/com.acme.sales/{hex}/bundle.sig"));
+        assert_eq!(
+            keys.signature,
+            format!("tenants/t-1/ext/com.acme.sales/{hex}/bundle.sig")
+        );
         let mixed = KeyLayout::parse("x/{tenant}-{hex}/bundle.tar.zst").unwrap();
         assert_eq!(mixed.render(&digest(), "t", "e"), format!("x/t-{hex}/bundle.tar.zst"));
     }
@@ -682,7 +693,10 @@ mod tests {
             ("sha256//{hex}/bundle.tar.zst", "empty path segment"),
             ("../{hex}/bundle.tar.zst", "`..` segments are not allowed"),
             ("./{hex}/bundle.tar.zst", "`.` segments are not allowed"),
-            ("sha256/{hex}/{tenant}.tar.zst", "last segment must be a literal file name"),
+            (
+                "sha256/{hex}/{tenant}.tar.zst",
+                "last segment must be a literal file name",
+            ),
             ("sha256/{hash}/bundle.tar.zst", "unknown placeholder `{hash}`"),
             ("sha256/{hex/bundle.tar.zst", "unclosed `{`"),
             ("sha256/{hex}/bundle.sig", "reserved"),

@@ -44,7 +44,10 @@ async fn b01_unsigned_bundle_is_refused_when_signing_is_required() {
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(error_code(&body), "bundle_signature_invalid");
-    assert!(body["error"]["message"].as_str().unwrap().contains("unsigned"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("unsigned"),
+        "{body}"
+    );
     assert!(!entries(&t).join(digest.hex()).exists());
 
     let t = TestRunner::with_env(&[("SIGNING_REQUIRED", "false")]);
@@ -81,11 +84,25 @@ async fn b01_unknown_signer_and_bad_signature_are_refused() {
 async fn openssl_signed_bundle_loads() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    openssl(w, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem"]);
+    openssl(
+        w,
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem"],
+    );
     openssl(w, &["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
     let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
     std::fs::write(w.join("bundle.tar.zst"), &archive).unwrap();
-    openssl(w, &["dgst", "-sha256", "-sign", "key.pem", "-out", "bundle.der", "bundle.tar.zst"]);
+    openssl(
+        w,
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            "key.pem",
+            "-out",
+            "bundle.der",
+            "bundle.tar.zst",
+        ],
+    );
     let signature = b64(&std::fs::read(w.join("bundle.der")).unwrap());
     let trust = std::fs::read_to_string(w.join("pub.pem")).unwrap();
 
@@ -109,22 +126,105 @@ fn openssl_ca(w: &Path, leaf_usage: &str) -> (String, String) {
     )
     .unwrap();
     for name in ["root", "int", "leaf"] {
-        openssl(w, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &format!("{name}.key")]);
+        openssl(
+            w,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &format!("{name}.key"),
+            ],
+        );
     }
-    openssl(w, &[
-        "req", "-x509", "-new", "-key", "root.key", "-subj", "/CN=Test Root", "-days", "30", "-out", "root.pem",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(w, &["req", "-new", "-key", "int.key", "-subj", "/CN=Test Intermediate", "-out", "int.csr"]);
-    openssl(w, &[
-        "x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30",
-        "-extfile", "ca.ext", "-out", "int.pem",
-    ]);
-    openssl(w, &["req", "-new", "-key", "leaf.key", "-subj", "/CN=Release Signer/O=Acme", "-out", "leaf.csr"]);
-    openssl(w, &[
-        "x509", "-req", "-in", "leaf.csr", "-CA", "int.pem", "-CAkey", "int.key", "-CAcreateserial", "-days", "30",
-        "-extfile", "leaf.ext", "-out", "leaf.pem",
-    ]);
+    openssl(
+        w,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.key",
+            "-subj",
+            "/CN=Test Root",
+            "-days",
+            "30",
+            "-out",
+            "root.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        w,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "int.key",
+            "-subj",
+            "/CN=Test Intermediate",
+            "-out",
+            "int.csr",
+        ],
+    );
+    openssl(
+        w,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "int.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ca.ext",
+            "-out",
+            "int.pem",
+        ],
+    );
+    openssl(
+        w,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "leaf.key",
+            "-subj",
+            "/CN=Release Signer/O=Acme",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    openssl(
+        w,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "int.pem",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+    );
     let chain = format!(
         "{}{}",
         std::fs::read_to_string(w.join("leaf.pem")).unwrap(),
@@ -144,7 +244,18 @@ async fn b01_certificate_chain_to_a_trusted_root() {
         let (root, chain) = openssl_ca(w, usage);
         let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &fixture("echo")).path()).unwrap();
         std::fs::write(w.join("bundle.tar.zst"), &archive).unwrap();
-        openssl(w, &["dgst", "-sha256", "-sign", "leaf.key", "-out", "bundle.der", "bundle.tar.zst"]);
+        openssl(
+            w,
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "leaf.key",
+                "-out",
+                "bundle.der",
+                "bundle.tar.zst",
+            ],
+        );
         let signature = b64(&std::fs::read(w.join("bundle.der")).unwrap());
 
         let t = TestRunner::with_env(&[("SIGNING_TRUST_BUNDLE", &root)]);
@@ -275,7 +386,9 @@ async fn concurrent_first_requests_fetch_once() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let t = t.clone();
-        tasks.push(tokio::spawn(async move { t.post(&envelope(&digest, "GET", "/")).await.0 }));
+        tasks.push(tokio::spawn(
+            async move { t.post(&envelope(&digest, "GET", "/")).await.0 },
+        ));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
@@ -401,7 +514,11 @@ async fn precompiled_artifact_is_used_only_when_trusted() {
         let stats = t.runner.engine_stats();
         let loads = stats.precompiled_loads.load(std::sync::atomic::Ordering::Relaxed);
         let compiles = stats.compiles.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!((loads, compiles), (precompiled_loads, 1 - precompiled_loads), "trusted={trusted} signed={signed}");
+        assert_eq!(
+            (loads, compiles),
+            (precompiled_loads, 1 - precompiled_loads),
+            "trusted={trusted} signed={signed}"
+        );
     }
 }
 
@@ -435,7 +552,11 @@ fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
     let cache = data.path().join("cache/bundles");
 
     let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_clear()

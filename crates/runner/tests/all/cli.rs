@@ -50,6 +50,7 @@ fn pack_is_deterministic_and_inspect_describes() {
             .arg(&a)
             .arg("--store")
             .arg(format!("file://{}", store.display()))
+            .arg("--allow-unsigned")
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -6,6 +6,8 @@ mod cache;
 mod cli;
 mod execute;
 mod limits;
+mod s3;
 mod signing;
 mod socket;
+mod storage;
 mod support;

@@ -418,3 +418,14 @@ fn b01_certificate_signed_bundle_through_the_cli() {
     std::fs::write(&out, b64(&der)).unwrap();
     ok(verify(&bundle, &out, &d.join("root.pem"), Some(&certs)));
 }
+
+#[test]
+fn bare_file_names_work_in_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    pack(dir.path());
+    let in_dir = |args: &[&str]| ok(run(bin().args(args).current_dir(dir.path())));
+    let fingerprint = in_dir(&["keygen", "--out", "k.pem"]);
+    in_dir(&["sign", "bundle.tar.zst", "--key", "k.pem", "--out", "b.sig"]);
+    let verified = in_dir(&["verify", "bundle.tar.zst", "--sig", "b.sig", "--trust", "k.pub.pem"]);
+    assert!(verified.contains(fingerprint.trim()), "{verified}");
+}

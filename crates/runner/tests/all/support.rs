@@ -146,13 +146,18 @@ pub fn sign(archive: &[u8]) -> String {
 /// A bundle directory: manifest without endpoints (everything goes to the
 /// entry) and `dist/main.wasm`.
 pub fn bundle_dir_for(name: &str, wasm: &[u8]) -> tempfile::TempDir {
+    bundle_dir_with(name, wasm, &["cap:context.read", "cap:log.emit"])
+}
+
+/// [`bundle_dir_for`] declaring `capabilities`.
+pub fn bundle_dir_with(name: &str, wasm: &[u8], capabilities: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let manifest = json!({
         "name": format!("com.test.{}", name.replace('_', "-")),
         "publisher": "tests",
         "version": "1.0.0",
         "runtime": "wasm-rust@1",
-        "capabilities": ["cap:context.read", "cap:log.emit"],
+        "capabilities": capabilities,
         "entry": "dist/main.wasm"
     });
     std::fs::write(
@@ -255,4 +260,76 @@ pub fn http_request(body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The S3 server `scripts/test` starts on loopback (SeaweedFS, SigV4
+/// checked), described by its `EXT_TEST_S3_*` variables.
+pub struct TestS3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl TestS3 {
+    /// # Panics
+    /// When the variables are missing: the test needs the real server.
+    pub fn from_env() -> TestS3 {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: this test needs a real S3 server; run scripts/test, which starts SeaweedFS \
+                     (or `eval \"$(scripts/services/seaweedfs start target/services/seaweedfs)\"` before cargo test)"
+                )
+            })
+        };
+        TestS3 {
+            endpoint: var("EXT_TEST_S3_ENDPOINT"),
+            bucket: var("EXT_TEST_S3_BUCKET"),
+            region: std::env::var("EXT_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".to_string()),
+            access_key_id: var("EXT_TEST_S3_ACCESS_KEY_ID"),
+            secret_access_key: var("EXT_TEST_S3_SECRET_ACCESS_KEY"),
+        }
+    }
+
+    /// `s3://bucket/<prefix>`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// `BUNDLE_STORAGE_*` settings for the store at `s3://bucket/<prefix>`.
+    pub fn storage_env(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            ("BUNDLE_STORAGE_URL".to_string(), self.url(prefix)),
+            ("BUNDLE_STORAGE_ENDPOINT".to_string(), self.endpoint.clone()),
+            ("BUNDLE_STORAGE_REGION".to_string(), self.region.clone()),
+            ("BUNDLE_STORAGE_ACCESS_KEY_ID".to_string(), self.access_key_id.clone()),
+            ("BUNDLE_STORAGE_SECRET_ACCESS_KEY".to_string(), self.secret_access_key.clone()),
+            ("BUNDLE_STORAGE_FORCE_PATH_STYLE".to_string(), "true".to_string()),
+        ]
+    }
+
+    /// The store client for `s3://bucket/<prefix>` with `extra` settings
+    /// overriding the defaults (e.g. a key layout or a wrong secret).
+    pub fn objects(&self, prefix: &str, extra: &[(&str, &str)]) -> ext_runner::store::object::BundleObjects {
+        let mut env: HashMap<String, String> = self.storage_env(prefix).into_iter().collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let settings = ext_runner::config::StorageSettings::load(&env["BUNDLE_STORAGE_URL"], &env).unwrap();
+        ext_runner::store::object::BundleObjects::open(&settings).unwrap()
+    }
+}
+
+/// A key prefix no other test (or earlier run) uses, so tests can share the
+/// one bucket.
+pub fn unique_prefix(test: &str) -> String {
+    format!("tests/{test}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An address on loopback where nothing listens (bound, then released).
+pub fn closed_port_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
