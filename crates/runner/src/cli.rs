@@ -510,3 +510,53 @@ pub fn verify(bundle: &Path, sig: &Path, trust: &str, certs: Option<&Path>) -> a
     )
     .map_err(|e| anyhow::anyhow!("{} with {}: {e} [{}]", bundle.display(), sig.display(), e.code()))
 }
+
+/// A new random 32-byte runner key, base64 (`secrets keygen`).
+///
+/// # Errors
+/// Only if the OS has no randomness.
+pub fn secrets_keygen() -> anyhow::Result<String> {
+    use aes_gcm::aead::rand_core::RngCore as _;
+    let mut key = [0u8; 32];
+    aes_gcm::aead::OsRng
+        .try_fill_bytes(&mut key)
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+/// Seal the JSON object in `input` (or stdin) for (tenant, extension) with
+/// the key from `RUNNER_SECRETS_KEY` / `RUNNER_SECRETS_KEY_FILE`; returns the
+/// `secret_envelope` JSON.
+///
+/// # Errors
+/// No key, unreadable input, input that is not an object of strings.
+pub fn secrets_seal(
+    env: &std::collections::HashMap<String, String>,
+    tenant: &str,
+    extension: &str,
+    input: Option<&Path>,
+) -> anyhow::Result<String> {
+    let key = match (env.get("RUNNER_SECRETS_KEY"), env.get("RUNNER_SECRETS_KEY_FILE")) {
+        (Some(text), _) => crate::config::secrets_key(text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY: {why}"))?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("RUNNER_SECRETS_KEY_FILE: {path}"))?;
+            crate::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY_FILE: {path}: {why}"))?
+        }
+        (None, None) => bail!("set RUNNER_SECRETS_KEY or RUNNER_SECRETS_KEY_FILE (make one with `ext-runner secrets keygen`)"),
+    };
+    let (text, source) = match input {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading standard input")?;
+            (text, "standard input".to_string())
+        }
+    };
+    let secrets: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+        .with_context(|| format!("{source}: expected a JSON object of secret name -> string value"))?;
+    let sealed = crate::host::secrets::seal(&key, &secrets, tenant, extension)?;
+    Ok(serde_json::json!({"algorithm": "aes-256-gcm", "ciphertext_b64": sealed}).to_string())
+}

@@ -33,6 +33,16 @@ pub struct Config {
     pub max_request_bytes: u64,
     pub max_response_bytes: u64,
     pub max_concurrency: u32,
+    /// `RUNNER_TENANT_MAX_CONCURRENCY`: executions one tenant may have in flight.
+    pub tenant_max_concurrency: u32,
+    /// `RUNNER_EXTENSION_MAX_CONCURRENCY`: executions one (tenant, extension)
+    /// may have in flight.
+    pub extension_max_concurrency: u32,
+    /// `RUNNER_TENANT_RATE_LIMIT`: token bucket per tenant; `None` is off.
+    pub tenant_rate_limit: Option<crate::quota::RateLimit>,
+    /// `RUNNER_RATE_LIMIT_REDIS_URL`: keep the buckets in Redis, shared by
+    /// every runner pointing there (may hold a password: redacted in `Debug`).
+    pub rate_limit_redis_url: Option<String>,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     /// `RUNNER_LOG_FORMAT`: `json` (default) or `pretty` (default in dev).
@@ -44,6 +54,9 @@ pub struct Config {
     pub trust: Option<TrustSettings>,
     /// `RUNNER_CACHE_MAX_BYTES`: budget of the bundle disk cache.
     pub cache_max_bytes: u64,
+    /// How `secret_envelope`s open: `RUNNER_SECRETS_KEY(_FILE)`,
+    /// `RUNNER_ALLOW_INLINE_SECRETS`, `VAULT_ADDR` + `VAULT_TOKEN_FILE`.
+    pub secrets: crate::host::secrets::SecretsConfig,
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
     /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
     pub storage_kv_url: String,
@@ -68,7 +81,15 @@ impl TrustSettings {
     /// # Errors
     /// The parse problem, prefixed with `source`.
     pub fn parse(text: &str, source: &str) -> Result<TrustSettings, String> {
-        let bundle = ext_bundle::signature::TrustBundle::parse(text).map_err(|e| format!("{source}: {e}"))?;
+        let bundle = ext_bundle::signature::TrustBundle::parse(text).map_err(|e| {
+            let message = e.to_string();
+            // The parser names inline text itself; add the file it came from.
+            if source.starts_with('`') {
+                format!("{source}: {message}")
+            } else {
+                message
+            }
+        })?;
         Ok(TrustSettings {
             bundle: std::sync::Arc::new(bundle),
             id: ext_bundle::Digest::of(text.as_bytes()).to_string(),
@@ -353,6 +374,13 @@ impl fmt::Debug for Config {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("tenant_max_concurrency", &self.tenant_max_concurrency)
+            .field("extension_max_concurrency", &self.extension_max_concurrency)
+            .field("tenant_rate_limit", &self.tenant_rate_limit)
+            .field(
+                "rate_limit_redis_url",
+                &self.rate_limit_redis_url.as_ref().map(|_| "[redacted]"),
+            )
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("log_format", &self.log_format)
@@ -360,6 +388,7 @@ impl fmt::Debug for Config {
             .field("trust", &self.trust.as_ref().map(|t| &t.id))
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("trust_precompiled", &self.trust_precompiled)
+            .field("secrets", &self.secrets)
             .field(
                 "storage_kv",
                 &if self.storage_kv_url.starts_with("postgres") {
@@ -408,6 +437,10 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_MAX_REQUEST_BYTES",
     "RUNNER_MAX_RESPONSE_BYTES",
     "RUNNER_MAX_CONCURRENCY",
+    "RUNNER_TENANT_MAX_CONCURRENCY",
+    "RUNNER_EXTENSION_MAX_CONCURRENCY",
+    "RUNNER_TENANT_RATE_LIMIT",
+    "RUNNER_RATE_LIMIT_REDIS_URL",
     "RUNNER_HEADER_READ_TIMEOUT_MS",
     "RUNNER_BODY_READ_TIMEOUT_MS",
     "RUNNER_LOG_FORMAT",
@@ -416,6 +449,11 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_CACHE_MAX_BYTES",
     "RUNNER_TRUST_PRECOMPILED",
     "STORAGE_KV_URL",
+    "RUNNER_SECRETS_KEY",
+    "RUNNER_SECRETS_KEY_FILE",
+    "RUNNER_ALLOW_INLINE_SECRETS",
+    "VAULT_ADDR",
+    "VAULT_TOKEN_FILE",
 ];
 
 impl Config {
@@ -525,6 +563,18 @@ impl Config {
             1,
             10_000,
         ) as u32;
+        let tenant_max_concurrency = number(
+            "RUNNER_TENANT_MAX_CONCURRENCY",
+            u64::from(limits::DEFAULT_TENANT_MAX_CONCURRENCY),
+            1,
+            10_000,
+        ) as u32;
+        let extension_max_concurrency = number(
+            "RUNNER_EXTENSION_MAX_CONCURRENCY",
+            u64::from(limits::DEFAULT_EXTENSION_MAX_CONCURRENCY),
+            1,
+            10_000,
+        ) as u32;
         let header_read_timeout = Duration::from_millis(number(
             "RUNNER_HEADER_READ_TIMEOUT_MS",
             limits::DEFAULT_HEADER_READ_TIMEOUT_MS,
@@ -565,6 +615,53 @@ impl Config {
                 .map_err(|why| problems.push(format!("SIGNING_TRUST_BUNDLE: {why}")))
                 .ok()
         });
+        let allow_inline_secrets = match get("RUNNER_ALLOW_INLINE_SECRETS").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                problems.push(format!("RUNNER_ALLOW_INLINE_SECRETS: `{other}` must be true or false"));
+                false
+            }
+        };
+        let secrets_key = match (get("RUNNER_SECRETS_KEY"), get("RUNNER_SECRETS_KEY_FILE")) {
+            (Some(_), Some(_)) => {
+                problems.push("RUNNER_SECRETS_KEY and RUNNER_SECRETS_KEY_FILE: set one, not both".to_string());
+                None
+            }
+            (Some(text), None) => secrets_key(text)
+                .map_err(|why| problems.push(format!("RUNNER_SECRETS_KEY: {why}")))
+                .ok(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("`{path}`: {e}"))
+                .and_then(|text| secrets_key(&text))
+                .map_err(|why| problems.push(format!("RUNNER_SECRETS_KEY_FILE: {why}")))
+                .ok(),
+            (None, None) => None,
+        };
+        let vault = match (get("VAULT_ADDR"), get("VAULT_TOKEN_FILE")) {
+            (None, None) => None,
+            (Some(addr), Some(path)) => {
+                if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+                    problems.push(format!("VAULT_ADDR: `{addr}` must be an http(s) URL"));
+                }
+                std::fs::read_to_string(path)
+                    .map(|token| crate::host::secrets::VaultConfig {
+                        addr: addr.to_string(),
+                        token: token.trim().to_string(),
+                    })
+                    .map_err(|e| problems.push(format!("VAULT_TOKEN_FILE: `{path}`: {e}")))
+                    .ok()
+            }
+            _ => {
+                problems.push("VAULT_ADDR and VAULT_TOKEN_FILE: set both or neither".to_string());
+                None
+            }
+        };
+        let secrets = crate::host::secrets::SecretsConfig {
+            key: secrets_key,
+            allow_inline: allow_inline_secrets,
+            vault,
+        };
         let storage_kv_url = get("STORAGE_KV_URL")
             .map(String::from)
             .unwrap_or_else(|| data_dir.join("kv.redb").display().to_string());
@@ -577,6 +674,25 @@ impl Config {
                 limits::DEFAULT_CACHE_MAX_BYTES
             }),
         };
+
+        let tenant_rate_limit = crate::quota::RateLimit::parse(
+            get("RUNNER_TENANT_RATE_LIMIT").unwrap_or(limits::DEFAULT_TENANT_RATE_LIMIT),
+        )
+        .unwrap_or_else(|why| {
+            problems.push(format!("RUNNER_TENANT_RATE_LIMIT: {why}"));
+            None
+        });
+        let rate_limit_redis_url = get("RUNNER_RATE_LIMIT_REDIS_URL").map(|url| {
+            if let Err(why) = crate::quota::check_redis_url(url) {
+                problems.push(format!("RUNNER_RATE_LIMIT_REDIS_URL: {why}"));
+            } else if tenant_rate_limit.is_none() && get("RUNNER_TENANT_RATE_LIMIT").is_none() {
+                problems.push(
+                    "RUNNER_RATE_LIMIT_REDIS_URL: set, but RUNNER_TENANT_RATE_LIMIT is not (nothing to share)"
+                        .to_string(),
+                );
+            }
+            url.to_string()
+        });
 
         for key in env.keys() {
             let known_prefix = key.starts_with("RUNNER_") || key.starts_with("BUNDLE_STORAGE_");
@@ -601,6 +717,10 @@ impl Config {
             max_request_bytes,
             max_response_bytes,
             max_concurrency,
+            tenant_max_concurrency,
+            extension_max_concurrency,
+            tenant_rate_limit,
+            rate_limit_redis_url,
             header_read_timeout,
             body_read_timeout,
             log_format,
@@ -609,6 +729,7 @@ impl Config {
             cache_max_bytes,
             trust_precompiled,
             storage_kv_url,
+            secrets,
         })
     }
 
@@ -627,6 +748,18 @@ impl Config {
 /// `RUNNER_BASE_URL`) or by features listed as absent in the README; they
 /// are accepted so shared deployment manifests do not fail validation.
 const LATER_ENV_VARS: &[&str] = &["RUNNER_BASE_URL", "RUNNER_PUBLIC_BASE"];
+
+/// A 32-byte AES key given as base64 (what `ext-runner secrets keygen` prints).
+///
+/// # Errors
+/// A message saying what is wrong (never the key).
+pub fn secrets_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "not base64 (expected 32 random bytes in base64, see `ext-runner secrets keygen`)".to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("decodes to {} bytes; 32 are required", bytes.len()))
+}
 
 /// `123`, `512KiB`, `64MiB`, `10GiB` (binary units; `KB`/`MB`/`GB` too).
 fn parse_bytes(text: &str) -> Option<u64> {

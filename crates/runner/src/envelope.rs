@@ -40,6 +40,8 @@ pub struct Envelope {
     /// The install's capability grants (`providers`), canonical; `None`
     /// when absent (the manifest's declaration then stands).
     pub providers: Option<Vec<String>>,
+    /// Sealed secrets for `cap:secrets.get` (opened only on use).
+    pub secret_envelope: Option<std::sync::Arc<crate::host::secrets::SecretEnvelope>>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +56,8 @@ struct RawEnvelope {
     user: Option<RawUser>,
     #[serde(default)]
     providers: Option<Vec<String>>,
+    #[serde(default)]
+    secret_envelope: Option<crate::host::secrets::SecretEnvelope>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +144,7 @@ impl Envelope {
             limits,
             user,
             providers,
+            secret_envelope,
         } = raw;
 
         for (field, value) in [
@@ -226,6 +231,7 @@ impl Envelope {
             fuel,
             user: user.map(user_info),
             providers,
+            secret_envelope: secret_envelope.map(std::sync::Arc::new),
         })
     }
 

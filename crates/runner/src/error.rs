@@ -3,8 +3,9 @@
 //! Every failure a client can see is an [`ApiError`]: a stable machine code,
 //! a human message without internal detail, and the request id. Statuses
 //! follow the seed's mapping (404 unknown endpoint, 413 size, 502 runner or
-//! guest failure, 504 timeout), and the body repeats the status so gateways
-//! that only read the JSON see the same outcome.
+//! guest failure, 504 timeout; 429 for a tenant's quotas and 503 for a full
+//! runner, both with `Retry-After`), and the body repeats the status so
+//! gateways that only read the JSON see the same outcome.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,16 @@ pub enum ErrorCode {
     InvalidResponse,
     ExecutionTimeout,
     FuelExhausted,
-    RunnerBusy,
+    /// The tenant's concurrency cap (quota.rs).
+    TenantConcurrencyExceeded,
+    /// The (tenant, extension) concurrency cap (quota.rs).
+    ExtensionConcurrencyExceeded,
+    /// The tenant's token bucket is empty; the next token is this far away.
+    RateLimited {
+        retry_after_secs: u32,
+    },
+    /// Every execution slot of this runner is busy (`RUNNER_MAX_CONCURRENCY`).
+    Overloaded,
     Internal,
 }
 
@@ -75,7 +85,10 @@ impl ErrorCode {
             ErrorCode::InvalidResponse => "invalid_response",
             ErrorCode::ExecutionTimeout => "execution_timeout",
             ErrorCode::FuelExhausted => "fuel_exhausted",
-            ErrorCode::RunnerBusy => "runner_busy",
+            ErrorCode::TenantConcurrencyExceeded => "tenant_concurrency_exceeded",
+            ErrorCode::ExtensionConcurrencyExceeded => "extension_concurrency_exceeded",
+            ErrorCode::RateLimited { .. } => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -91,8 +104,13 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::ExecutionTimeout | ErrorCode::FuelExhausted => StatusCode::GATEWAY_TIMEOUT,
-            // The object store or the cache is down: worth retrying.
-            ErrorCode::RunnerBusy | ErrorCode::BundleUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // The tenant's own quota: others are served meanwhile.
+            ErrorCode::TenantConcurrencyExceeded
+            | ErrorCode::ExtensionConcurrencyExceeded
+            | ErrorCode::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // The whole runner is full, or the object store or the cache is
+            // down: worth retrying.
+            ErrorCode::Overloaded | ErrorCode::BundleUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::BundleNotFound
             | ErrorCode::BundleSignatureInvalid
             | ErrorCode::BundleIntegrity
@@ -108,6 +126,18 @@ impl ErrorCode {
             | ErrorCode::ExtensionNoResponse
             | ErrorCode::InvalidResponse
             | ErrorCode::Internal => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `Retry-After` (seconds) this answer carries, if any.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            ErrorCode::TenantConcurrencyExceeded | ErrorCode::ExtensionConcurrencyExceeded | ErrorCode::Overloaded => {
+                Some(crate::limits::CONCURRENCY_RETRY_AFTER_SECS)
+            }
+            ErrorCode::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            ErrorCode::BundleUnavailable => Some(5),
+            _ => None,
         }
     }
 }
@@ -174,14 +204,8 @@ impl IntoResponse for ApiError {
             headers.insert("x-request-id", value.clone());
             headers.insert("x-ext-request-id", value);
         }
-        match self.code {
-            ErrorCode::RunnerBusy => {
-                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            ErrorCode::BundleUnavailable => {
-                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            _ => {}
+        if let Some(secs) = self.code.retry_after() {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -41,9 +41,14 @@ pub struct Runner {
     slots: Semaphore,
     /// Guest response headers removed by the allowlist since start-up.
     headers_dropped: AtomicU64,
+    /// Per-tenant and per-extension concurrency caps and the tenant rate
+    /// limit (quota.rs), checked before any fetch or compile.
+    quotas: crate::quota::Quotas,
     /// The `cap:storage.kv` store, opened on first use (or eagerly by
     /// `serve` through [`Runner::open_kv`], so a bad URL fails start-up).
     kv: tokio::sync::OnceCell<ext_kv::Kv>,
+    /// How `secret_envelope`s are opened (keys, Vault, inline policy).
+    secrets: Arc<crate::host::secrets::SecretsConfig>,
 }
 
 impl Runner {
@@ -68,13 +73,17 @@ impl Runner {
         };
         let bundles = Bundles::new(objects, &config.cache_dir, config.cache_max_bytes, verification)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
+        let quotas = crate::quota::Quotas::new(&config)?;
+        let secrets = Arc::new(config.secrets.clone());
         Ok(Runner {
             config,
             runtime,
             bundles,
             slots,
             headers_dropped: AtomicU64::new(0),
+            quotas,
             kv: tokio::sync::OnceCell::new(),
+            secrets,
         })
     }
 
@@ -85,6 +94,11 @@ impl Runner {
     /// Guest response headers the allowlist removed since start-up.
     pub fn headers_dropped(&self) -> u64 {
         self.headers_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Tenant quotas: in-flight counts and refusal counters.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.quotas
     }
 
     /// Compile and artifact-cache counters.
@@ -134,6 +148,9 @@ impl Runner {
             tenant: &envelope.tenant_id,
             extension: &envelope.extension_id,
         };
+        // Quotas (quota.rs, A-09): the tenant's and extension's slots and a
+        // rate-limit token, refused at once with 429, held to the end.
+        let _quota = self.quotas.admit(&envelope.tenant_id, &envelope.extension_id).await?;
         // `bundle` also pins the cache entry (no eviction) while it executes.
         let (bundle, pre) = match self.prepare(wanted, envelope).await {
             // F-02: a cached file that no longer matches its digest is
@@ -155,7 +172,7 @@ impl Runner {
 
         let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
             .await
-            .map_err(|_| Failure::new(ErrorCode::RunnerBusy, "all execution slots are busy; retry shortly"))?
+            .map_err(|_| Failure::new(ErrorCode::Overloaded, "all execution slots are busy; retry shortly"))?
             .map_err(|_| Failure::new(ErrorCode::Internal, "runner is shutting down"))?;
 
         let request = Arc::new(RequestInfo {
@@ -177,7 +194,9 @@ impl Runner {
                 .map_err(|e| Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: context: {e}")))?;
             invocation = invocation.with_kv(kv, scope);
         }
-        let invocation = invocation.with_grants(grants);
+        let invocation = invocation
+            .with_grants(grants)
+            .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone());
         let guest_request = ExecuteRequest {
             context: ContextData {
                 request_id: Some(request.request_id.clone()),

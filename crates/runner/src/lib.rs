@@ -21,6 +21,7 @@ pub mod error;
 pub mod execute;
 pub mod host;
 pub mod limits;
+pub mod quota;
 pub mod server;
 pub mod store;
 

@@ -44,14 +44,50 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 
 /// Executions in flight at once across all tenants (`RUNNER_MAX_CONCURRENCY`);
-/// also sizes the pooling allocator. Beyond it: 503 `runner_busy`.
+/// also sizes the pooling allocator. Beyond it: 503 `overloaded`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
+/// Executions one tenant may have in flight (`RUNNER_TENANT_MAX_CONCURRENCY`):
+/// a quarter of the default pool, so one noisy tenant can never take the
+/// pool from the others. Beyond it: 429 `tenant_concurrency_exceeded`,
+/// answered at once.
+pub const DEFAULT_TENANT_MAX_CONCURRENCY: u32 = 16;
+/// Executions one (tenant, extension) may have in flight
+/// (`RUNNER_EXTENSION_MAX_CONCURRENCY`): half the tenant's share, so one
+/// runaway extension leaves room for the tenant's others. Beyond it: 429
+/// `extension_concurrency_exceeded`, answered at once.
+pub const DEFAULT_EXTENSION_MAX_CONCURRENCY: u32 = 8;
+/// `Retry-After` (seconds) of the concurrency refusals (429s and 503
+/// `overloaded`): slots free as executions finish, typically within
+/// milliseconds and at most the timeout, so one second is a fair first retry.
+pub const CONCURRENCY_RETRY_AFTER_SECS: u32 = 1;
+/// Per-tenant token bucket (`RUNNER_TENANT_RATE_LIMIT`, `<per second>[:<burst>]`):
+/// off by default, since a fair rate depends on the tenant's plan and the
+/// concurrency caps already bound what one tenant can hold.
+pub const DEFAULT_TENANT_RATE_LIMIT: &str = "off";
+/// Bounds of `RUNNER_TENANT_RATE_LIMIT`: slower than one request per ~17
+/// minutes or faster than a million per second is a typo, not a plan.
+pub const MIN_RATE_LIMIT_PER_SECOND: f64 = 0.001;
+pub const MAX_RATE_LIMIT_PER_SECOND: f64 = 1_000_000.0;
+pub const MAX_RATE_LIMIT_BURST: u32 = 1_000_000;
+/// Longest a shared rate-limit decision may take in Redis before the request
+/// is admitted without it (fail open): Redis answers in well under a
+/// millisecond nearby, and this bounds what a sick Redis adds to a request.
+pub const RATE_LIMIT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// After Redis fails, requests skip it (fail open) for this long before it
+/// is tried again: a dead Redis costs one timeout per second, not one per
+/// request, and one warning per second in the log.
+pub const RATE_LIMIT_REDIS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often in-memory rate-limit buckets that have refilled completely (the
+/// same as no bucket) are dropped, so idle tenants do not accumulate.
+pub const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Disk budget of the verified bundle cache (`RUNNER_CACHE_MAX_BYTES`):
 /// least-recently-used bundles nobody is running are evicted beyond it.
 /// 10 GiB holds thousands of typical bundles (a few MiB unpacked each).
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 << 30;
 
-/// How long a request may wait for an execution slot before 503.
+/// How long a request may wait for an execution slot before 503
+/// `overloaded`: a bounded wait that absorbs bursts of sub-millisecond
+/// executions without ever queueing for long (tenant caps do not wait).
 pub const CONCURRENCY_WAIT: Duration = Duration::from_millis(100);
 
 /// One process-wide epoch ticker drives every deadline; a guest loop is

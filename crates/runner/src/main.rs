@@ -159,6 +159,26 @@ enum Command {
         #[arg(long)]
         certs: Option<PathBuf>,
     },
+    /// Secret envelopes for `cap:secrets.get`.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a new random runner key (base64) for RUNNER_SECRETS_KEY.
+    Keygen,
+    /// Seal a JSON object of secret name → value for one tenant and extension; prints the
+    /// `secret_envelope` JSON for the execute envelope. Key from RUNNER_SECRETS_KEY(_FILE).
+    Seal {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        extension: String,
+        /// JSON file with the secrets (default: standard input).
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -318,6 +338,15 @@ fn main() -> ExitCode {
                 }
             }),
         ),
+        Command::Secrets(SecretsCommand::Keygen) => report(cli::secrets_keygen().map(|key| println!("{key}"))),
+        Command::Secrets(SecretsCommand::Seal {
+            tenant,
+            extension,
+            input,
+        }) => {
+            let env: HashMap<String, String> = std::env::vars().collect();
+            report(cli::secrets_seal(&env, &tenant, &extension, input.as_deref()).map(|json| println!("{json}")))
+        }
         Command::Verify {
             bundle,
             sig,

@@ -139,7 +139,11 @@ pub fn load_supplied(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Resul
 
 /// temp file in the same directory + fsync + rename + directory fsync.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name (`--out x.tar.zst`) has the parent "": the current directory.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;

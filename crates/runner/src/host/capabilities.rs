@@ -118,13 +118,60 @@ impl user_v2::Host for Invocation {
     }
 }
 
+/// `cap:secrets.get`: values from the request's sealed envelope, opened on
+/// first use. A name that is not there is `missing`, the same as having no
+/// envelope at all (no oracle for other tenants' names); failures to open
+/// are `expired` or `internal`, with the reason (never the material) logged.
 impl secrets::Host for Invocation {
-    async fn get(&mut self, _key: String) -> HostResult<Result<String, SecretError>> {
-        Ok(Err(SecretError::Denied))
+    async fn get(&mut self, key: String) -> HostResult<Result<String, SecretError>> {
+        if !self.grants.allows(grants::SECRETS_GET) {
+            return Ok(Err(SecretError::Denied));
+        }
+        Ok(match self.open_secrets().await {
+            Ok(values) => values
+                .get(&key)
+                .map(|v| v.expose().to_string())
+                .ok_or(SecretError::Missing),
+            Err(e) => Err(e),
+        })
     }
 
     async fn list_keys(&mut self) -> HostResult<Vec<String>> {
-        Ok(Vec::new())
+        if !self.grants.allows(grants::SECRETS_GET) {
+            return Ok(Vec::new());
+        }
+        Ok(match self.open_secrets().await {
+            Ok(values) => values.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        })
+    }
+}
+
+impl Invocation {
+    /// The opened secrets (opening them at most once per execution).
+    async fn open_secrets(
+        &mut self,
+    ) -> Result<&std::collections::BTreeMap<String, super::secrets::SecretValue>, SecretError> {
+        if self.secrets.opened.is_none() {
+            let opened = match &self.secrets.envelope {
+                None => Ok(std::collections::BTreeMap::new()),
+                Some(envelope) => {
+                    let r = &self.request;
+                    let result =
+                        super::secrets::open(envelope, &self.secrets.config, &r.tenant_id, &r.extension_id).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(target: "ext_runner::secrets", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, error = %e, "secret envelope not opened");
+                    }
+                    result
+                }
+            };
+            self.secrets.opened = Some(opened);
+        }
+        match self.secrets.opened.as_ref().expect("set above") {
+            Ok(values) => Ok(values),
+            Err(super::secrets::OpenError::Expired(_)) => Err(SecretError::Expired),
+            Err(_) => Err(SecretError::Internal),
+        }
     }
 }
 

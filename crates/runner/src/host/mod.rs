@@ -13,6 +13,7 @@ pub mod bindings;
 mod capabilities;
 pub mod grants;
 pub mod output;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -65,6 +66,16 @@ pub struct Invocation {
     /// The tenant's key-value store, scoped to (tenant, extension); `None`
     /// when `cap:storage.kv` is not granted.
     pub(crate) kv: Option<(ext_kv::Kv, ext_kv::Scope)>,
+    /// The request's sealed secrets, opened on the guest's first call.
+    pub(crate) secrets: SecretsState,
+}
+
+/// A request's `secret_envelope` and, once opened, its values.
+#[derive(Default)]
+pub struct SecretsState {
+    pub envelope: Option<Arc<secrets::SecretEnvelope>>,
+    pub config: Arc<secrets::SecretsConfig>,
+    pub opened: Option<Result<std::collections::BTreeMap<String, secrets::SecretValue>, secrets::OpenError>>,
 }
 
 impl Invocation {
@@ -91,7 +102,23 @@ impl Invocation {
             log_dropped: 0,
             grants: grants::Grants::default(),
             kv: None,
+            secrets: SecretsState::default(),
         }
+    }
+
+    /// Give the execution the request's sealed secrets.
+    #[must_use]
+    pub fn with_secrets(
+        mut self,
+        envelope: Option<Arc<secrets::SecretEnvelope>>,
+        config: Arc<secrets::SecretsConfig>,
+    ) -> Self {
+        self.secrets = SecretsState {
+            envelope,
+            config,
+            opened: None,
+        };
+        self
     }
 
     /// Set the execution's capabilities (default: none beyond the

@@ -153,7 +153,7 @@ async fn wasi_context_is_closed() {
 
 /// Captures this thread's tracing output as JSON lines.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -175,7 +175,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
 /// The process-wide JSON log capture. A global subscriber (rather than a
 /// scoped one) because tracing caches per-callsite interest across threads:
 /// a scoped subscriber can miss events first seen by parallel tests.
-fn capture() -> &'static Capture {
+pub(crate) fn capture() -> &'static Capture {
     static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
     CAPTURE.get_or_init(|| {
         let capture = Capture::default();

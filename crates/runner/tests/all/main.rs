@@ -7,6 +7,7 @@ mod cli;
 mod execute;
 mod limits;
 mod s3;
+mod secrets;
 mod signing;
 mod socket;
 mod storage;

