@@ -18,23 +18,54 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let env = std::collections::HashMap::from([
+    let key = ext_bundle::SigningKey::generate(ext_bundle::KeyAlgorithm::EcdsaP256);
+    // The bundle store comes from the environment when set (bench/cold-start
+    // points it at S3); otherwise a directory under the temp dir.
+    let mut env: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BUNDLE_STORAGE_"))
+        .collect();
+    env.extend([
         ("RUNNER_DATA_DIR".to_string(), dir.path().display().to_string()),
         ("RUNNER_SERVICE_TOKEN".to_string(), "bench-token-0123456789".to_string()),
+        ("SIGNING_TRUST_BUNDLE".to_string(), key.public_key_pem()),
     ]);
     let config = Config::load(&env, &Overrides::default()).expect("config");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let runner = Arc::new(Runner::new(config).expect("runner"));
+    let mut runner = Arc::new(Runner::new(config.clone()).expect("runner"));
     let archive = ext_bundle::pack_dir(&ext_test_fixtures::hello_bundle_dir()).expect("pack hello");
-    let (digest, _) = runner.bundle_store().publish(&archive).expect("publish");
+    let digest = ext_bundle::Digest::of(&archive);
+    let signature = ext_bundle::signature::encode_signature(&key.sign(&archive));
+    let keys = runner.bundle_objects().keys(&digest, "bench-tenant", "com.example.hello");
+    rt.block_on(async {
+        let objects = runner.bundle_objects();
+        objects.put_if_absent(&keys.bundle, archive.clone().into()).await.expect("publish bundle");
+        objects
+            .put_if_absent(&keys.signature, signature.into_bytes().into())
+            .await
+            .expect("publish signature");
+    });
     let json = serde_json::json!({
         "context": {"request_id": "bench", "tenant_id": "bench-tenant", "extension_id": "com.example.hello", "content_hash": digest.to_string()},
         "http": {"method": "GET", "path": "/hello"}
     });
     let envelope = Envelope::parse(json.to_string().as_bytes(), 1 << 20).expect("envelope");
+
+    // Cold start: nothing cached; fetch, hash, verify, unpack, compile, run.
+    let started = Instant::now();
+    rt.block_on(runner.execute(&envelope, "bench")).expect("cold execute");
+    let cold = started.elapsed();
+    // Restart with a warm disk cache: a new process state on the same
+    // directories (verified bundle entry + compiled artifact on disk).
+    drop(runner);
+    let started = Instant::now();
+    runner = Arc::new(Runner::new(config).expect("runner"));
+    rt.block_on(runner.execute(&envelope, "bench")).expect("warm execute");
+    let warm = started.elapsed();
+    println!("cold start (fetch + verify + unpack + compile + first call): {:8.1} ms", cold.as_secs_f64() * 1e3);
+    println!("restart to first response, warm disk cache:                 {:8.1} ms", warm.as_secs_f64() * 1e3);
 
     let mut samples = Vec::with_capacity(iterations);
     rt.block_on(async {

@@ -64,7 +64,9 @@ pub struct Published {
 impl Published {
     /// Whether the bundle itself was newly written.
     pub fn bundle_created(&self) -> bool {
-        self.objects.last().is_some_and(|(_, outcome)| *outcome == PutOutcome::Created)
+        self.objects
+            .last()
+            .is_some_and(|(_, outcome)| *outcome == PutOutcome::Created)
     }
 }
 
@@ -186,9 +188,10 @@ pub const PROGRESS_BAR_MIN_BYTES: usize = 4 * 1024 * 1024;
 
 fn upload_bar(key: &str, len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
-    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(key.rsplit('/').next().unwrap_or(key).to_string());
     bar

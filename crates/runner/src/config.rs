@@ -254,7 +254,10 @@ impl fmt::Debug for S3Settings {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("force_path_style", &self.force_path_style)
             .finish()
     }
@@ -307,7 +310,9 @@ impl StorageSettings {
         });
         let region = get("BUNDLE_STORAGE_REGION").map(|text| {
             if !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                problems.push(format!("BUNDLE_STORAGE_REGION: `{text}` is not a region name like eu-west-1"));
+                problems.push(format!(
+                    "BUNDLE_STORAGE_REGION: `{text}` is not a region name like eu-west-1"
+                ));
             }
             text.to_string()
         });
@@ -322,11 +327,16 @@ impl StorageSettings {
             ),
             _ => {}
         }
-        let force_path_style = match get("BUNDLE_STORAGE_FORCE_PATH_STYLE").map(str::to_ascii_lowercase).as_deref() {
+        let force_path_style = match get("BUNDLE_STORAGE_FORCE_PATH_STYLE")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
             Some(other) => {
-                problems.push(format!("BUNDLE_STORAGE_FORCE_PATH_STYLE: `{other}` must be true or false"));
+                problems.push(format!(
+                    "BUNDLE_STORAGE_FORCE_PATH_STYLE: `{other}` must be true or false"
+                ));
                 false
             }
         };

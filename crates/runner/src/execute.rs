@@ -292,7 +292,7 @@ fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, eng
         && bundle
             .read_verified(&tag_file)
             .is_ok_and(|tag| String::from_utf8_lossy(&tag).trim() == engine_tag);
-    let precompiled: Option<Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>> = if usable {
+    let precompiled: Option<crate::engine::ReadBytes> = if usable {
         let reader = bundle.clone();
         Some(Box::new(move || reader.read_verified(&artifact)))
     } else {

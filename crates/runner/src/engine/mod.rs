@@ -107,9 +107,12 @@ pub struct Stats {
 /// must be compiled) and, when the operator trusts it for this bundle, the
 /// bundle's own precompiled artifact.
 pub struct ComponentSource {
-    pub wasm: Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>,
-    pub precompiled: Option<Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>>,
+    pub wasm: ReadBytes,
+    pub precompiled: Option<ReadBytes>,
 }
+
+/// Reads one file of a verified bundle, on the compile thread.
+pub type ReadBytes = Box<dyn FnOnce() -> Result<Vec<u8>, Failure> + Send>;
 
 /// Name of the precompiled artifact for this host inside a bundle
 /// (`precompiled/<arch>-<os>.cwasm`) and of its engine-tag file.

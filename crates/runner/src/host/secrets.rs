@@ -366,7 +366,7 @@ mod tests {
         let sealed = seal(&key, &map(&[("api-key", "s3cr3t")]), "t1", "e1").unwrap();
         let opened = open(&aes(sealed.clone()), &config, "t1", "e1").await.unwrap();
         assert_eq!(opened["api-key"].expose(), "s3cr3t");
-        assert_eq!(format!("{opened:?}").contains("s3cr3t"), false);
+        assert!(!format!("{opened:?}").contains("s3cr3t"));
         // K-03: another tenant's or extension's envelope does not open.
         for (tenant, extension) in [("t2", "e1"), ("t1", "e2")] {
             let err = open(&aes(sealed.clone()), &config, tenant, extension).await.unwrap_err();

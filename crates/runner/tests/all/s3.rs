@@ -87,7 +87,14 @@ async fn publish_to_s3_then_download_and_execute() {
     let env = s3.storage_env(&prefix);
     let hello = SignedHello::new();
     let store = s3.url(&prefix);
-    let args = ["--store", &store, "--sig", &hello.path("bundle.sig"), "--trust", &hello.path("trust.pem")];
+    let args = [
+        "--store",
+        &store,
+        "--sig",
+        &hello.path("bundle.sig"),
+        "--trust",
+        &hello.path("trust.pem"),
+    ];
 
     let output = publish_cli(&env, &args, &hello.bundle());
     assert!(output.status.success(), "{}", text(&output));
@@ -115,7 +122,10 @@ async fn publish_to_s3_then_download_and_execute() {
     let output = publish_cli(&env, &args, &hello.bundle());
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.starts_with(&format!("{} already present", hello.digest)), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{} already present", hello.digest)),
+        "{stdout}"
+    );
 
     // A runner on the same bucket fetches, verifies the signature and runs it.
     let env_pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -136,14 +146,25 @@ fn publish_refuses_unsigned_badly_signed_and_read_only() {
 
     let output = publish_cli(&env, &["--store", &store], &hello.bundle());
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unsigned"), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unsigned"),
+        "{}",
+        text(&output)
+    );
 
     let other = tempfile::tempdir().unwrap();
     let wrong_sig = other.path().join("bundle.sig");
     std::fs::write(&wrong_sig, sign(b"some other archive")).unwrap();
     let output = publish_cli(
         &env,
-        &["--store", &store, "--sig", &wrong_sig.display().to_string(), "--trust", &hello.path("trust.pem")],
+        &[
+            "--store",
+            &store,
+            "--sig",
+            &wrong_sig.display().to_string(),
+            "--trust",
+            &hello.path("trust.pem"),
+        ],
         &hello.bundle(),
     );
     assert!(!output.status.success(), "{}", text(&output));
@@ -153,7 +174,10 @@ fn publish_refuses_unsigned_badly_signed_and_read_only() {
         text(&output)
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let objects = s3.objects(&prefix, &[]);
     let keys = objects.keys(&hello.digest, "", "");
     for key in [&keys.bundle, &keys.signature, &keys.manifest] {
@@ -164,7 +188,11 @@ fn publish_refuses_unsigned_badly_signed_and_read_only() {
     // --allow-unsigned: the bundle and manifest go up, no signature.
     let output = publish_cli(&env, &["--store", &store, "--allow-unsigned"], &hello.bundle());
     assert!(output.status.success(), "{}", text(&output));
-    assert!(rt.block_on(objects.get_small(&keys.manifest, 1 << 20)).unwrap().is_some());
+    assert!(
+        rt.block_on(objects.get_small(&keys.manifest, 1 << 20))
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(rt.block_on(objects.get_small(&keys.signature, 1 << 20)).unwrap(), None);
 
     let output = publish_cli(
@@ -173,7 +201,11 @@ fn publish_refuses_unsigned_badly_signed_and_read_only() {
         &hello.bundle(),
     );
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("read-only"), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("read-only"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// SigV4 is really checked: the right key id with a wrong secret is refused,
@@ -187,7 +219,10 @@ async fn wrong_secret_is_refused() {
         good.put_if_absent("a/object", Bytes::from_static(b"x")).await.unwrap(),
         PutOutcome::Created
     );
-    let bad = s3.objects(&prefix, &[("BUNDLE_STORAGE_SECRET_ACCESS_KEY", "not-the-secret-0123456789")]);
+    let bad = s3.objects(
+        &prefix,
+        &[("BUNDLE_STORAGE_SECRET_ACCESS_KEY", "not-the-secret-0123456789")],
+    );
     let err = bad.get_small("a/object", 1024).await.unwrap_err();
     assert!(matches!(err, ObjectError::Denied { .. }), "{err}");
     assert!(err.to_string().contains("credentials"), "{err}");
@@ -286,11 +321,21 @@ async fn not_found_is_not_unavailable() {
     let closed = format!("http://{}", closed_port_addr());
     let dead = s3.objects("p", &[("BUNDLE_STORAGE_ENDPOINT", &closed)]);
     let started = Instant::now();
-    let err = dead.download("sha256/x/bundle.tar.zst", &mut Vec::new(), 1024).await.unwrap_err();
+    let err = dead
+        .download("sha256/x/bundle.tar.zst", &mut Vec::new(), 1024)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ObjectError::Unavailable { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let err = dead.get_small("sha256/x/bundle.sig", 1024).await.unwrap_err();
-    assert!(matches!(err, ObjectError::Unavailable { .. }), "get_small must not turn this into None: {err}");
+    assert!(
+        matches!(err, ObjectError::Unavailable { .. }),
+        "get_small must not turn this into None: {err}"
+    );
     let err = dead.put_if_absent("k", Bytes::from_static(b"v")).await.unwrap_err();
     assert!(matches!(err, ObjectError::Unavailable { .. }), "{err}");
 
@@ -340,7 +385,11 @@ async fn key_layout_with_tenant_and_extension() {
 
     let output = publish_cli(&env, &["--store", &store, "--allow-unsigned"], &hello.bundle());
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--tenant"), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--tenant"),
+        "{}",
+        text(&output)
+    );
 
     let output = publish_cli(
         &env,
@@ -434,15 +483,24 @@ async fn http_store_reads_and_refuses_writes() {
         .download("sha256/abc/bundle.tar.zst", &mut out, 1024)
         .await
         .unwrap();
-    assert_eq!((digest, size, out.as_slice()), (Digest::of(b"archive bytes"), 13, &b"archive bytes"[..]));
+    assert_eq!(
+        (digest, size, out.as_slice()),
+        (Digest::of(b"archive bytes"), 13, &b"archive bytes"[..])
+    );
     assert_eq!(
         objects.get_small("sha256/abc/bundle.sig", 64).await.unwrap().as_deref(),
         Some(&b"c2ln"[..])
     );
     assert_eq!(objects.get_small("sha256/abc/bundle.pem", 64).await.unwrap(), None);
-    let err = objects.download("broken/bundle.tar.zst", &mut Vec::new(), 64).await.unwrap_err();
+    let err = objects
+        .download("broken/bundle.tar.zst", &mut Vec::new(), 64)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ObjectError::Unavailable { .. }), "{err}");
-    let err = objects.download("sha256/big/bundle.tar.zst", &mut Vec::new(), 4096).await.unwrap_err();
+    let err = objects
+        .download("sha256/big/bundle.tar.zst", &mut Vec::new(), 4096)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ObjectError::TooLarge { .. }), "{err}");
 
     let err = objects

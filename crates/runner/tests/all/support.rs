@@ -305,7 +305,10 @@ impl TestS3 {
             ("BUNDLE_STORAGE_ENDPOINT".to_string(), self.endpoint.clone()),
             ("BUNDLE_STORAGE_REGION".to_string(), self.region.clone()),
             ("BUNDLE_STORAGE_ACCESS_KEY_ID".to_string(), self.access_key_id.clone()),
-            ("BUNDLE_STORAGE_SECRET_ACCESS_KEY".to_string(), self.secret_access_key.clone()),
+            (
+                "BUNDLE_STORAGE_SECRET_ACCESS_KEY".to_string(),
+                self.secret_access_key.clone(),
+            ),
             ("BUNDLE_STORAGE_FORCE_PATH_STYLE".to_string(), "true".to_string()),
         ]
     }
