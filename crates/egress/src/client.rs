@@ -305,7 +305,11 @@ impl Egress {
     /// the request's total (which includes the invocation deadline).
     fn bound(&self, limit: Duration, total: Instant, phase: Phase) -> (Instant, Phase) {
         let own = Instant::now() + limit;
-        if own < total { (own, phase) } else { (total, Phase::Total) }
+        if own < total {
+            (own, phase)
+        } else {
+            (total, Phase::Total)
+        }
     }
 
     /// An IP-literal host needs an explicit CIDR allowance, and passes the table like any
@@ -315,7 +319,11 @@ impl Egress {
         addresses
             .check(ip)
             .map_err(|p| EgressError::DestinationIpProhibited { ip, range: p.range })?;
-        if addresses.covers(ip) { Ok(()) } else { Err(EgressError::IpLiteralNotAllowed { ip }) }
+        if addresses.covers(ip) {
+            Ok(())
+        } else {
+            Err(EgressError::IpLiteralNotAllowed { ip })
+        }
     }
 
     /// Resolves `host` once, under the DNS timeout and the request's end (F-06).
@@ -368,7 +376,12 @@ impl Egress {
         let target = addr.ip().to_canonical();
         self.inner.config.self_addrs.iter().any(|listen| {
             let own = listen.ip().to_canonical();
-            listen.port() == addr.port() && if own.is_unspecified() { classify(target).is_some() } else { own == target }
+            listen.port() == addr.port()
+                && if own.is_unspecified() {
+                    classify(target).is_some()
+                } else {
+                    own == target
+                }
         })
     }
 
@@ -415,6 +428,7 @@ impl Egress {
         }));
 
         let body_len = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(0);
+        let head = request.method() == Method::HEAD;
         let (end, phase) = self.bound(config.first_byte_timeout, total, Phase::FirstByte);
         let response = timeout_at(end, sender.send_request(request))
             .await
@@ -424,8 +438,13 @@ impl Egress {
 
         let (parts, mut body) = response.into_parts();
         let limit = config.max_response_bytes;
-        let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit) {
+        // A HEAD, 204 or 304 response declares a length it does not send.
+        let has_body = !head && !matches!(parts.status.as_u16(), 204 | 304);
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if has_body && declared.is_some_and(|len| len > limit) {
             return Err(EgressError::ResponseTooLarge { limit });
         }
         let mut received = Vec::new();
@@ -447,7 +466,12 @@ impl Egress {
         let headers = parts
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         Ok(EgressResponse {
             status: parts.status.as_u16(),
@@ -468,7 +492,11 @@ fn parse_method(method: &str) -> Result<Method, EgressError> {
     if upper == "CONNECT" {
         return Err(invalid());
     }
-    let method = if NORMALISED.contains(&upper.as_str()) { upper.as_str() } else { method };
+    let method = if NORMALISED.contains(&upper.as_str()) {
+        upper.as_str()
+    } else {
+        method
+    };
     Method::from_bytes(method.as_bytes()).map_err(|_| invalid())
 }
 
@@ -480,9 +508,31 @@ fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Egre
 mod tests {
     use super::*;
 
+    /// The runner awaits `fetch` inside Wasmtime host calls, which need `Send` futures.
+    #[test]
+    fn fetch_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let egress = Egress::new(EgressConfig::default()).unwrap();
+        let (policy, budget) = (Policy::deny_all(), egress.budget());
+        let ctx = FetchContext {
+            deadline: Instant::now(),
+            tenant: "t",
+            policy: &policy,
+            budget: &budget,
+            secrets: &crate::NoSecrets,
+        };
+        let future = egress.fetch(EgressRequest::default(), ctx);
+        assert_send(&future);
+    }
+
     #[test]
     fn methods() {
-        for (input, expected) in [("get", "GET"), ("Post", "POST"), ("PATCH", "PATCH"), ("PROPFIND", "PROPFIND")] {
+        for (input, expected) in [
+            ("get", "GET"),
+            ("Post", "POST"),
+            ("PATCH", "PATCH"),
+            ("PROPFIND", "PROPFIND"),
+        ] {
             assert_eq!(parse_method(input).unwrap().as_str(), expected, "{input}");
         }
         for bad in ["", "GET /", "G\r\nET", "CONNECT", "connect", "GÉT"] {

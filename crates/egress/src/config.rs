@@ -346,15 +346,17 @@ mod tests {
         assert!(!settings.operator.allows("t", &d));
         assert!(settings.config.addresses.allowances().is_empty());
         assert_eq!(settings.config.dns_timeout, DEFAULT_DNS_TIMEOUT);
-        assert_eq!(settings.config.max_requests_per_invocation, DEFAULT_MAX_REQUESTS_PER_INVOCATION);
+        assert_eq!(
+            settings.config.max_requests_per_invocation,
+            DEFAULT_MAX_REQUESTS_PER_INVOCATION
+        );
         assert!(settings.config.secrets_require_https);
     }
 
     #[test]
     fn reads_every_key() {
-        let dir = std::env::temp_dir().join(format!("ext-egress-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("policy.json");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.json");
         std::fs::write(&file, r#"{"tenants": {"acme": ["https://acme.example"]}}"#).unwrap();
         let settings = Settings::from_lookup(lookup(&[
             (ENV_ALLOWLIST, "https://a.example, https://*.b.example:8443"),
@@ -371,7 +373,6 @@ mod tests {
             (ENV_SECRETS_REQUIRE_HTTPS, "false"),
         ]))
         .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         let c = &settings.config;
         assert_eq!(c.dns_timeout, Duration::from_millis(250));
         assert_eq!(c.connect_timeout, Duration::from_secs(1));

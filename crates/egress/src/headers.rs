@@ -42,7 +42,9 @@ impl fmt::Debug for StaticSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<&String> = self.0.keys().collect();
         names.sort();
-        f.debug_struct("StaticSecrets").field("names", &names).finish_non_exhaustive()
+        f.debug_struct("StaticSecrets")
+            .field("names", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,7 +91,9 @@ fn parse_template(value: &str) -> Result<Vec<Piece>, HeaderProblem> {
             pieces.push(Piece::Text(rest[..start].to_owned()));
         }
         let after = &rest[start + SECRET_OPEN.len()..];
-        let end = after.find(SECRET_CLOSE).ok_or(HeaderProblem::MalformedSecretReference)?;
+        let end = after
+            .find(SECRET_CLOSE)
+            .ok_or(HeaderProblem::MalformedSecretReference)?;
         let name = &after[..end];
         if name.is_empty()
             || name.len() > MAX_SECRET_NAME_BYTES
@@ -165,10 +169,13 @@ impl CheckedHeaders {
 
     /// The first secret referenced, if any.
     pub(crate) fn first_secret(&self) -> Option<&str> {
-        self.entries.iter().flat_map(|(_, pieces)| pieces).find_map(|p| match p {
-            Piece::Secret(name) => Some(name.as_str()),
-            Piece::Text(_) => None,
-        })
+        self.entries
+            .iter()
+            .flat_map(|(_, pieces)| pieces)
+            .find_map(|p| match p {
+                Piece::Secret(name) => Some(name.as_str()),
+                Piece::Text(_) => None,
+            })
     }
 
     /// Substitutes the secrets and appends every header to `map`, in order.
@@ -263,12 +270,17 @@ mod tests {
             assert_eq!(code(&[(name, value)]), *expected, "{name:?}: {value:?}");
         }
         let err = CheckedHeaders::check(&headers(&[("X-Bad\r\nInjected", "1")]), 0).unwrap_err();
-        assert!(!err.to_string().contains('\n') && !err.to_string().contains('\r'), "{err}");
+        assert!(
+            !err.to_string().contains('\n') && !err.to_string().contains('\r'),
+            "{err}"
+        );
     }
 
     #[test]
     fn header_limits() {
-        let many: Vec<(String, String)> = (0..=MAX_REQUEST_HEADERS).map(|i| (format!("x-{i}"), "v".into())).collect();
+        let many: Vec<(String, String)> = (0..=MAX_REQUEST_HEADERS)
+            .map(|i| (format!("x-{i}"), "v".into()))
+            .collect();
         assert_eq!(CheckedHeaders::check(&many, 0).unwrap_err().code(), "request_too_large");
         let big = headers(&[("x-big", &"v".repeat(MAX_REQUEST_HEADER_BYTES))]);
         assert_eq!(CheckedHeaders::check(&big, 0).unwrap_err().code(), "request_too_large");
@@ -301,8 +313,8 @@ mod tests {
         ]));
         assert!(!format!("{secrets:?}").contains("s3cr3t"));
 
-        let checked = CheckedHeaders::check(&headers(&[("Authorization", "Bearer {{secret:KEY}}"), ("X-A", "1")]), 0)
-            .unwrap();
+        let checked =
+            CheckedHeaders::check(&headers(&[("Authorization", "Bearer {{secret:KEY}}"), ("X-A", "1")]), 0).unwrap();
         assert_eq!(checked.first_secret(), Some("KEY"));
         let mut map = HeaderMap::new();
         checked.render(&secrets, &mut map).unwrap();

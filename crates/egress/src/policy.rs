@@ -91,7 +91,9 @@ fn normalize_host(host: url::Host<&str>) -> Option<HostName> {
                 && name.split('.').all(|label| {
                     !label.is_empty()
                         && label.len() <= MAX_LABEL_BYTES
-                        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
                 });
             valid.then(|| HostName::Domain(name.to_owned()))
         }
@@ -137,7 +139,12 @@ impl Destination {
             problem: UrlProblem::InvalidHost,
         })?;
         let port = url.port_or_known_default().unwrap_or(scheme.default_port());
-        Ok(Destination { scheme, host, port, url })
+        Ok(Destination {
+            scheme,
+            host,
+            port,
+            url,
+        })
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -327,7 +334,10 @@ impl Allowlist {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let patterns = patterns.into_iter().map(|p| p.as_ref().parse()).collect::<Result<Vec<Pattern>, _>>()?;
+        let patterns = patterns
+            .into_iter()
+            .map(|p| p.as_ref().parse())
+            .collect::<Result<Vec<Pattern>, _>>()?;
         Ok(Allowlist::new(patterns))
     }
 
@@ -632,9 +642,15 @@ mod tests {
         let operator = OperatorPolicy::new(list(&["https://*.example.com"]), HashMap::new());
 
         assert!(!Policy::deny_all().allows(&d));
-        assert!(!Policy::new(Allowlist::default(), &operator, "t", None).allows(&d), "no manifest list");
+        assert!(
+            !Policy::new(Allowlist::default(), &operator, "t", None).allows(&d),
+            "no manifest list"
+        );
         let manifest = list(&["https://api.example.com", "https://other.example.com"]);
-        assert!(!Policy::new(manifest.clone(), &OperatorPolicy::default(), "t", None).allows(&d), "no operator");
+        assert!(
+            !Policy::new(manifest.clone(), &OperatorPolicy::default(), "t", None).allows(&d),
+            "no operator"
+        );
         let policy = Policy::new(manifest.clone(), &operator, "t", None);
         assert!(policy.allows(&d) && policy.allows(&other));
         let install = Some(list(&["https://api.example.com"]));

@@ -99,7 +99,10 @@ mod tests {
     async fn static_resolver_answers_and_counts() {
         let resolver = StaticResolver::new();
         resolver.set("a.test", ["192.0.2.1".parse().unwrap()]);
-        assert_eq!(resolver.resolve("a.test").await.unwrap(), ["192.0.2.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            resolver.resolve("a.test").await.unwrap(),
+            ["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
         assert!(resolver.resolve("b.test").await.is_err());
         assert_eq!(resolver.lookups(), 2);
     }

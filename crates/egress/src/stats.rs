@@ -128,7 +128,9 @@ impl RequestBudget {
     /// [`EgressError::RequestLimitExceeded`] once `limit` requests were taken.
     pub fn take(&self) -> Result<(), EgressError> {
         self.used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| (used < self.limit).then_some(used + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                (used < self.limit).then_some(used + 1)
+            })
             .map(|_| ())
             .map_err(|_| EgressError::RequestLimitExceeded { limit: self.limit })
     }
@@ -165,6 +167,9 @@ mod tests {
         );
         assert_eq!(stats.tenant("b").failed, 1);
         assert_eq!(stats.tenant("none"), TenantEgress::default());
-        assert_eq!(stats.snapshot().iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            stats.snapshot().iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 }

@@ -38,10 +38,15 @@ fn main() {
     let archive = ext_bundle::pack_dir(&ext_test_fixtures::hello_bundle_dir()).expect("pack hello");
     let digest = ext_bundle::Digest::of(&archive);
     let signature = ext_bundle::signature::encode_signature(&key.sign(&archive));
-    let keys = runner.bundle_objects().keys(&digest, "bench-tenant", "com.example.hello");
+    let keys = runner
+        .bundle_objects()
+        .keys(&digest, "bench-tenant", "com.example.hello");
     rt.block_on(async {
         let objects = runner.bundle_objects();
-        objects.put_if_absent(&keys.bundle, archive.clone().into()).await.expect("publish bundle");
+        objects
+            .put_if_absent(&keys.bundle, archive.clone().into())
+            .await
+            .expect("publish bundle");
         objects
             .put_if_absent(&keys.signature, signature.into_bytes().into())
             .await
@@ -64,8 +69,14 @@ fn main() {
     runner = Arc::new(Runner::new(config).expect("runner"));
     rt.block_on(runner.execute(&envelope, "bench")).expect("warm execute");
     let warm = started.elapsed();
-    println!("cold start (fetch + verify + unpack + compile + first call): {:8.1} ms", cold.as_secs_f64() * 1e3);
-    println!("restart to first response, warm disk cache:                 {:8.1} ms", warm.as_secs_f64() * 1e3);
+    println!(
+        "cold start (fetch + verify + unpack + compile + first call): {:8.1} ms",
+        cold.as_secs_f64() * 1e3
+    );
+    println!(
+        "restart to first response, warm disk cache:                 {:8.1} ms",
+        warm.as_secs_f64() * 1e3
+    );
 
     let mut samples = Vec::with_capacity(iterations);
     rt.block_on(async {

@@ -57,6 +57,11 @@ pub struct Config {
     /// How `secret_envelope`s open: `RUNNER_SECRETS_KEY(_FILE)`,
     /// `RUNNER_ALLOW_INLINE_SECRETS`, `VAULT_ADDR` + `VAULT_TOKEN_FILE`.
     pub secrets: crate::host::secrets::SecretsConfig,
+    /// UI asset serving: CSP, size cap, install check.
+    pub ui: crate::ui::UiConfig,
+    /// `RUNNER_PUBLIC_LISTEN`: a second, browser-facing listener serving
+    /// only UI assets (never `/v1/execute`).
+    pub public_listen: Option<SocketAddr>,
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
     /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
     pub storage_kv_url: String,
@@ -399,6 +404,8 @@ impl fmt::Debug for Config {
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("trust_precompiled", &self.trust_precompiled)
             .field("secrets", &self.secrets)
+            .field("ui", &self.ui)
+            .field("public_listen", &self.public_listen)
             .field(
                 "storage_kv",
                 &if self.storage_kv_url.starts_with("postgres") {
@@ -464,6 +471,11 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_ALLOW_INLINE_SECRETS",
     "VAULT_ADDR",
     "VAULT_TOKEN_FILE",
+    "EXT_UI_CONTENT_SECURITY_POLICY",
+    "EXT_UI_FRAME_ANCESTORS",
+    "EXT_STATIC_MAX_FILE_BYTES",
+    "RUNNER_UI_VALIDATE_URL",
+    "RUNNER_PUBLIC_LISTEN",
 ];
 
 impl Config {
@@ -672,6 +684,38 @@ impl Config {
             allow_inline: allow_inline_secrets,
             vault,
         };
+        let mut csp = get("EXT_UI_CONTENT_SECURITY_POLICY")
+            .unwrap_or(crate::ui::DEFAULT_UI_CSP)
+            .to_string();
+        if let Some(ancestors) = get("EXT_UI_FRAME_ANCESTORS") {
+            csp = format!("{csp}; frame-ancestors {ancestors}");
+        }
+        if csp.contains(['\r', '\n']) {
+            problems.push("EXT_UI_CONTENT_SECURITY_POLICY/EXT_UI_FRAME_ANCESTORS: must be one line".to_string());
+        }
+        let max_file_bytes = match get("EXT_STATIC_MAX_FILE_BYTES") {
+            None => crate::ui::DEFAULT_STATIC_MAX_FILE_BYTES,
+            Some(text) => parse_bytes(text).unwrap_or_else(|| {
+                problems.push(format!("EXT_STATIC_MAX_FILE_BYTES: `{text}` must be a byte count like 16MiB"));
+                crate::ui::DEFAULT_STATIC_MAX_FILE_BYTES
+            }),
+        };
+        let validate_url = get("RUNNER_UI_VALIDATE_URL").map(String::from);
+        if let Some(url) = &validate_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!("RUNNER_UI_VALIDATE_URL: `{url}` must be an http(s) URL"));
+        }
+        let ui = crate::ui::UiConfig {
+            csp,
+            max_file_bytes,
+            validate_url,
+        };
+        let public_listen = get("RUNNER_PUBLIC_LISTEN").and_then(|text| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| problems.push(format!("RUNNER_PUBLIC_LISTEN: `{text}` is not an address like 0.0.0.0:8081")))
+                .ok()
+        });
         let storage_kv_url = get("STORAGE_KV_URL")
             .map(String::from)
             .unwrap_or_else(|| data_dir.join("kv.redb").display().to_string());
@@ -740,6 +784,8 @@ impl Config {
             trust_precompiled,
             storage_kv_url,
             secrets,
+            ui,
+            public_listen,
         })
     }
 

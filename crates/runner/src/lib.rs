@@ -9,6 +9,7 @@
 //! - [`engine`]: the shared Wasmtime engine, compile cache and limits;
 //! - [`host`]: the guest contract's host side (capabilities, WASI subset);
 //! - [`store`]: bundle store and the verified, unpacked bundle cache;
+//! - [`ui`]: the extensions' iframe UI assets (`/ext-ui/…`);
 //! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
 //! - [`error`]: error codes and the one mapping to HTTP;
 //! - [`limits`]: every limit and its default.
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod quota;
 pub mod server;
 pub mod store;
+pub mod ui;
 
 pub use config::Config;
 pub use execute::{GuestResponse, Runner};

@@ -421,6 +421,11 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
     let listen = config.listen;
     let no_token = config.service_tokens.is_empty();
     let runner = Arc::new(Runner::new(config)?);
+    // Fail start-up, not the first request, on a bad STORAGE_KV_URL.
+    runner
+        .open_kv()
+        .await
+        .map_err(|f| anyhow::anyhow!("STORAGE_KV_URL: {}", f.message))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
@@ -432,8 +437,38 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
     if let Some(key) = dev_key {
         announce_dev_extension(&runner, &key, &extension, local).await?;
     }
+    let public = match runner.config().public_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding RUNNER_PUBLIC_LISTEN {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let state = AppState::new(runner);
-    serve(listener, state, shutdown_signal(), grace).await?;
+    match public {
+        None => serve(listener, state, shutdown_signal(), grace).await?,
+        Some(public) => {
+            tracing::info!(listen = %public.local_addr()?, "UI assets listening (no /v1/execute here)");
+            // One signal stops both listeners.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let signal = async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            };
+            let app = ext_runner::server::public_router(state.clone());
+            let (_, main, ui) = tokio::join!(
+                signal,
+                serve(listener, state.clone(), stopped(stop_rx.clone()), grace),
+                ext_runner::server::serve_app(public, app, &state, stopped(stop_rx), grace),
+            );
+            main?;
+            ui?;
+        }
+    }
     tracing::info!("ext-runner stopped");
     Ok(())
 }
@@ -487,7 +522,9 @@ async fn announce_dev_extension(
     let keys = runner.bundle_objects().keys(&digest, "dev-tenant", &manifest.name);
     let objects = runner.bundle_objects();
     objects.put_if_absent(&keys.bundle, archive.into()).await?;
-    objects.put_if_absent(&keys.signature, signature.into_bytes().into()).await?;
+    objects
+        .put_if_absent(&keys.signature, signature.into_bytes().into())
+        .await?;
     let auth = match runner.config().service_tokens.first() {
         Some(_) => " -H \"authorization: Bearer $RUNNER_SERVICE_TOKEN\"",
         None => "",
@@ -498,8 +535,11 @@ async fn announce_dev_extension(
     );
     tracing::info!(extension = %manifest.name, content_hash = %digest, "dev extension published");
     println!(
-        "\n{} {} is ready. Try:\n\n  {example}\n",
-        manifest.name, manifest.version
+        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: http://{local}/ext-ui/{}/{}/index.html\n",
+        manifest.name,
+        manifest.version,
+        manifest.name,
+        digest.to_string().replace(':', "%3A"),
     );
     Ok(())
 }

@@ -73,7 +73,11 @@ impl RateLimit {
         let burst = match burst {
             Some(burst) => match burst.parse::<u32>() {
                 Ok(b) if (1..=MAX_RATE_LIMIT_BURST).contains(&b) => b,
-                _ => return Err(format!("`{text}`: the burst must be an integer in 1..={MAX_RATE_LIMIT_BURST}")),
+                _ => {
+                    return Err(format!(
+                        "`{text}`: the burst must be an integer in 1..={MAX_RATE_LIMIT_BURST}"
+                    ));
+                }
             },
             // `per_second` is at most MAX_RATE_LIMIT_PER_SECOND, so this fits.
             None => (per_second.ceil() as u32).clamp(1, MAX_RATE_LIMIT_BURST),
@@ -274,9 +278,10 @@ struct TenantInFlight {
 impl InFlight {
     /// Count one more execution, or name the cap it would break.
     fn enter(&mut self, tenant: &str, extension: &str, tenant_cap: u32, extension_cap: u32) -> Result<(), ErrorCode> {
-        let (total, current) = self.tenants.get(tenant).map_or((0, 0), |t| {
-            (t.total, t.extensions.get(extension).copied().unwrap_or(0))
-        });
+        let (total, current) = self
+            .tenants
+            .get(tenant)
+            .map_or((0, 0), |t| (t.total, t.extensions.get(extension).copied().unwrap_or(0)));
         if total >= tenant_cap {
             return Err(ErrorCode::TenantConcurrencyExceeded);
         }
@@ -404,7 +409,8 @@ struct RateLimiter {
 
 enum BucketStore {
     Memory(Mutex<MemoryBuckets>),
-    Redis(RedisBuckets),
+    /// Boxed: the client and connection are much larger than the map.
+    Redis(Box<RedisBuckets>),
 }
 
 impl RateLimiter {
@@ -418,12 +424,12 @@ impl RateLimiter {
     fn redis(limit: RateLimit, url: &str) -> Result<RateLimiter, redis::RedisError> {
         Ok(RateLimiter {
             limit,
-            store: BucketStore::Redis(RedisBuckets {
+            store: BucketStore::Redis(Box::new(RedisBuckets {
                 client: redis::Client::open(url)?,
                 connection: tokio::sync::OnceCell::new(),
                 script: redis::Script::new(TOKEN_BUCKET_LUA),
                 paused_until: Mutex::new(None),
-            }),
+            })),
         })
     }
 
@@ -580,6 +586,72 @@ mod tests {
             let err = RateLimit::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let mut env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.insert("RUNNER_SERVICE_TOKEN".into(), "a-long-enough-token".into());
+        Config::load(&env, &crate::config::Overrides::default())
+    }
+
+    #[test]
+    fn config_defaults_and_values() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            config.tenant_max_concurrency,
+            crate::limits::DEFAULT_TENANT_MAX_CONCURRENCY
+        );
+        assert_eq!(
+            config.extension_max_concurrency,
+            crate::limits::DEFAULT_EXTENSION_MAX_CONCURRENCY
+        );
+        assert_eq!(config.tenant_rate_limit, None);
+        assert_eq!(config.rate_limit_redis_url, None);
+
+        let config = load(&[
+            ("RUNNER_TENANT_MAX_CONCURRENCY", "4"),
+            ("RUNNER_EXTENSION_MAX_CONCURRENCY", "2"),
+            ("RUNNER_TENANT_RATE_LIMIT", "20:40"),
+            ("RUNNER_RATE_LIMIT_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
+        ])
+        .unwrap();
+        assert_eq!(config.tenant_max_concurrency, 4);
+        assert_eq!(config.extension_max_concurrency, 2);
+        assert_eq!(config.tenant_rate_limit, Some(limit(20.0, 40)));
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn config_problems_are_reported_at_once() {
+        let err = load(&[
+            ("RUNNER_TENANT_MAX_CONCURRENCY", "0"),
+            ("RUNNER_EXTENSION_MAX_CONCURRENCY", "many"),
+            ("RUNNER_TENANT_RATE_LIMIT", "10:0"),
+            ("RUNNER_RATE_LIMIT_REDIS_URL", "rediss://cache:6380"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "RUNNER_TENANT_MAX_CONCURRENCY: `0`",
+            "RUNNER_EXTENSION_MAX_CONCURRENCY: `many`",
+            "RUNNER_TENANT_RATE_LIMIT: `10:0`: the burst",
+            "RUNNER_RATE_LIMIT_REDIS_URL: `rediss://cache:6380`: TLS",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 4, "{text}");
+
+        // A Redis URL with nothing to share is a mistake; an explicit `off` is not.
+        let err = load(&[("RUNNER_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1")]).unwrap_err();
+        assert!(err.to_string().contains("nothing to share"), "{err}");
+        assert!(
+            load(&[
+                ("RUNNER_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1"),
+                ("RUNNER_TENANT_RATE_LIMIT", "off")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

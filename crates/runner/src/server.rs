@@ -33,6 +33,8 @@ use crate::limits::{ENVELOPE_OVERHEAD_BYTES, MAX_INBOUND_HEADER_BUF_BYTES, MAX_I
 /// Shared by every request handler.
 pub struct AppState {
     pub runner: Arc<Runner>,
+    /// Verified UI files kept in memory and install-check answers.
+    pub ui: crate::ui::UiState,
     /// SHA-256 of each accepted service token: comparing fixed-size digests
     /// in constant time leaks neither content nor length.
     token_digests: Vec<[u8; 32]>,
@@ -46,7 +48,11 @@ impl AppState {
             .iter()
             .map(|t| Sha256::digest(t.as_bytes()).into())
             .collect();
-        Arc::new(AppState { runner, token_digests })
+        Arc::new(AppState {
+            runner,
+            ui: crate::ui::UiState::default(),
+            token_digests,
+        })
     }
 
     /// Whether the request carries an accepted service token. With no token
@@ -72,14 +78,30 @@ impl AppState {
     }
 }
 
-/// The application: `POST /v1/execute`, `GET /healthz`, JSON 404/405.
+/// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
+/// JSON 404/405.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/execute", post(execute))
-        .route("/healthz", get(healthz))
+    ui_routes(Router::new().route("/v1/execute", post(execute)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The browser-facing listener (`RUNNER_PUBLIC_LISTEN`): UI assets and
+/// `/healthz` only, so exposing it never exposes `/v1/execute`.
+pub fn public_router(state: Arc<AppState>) -> Router {
+    ui_routes(Router::new())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// `get` also answers `HEAD` (axum drops the body).
+fn ui_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    router
+        .route("/ext-ui/{extension}/{hash}/", get(crate::ui::index))
+        .route("/ext-ui/{extension}/{hash}/{*path}", get(crate::ui::asset))
+        .route("/healthz", get(healthz))
 }
 
 /// A request id we are willing to echo: short, printable, no separators.
@@ -246,8 +268,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
+    let app = router(state.clone());
+    serve_app(listener, app, &state, shutdown, grace).await
+}
+
+/// [`serve`] for any router of this state (e.g. [`public_router`]).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    state: &AppState,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
     let config = state.runner.config().clone();
-    let app = router(state);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

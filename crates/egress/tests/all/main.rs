@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ext_egress::{
-    Allowlist, AddressPolicy, Egress, EgressConfig, EgressError, EgressRequest, EgressResponse, FetchContext,
+    AddressPolicy, Allowlist, Egress, EgressConfig, EgressError, EgressRequest, EgressResponse, FetchContext,
     OperatorPolicy, Policy, RequestBudget, StaticResolver, StaticSecrets,
 };
 use futures_util::StreamExt;
@@ -53,7 +53,7 @@ impl Drop for Task {
 
 /// A loopback HTTP/1.1 server (optionally TLS) that logs requests and the peers it accepts.
 /// Paths: `/redirect` (307 to the metadata address), `/infinite` (endless body),
-/// `/declared-huge` (a 1 GB Content-Length), `/stall-head` (never answers), `/stall-body` (a
+/// `/declared-huge` (a 1 GB Content-Length), `/huge-headers` (70 KiB of head), `/stall-head` (never answers), `/stall-body` (a
 /// head and one chunk, then silence), `/trickle` (a byte every 20 ms, forever); anything else
 /// echoes the request body with 200.
 pub struct Upstream {
@@ -124,7 +124,12 @@ impl Upstream {
         drop(probe);
         let mut probes = self.probes.lock().unwrap();
         probes.push(local);
-        self.peers.lock().unwrap().iter().filter(|p| !probes.contains(p)).count()
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| !probes.contains(p))
+            .count()
     }
 
     /// The requests seen so far.
@@ -165,6 +170,9 @@ async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Result<Re
         "/declared-huge" => response
             .header("content-length", "1000000000")
             .body(stream(futures_util::stream::repeat(Bytes::from(vec![b'x'; 16 * 1024])))),
+        "/huge-headers" => (0..70)
+            .fold(response, |r, i| r.header(format!("x-filler-{i}"), "f".repeat(1024)))
+            .body(full("")),
         "/stall-head" => {
             futures_util::future::pending::<()>().await;
             unreachable!()
@@ -195,7 +203,12 @@ pub fn allowing(cidrs: &[&str]) -> EgressConfig {
 /// A policy where the manifest and the operator both list `patterns` (no install list).
 pub fn policy(patterns: &[&str]) -> Policy {
     let list = Allowlist::parse(patterns).unwrap();
-    Policy::new(list.clone(), &OperatorPolicy::new(list, Default::default()), TENANT, None)
+    Policy::new(
+        list.clone(),
+        &OperatorPolicy::new(list, Default::default()),
+        TENANT,
+        None,
+    )
 }
 
 pub fn get(url: impl Into<String>) -> EgressRequest {
@@ -234,7 +247,8 @@ impl Harness {
 
     /// Makes `host` resolve to `ips`.
     pub fn resolve(&self, host: &str, ips: &[&str]) -> &Self {
-        self.resolver.set(host, ips.iter().map(|ip| ip.parse::<IpAddr>().unwrap()));
+        self.resolver
+            .set(host, ips.iter().map(|ip| ip.parse::<IpAddr>().unwrap()));
         self
     }
 

@@ -18,7 +18,7 @@ async fn s01_literal_internal_ips_denied_before_connect() {
     let h = Harness::new(allowing(&[]), &[&format!("http://*:{p}"), "http://*", "https://*"]);
     let cases = [
         (format!("http://127.0.0.1:{p}/"), Range::Loopback),
-        (format!("http://localhost.:{p}/").replace("localhost.", "127.0.0.1"), Range::Loopback),
+        (format!("http://127.0.0.53:{p}/"), Range::Loopback),
         ("http://10.0.0.1/".to_owned(), Range::Private),
         ("http://169.254.169.254/latest/meta-data/".to_owned(), Range::Metadata),
         (format!("http://[::1]:{p}/"), Range::Loopback),
@@ -58,7 +58,10 @@ async fn s02_alternative_spellings() {
         assert_eq!(code(&result), "destination_ip_prohibited", "{url}");
     }
     // With the loopback allowance, the literal still has to be on the allowlist.
-    let named = Harness::new(allowing(&["127.0.0.1/32", "0.0.0.0/32"]), &[&format!("http://allowed.test:{p}")]);
+    let named = Harness::new(
+        allowing(&["127.0.0.1/32", "0.0.0.0/32"]),
+        &[&format!("http://allowed.test:{p}")],
+    );
     for url in &spellings {
         let result = named.fetch(get(url)).await;
         assert_eq!(code(&result), "destination_not_allowed", "{url}");
@@ -117,7 +120,9 @@ impl Resolve for Rebinding {
 #[tokio::test]
 async fn s04_rebinding_connects_to_the_vetted_ip_only() {
     let vetted = Upstream::start().await;
-    let rebound_listener = tokio::net::TcpListener::bind(("127.0.0.2", vetted.port())).await.unwrap();
+    let rebound_listener = tokio::net::TcpListener::bind(("127.0.0.2", vetted.port()))
+        .await
+        .unwrap();
     let rebound = Upstream::on(rebound_listener, None);
     let resolver = Arc::new(Rebinding {
         first: "127.0.0.1".parse().unwrap(),
@@ -134,7 +139,10 @@ async fn s04_rebinding_connects_to_the_vetted_ip_only() {
         budget: &budget,
         secrets: &NoSecrets,
     };
-    let response = egress.fetch(get(format!("http://rebind.test:{}/", vetted.port())), ctx).await.unwrap();
+    let response = egress
+        .fetch(get(format!("http://rebind.test:{}/", vetted.port())), ctx)
+        .await
+        .unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(resolver.calls.load(Ordering::SeqCst), 1, "resolved exactly once");
     assert_eq!(vetted.connections().await, 1);
@@ -161,8 +169,20 @@ async fn s04_rebinding_from_a_prohibited_answer_is_denied() {
         budget: &budget,
         secrets: &NoSecrets,
     };
-    let err = egress.fetch(get(format!("http://rebind.test:{}/", up.port())), ctx).await.unwrap_err();
-    assert!(matches!(err, EgressError::DestinationIpProhibited { range: Range::Metadata, .. }), "{err:?}");
+    let err = egress
+        .fetch(get(format!("http://rebind.test:{}/", up.port())), ctx)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EgressError::DestinationIpProhibited {
+                range: Range::Metadata,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(resolver.calls.load(Ordering::SeqCst), 1);
     assert_eq!(up.connections().await, 0);
 }
@@ -181,7 +201,16 @@ async fn s05_mixed_answers() {
 
     h.resolve("private.test", &["10.0.0.1", "192.168.0.7"]);
     let err = h.fetch(get(format!("http://private.test:{p}/"))).await.unwrap_err();
-    assert!(matches!(err, EgressError::DestinationIpProhibited { range: Range::Private, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EgressError::DestinationIpProhibited {
+                range: Range::Private,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), HttpErrorKind::NotAllowed);
     assert_eq!(up.connections().await, 1);
 }
@@ -191,12 +220,23 @@ async fn s05_mixed_answers() {
 async fn s07_allowlist_evasion_denied() {
     let up = Upstream::start().await;
     let p = up.port();
-    let h = Harness::new(allowing(&["127.0.0.1/32"]), &[&format!("http://allowed.test:{p}"), "https://*.allowed.test"]);
-    for host in ["allowed.test", "evil.test", "allowed.test.evil.test", "evilallowed.test", "xn--llowed-2nf.test"] {
+    let h = Harness::new(
+        allowing(&["127.0.0.1/32"]),
+        &[&format!("http://allowed.test:{p}"), "https://*.allowed.test"],
+    );
+    for host in [
+        "allowed.test",
+        "evil.test",
+        "allowed.test.evil.test",
+        "evilallowed.test",
+    ] {
         h.resolve(host, &["127.0.0.1"]);
     }
     let cases = [
-        (format!("http://allowed.test:{p}@evil.test:{p}/"), "userinfo_not_allowed"),
+        (
+            format!("http://allowed.test:{p}@evil.test:{p}/"),
+            "userinfo_not_allowed",
+        ),
         (format!("http://user:pass@allowed.test:{p}/"), "userinfo_not_allowed"),
         (format!("http://allowed.test.evil.test:{p}/"), "destination_not_allowed"),
         (format!("http://evilallowed.test:{p}/"), "destination_not_allowed"),
@@ -206,7 +246,7 @@ async fn s07_allowlist_evasion_denied() {
         ("http://allowed.test:22/".to_owned(), "destination_not_allowed"),
         (format!("https://allowed.test:{p}/"), "destination_not_allowed"),
         (format!("gopher://allowed.test:{p}/_GET"), "scheme_not_allowed"),
-        (format!("file:///etc/passwd"), "scheme_not_allowed"),
+        ("file:///etc/passwd".to_owned(), "scheme_not_allowed"),
         ("//allowed.test/".to_owned(), "invalid_url"),
     ];
     for (url, expected) in &cases {
@@ -215,7 +255,10 @@ async fn s07_allowlist_evasion_denied() {
     assert_eq!(h.resolver.lookups(), 0, "a refused destination is never resolved");
     assert_eq!(up.connections().await, 0);
     // Normalised forms of the allowed host do reach it.
-    for url in [format!("http://ALLOWED.TEST.:{p}/"), format!("http://%61llowed.test:{p}/")] {
+    for url in [
+        format!("http://ALLOWED.TEST.:{p}/"),
+        format!("http://%61llowed.test:{p}/"),
+    ] {
         assert_eq!(code(&h.fetch(get(&url)).await), "ok", "{url}");
     }
     assert_eq!(up.connections().await, 2);
@@ -227,14 +270,21 @@ async fn s07_allowlist_evasion_denied() {
 async fn s09_self_connection_denied() {
     let up = Upstream::start().await;
     let p = up.port();
-    for own in [up.addr, format!("0.0.0.0:{p}").parse().unwrap(), format!("[::]:{p}").parse().unwrap()] {
+    for own in [
+        up.addr,
+        format!("0.0.0.0:{p}").parse().unwrap(),
+        format!("[::]:{p}").parse().unwrap(),
+    ] {
         let mut config = allowing(&["127.0.0.1/32"]);
         config.self_addrs = vec![own];
         let h = Harness::new(config, &[&format!("http://*:{p}")]);
         h.resolve("runner.test", &["127.0.0.1"]);
         for url in [format!("http://127.0.0.1:{p}/"), format!("http://runner.test:{p}/")] {
             let err = h.fetch(get(&url)).await.unwrap_err();
-            assert!(matches!(err, EgressError::SelfConnection { .. }), "{own} {url}: {err:?}");
+            assert!(
+                matches!(err, EgressError::SelfConnection { .. }),
+                "{own} {url}: {err:?}"
+            );
         }
     }
     assert_eq!(up.connections().await, 0);

@@ -163,10 +163,9 @@ pub async fn open(
             ));
         }
         vault if vault.starts_with("vault-transit") => {
-            let vault = config
-                .vault
-                .as_ref()
-                .ok_or(OpenError::Unsupported(format!("{algorithm} (no VAULT_ADDR configured)")))?;
+            let vault = config.vault.as_ref().ok_or(OpenError::Unsupported(format!(
+                "{algorithm} (no VAULT_ADDR configured)"
+            )))?;
             vault_decrypt(vault, envelope).await?
         }
         other => return Err(OpenError::Unsupported(other.to_string())),
@@ -257,14 +256,22 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     let text = text.trim();
     let (date, rest) = text.split_once(['T', 't', ' '])?;
     let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
     let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
         Some(i) => rest.split_at(i),
         None => return None,
     };
     let time = time.split('.').next()?;
     let mut t = time.split(':');
-    let (h, min, s): (i64, i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let (h, min, s): (i64, i64, i64) = (
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+    );
     let offset_secs = match offset {
         "Z" | "z" => 0,
         o => {
@@ -302,7 +309,9 @@ async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope) -> Result
         .key_path
         .as_deref()
         .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-        .ok_or(OpenError::Invalid("vault-transit envelopes need a key_path of [A-Za-z0-9._-]"))?;
+        .ok_or(OpenError::Invalid(
+            "vault-transit envelopes need a key_path of [A-Za-z0-9._-]",
+        ))?;
     let mount = envelope.mount.as_deref().unwrap_or("transit");
     if !mount.chars().all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c)) || mount.contains("..") {
         return Err(OpenError::Invalid("vault mount has unexpected characters"));
@@ -330,8 +339,8 @@ async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope) -> Result
         .bytes()
         .await
         .map_err(|e| OpenError::Backend(format!("vault transit decrypt: {}", e.without_url())))?;
-    let parsed: VaultResponse =
-        serde_json::from_slice(&bytes).map_err(|_| OpenError::Backend("vault answered without data.plaintext".into()))?;
+    let parsed: VaultResponse = serde_json::from_slice(&bytes)
+        .map_err(|_| OpenError::Backend("vault answered without data.plaintext".into()))?;
     BASE64
         .decode(parsed.data.plaintext)
         .map_err(|_| OpenError::Backend("vault plaintext is not base64".into()))
@@ -369,7 +378,9 @@ mod tests {
         assert!(!format!("{opened:?}").contains("s3cr3t"));
         // K-03: another tenant's or extension's envelope does not open.
         for (tenant, extension) in [("t2", "e1"), ("t1", "e2")] {
-            let err = open(&aes(sealed.clone()), &config, tenant, extension).await.unwrap_err();
+            let err = open(&aes(sealed.clone()), &config, tenant, extension)
+                .await
+                .unwrap_err();
             assert!(matches!(err, OpenError::Invalid(_)), "{err}");
             assert!(!err.to_string().contains("s3cr3t"));
         }
@@ -401,7 +412,10 @@ mod tests {
             expires_at: Some("2020-01-01T00:00:00Z".into()),
             ..inline.clone()
         };
-        assert!(matches!(open(&expired, &lax, "t", "e").await, Err(OpenError::Expired(_))));
+        assert!(matches!(
+            open(&expired, &lax, "t", "e").await,
+            Err(OpenError::Expired(_))
+        ));
         let later = SecretEnvelope {
             expires_at: Some("2999-01-01T00:00:00+01:00".into()),
             ..inline

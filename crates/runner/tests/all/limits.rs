@@ -319,7 +319,7 @@ async fn a10_no_memory_residue_across_executions() {
 }
 
 /// All execution slots busy: the next request waits briefly, then gets 503
-/// `runner_busy` with `Retry-After`, and succeeds once a slot is free.
+/// `overloaded` with `Retry-After`, and succeeds once a slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_runner_answers_503_quickly() {
     let t = std::sync::Arc::new(TestRunner::with_env(&[("RUNNER_MAX_CONCURRENCY", "1")]));
@@ -340,7 +340,7 @@ async fn busy_runner_answers_503_quickly() {
     let started = Instant::now();
     let (status, headers, body) = t.post(&envelope(&echo, "GET", "/")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(error_code(&body), "runner_busy");
+    assert_eq!(error_code(&body), "overloaded");
     assert_eq!(headers["retry-after"], "1");
     assert!(
         started.elapsed() < Duration::from_secs(1),

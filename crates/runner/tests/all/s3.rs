@@ -259,6 +259,24 @@ async fn put_if_absent_is_idempotent_and_never_overwrites() {
         objects.get_small(key, 1024).await.unwrap().as_deref(),
         Some(&original[..])
     );
+
+    // Two writers racing for one key with different bytes: exactly one
+    // wins (the conditional put or the existence check stops the other).
+    let race_key = "sha256/race/bundle.sig";
+    let (a, b) = tokio::join!(
+        objects.put_if_absent(race_key, Bytes::from_static(b"writer a")),
+        objects.put_if_absent(race_key, Bytes::from_static(b"writer b")),
+    );
+    let (winner, loser) = match (a, b) {
+        (Ok(PutOutcome::Created), Err(e)) => (&b"writer a"[..], e),
+        (Err(e), Ok(PutOutcome::Created)) => (&b"writer b"[..], e),
+        other => panic!("expected one Created and one Conflict, got {other:?}"),
+    };
+    assert!(matches!(loser, ObjectError::Conflict { .. }), "{loser}");
+    assert_eq!(
+        objects.get_small(race_key, 1024).await.unwrap().as_deref(),
+        Some(winner)
+    );
 }
 
 /// Large objects go up in parts with progress; the download hashes to the

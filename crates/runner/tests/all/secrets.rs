@@ -47,7 +47,14 @@ async fn sealed_secrets_reach_a_granted_guest() {
     assert_eq!(out["error"], "missing", "no envelope: same answer as an unknown name");
 
     let undeclared = probe(&t, &["cap:log.emit"]);
-    let out = ask(&t, &undeclared, "tenant-a", sealed("tenant-a", "com.test.ext"), "api-key").await;
+    let out = ask(
+        &t,
+        &undeclared,
+        "tenant-a",
+        sealed("tenant-a", "com.test.ext"),
+        "api-key",
+    )
+    .await;
     assert_eq!(out["error"], "denied");
     assert_eq!(out["keys"], json!([]));
 }
@@ -73,7 +80,14 @@ async fn k03_no_cross_tenant_reads_and_no_secret_in_logs() {
     assert_eq!(out["error"], "internal");
     let other = TestRunner::with_env(&[("RUNNER_SECRETS_KEY", &b64(&[9u8; 32]))]);
     let other_digest = probe(&other, &["cap:secrets.get"]);
-    let out = ask(&other, &other_digest, "tenant-a", sealed("tenant-a", "com.test.ext"), "api-key").await;
+    let out = ask(
+        &other,
+        &other_digest,
+        "tenant-a",
+        sealed("tenant-a", "com.test.ext"),
+        "api-key",
+    )
+    .await;
     assert_eq!(out["error"], "internal");
 
     // A successful read too: the host logs nothing of the value.
