@@ -73,6 +73,10 @@ pub struct Manifest {
     pub sbom: Option<String>,
     /// Event subscriptions, kept as given.
     pub events: Vec<Value>,
+    /// `network.allowed_hosts`: egress destinations the extension declares
+    /// (`https://api.example.com`, `https://*.example.org:8443`), as written;
+    /// the runner parses and intersects them with the operator's policy.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One HTTP endpoint of the extension.
@@ -320,6 +324,12 @@ impl Serialize for Manifest {
             sbom: Option<&'a str>,
             #[serde(skip_serializing_if = "<[Value]>::is_empty")]
             events: &'a [Value],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            network: Option<Network<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Network<'a> {
+            allowed_hosts: &'a [String],
         }
         View {
             name: &self.name,
@@ -336,6 +346,9 @@ impl Serialize for Manifest {
             assets: &self.assets,
             sbom: self.sbom.as_deref(),
             events: &self.events,
+            network: (!self.allowed_hosts.is_empty()).then_some(Network {
+                allowed_hosts: &self.allowed_hosts,
+            }),
         }
         .serialize(serializer)
     }
@@ -520,6 +533,7 @@ impl Checker {
             .optional_string(root, "sbom", "sbom")
             .and_then(|sbom| self.relative_path(sbom, "sbom"));
         let events = self.optional_array(root, "events", "events").to_vec();
+        let allowed_hosts = self.allowed_hosts(root);
 
         Some(Manifest {
             name: name?,
@@ -534,7 +548,25 @@ impl Checker {
             assets,
             sbom,
             events,
+            allowed_hosts,
         })
+    }
+
+    fn allowed_hosts(&mut self, root: &Map<String, Value>) -> Vec<String> {
+        let Some(network) = self.optional_object(root, "network", "network") else {
+            return Vec::new();
+        };
+        let mut hosts = Vec::new();
+        let list = self
+            .optional_array(network, "allowed_hosts", "network.allowed_hosts")
+            .to_vec();
+        for (index, value) in list.iter().enumerate() {
+            let field = format!("network.allowed_hosts[{index}]");
+            if let Some(host) = self.string(value, &field) {
+                hosts.push(host);
+            }
+        }
+        hosts
     }
 
     fn capabilities(&mut self, root: &Map<String, Value>) -> Vec<String> {

@@ -62,6 +62,9 @@ pub struct Config {
     /// `RUNNER_PUBLIC_LISTEN`: a second, browser-facing listener serving
     /// only UI assets (never `/v1/execute`).
     pub public_listen: Option<SocketAddr>,
+    /// Egress (`http.fetch`): engine limits and the operator's allowlists
+    /// (`EXT_EGRESS_*`).
+    pub egress: std::sync::Arc<ext_egress::Settings>,
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
     /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
     pub storage_kv_url: String,
@@ -406,6 +409,7 @@ impl fmt::Debug for Config {
             .field("secrets", &self.secrets)
             .field("ui", &self.ui)
             .field("public_listen", &self.public_listen)
+            .field("egress", &self.egress)
             .field(
                 "storage_kv",
                 &if self.storage_kv_url.starts_with("postgres") {
@@ -637,7 +641,10 @@ impl Config {
                 .map_err(|why| problems.push(format!("SIGNING_TRUST_BUNDLE: {why}")))
                 .ok()
         });
-        let allow_inline_secrets = match get("RUNNER_ALLOW_INLINE_SECRETS").map(str::to_ascii_lowercase).as_deref() {
+        let allow_inline_secrets = match get("RUNNER_ALLOW_INLINE_SECRETS")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
             Some(other) => {
@@ -696,7 +703,9 @@ impl Config {
         let max_file_bytes = match get("EXT_STATIC_MAX_FILE_BYTES") {
             None => crate::ui::DEFAULT_STATIC_MAX_FILE_BYTES,
             Some(text) => parse_bytes(text).unwrap_or_else(|| {
-                problems.push(format!("EXT_STATIC_MAX_FILE_BYTES: `{text}` must be a byte count like 16MiB"));
+                problems.push(format!(
+                    "EXT_STATIC_MAX_FILE_BYTES: `{text}` must be a byte count like 16MiB"
+                ));
                 crate::ui::DEFAULT_STATIC_MAX_FILE_BYTES
             }),
         };
@@ -713,9 +722,20 @@ impl Config {
         };
         let public_listen = get("RUNNER_PUBLIC_LISTEN").and_then(|text| {
             text.parse::<SocketAddr>()
-                .map_err(|_| problems.push(format!("RUNNER_PUBLIC_LISTEN: `{text}` is not an address like 0.0.0.0:8081")))
+                .map_err(|_| {
+                    problems.push(format!(
+                        "RUNNER_PUBLIC_LISTEN: `{text}` is not an address like 0.0.0.0:8081"
+                    ))
+                })
                 .ok()
         });
+        let egress = ext_egress::Settings::from_lookup(|key| get(key).map(String::from))
+            .map_err(|errors| {
+                for e in errors.0 {
+                    problems.push(format!("{e}"));
+                }
+            })
+            .unwrap_or_default();
         let storage_kv_url = get("STORAGE_KV_URL")
             .map(String::from)
             .unwrap_or_else(|| data_dir.join("kv.redb").display().to_string());
@@ -786,6 +806,7 @@ impl Config {
             secrets,
             ui,
             public_listen,
+            egress: std::sync::Arc::new(egress),
         })
     }
 

@@ -49,6 +49,8 @@ pub struct Runner {
     kv: tokio::sync::OnceCell<ext_kv::Kv>,
     /// How `secret_envelope`s are opened (keys, Vault, inline policy).
     secrets: Arc<crate::host::secrets::SecretsConfig>,
+    /// The `http.fetch` engine (address policy, TLS, per-tenant counters).
+    egress: ext_egress::Egress,
 }
 
 impl Runner {
@@ -75,6 +77,11 @@ impl Runner {
         let slots = Semaphore::new(config.max_concurrency as usize);
         let quotas = crate::quota::Quotas::new(&config)?;
         let secrets = Arc::new(config.secrets.clone());
+        let mut egress_config = config.egress.config.clone();
+        // S-09: the runner's own listeners are never egress destinations.
+        egress_config.self_addrs.push(config.listen);
+        egress_config.self_addrs.extend(config.public_listen);
+        let egress = ext_egress::Egress::new(egress_config).map_err(|e| anyhow::anyhow!("egress: {e}"))?;
         Ok(Runner {
             config,
             runtime,
@@ -84,6 +91,7 @@ impl Runner {
             quotas,
             kv: tokio::sync::OnceCell::new(),
             secrets,
+            egress,
         })
     }
 
@@ -131,6 +139,11 @@ impl Runner {
                     })
             })
             .await
+    }
+
+    /// Egress counters per tenant.
+    pub fn egress_stats(&self) -> &Arc<ext_egress::EgressStats> {
+        self.egress.stats()
     }
 
     /// The engine (for `compile`).
@@ -193,6 +206,19 @@ impl Runner {
             let scope = ext_kv::Scope::new(envelope.tenant_id.as_str(), envelope.extension_id.as_str())
                 .map_err(|e| Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: context: {e}")))?;
             invocation = invocation.with_kv(kv, scope);
+        }
+        if grants.allows(grants::HTTP_FETCH) {
+            let declared = ext_egress::Allowlist::parse(bundle.manifest.allowed_hosts.iter()).unwrap_or_else(|e| {
+                tracing::warn!(request_id, error = %e, "manifest network.allowed_hosts unusable; egress denied");
+                ext_egress::Allowlist::new(Vec::new())
+            });
+            let policy = ext_egress::Policy::new(declared, &self.config.egress.operator, &envelope.tenant_id, None);
+            invocation = invocation.with_http(crate::host::HttpAccess {
+                egress: self.egress.clone(),
+                policy,
+                budget: self.egress.budget(),
+                deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
+            });
         }
         let invocation = invocation
             .with_grants(grants)

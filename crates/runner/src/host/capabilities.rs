@@ -7,8 +7,8 @@
 
 use super::bindings::alga::extension::{context, http, logging, secrets, storage, types, ui_proxy, user, user_v2};
 use super::bindings::types::{
-    ContextData, HttpError, HttpRequest, HttpResponse, ProxyError, SecretError, StorageEntry, StorageError, UserData,
-    UserDataV2, UserError,
+    ContextData, HttpError, HttpHeader, HttpRequest, HttpResponse, ProxyError, SecretError, StorageEntry, StorageError,
+    UserData, UserDataV2, UserError,
 };
 use super::{Invocation, grants};
 use crate::limits::{MAX_GUEST_LOG_LINES, MAX_GUEST_LOG_MESSAGE_BYTES};
@@ -175,9 +175,71 @@ impl Invocation {
     }
 }
 
+/// `cap:http.fetch`: egress through the policy engine (ext-egress): the
+/// destination must be allowed by the manifest's `network.allowed_hosts`
+/// and the operator's allowlist, resolve to permitted addresses, and stay
+/// within the execution's request count, sizes and deadline. Header values
+/// may use `{{secret:NAME}}` handles when `cap:secrets.get` is granted too;
+/// the guest never sees the substituted value.
 impl http::Host for Invocation {
-    async fn fetch(&mut self, _request: HttpRequest) -> HostResult<Result<HttpResponse, HttpError>> {
-        Ok(Err(HttpError::NotAllowed))
+    async fn fetch(&mut self, request: HttpRequest) -> HostResult<Result<HttpResponse, HttpError>> {
+        self.count("http");
+        let Some(access) = self.http.clone().filter(|_| self.grants.allows(grants::HTTP_FETCH)) else {
+            return Ok(Err(HttpError::NotAllowed));
+        };
+        let uses_handles = request.headers.iter().any(|h| h.value.contains("{{secret:"));
+        let secrets = if uses_handles && self.grants.allows(grants::SECRETS_GET) {
+            match self.open_secrets().await {
+                Ok(values) => ext_egress::StaticSecrets(
+                    values
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                        .collect(),
+                ),
+                Err(_) => ext_egress::StaticSecrets(Default::default()),
+            }
+        } else {
+            ext_egress::StaticSecrets(Default::default())
+        };
+        let sent = request.body.as_ref().map_or(0, Vec::len) as u64;
+        let egress_request = ext_egress::EgressRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: request.body,
+        };
+        let context = ext_egress::FetchContext {
+            deadline: access.deadline,
+            tenant: &self.request.tenant_id,
+            policy: &access.policy,
+            budget: &access.budget,
+            secrets: &secrets,
+        };
+        let result = access.egress.fetch(egress_request, context).await;
+        Ok(match result {
+            Ok(response) => {
+                self.egress_bytes += sent + response.body.len() as u64;
+                Ok(HttpResponse {
+                    status: response.status,
+                    headers: response
+                        .headers
+                        .into_iter()
+                        .map(|(name, value)| HttpHeader { name, value })
+                        .collect(),
+                    body: Some(response.body),
+                })
+            }
+            Err(error) => {
+                let r = &self.request;
+                tracing::info!(target: "ext_runner::egress", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, code = error.code(), error = %error, "http.fetch refused or failed");
+                Err(match error.kind() {
+                    ext_egress::HttpErrorKind::InvalidUrl => HttpError::InvalidUrl,
+                    ext_egress::HttpErrorKind::NotAllowed => HttpError::NotAllowed,
+                    ext_egress::HttpErrorKind::Transport => HttpError::Transport,
+                    _ => HttpError::Internal,
+                })
+            }
+        })
     }
 }
 

@@ -68,6 +68,23 @@ pub struct Invocation {
     pub(crate) kv: Option<(ext_kv::Kv, ext_kv::Scope)>,
     /// The request's sealed secrets, opened on the guest's first call.
     pub(crate) secrets: SecretsState,
+    /// Egress for `http.fetch`; `None` when `cap:http.fetch` is not granted.
+    pub(crate) http: Option<Arc<HttpAccess>>,
+    /// Bytes sent and received through `http.fetch` by this execution.
+    pub(crate) egress_bytes: u64,
+    /// Host calls made, by interface (for the execution report).
+    pub(crate) host_calls: std::collections::BTreeMap<&'static str, u32>,
+}
+
+/// What one execution may reach through `http.fetch`.
+pub struct HttpAccess {
+    pub egress: ext_egress::Egress,
+    /// Manifest ∩ operator (∩ install) destinations.
+    pub policy: ext_egress::Policy,
+    /// Requests left for this execution.
+    pub budget: ext_egress::RequestBudget,
+    /// No egress phase may outlive the execution.
+    pub deadline: tokio::time::Instant,
 }
 
 /// A request's `secret_envelope` and, once opened, its values.
@@ -103,7 +120,22 @@ impl Invocation {
             grants: grants::Grants::default(),
             kv: None,
             secrets: SecretsState::default(),
+            http: None,
+            egress_bytes: 0,
+            host_calls: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Give the execution egress (only when `cap:http.fetch` is granted).
+    #[must_use]
+    pub fn with_http(mut self, access: HttpAccess) -> Self {
+        self.http = Some(Arc::new(access));
+        self
+    }
+
+    /// Count one host call to `interface`.
+    pub(crate) fn count(&mut self, interface: &'static str) {
+        *self.host_calls.entry(interface).or_default() += 1;
     }
 
     /// Give the execution the request's sealed secrets.

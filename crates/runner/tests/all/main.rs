@@ -4,6 +4,7 @@
 mod bundles;
 mod cache;
 mod cli;
+mod egress;
 mod execute;
 mod limits;
 mod quota;

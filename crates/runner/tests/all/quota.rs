@@ -453,3 +453,109 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Redis goes away and comes back: while it is gone requests are admitted
+/// (fail open, counted); once it is back the shared bucket applies again.
+/// A TCP relay in front of the real Redis plays the outage.
+#[tokio::test]
+async fn rate_limit_recovers_when_redis_comes_back() {
+    let relay = Relay::start(&redis_url()).await;
+    let url = format!("redis://{}", relay.addr);
+    // One token per 100 s: a tenant that used its token stays refused for the whole test.
+    let t = TestRunner::with_env(&[
+        ("RUNNER_TENANT_RATE_LIMIT", "0.01:1"),
+        ("RUNNER_RATE_LIMIT_REDIS_URL", &url),
+    ]);
+    let echo = t.publish_fixture("echo");
+    let tenant = format!("tenant-{}", uuid());
+    let env = envelope_for(&echo, "/", &tenant, "com.test.ext");
+    let post = || t.post(&env);
+    let fail_open = || t.runner.quotas().stats().rate_limit_fail_open.load(Ordering::Relaxed);
+
+    let (status, _, body) = post().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = post().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "Redis says no: {body}");
+    assert_eq!(fail_open(), 0);
+
+    relay.set_up(false);
+    let (status, _, body) = post().await;
+    assert_eq!(status, StatusCode::OK, "Redis is down: fail open: {body}");
+    assert!(fail_open() >= 1);
+
+    relay.set_up(true);
+    // Redis is retried after the pause (1 s); the first try may still meet
+    // the dead connection, so allow a few rounds.
+    let mut refused = false;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let (status, _, body) = post().await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(error_code(&body), "rate_limited");
+            refused = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(refused, "the shared limit never applied again after Redis came back");
+}
+
+/// A TCP relay to Redis that can be cut (open connections dropped, new ones
+/// closed at once) and restored.
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(redis_url: &str) -> Relay {
+        let target = redis_url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let (up, connections) = (up.clone(), connections.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: closed at once
+                    }
+                    let target = target.clone();
+                    connections.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            })
+        };
+        Relay {
+            addr,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for connection in self.connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.set_up(false);
+    }
+}
