@@ -540,12 +540,17 @@ pub fn secrets_seal(
     input: Option<&Path>,
 ) -> anyhow::Result<String> {
     let key = match (env.get("RUNNER_SECRETS_KEY"), env.get("RUNNER_SECRETS_KEY_FILE")) {
-        (Some(text), _) => crate::config::secrets_key(text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY: {why}"))?,
+        (Some(text), _) => {
+            crate::config::secrets_key(text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY: {why}"))?
+        }
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("RUNNER_SECRETS_KEY_FILE: {path}"))?;
-            crate::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY_FILE: {path}: {why}"))?
+            crate::config::secrets_key(&text)
+                .map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY_FILE: {path}: {why}"))?
         }
-        (None, None) => bail!("set RUNNER_SECRETS_KEY or RUNNER_SECRETS_KEY_FILE (make one with `ext-runner secrets keygen`)"),
+        (None, None) => {
+            bail!("set RUNNER_SECRETS_KEY or RUNNER_SECRETS_KEY_FILE (make one with `ext-runner secrets keygen`)")
+        }
     };
     let (text, source) = match input {
         Some(path) => (

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::engine::{ComponentSource, EngineLimits, ExecLimits, Failure, Prepared, Runtime};
+use crate::engine::{ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, Prepared, Runtime};
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
@@ -21,7 +21,7 @@ use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use crate::store::{BundleObjects, BundleRef, Bundles, LoadedBundle, Verification};
 
 /// A guest's answer after the runner's header policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuestResponse {
     pub status: u16,
     /// Allowed headers only, lower-case names, duplicates joined with ", ".
@@ -29,6 +29,8 @@ pub struct GuestResponse {
     pub body: Option<Vec<u8>>,
     /// Names of headers the policy removed (for logs and metrics).
     pub dropped_headers: Vec<String>,
+    /// What the execution used (the response's `report`).
+    pub report: ExecutionReport,
 }
 
 /// The runner: engine, bundles and execution slots. One per process.
@@ -51,6 +53,10 @@ pub struct Runner {
     secrets: Arc<crate::host::secrets::SecretsConfig>,
     /// The `http.fetch` engine (address policy, TLS, per-tenant counters).
     egress: ext_egress::Egress,
+    /// Execution metrics (`/metrics`); shared with the server's own series.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Set on SIGTERM; `/readyz` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Runner {
@@ -92,6 +98,8 @@ impl Runner {
             kv: tokio::sync::OnceCell::new(),
             secrets,
             egress,
+            metrics: Arc::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -141,6 +149,26 @@ impl Runner {
             .await
     }
 
+    /// Executions holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        (self.config.max_concurrency as usize).saturating_sub(self.slots.available_permits())
+    }
+
+    /// Readiness goes false from here on (SIGTERM): load balancers stop
+    /// sending while in-flight executions finish.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
     /// Egress counters per tenant.
     pub fn egress_stats(&self) -> &Arc<ext_egress::EgressStats> {
         self.egress.stats()
@@ -156,6 +184,19 @@ impl Runner {
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
     pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
+        let started = std::time::Instant::now();
+        let mut report = None;
+        let result = self.execute_inner(envelope, request_id, &mut report).await;
+        self.record(envelope, &result, report.as_ref(), started.elapsed());
+        result
+    }
+
+    async fn execute_inner(
+        &self,
+        envelope: &Envelope,
+        request_id: &str,
+        report_slot: &mut Option<ExecutionReport>,
+    ) -> Result<GuestResponse, Failure> {
         let wanted = BundleRef {
             digest: envelope.content_hash,
             tenant: &envelope.tenant_id,
@@ -249,7 +290,9 @@ impl Runner {
             timeout: Duration::from_millis(timeout_ms),
             fuel: envelope.fuel,
         };
-        let response = self.runtime.execute(&pre, invocation, guest_request, limits).await?;
+        let (outcome, report) = self.runtime.execute(&pre, invocation, guest_request, limits).await;
+        *report_slot = Some(report.clone());
+        let response = outcome?;
 
         let status = response.status;
         if !(100..=599).contains(&status) {
@@ -280,11 +323,85 @@ impl Runner {
             headers,
             body: response.body,
             dropped_headers,
+            report,
         })
     }
 }
 
 impl Runner {
+    /// Feed one execution's outcome and usage into the metrics.
+    fn record(
+        &self,
+        envelope: &Envelope,
+        result: &Result<GuestResponse, Failure>,
+        report: Option<&ExecutionReport>,
+        elapsed: Duration,
+    ) {
+        let m = &self.metrics;
+        let (tenant, extension) = (envelope.tenant_id.as_str(), envelope.extension_id.as_str());
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(f) => f.code.as_str(),
+        };
+        m.inc(
+            "ext_runner_invocations_total",
+            "Executions by tenant, extension and outcome (`ok` or the error code).",
+            &[("tenant", tenant), ("extension", extension), ("outcome", outcome)],
+            1.0,
+        );
+        m.observe(
+            "ext_runner_invocation_duration_seconds",
+            "Execute latency in the runner: bundle, compile (when cold), queueing and the guest.",
+            crate::metrics::DURATION_BUCKETS,
+            &[("tenant", tenant), ("extension", extension)],
+            elapsed.as_secs_f64(),
+        );
+        if let Err(f) = result {
+            m.inc(
+                "ext_runner_errors_total",
+                "Failed executions by error code.",
+                &[("code", f.code.as_str())],
+                1.0,
+            );
+        }
+        let Some(report) = report else { return };
+        m.observe(
+            "ext_runner_guest_peak_memory_bytes",
+            "Largest linear memory granted to a guest, per execution.",
+            crate::metrics::MEMORY_BUCKETS,
+            &[("tenant", tenant), ("extension", extension)],
+            report.peak_memory_bytes as f64,
+        );
+        m.inc(
+            "ext_runner_fuel_consumed_total",
+            "Wasmtime fuel consumed by guests.",
+            &[("tenant", tenant), ("extension", extension)],
+            report.fuel_used as f64,
+        );
+        m.inc(
+            "ext_runner_guest_egress_bytes_total",
+            "Bytes sent and received through http.fetch.",
+            &[("tenant", tenant), ("extension", extension)],
+            report.egress_bytes as f64,
+        );
+        for (interface, calls) in &report.host_calls {
+            m.inc(
+                "ext_runner_host_calls_total",
+                "Host calls made by guests, by interface.",
+                &[("interface", interface)],
+                f64::from(*calls),
+            );
+        }
+        if let Some(limit) = report.limit_hit {
+            m.inc(
+                "ext_runner_limit_hits_total",
+                "Executions stopped by a limit.",
+                &[("limit", limit)],
+                1.0,
+            );
+        }
+    }
+
     /// The verified bundle and the prepared component for this request.
     async fn prepare(
         &self,

@@ -12,7 +12,8 @@
 //! - [`ui`]: the extensions' iframe UI assets (`/ext-ui/…`);
 //! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
 //! - [`error`]: error codes and the one mapping to HTTP;
-//! - [`limits`]: every limit and its default.
+//! - [`limits`]: every limit and its default;
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
 
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod execute;
 pub mod host;
 pub mod limits;
+pub mod metrics;
 pub mod quota;
 pub mod server;
 pub mod store;

@@ -446,6 +446,15 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
         None => None,
     };
     let state = AppState::new(runner);
+    // SIGTERM: readiness flips to 503 first, then the listeners drain.
+    let draining = state.clone();
+    let shutdown_signal = move || {
+        let draining = draining.clone();
+        async move {
+            shutdown_signal().await;
+            draining.runner.start_draining();
+        }
+    };
     match public {
         None => serve(listener, state, shutdown_signal(), grace).await?,
         Some(public) => {

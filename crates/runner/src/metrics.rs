@@ -32,7 +32,7 @@ pub const MEMORY_BUCKETS: &[f64] = &[
     4_294_967_296.0,
 ];
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Counter,
     Gauge,
@@ -161,7 +161,9 @@ impl Metrics {
                         let _ = writeln!(out, "{name}{labels} {}", number(*v));
                     }
                     Series::Histogram { counts, sum, count } => {
-                        let Kind::Histogram(buckets) = family.kind else { continue };
+                        let Kind::Histogram(buckets) = family.kind else {
+                            continue;
+                        };
                         for (bound, c) in buckets.iter().zip(counts) {
                             let labels = label_text(family.labels, values, Some(&number(*bound)));
                             let _ = writeln!(out, "{name}_bucket{labels} {c}");
@@ -224,11 +226,23 @@ mod tests {
         m.set("ext_runner_level", "Level.", &[], 7.5);
         m.observe("ext_runner_seconds", "Time.", &[0.1, 1.0], &[("x", "y")], 0.5);
         let text = m.render();
-        assert!(text.contains("# TYPE ext_runner_things_total counter\next_runner_things_total{tenant=\"a\\\"b\"} 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE ext_runner_things_total counter\next_runner_things_total{tenant=\"a\\\"b\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("ext_runner_level 7.5\n"), "{text}");
-        assert!(text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"0.1\"} 0\n"), "{text}");
-        assert!(text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"1\"} 1\n"), "{text}");
-        assert!(text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"+Inf\"} 1\n"), "{text}");
+        assert!(
+            text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"0.1\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ext_runner_seconds_bucket{x=\"y\",le=\"+Inf\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("ext_runner_seconds_count{x=\"y\"} 1\n"), "{text}");
     }
 
@@ -240,7 +254,10 @@ mod tests {
         }
         let text = m.render();
         assert!(text.contains("ext_runner_t_total{tenant=\"other\"} 10\n"), "{text}");
-        assert_eq!(text.lines().filter(|l| l.starts_with("ext_runner_t_total{")).count(), MAX_LABEL_VALUES + 1);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("ext_runner_t_total{")).count(),
+            MAX_LABEL_VALUES + 1
+        );
         // A value admitted before the cap keeps its own series.
         m.inc("ext_runner_t_total", "T.", &[("tenant", "t0")], 1.0);
         assert!(m.render().contains("ext_runner_t_total{tenant=\"t0\"} 2\n"));

@@ -81,10 +81,15 @@ impl AppState {
 /// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
 /// JSON 404/405.
 pub fn router(state: Arc<AppState>) -> Router {
-    ui_routes(Router::new().route("/v1/execute", post(execute)))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+    ui_routes(
+        Router::new()
+            .route("/v1/execute", post(execute))
+            .route("/metrics", get(metrics))
+            .route("/readyz", get(readyz)),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(state)
 }
 
 /// The browser-facing listener (`RUNNER_PUBLIC_LISTEN`): UI assets and
@@ -125,6 +130,8 @@ struct ExecuteBody<'a> {
     body_b64: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    /// What the execution used (wall time, fuel, memory, host calls, …).
+    report: &'a crate::engine::ExecutionReport,
 }
 
 async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -203,11 +210,13 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
                 headers.insert(name, value.into());
             }
             headers.insert("x-ext-request-id".into(), request_id.clone().into());
+            span.in_scope(|| tracing::debug!(report = ?guest.report, "execution report"));
             let body = ExecuteBody {
                 status: guest.status,
                 headers,
-                body_b64: guest.body.map(|b| BASE64.encode(b)).unwrap_or_default(),
+                body_b64: guest.body.as_ref().map(|b| BASE64.encode(b)).unwrap_or_default(),
                 request_id: None,
+                report: &guest.report,
             };
             let mut response = (StatusCode::OK, axum::Json(body)).into_response();
             set_request_id(response.headers_mut(), &request_id);
@@ -230,6 +239,135 @@ fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
 
 async fn healthz() -> Response {
     let mut response = (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Prometheus text exposition: the execution series plus gauges read now.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let runner = &state.runner;
+    let m = runner.metrics();
+    let stats = runner.engine_stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    m.set(
+        "ext_runner_compiles",
+        "Components compiled since start-up.",
+        &[],
+        load(&stats.compiles),
+    );
+    m.set(
+        "ext_runner_compile_seconds",
+        "Time spent compiling components since start-up.",
+        &[],
+        load(&stats.compile_nanos) / 1e9,
+    );
+    m.set(
+        "ext_runner_artifact_loads",
+        "Components loaded from the verified artifact cache since start-up.",
+        &[],
+        load(&stats.artifact_loads),
+    );
+    m.set(
+        "ext_runner_precompiled_loads",
+        "Components loaded from a signed bundle's own precompiled artifact.",
+        &[],
+        load(&stats.precompiled_loads),
+    );
+    let bundles = runner.bundles();
+    m.set(
+        "ext_runner_bundle_cache_bytes",
+        "Bytes of verified bundles on disk.",
+        &[],
+        bundles.cache().total_bytes() as f64,
+    );
+    m.set(
+        "ext_runner_bundle_fetches",
+        "Bundles fetched from the store since start-up (cache misses).",
+        &[],
+        bundles.fetches() as f64,
+    );
+    m.set(
+        "ext_runner_bundle_cache_hits",
+        "Bundle lookups answered from memory or disk.",
+        &[],
+        bundles.hits() as f64,
+    );
+    m.set(
+        "ext_runner_bundle_cache_evictions",
+        "Bundles evicted from the disk cache.",
+        &[],
+        bundles.evictions() as f64,
+    );
+    m.set(
+        "ext_runner_executions_in_flight",
+        "Executions running now.",
+        &[],
+        runner.in_flight() as f64,
+    );
+    m.set(
+        "ext_runner_response_headers_dropped",
+        "Guest response headers removed by the allowlist since start-up.",
+        &[],
+        runner.headers_dropped() as f64,
+    );
+    for (tenant, egress) in runner.egress_stats().snapshot() {
+        let labels = [("tenant", tenant.as_str())];
+        m.set(
+            "ext_runner_egress_requests",
+            "http.fetch calls by tenant since start-up.",
+            &labels,
+            egress.requests as f64,
+        );
+        m.set(
+            "ext_runner_egress_denied",
+            "http.fetch calls refused by policy, by tenant.",
+            &labels,
+            egress.denied as f64,
+        );
+        m.set(
+            "ext_runner_egress_bytes",
+            "Bytes sent and received through http.fetch, by tenant.",
+            &labels,
+            (egress.bytes_sent + egress.bytes_received) as f64,
+        );
+    }
+    let mut response = m.render().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Ready to take traffic: not draining, the cache directory writable, the
+/// bundle store reachable (a missing probe object counts as reachable).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let runner = &state.runner;
+    let draining = runner.is_draining();
+    let cache = runner.bundles().cache().writable();
+    let store = runner.bundles().store_reachable().await;
+    let ready = !draining && cache.is_ok() && store.is_ok();
+    let detail = |r: &Result<(), String>| match r {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(why) => serde_json::json!({"ok": false, "error": why}),
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "draining": draining,
+        "engine": {"ok": true},
+        "cache": detail(&cache),
+        "bundle_store": detail(&store),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
         .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

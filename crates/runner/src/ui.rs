@@ -108,7 +108,18 @@ pub async fn index(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve_asset(&state, &extension, &hash, "", query, &method, &headers).await
+    let response = serve_asset(&state, &extension, &hash, "", query, &method, &headers).await;
+    count(&state, &response);
+    response
+}
+
+fn count(state: &AppState, response: &Response) {
+    state.runner.metrics().inc(
+        "ext_runner_ui_requests_total",
+        "UI asset requests by response status.",
+        &[("status", response.status().as_str())],
+        1.0,
+    );
 }
 
 /// `/ext-ui/{ext}/{hash}/{*path}`.
@@ -119,7 +130,9 @@ pub async fn asset(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve_asset(&state, &extension, &hash, &path, query, &method, &headers).await
+    let response = serve_asset(&state, &extension, &hash, &path, query, &method, &headers).await;
+    count(&state, &response);
+    response
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -67,6 +67,27 @@ pub struct ExecLimits {
     pub fuel: Option<u64>,
 }
 
+/// What one execution used: returned with every outcome, for the execute
+/// response's `report`, the metrics and the request's log line.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ExecutionReport {
+    /// Wall time from store creation to the handler's return.
+    pub wall_ms: f64,
+    /// Fuel consumed (Wasmtime units; every execution is metered).
+    pub fuel_used: u64,
+    /// Largest linear memory the guest was granted.
+    pub peak_memory_bytes: u64,
+    /// Host calls by interface.
+    pub host_calls: std::collections::BTreeMap<&'static str, u32>,
+    /// Bytes sent and received through `http.fetch`.
+    pub egress_bytes: u64,
+    /// Guest log lines or output dropped by the caps.
+    pub logs_truncated: bool,
+    /// The limit that stopped the guest, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_hit: Option<&'static str>,
+}
+
 /// Engine-wide sizing, from configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineLimits {
@@ -101,6 +122,8 @@ pub struct Stats {
     pub artifact_loads: AtomicU64,
     /// Components loaded from a signed bundle's own precompiled artifact.
     pub precompiled_loads: AtomicU64,
+    /// Time spent in Cranelift, in nanoseconds.
+    pub compile_nanos: AtomicU64,
 }
 
 /// Where a component's code comes from: its wasm (read lazily, only when it
@@ -212,12 +235,17 @@ impl Runtime {
         invocation: Invocation,
         request: ExecuteRequest,
         limits: ExecLimits,
-    ) -> Result<ExecuteResponse, Failure> {
+    ) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
+        let started = Instant::now();
         let mut store = Store::new(&self.engine, invocation);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .map_err(|e| Failure::new(ErrorCode::Internal, format!("fuel: {e}")))?;
+        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
+        if let Err(e) = store.set_fuel(fuel_budget) {
+            return (
+                Err(Failure::new(ErrorCode::Internal, format!("fuel: {e}"))),
+                ExecutionReport::default(),
+            );
+        }
         let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -253,8 +281,26 @@ impl Runtime {
             )),
             Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
         };
-        store.data().flush_output();
-        result
+        let truncated = store.data().flush_output();
+        let data = store.data();
+        let report = ExecutionReport {
+            wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+            fuel_used: fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0)),
+            peak_memory_bytes: data.limiter.peak_memory_bytes as u64,
+            host_calls: data.host_calls.clone(),
+            egress_bytes: data.egress_bytes,
+            logs_truncated: truncated,
+            limit_hit: match &result {
+                Err(f) => match f.code {
+                    ErrorCode::ExecutionTimeout => Some("timeout"),
+                    ErrorCode::FuelExhausted => Some("fuel"),
+                    ErrorCode::MemoryLimitExceeded => Some("memory"),
+                    _ => None,
+                },
+                Ok(_) => None,
+            },
+        };
+        (result, report)
     }
 }
 
@@ -320,6 +366,9 @@ fn prepare(
                 stats.compiles.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
                 let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+                stats
+                    .compile_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
                 host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
                 if let Err(e) = artifacts.store(digest, path, &component) {

@@ -19,6 +19,7 @@ impl types::Host for Invocation {}
 
 impl context::Host for Invocation {
     fn get_context(&mut self) -> HostResult<ContextData> {
+        self.count("context");
         let r = &self.request;
         Ok(ContextData {
             request_id: Some(r.request_id.clone()),
@@ -69,16 +70,19 @@ impl Invocation {
 
 impl logging::Host for Invocation {
     fn log_info(&mut self, message: String) -> HostResult<()> {
+        self.count("logging");
         self.guest_log(Level::Info, message);
         Ok(())
     }
 
     fn log_warn(&mut self, message: String) -> HostResult<()> {
+        self.count("logging");
         self.guest_log(Level::Warn, message);
         Ok(())
     }
 
     fn log_error(&mut self, message: String) -> HostResult<()> {
+        self.count("logging");
         self.guest_log(Level::Error, message);
         Ok(())
     }
@@ -86,6 +90,7 @@ impl logging::Host for Invocation {
 
 impl user::Host for Invocation {
     fn get_user(&mut self) -> HostResult<Result<UserData, UserError>> {
+        self.count("user");
         let Some(u) = &self.user else {
             return Ok(Err(UserError::NotAvailable));
         };
@@ -102,6 +107,7 @@ impl user::Host for Invocation {
 
 impl user_v2::Host for Invocation {
     fn get_user(&mut self) -> HostResult<Result<UserDataV2, UserError>> {
+        self.count("user");
         let Some(u) = &self.user else {
             return Ok(Err(UserError::NotAvailable));
         };
@@ -124,6 +130,7 @@ impl user_v2::Host for Invocation {
 /// are `expired` or `internal`, with the reason (never the material) logged.
 impl secrets::Host for Invocation {
     async fn get(&mut self, key: String) -> HostResult<Result<String, SecretError>> {
+        self.count("secrets");
         if !self.grants.allows(grants::SECRETS_GET) {
             return Ok(Err(SecretError::Denied));
         }
@@ -137,6 +144,7 @@ impl secrets::Host for Invocation {
     }
 
     async fn list_keys(&mut self) -> HostResult<Vec<String>> {
+        self.count("secrets");
         if !self.grants.allows(grants::SECRETS_GET) {
             return Ok(Vec::new());
         }
@@ -249,6 +257,7 @@ impl http::Host for Invocation {
 /// `conflict`, backend trouble `internal` (details in the log only).
 impl storage::Host for Invocation {
     async fn get(&mut self, namespace: String, key: String) -> HostResult<Result<StorageEntry, StorageError>> {
+        self.count("storage");
         let Some((kv, scope)) = self.kv_access() else {
             return Ok(Err(StorageError::Denied));
         };
@@ -260,6 +269,7 @@ impl storage::Host for Invocation {
     }
 
     async fn put(&mut self, entry: StorageEntry) -> HostResult<Result<StorageEntry, StorageError>> {
+        self.count("storage");
         let Some((kv, scope)) = self.kv_access() else {
             return Ok(Err(StorageError::Denied));
         };
@@ -270,6 +280,7 @@ impl storage::Host for Invocation {
     }
 
     async fn delete(&mut self, namespace: String, key: String) -> HostResult<Result<(), StorageError>> {
+        self.count("storage");
         let Some((kv, scope)) = self.kv_access() else {
             return Ok(Err(StorageError::Denied));
         };
@@ -285,6 +296,7 @@ impl storage::Host for Invocation {
         namespace: String,
         cursor: Option<String>,
     ) -> HostResult<Result<Vec<StorageEntry>, StorageError>> {
+        self.count("storage");
         let Some((kv, scope)) = self.kv_access() else {
             return Ok(Err(StorageError::Denied));
         };
@@ -334,6 +346,7 @@ impl ui_proxy::Host for Invocation {
         _route: String,
         _payload: Option<Vec<u8>>,
     ) -> HostResult<Result<Vec<u8>, ProxyError>> {
+        self.count("ui-proxy");
         Ok(Err(ProxyError::Denied))
     }
 }

@@ -169,13 +169,16 @@ impl Invocation {
     }
 
     /// Write captured guest output into the log, attributed to the request.
-    pub fn flush_output(&self) {
+    /// Returns whether any output or log line was dropped by the caps.
+    pub fn flush_output(&self) -> bool {
+        let mut truncated = self.log_dropped > 0;
         let r = &self.request;
         for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (lines, dropped) = captured.take_lines();
             for line in lines {
                 tracing::info!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, "{line}");
             }
+            truncated |= dropped > 0;
             if dropped > 0 {
                 tracing::warn!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_bytes = dropped, "guest output over the cap was dropped");
             }
@@ -183,6 +186,7 @@ impl Invocation {
         if self.log_dropped > 0 {
             tracing::warn!(target: "ext_runner::guest", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_lines = self.log_dropped, "guest log lines over the cap were dropped");
         }
+        truncated
     }
 }
 
@@ -200,6 +204,8 @@ impl WasiView for Invocation {
 pub struct GuestLimiter {
     memory_bytes: usize,
     pub(crate) memory_refused: bool,
+    /// Largest linear memory size granted, in bytes (for the report).
+    pub(crate) peak_memory_bytes: usize,
 }
 
 impl GuestLimiter {
@@ -207,6 +213,7 @@ impl GuestLimiter {
         GuestLimiter {
             memory_bytes,
             memory_refused: false,
+            peak_memory_bytes: 0,
         }
     }
 }
@@ -217,6 +224,7 @@ impl ResourceLimiter for GuestLimiter {
             self.memory_refused = true;
             return Ok(false);
         }
+        self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
         Ok(true)
     }
 

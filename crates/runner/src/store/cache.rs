@@ -214,6 +214,18 @@ impl DiskCache {
         Ok(target.join("files"))
     }
 
+    /// Whether a file can be created in the cache directory now (readiness).
+    ///
+    /// # Errors
+    /// The I/O error, as text.
+    pub fn writable(&self) -> Result<(), String> {
+        tempfile::Builder::new()
+            .prefix(".tmp-ready-")
+            .tempfile_in(&self.root)
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", self.root.display()))
+    }
+
     /// Record a use of `digest` (for LRU order).
     pub fn touch(&self, digest: &Digest) {
         let mut lru = self.lock();

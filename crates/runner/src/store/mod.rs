@@ -118,6 +118,10 @@ pub struct Bundles {
     inflight: Mutex<HashMap<Digest, Arc<OnceCell<Arc<LoadedBundle>>>>>,
     /// Archives downloaded from the store since start-up.
     fetches: AtomicU64,
+    /// Lookups answered from memory or from a disk entry.
+    hits: AtomicU64,
+    /// Entries evicted for the byte budget.
+    evictions: AtomicU64,
 }
 
 impl Bundles {
@@ -137,6 +141,8 @@ impl Bundles {
             loaded: Mutex::default(),
             inflight: Mutex::default(),
             fetches: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -153,6 +159,27 @@ impl Bundles {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// Lookups answered from memory or a disk entry since start-up.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Entries evicted for the byte budget since start-up.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Whether the bundle store answers (a missing probe object is fine).
+    ///
+    /// # Errors
+    /// The store's error, as text.
+    pub async fn store_reachable(&self) -> Result<(), String> {
+        match self.objects.get_small(".ext-runner-readiness-probe", 1024).await {
+            Ok(_) | Err(ObjectError::TooLarge { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The verified, unpacked bundle.
     ///
     /// # Errors
@@ -162,6 +189,7 @@ impl Bundles {
         let digest = wanted.digest;
         if let Some(bundle) = lock(&self.loaded).get(&digest).cloned() {
             self.cache.touch(&digest);
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(bundle);
         }
         let cell = lock(&self.inflight).entry(digest).or_default().clone();
@@ -193,6 +221,7 @@ impl Bundles {
                 .evict_to_fit(|digest| loaded.get(digest).is_some_and(|b| Arc::strong_count(b) > 1))
         };
         if !evicted.is_empty() {
+            self.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
             let mut loaded = lock(&self.loaded);
             for digest in &evicted {
                 loaded.remove(digest);
@@ -205,7 +234,10 @@ impl Bundles {
         let digest = wanted.digest;
         if let Some(record) = self.cache.record(&digest) {
             match self.admit_cached(record) {
-                Ok(bundle) => return Ok(Arc::new(bundle)),
+                Ok(bundle) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Arc::new(bundle));
+                }
                 Err(why) => {
                     tracing::warn!(%digest, reason = %why, "cached bundle not reusable; fetching it again");
                     self.cache.remove(&digest);

@@ -7,6 +7,7 @@ mod cli;
 mod egress;
 mod execute;
 mod limits;
+mod ops;
 mod quota;
 mod s3;
 mod secrets;

@@ -69,9 +69,9 @@ RUNNER_MAX_CONCURRENCY × RUNNER_MAX_MEMORY_MB + resources.memoryOverheadMi.
 {{- add (int .Values.cache.maxMiB) (int .Values.cache.headroomMiB) }}
 {{- end }}
 
-{{/* Disk the pod writes at most: cache + data + /tmp volumes (MiB). */}}
+{{/* Disk the pod writes at most: cache + data + /tmp volumes + 256 MiB for logs (MiB). */}}
 {{- define "ext-runner.ephemeralStorageMi" -}}
-{{- add (include "ext-runner.cacheSizeLimitMi" . | int) (int .Values.data.sizeLimitMi) (int .Values.tmp.sizeLimitMi) }}
+{{- add (include "ext-runner.cacheSizeLimitMi" . | int) (int .Values.data.sizeLimitMi) (int .Values.tmp.sizeLimitMi) 256 }}
 {{- end }}
 
 {{/*

@@ -1,0 +1,93 @@
+//! Operations: the execute `report`, `/metrics` names and labels, and
+//! `/readyz` (draining, store reachability).
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use tower::ServiceExt as _;
+
+use crate::support::*;
+
+async fn get_text(t: &TestRunner, uri: &str) -> (StatusCode, String) {
+    let response = ext_runner::server::router(t.state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).to_string())
+}
+
+#[tokio::test]
+async fn execute_response_carries_a_report() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("log_emit");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report = &body["report"];
+    assert!(report["wall_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["peak_memory_bytes"].as_u64().unwrap() >= 65_536, "{report}");
+    assert!(report["host_calls"]["logging"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(report["logs_truncated"], false);
+    assert!(report.get("limit_hit").is_none(), "{report}");
+}
+
+#[tokio::test]
+async fn metrics_expose_the_listed_series_with_labels() {
+    let t = TestRunner::new();
+    let ok = t.publish_fixture("echo");
+    let trap = t.publish_fixture("trap");
+    for digest in [&ok, &ok, &trap] {
+        t.post(&envelope(digest, "GET", "/")).await;
+    }
+    let ui = ext_bundle::Digest::of(b"absent");
+    get_text(&t, &format!("/ext-ui/com.test.echo/{ui}/index.html")).await;
+    let (status, text) = get_text(&t, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "ext_runner_invocations_total{tenant=\"tenant-a\",extension=\"com.test.ext\",outcome=\"ok\"} 2",
+        "ext_runner_invocations_total{tenant=\"tenant-a\",extension=\"com.test.ext\",outcome=\"extension_trap\"} 1",
+        "ext_runner_errors_total{code=\"extension_trap\"} 1",
+        "ext_runner_invocation_duration_seconds_count{tenant=\"tenant-a\",extension=\"com.test.ext\"} 3",
+        "ext_runner_guest_peak_memory_bytes_bucket{tenant=\"tenant-a\",extension=\"com.test.ext\",le=\"+Inf\"} 3",
+        "ext_runner_compiles 2",
+        // Two bundles, and one attempt for the absent UI hash.
+        "ext_runner_bundle_fetches 3",
+        "ext_runner_bundle_cache_hits 1",
+        "ext_runner_executions_in_flight 0",
+        "ext_runner_ui_requests_total{status=\"404\"} 1",
+        "# TYPE ext_runner_fuel_consumed_total counter",
+        "# TYPE ext_runner_invocation_duration_seconds histogram",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn readyz_reports_store_and_draining() {
+    let t = TestRunner::new();
+    let (status, body) = get_text(&t, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["cache"]["ok"], true);
+    assert_eq!(json["bundle_store"]["ok"], true);
+    t.runner.start_draining();
+    let (status, body) = get_text(&t, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("\"draining\":true"), "{body}");
+
+    let down = TestRunner::with_env(&[("BUNDLE_STORAGE_URL", "http://127.0.0.1:9/bundles")]);
+    let (status, body) = get_text(&down, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["bundle_store"]["ok"], false, "{body}");
+    assert!(
+        json["bundle_store"]["error"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+    let (status, _) = get_text(&down, "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "alive even when not ready");
+}

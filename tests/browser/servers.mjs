@@ -1,0 +1,150 @@
+// The test's own servers, each on its own loopback origin:
+// - the host application: the host page (pages/host.html + host.js), the
+//   bridge SDK's built modules under /sdk/, and a tiny gateway at
+//   POST /gateway/apiproxy that checks the session token and forwards the
+//   UI's apiproxy calls to the runner's POST /v1/execute;
+// - a third origin (pages/other.html), a frame that tries to speak for the
+//   host and for the extension UI.
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join } from "node:path";
+
+const PAGES = new URL("./pages/", import.meta.url);
+
+/** Largest request body the gateway reads (the UI's apiproxy body, base64, in JSON). */
+const MAX_GATEWAY_BODY_BYTES = 1024 * 1024;
+
+function listen(server) {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      resolve(`http://127.0.0.1:${port}`);
+    });
+  });
+}
+
+async function readBody(req, limit) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw Object.assign(new Error("body too large"), { status: 413 });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res, status, type, body, headers = {}) {
+  res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...headers });
+  res.end(body);
+}
+
+/** `/hello/Ada?x=1&x=2` → path and the envelope's query map (repeated keys as arrays). */
+function splitRoute(route) {
+  const url = new URL(route, "http://gateway.invalid");
+  const query = {};
+  for (const [key, value] of url.searchParams) {
+    const seen = query[key];
+    query[key] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+  }
+  return { path: url.pathname, query };
+}
+
+/**
+ * The host application's server.
+ *
+ * `calls` records every gateway call ({route, method, envelope, runnerStatus,
+ * guestStatus}); `hold()` parks the next gateway calls until the returned
+ * function is called, so a test can act while an apiproxy is in flight.
+ */
+export async function startHostServer({ runnerBase, sdkDist, extensionId, contentHash, tenantId, otherOrigin }) {
+  const session = { token: randomUUID(), expiresAt: new Date(Date.now() + 3600_000).toISOString() };
+  const calls = [];
+  let gate = null;
+
+  async function gateway(req, res) {
+    if (req.headers.authorization !== `Bearer ${session.token}`) {
+      return send(res, 401, "text/plain", "bad session token");
+    }
+    const { route, method, body_b64: bodyB64 } = JSON.parse((await readBody(req, MAX_GATEWAY_BODY_BYTES)).toString());
+    if (gate) await gate.promise;
+    const { path, query } = splitRoute(route);
+    const envelope = {
+      context: { request_id: randomUUID(), tenant_id: tenantId, extension_id: extensionId, content_hash: contentHash },
+      endpoint: `ui-proxy:${path}`,
+      http: { method, path, query, headers: bodyB64 ? { "content-type": "application/json" } : {} },
+    };
+    if (bodyB64 !== undefined) envelope.http.body_b64 = bodyB64;
+    const call = { route, method, envelope };
+    calls.push(call);
+    const answer = await fetch(`${runnerBase}/v1/execute`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(envelope),
+    });
+    const json = await answer.json();
+    call.runnerStatus = answer.status;
+    call.guestStatus = json.status;
+    call.body = json.body_b64 === undefined ? undefined : Buffer.from(json.body_b64, "base64").toString();
+    if (answer.status !== 200 || json.status >= 400) {
+      const why = json.error ? `${json.error.code}: ${json.error.message}` : call.body;
+      return send(res, 502, "text/plain", `runner answered ${json.status}: ${why}`);
+    }
+    send(res, 200, json.headers?.["content-type"] ?? "application/octet-stream", Buffer.from(json.body_b64 ?? "", "base64"));
+  }
+
+  async function page(name, type, res, transform = (text) => text) {
+    send(res, 200, type, transform(await readFile(new URL(name, PAGES), "utf8")));
+  }
+
+  const server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, "http://host.invalid");
+      if (req.method === "POST" && url.pathname === "/gateway/apiproxy") return await gateway(req, res);
+      if (req.method !== "GET") return send(res, 405, "text/plain", "method not allowed");
+      if (url.pathname === "/") {
+        const config = { runnerBase, extensionId, contentHash, tenantId, session, otherOrigin };
+        // `<` escaped: the JSON sits inside a <script> element.
+        const json = JSON.stringify(config).replaceAll("<", "\\u003c");
+        return await page("host.html", "text/html; charset=utf-8", res, (html) => html.replace("__CONFIG__", json));
+      }
+      if (url.pathname === "/host.js") return await page("host.js", "text/javascript; charset=utf-8", res);
+      const sdk = /^\/sdk\/([a-z-]+\.js)$/.exec(url.pathname);
+      if (sdk) return send(res, 200, "text/javascript; charset=utf-8", await readFile(join(sdkDist, sdk[1])));
+      send(res, 404, "text/plain", "not found");
+    } catch (error) {
+      if (!res.headersSent) send(res, error.status ?? 500, "text/plain", String(error.message ?? error));
+      else res.destroy();
+    }
+  });
+  const origin = await listen(server);
+  return {
+    origin,
+    session,
+    calls,
+    hold() {
+      let release;
+      const promise = new Promise((resolve) => (release = resolve));
+      gate = { promise };
+      return () => {
+        gate = null;
+        release();
+      };
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+/** The third origin: one page, no scripts of its own (the test drives it). */
+export async function startOtherServer() {
+  const server = createServer(async (req, res) => {
+    if (req.method === "GET" && new URL(req.url, "http://other.invalid").pathname === "/other.html") {
+      return send(res, 200, "text/html; charset=utf-8", await readFile(new URL("other.html", PAGES)));
+    }
+    send(res, 404, "text/plain", "not found");
+  });
+  const origin = await listen(server);
+  return { origin, close: () => new Promise((resolve) => server.close(resolve)) };
+}

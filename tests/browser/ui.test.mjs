@@ -1,0 +1,383 @@
+// Real-browser test of an extension UI (issue 4): headless Debian Chromium,
+// driven by playwright-core, loads a host page on one loopback origin that
+// embeds the example extension's UI, served by `ext-runner serve --dev` on
+// another, through the bridge SDK's buildExtUiSrc + bootstrapIframe. A frame
+// on a third origin tries to speak for both sides.
+//
+//   node ui.test.mjs        (tests/browser/run prepares everything first)
+//
+// Env: EXT_RUNNER_BIN (default $CARGO_TARGET_DIR/debug/ext-runner),
+// EXT_CHROMIUM (default /usr/bin/chromium), EXT_BROWSER_OPTIONAL=1 (skip,
+// instead of failing, when Chromium is missing). Saves a screenshot to
+// ${CARGO_TARGET_DIR:-target}/browser/ui.png.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { startHostServer, startOtherServer } from "./servers.mjs";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const TARGET = resolve(ROOT, process.env.CARGO_TARGET_DIR || "target");
+const CHROMIUM = process.env.EXT_CHROMIUM || "/usr/bin/chromium";
+const RUNNER_BIN = process.env.EXT_RUNNER_BIN || join(TARGET, "debug", "ext-runner");
+const SDK_DIST = join(ROOT, "sdk", "iframe-bridge", "dist");
+const HELLO = join(ROOT, "examples", "hello");
+const SCREENSHOT = join(TARGET, "browser", "ui.png");
+const TENANT = "dev-tenant";
+
+/** Flags for Chromium on a machine without network: no background fetches, no first-run UI. */
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** serve --dev packs, signs and publishes the example before it prints its curl line. */
+const RUNNER_START_TIMEOUT_MS = 120_000;
+/** The first execute compiles the hello component (seconds on two cores). */
+const WARM_UP_TIMEOUT_MS = 120_000;
+const WAIT_TIMEOUT_MS = 20_000;
+/** How long a forged message gets to (wrongly) have an effect. */
+const SETTLE_MS = 400;
+
+let skip = false;
+if (!existsSync(CHROMIUM)) {
+  if (process.env.EXT_BROWSER_OPTIONAL === "1") {
+    console.log(`skipped: chromium not installed (${CHROMIUM})`);
+    skip = "chromium not installed";
+  } else {
+    console.error(
+      `chromium not installed (${CHROMIUM}): run scripts/services/chromium, or set EXT_BROWSER_OPTIONAL=1 to skip this test`,
+    );
+    process.exit(1);
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(check, what, timeoutMs = WAIT_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** A bundle directory with only what the example ships: manifest.json, dist/main.wasm, ui/. */
+function stageHello(dir) {
+  const wasm = join(HELLO, "dist", "main.wasm");
+  if (!existsSync(wasm)) throw new Error(`${wasm} is missing: run scripts/build-example`);
+  mkdirSync(join(dir, "dist"), { recursive: true });
+  cpSync(join(HELLO, "manifest.json"), join(dir, "manifest.json"));
+  cpSync(wasm, join(dir, "dist", "main.wasm"));
+  cpSync(join(HELLO, "ui"), join(dir, "ui"), { recursive: true });
+  return dir;
+}
+
+/** `serve --dev` on a free loopback port; the content hash comes from its curl line. */
+async function startRunner(extensionDir, dataDir) {
+  if (!existsSync(RUNNER_BIN)) throw new Error(`${RUNNER_BIN} is missing: cargo build -p ext-runner (or set EXT_RUNNER_BIN)`);
+  const port = await freePort();
+  const child = spawn(RUNNER_BIN, ["serve", "--dev", "--listen", `127.0.0.1:${port}`, "--extension", extensionDir], {
+    // A clean environment: no RUNNER_* or BUNDLE_STORAGE_* from the caller.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, RUNNER_DATA_DIR: dataDir, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const curl = await new Promise((resolveCurl, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`serve --dev printed no curl line in ${RUNNER_START_TIMEOUT_MS} ms:\n${stderr}`)),
+      RUNNER_START_TIMEOUT_MS,
+    );
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      const line = stdout.split("\n").find((l) => l.trim().startsWith("curl ") && l.includes("-d '"));
+      if (line && stdout.slice(stdout.indexOf(line) + line.length).includes("\n")) {
+        clearTimeout(timer);
+        resolveCurl(line.trim());
+      }
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`ext-runner exited (${code ?? signal}) before it was ready:\n${stderr}`));
+    });
+  });
+  const envelope = JSON.parse(curl.split("-d '")[1].replace(/'$/, ""));
+  return {
+    base: `http://127.0.0.1:${port}`,
+    hash: envelope.context.content_hash,
+    extensionId: envelope.context.extension_id,
+    envelope,
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
+  let work;
+  let runner;
+  let host;
+  let other;
+  let browser;
+  let page;
+  /** The extension's frame (runner origin, sandboxed) and the third origin's frame. */
+  let extFrame;
+  let otherFrame;
+  const uiResponses = [];
+  const problems = [];
+
+  before(async () => {
+    mkdirSync(join(TARGET, "browser"), { recursive: true });
+    work = mkdtempSync(join(TARGET, "browser", "run-"));
+    runner = await startRunner(stageHello(join(work, "hello")), join(work, "data"));
+    // Warm up: the first execute compiles the component.
+    const warm = await fetch(`${runner.base}/v1/execute`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(runner.envelope),
+      signal: AbortSignal.timeout(WARM_UP_TIMEOUT_MS),
+    });
+    assert.equal(warm.status, 200, `warm-up execute: ${await warm.text()}`);
+
+    other = await startOtherServer();
+    host = await startHostServer({
+      runnerBase: runner.base,
+      sdkDist: SDK_DIST,
+      extensionId: runner.extensionId,
+      contentHash: runner.hash,
+      tenantId: TENANT,
+      otherOrigin: other.origin,
+    });
+    assert.notEqual(new URL(host.origin).port, new URL(runner.base).port);
+
+    const { chromium } = await import("playwright-core");
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    // In every frame, before its own scripts: record each message event it receives.
+    await page.addInitScript(() => {
+      window.__seen = [];
+      window.addEventListener(
+        "message",
+        (e) => window.__seen.push({ origin: e.origin, type: e.data && e.data.type, ports: e.ports.length }),
+        true,
+      );
+    });
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`console: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+    page.on("response", (r) => {
+      if (r.url().startsWith(`${runner.base}/ext-ui/`)) uiResponses.push(r);
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await host?.close();
+    await other?.close();
+    await runner?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const hostEvents = () => page.evaluate(() => window.__events);
+
+  it("loads the UI from the runner and completes the handshake (ready → bootstrap)", async () => {
+    await page.goto(`${host.origin}/`);
+    await waitFor(async () => (await hostEvents()).some((e) => e.type === "ready"), "the host to receive ready");
+    extFrame = await waitFor(() => page.frames().find((f) => f.url().startsWith(`${runner.base}/ext-ui/`)), "the UI frame");
+    otherFrame = await waitFor(() => page.frames().find((f) => f.url().startsWith(other.origin)), "the third-origin frame");
+    // The UI shows "Connected." only from its bootstrap handler.
+    await waitFor(async () => (await extFrame.textContent("#status")) === "Connected.", "the UI to get its bootstrap");
+
+    const src = await page.getAttribute("#ext", "src");
+    const encodedHash = encodeURIComponent(runner.hash);
+    assert.equal(
+      src,
+      `${runner.base}/ext-ui/${runner.extensionId}/${encodedHash}/index.html?path=%2F&extensionId=${runner.extensionId}` +
+        `&tenant=${TENANT}&parentOrigin=${encodeURIComponent(host.origin)}`,
+    );
+    assert.equal(await page.getAttribute("#ext", "sandbox"), "allow-scripts");
+    // Sandboxed without allow-same-origin: the UI runs in an opaque origin.
+    assert.equal(await extFrame.evaluate(() => window.origin), "null");
+    // The host answered through the port the UI handed over: the UI's window
+    // never got a message from the host's origin (that would need "*").
+    const seen = await extFrame.evaluate(() => window.__seen);
+    assert.deepEqual(seen.filter((m) => m.origin === host.origin), []);
+    assert.deepEqual(
+      (await hostEvents()).filter((e) => e.type === "error"),
+      [],
+    );
+  });
+
+  it("serves the UI with immutable caching, nosniff and a CSP on HTML", async () => {
+    const index = uiResponses.find((r) => new URL(r.url()).pathname.endsWith("/index.html"));
+    const script = uiResponses.find((r) => new URL(r.url()).pathname.endsWith("/ext-bridge.js"));
+    assert.ok(index && script, `UI responses: ${uiResponses.map((r) => r.url()).join(", ")}`);
+    const html = await index.allHeaders();
+    assert.equal(index.status(), 200);
+    assert.match(html["content-type"], /^text\/html/);
+    assert.ok(html["content-security-policy"], "index.html has a Content-Security-Policy");
+    assert.equal(html["x-content-type-options"], "nosniff");
+    assert.equal(html["cache-control"], "public, max-age=31536000, immutable");
+    const js = await script.allHeaders();
+    assert.equal(script.status(), 200);
+    assert.match(js["content-type"], /^text\/javascript/);
+    assert.deepEqual(problems, []);
+  });
+
+  it("applies the host's theme tokens in the UI", async () => {
+    const accent = await extFrame.evaluate(() =>
+      getComputedStyle(document.documentElement).getPropertyValue("--accent").trim(),
+    );
+    assert.equal(accent, "#0a7d38");
+    const button = await extFrame.evaluate(() => getComputedStyle(document.querySelector("button")).backgroundColor);
+    assert.equal(button, "rgb(10, 125, 56)");
+  });
+
+  it("resizes the iframe to the UI's height, clamped to 100..4000 px", async () => {
+    const resized = await waitFor(async () => (await hostEvents()).findLast((e) => e.type === "resize"), "a resize");
+    const iframeHeight = () => page.$eval("#ext", (el) => [el.style.height, el.clientHeight]);
+    assert.deepEqual(await iframeHeight(), [`${resized.height}px`, resized.height]);
+    // The whole UI fits: its document is exactly as tall as the frame.
+    assert.equal(await extFrame.evaluate(() => document.documentElement.scrollHeight), resized.height);
+    assert.equal(await extFrame.evaluate(() => window.innerHeight), resized.height);
+    // A request beyond the limit, from the UI's own window, is clamped.
+    await extFrame.evaluate((parentOrigin) => {
+      parent.postMessage({ alga: true, version: "1", type: "resize", payload: { height: 99999 } }, parentOrigin);
+    }, host.origin);
+    await waitFor(async () => (await iframeHeight())[0] === "4000px", "the clamped height");
+    await extFrame.evaluate(
+      ([parentOrigin, height]) =>
+        parent.postMessage({ alga: true, version: "1", type: "resize", payload: { height } }, parentOrigin),
+      [host.origin, resized.height],
+    );
+    await waitFor(async () => (await iframeHeight())[1] === resized.height, "the height back");
+  });
+
+  it("round-trips apiproxy: UI → host → gateway → /v1/execute → hello handler → UI", async () => {
+    await extFrame.fill("#name", "Ada");
+    await extFrame.click("button[type=submit]");
+    await waitFor(async () => (await extFrame.textContent("#message")) === "Hello, Ada!", "the greeting", 30_000);
+    const proxied = (await hostEvents()).filter((e) => e.type === "apiproxy");
+    assert.deepEqual(
+      proxied.map(({ route, method }) => [route, method]),
+      [["/hello/Ada", "GET"]],
+    );
+    assert.equal(host.calls.length, 1);
+    const [call] = host.calls;
+    assert.equal(call.envelope.endpoint, "ui-proxy:/hello/Ada");
+    assert.deepEqual(call.envelope.http, { method: "GET", path: "/hello/Ada", query: {}, headers: {} });
+    assert.equal(call.runnerStatus, 200);
+    assert.equal(call.guestStatus, 200);
+    const answer = JSON.parse(call.body);
+    assert.equal(answer.message, "Hello, Ada!");
+    assert.equal(answer.tenant, TENANT);
+    assert.equal(answer.extension, runner.extensionId);
+  });
+
+  it("ignores messages from a third origin's frame on the host's side", async () => {
+    const eventsBefore = (await hostEvents()).length;
+    const heightBefore = await page.$eval("#ext", (el) => el.style.height);
+    const callsBefore = host.calls.length;
+    await otherFrame.evaluate(() => {
+      const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, ...extra });
+      window.__stolen = [];
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (e) => window.__stolen.push(e.data);
+      parent.postMessage(env("ready", {}), "*", [channel.port2]);
+      parent.postMessage(env("resize", { height: 3999 }), "*");
+      parent.postMessage(env("navigate", { path: "/pwned" }), "*");
+      parent.postMessage(env("apiproxy", { route: "/hello/Mallory", method: "GET" }, { request_id: "forged-1" }), "*");
+    });
+    // They did arrive at the host page...
+    await waitFor(
+      async () => (await page.evaluate(() => window.__seen)).filter((m) => m.origin === other.origin).length === 4,
+      "the forged messages to reach the host page",
+    );
+    await sleep(SETTLE_MS);
+    // ...and the bridge ignored every one of them.
+    assert.equal((await hostEvents()).length, eventsBefore);
+    assert.equal(await page.$eval("#ext", (el) => el.style.height), heightBefore);
+    assert.equal(host.calls.length, callsBefore);
+    assert.deepEqual(await otherFrame.evaluate(() => window.__stolen), []);
+  });
+
+  it("ignores forged host messages from a third origin's frame in the UI", async () => {
+    const release = host.hold();
+    try {
+      await extFrame.fill("#name", "Bob");
+      await extFrame.click("button[type=submit]");
+      const pending = await waitFor(
+        async () => (await hostEvents()).find((e) => e.type === "apiproxy" && e.route === "/hello/Bob"),
+        "the UI's apiproxy to reach the host",
+      );
+      // A sibling frame can reach the UI's window; give it the real request id.
+      await otherFrame.evaluate((requestId) => {
+        const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, ...extra });
+        const forged = [
+          env("apiproxy_response", { body: btoa('{"message":"forged"}') }, { request_id: requestId }),
+          env("theme_tokens", { "--accent": "#ff0000" }),
+          env("bootstrap", {
+            session: { token: "stolen", expires_at: "2999-01-01T00:00:00Z" },
+            theme_tokens: { "--accent": "#ff0000" },
+            navigation: { path: "/pwned" },
+          }),
+        ];
+        for (let i = 0; i < parent.frames.length; i++) {
+          if (parent.frames[i] !== window) for (const m of forged) parent.frames[i].postMessage(m, "*");
+        }
+      }, pending.requestId);
+      await waitFor(
+        async () => (await extFrame.evaluate(() => window.__seen)).filter((m) => m.origin === other.origin).length === 3,
+        "the forged messages to reach the UI",
+      );
+      await sleep(SETTLE_MS);
+      assert.equal(await extFrame.textContent("#message"), "Hello, Ada!");
+      assert.equal(
+        await extFrame.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--accent").trim()),
+        "#0a7d38",
+      );
+    } finally {
+      release();
+    }
+    await waitFor(async () => (await extFrame.textContent("#message")) === "Hello, Bob!", "the real answer", 30_000);
+  });
+
+  it("saves a screenshot", async () => {
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.ok(existsSync(SCREENSHOT));
+    console.log(`screenshot: ${SCREENSHOT}`);
+    assert.deepEqual(problems, [], "no script errors in any frame");
+  });
+});
+
