@@ -626,3 +626,39 @@ fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
     assert_eq!(leftovers, 0, "staging directories survived a restart");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+/// F-04: the cache directory stops being writable mid-life (here: replaced
+/// by a file, which fails every write like a full or read-only disk even for
+/// root). The fetch fails cleanly with 503 `bundle_unavailable` and
+/// Retry-After, nothing partial appears, and a bundle already loaded keeps
+/// serving from memory.
+#[tokio::test]
+async fn f04_unwritable_cache_fails_cleanly_and_keeps_serving_loaded_bundles() {
+    let t = TestRunner::new();
+    let loaded = t.publish_fixture("echo");
+    let fresh = t.publish_fixture("context_info");
+    let (status, _, _) = t.post(&envelope(&loaded, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let bundles = entries(&t);
+    std::fs::rename(&bundles, t.dir.path().join("cache/bundles.moved")).unwrap();
+    std::fs::write(&bundles, b"not a directory").unwrap();
+
+    let (status, headers, body) = t.post(&envelope(&fresh, "GET", "/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "bundle_unavailable");
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, body) = t.post(&envelope(&loaded, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Writable again: the next request succeeds, with no leftovers.
+    std::fs::remove_file(&bundles).unwrap();
+    std::fs::rename(t.dir.path().join("cache/bundles.moved"), &bundles).unwrap();
+    let (status, _, body) = t.post(&envelope(&fresh, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let staging = std::fs::read_dir(&bundles)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+        .count();
+    assert_eq!(staging, 0);
+}

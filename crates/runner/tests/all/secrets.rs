@@ -115,3 +115,42 @@ async fn inline_secrets_need_the_operator_and_expired_envelopes_fail() {
     let out = ask(&lax, &digest, "tenant-a", expired, "api-key").await;
     assert_eq!(out["error"], "expired");
 }
+
+/// `vault-transit` envelopes are decrypted through Vault's transit API
+/// (`POST /v1/<mount>/decrypt/<key_path>` with `X-Vault-Token`), here a
+/// stand-in server speaking that protocol on loopback.
+#[tokio::test]
+async fn vault_transit_envelopes_open_through_the_transit_api() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/v1/transit/decrypt/{key}",
+        axum::routing::post(
+            |axum::extract::Path(key): axum::extract::Path<String>, headers: http::HeaderMap, body: String| async move {
+                let token_ok = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) == Some("vault-test-token");
+                let request: Value = serde_json::from_str(&body).unwrap_or_default();
+                if !token_ok || key != "ext-secrets" || request["ciphertext"] != "vault:v1:opaque" {
+                    return (StatusCode::FORBIDDEN, String::new());
+                }
+                let plaintext = b64(json!({"api-key": "from-vault"}).to_string().as_bytes());
+                (StatusCode::OK, json!({"data": {"plaintext": plaintext}}).to_string())
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "vault-test-token\n").unwrap();
+
+    let t = TestRunner::with_env(&[
+        ("VAULT_ADDR", &format!("http://{addr}")),
+        ("VAULT_TOKEN_FILE", token.path().to_str().unwrap()),
+    ]);
+    let digest = probe(&t, &["cap:secrets.get"]);
+    let envelope = json!({"algorithm": "vault-transit", "ciphertext_b64": "vault:v1:opaque", "key_path": "ext-secrets"});
+    let out = ask(&t, &digest, "tenant-a", envelope.clone(), "api-key").await;
+    assert_eq!(out["value"], "from-vault", "{out}");
+    let mut wrong_key = envelope;
+    wrong_key["key_path"] = json!("other-key");
+    let out = ask(&t, &digest, "tenant-a", wrong_key, "api-key").await;
+    assert_eq!(out["error"], "internal", "{out}");
+}
