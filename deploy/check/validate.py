@@ -164,9 +164,11 @@ def knative_admission(ksvc: dict, label: str) -> None:
                      .get("capabilities", {}).get("add", [])]
         problems += [f"env {e['name']} is reserved by Knative" for e in c.get("env", [])
                      if e["name"] in KNATIVE_RESERVED_ENV]
+        serving = [p.get("containerPort") for p in c.get("ports", [])] or [8080]
         for probe in ("livenessProbe", "readinessProbe"):
-            if "port" in c.get(probe, {}).get("httpGet", {}):
-                problems.append(f"{probe}.httpGet.port must be omitted (Knative probes the serving port)")
+            port = c.get(probe, {}).get("httpGet", {}).get("port")
+            if port is not None and port not in serving:
+                problems.append(f"{probe}.httpGet.port {port} is not the serving port {serving[0]}")
         if len(c.get("ports", [])) > 1:
             problems.append("a Knative container exposes one port")
     for v in spec.get("volumes", []):
@@ -458,6 +460,10 @@ def check_dockerfile(path: Path, readme: set[str]) -> None:
     check("Dockerfile: uid 10001, ENTRYPOINT [ext-runner serve], data/cache VOLUMEs, no HEALTHCHECK",
           not problems, "; ".join(problems))
     policy_env_names("Dockerfile ENV", set(env), readme)
+    ignore = path.with_name(".dockerignore")
+    patterns = set(ignore.read_text().split()) if ignore.exists() else set()
+    check(".dockerignore keeps target/, node_modules and .git out of the build context",
+          {"target", "**/target", "**/node_modules", ".git"} <= patterns, f"patterns are {sorted(patterns)}")
 
 
 # --- canaries: the checkers must reject known-bad input ------------------------------

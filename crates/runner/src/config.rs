@@ -65,6 +65,8 @@ pub struct Config {
     /// Egress (`http.fetch`): engine limits and the operator's allowlists
     /// (`EXT_EGRESS_*`).
     pub egress: std::sync::Arc<ext_egress::Settings>,
+    /// `UI_PROXY_BASE_URL`: where `ui-proxy.call-route` goes.
+    pub ui_proxy_base_url: Option<String>,
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
     /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
     pub storage_kv_url: String,
@@ -480,6 +482,7 @@ pub const ENV_VARS: &[&str] = &[
     "EXT_STATIC_MAX_FILE_BYTES",
     "RUNNER_UI_VALIDATE_URL",
     "RUNNER_PUBLIC_LISTEN",
+    "UI_PROXY_BASE_URL",
 ];
 
 impl Config {
@@ -736,6 +739,12 @@ impl Config {
                 }
             })
             .unwrap_or_default();
+        let ui_proxy_base_url = get("UI_PROXY_BASE_URL").map(|url| url.trim_end_matches('/').to_string());
+        if let Some(url) = &ui_proxy_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!("UI_PROXY_BASE_URL: `{url}` must be an http(s) URL"));
+        }
         let storage_kv_url = get("STORAGE_KV_URL")
             .map(String::from)
             .unwrap_or_else(|| data_dir.join("kv.redb").display().to_string());
@@ -807,6 +816,7 @@ impl Config {
             ui,
             public_listen,
             egress: std::sync::Arc::new(egress),
+            ui_proxy_base_url,
         })
     }
 

@@ -55,6 +55,8 @@ pub struct Runner {
     egress: ext_egress::Egress,
     /// Execution metrics (`/metrics`); shared with the server's own series.
     metrics: Arc<crate::metrics::Metrics>,
+    /// HTTP client for `ui-proxy.call-route` (no proxies from the environment).
+    ui_proxy_client: reqwest::Client,
     /// Set on SIGTERM; `/readyz` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -100,6 +102,11 @@ impl Runner {
             egress,
             metrics: Arc::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            ui_proxy_client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| anyhow::anyhow!("ui-proxy client: {e}"))?,
         })
     }
 
@@ -258,6 +265,15 @@ impl Runner {
                 egress: self.egress.clone(),
                 policy,
                 budget: self.egress.budget(),
+                deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
+            });
+        }
+        if grants.allows(grants::UI_PROXY)
+            && let Some(base_url) = &self.config.ui_proxy_base_url
+        {
+            invocation = invocation.with_ui_proxy(crate::host::UiProxyAccess {
+                client: self.ui_proxy_client.clone(),
+                base_url: base_url.clone(),
                 deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
             });
         }

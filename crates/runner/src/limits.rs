@@ -140,3 +140,6 @@ mod tests {
         }
     }
 }
+
+/// Largest body `ui-proxy.call-route` hands back to a guest.
+pub const MAX_UI_PROXY_RESPONSE_BYTES: usize = 10 * 1024 * 1024;

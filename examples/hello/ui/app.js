@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const form = document.getElementById("greet");
+  const button = document.getElementById("greet");
   const nameInput = document.getElementById("name");
   const message = document.getElementById("message");
   const status = document.getElementById("status");
@@ -15,7 +15,7 @@
     client = ExtBridge.createExtensionClient();
   } catch (err) {
     status.textContent = "Open this page from the host application.";
-    form.hidden = true;
+    button.disabled = true;
     return;
   }
   if (!client.embedded) {
@@ -32,8 +32,7 @@
     resize();
   });
 
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
+  function greet() {
     const name = nameInput.value.trim();
     const route = name ? "/hello/" + encodeURIComponent(name) : "/hello";
     client
@@ -47,6 +46,13 @@
         status.textContent = "Request failed: " + err.message;
       })
       .then(resize);
+  }
+
+  button.addEventListener("click", greet);
+  nameInput.addEventListener("keydown", function (event) {
+    if (event.key === "Enter") {
+      greet();
+    }
   });
 
   client.ready();

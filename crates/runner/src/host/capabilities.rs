@@ -340,13 +340,53 @@ fn storage_entry(entry: ext_kv::Entry) -> StorageEntry {
     }
 }
 
+/// `cap:ui.proxy`: `call-route(route, payload)` POSTs the payload to
+/// `UI_PROXY_BASE_URL` + route with the tenant, extension and request id as
+/// headers; 2xx → the body, 404 → `route-not-found`, 400/422 →
+/// `bad-request`, 401/403 → `denied`, anything else → `internal`.
 impl ui_proxy::Host for Invocation {
-    async fn call_route(
-        &mut self,
-        _route: String,
-        _payload: Option<Vec<u8>>,
-    ) -> HostResult<Result<Vec<u8>, ProxyError>> {
+    async fn call_route(&mut self, route: String, payload: Option<Vec<u8>>) -> HostResult<Result<Vec<u8>, ProxyError>> {
         self.count("ui-proxy");
-        Ok(Err(ProxyError::Denied))
+        let Some(access) = self.ui_proxy.clone().filter(|_| self.grants.allows(grants::UI_PROXY)) else {
+            return Ok(Err(ProxyError::Denied));
+        };
+        let valid = route.starts_with('/')
+            && route.len() <= 1024
+            && !route.contains("..")
+            && !route.contains("//")
+            && route.bytes().all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'#');
+        if !valid {
+            return Ok(Err(ProxyError::BadRequest));
+        }
+        let remaining = access.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let r = &self.request;
+        let response = access
+            .client
+            .post(format!("{}{route}", access.base_url))
+            .timeout(remaining)
+            .header("content-type", "application/octet-stream")
+            .header("x-alga-tenant", &r.tenant_id)
+            .header("x-alga-extension", &r.extension_id)
+            .header("x-request-id", &r.request_id)
+            .body(payload.unwrap_or_default())
+            .send()
+            .await;
+        let outcome = match response {
+            Ok(response) => match response.status().as_u16() {
+                200..=299 => match response.bytes().await {
+                    Ok(bytes) if bytes.len() <= crate::limits::MAX_UI_PROXY_RESPONSE_BYTES => Ok(bytes.to_vec()),
+                    _ => Err(ProxyError::Internal),
+                },
+                404 => Err(ProxyError::RouteNotFound),
+                400 | 422 => Err(ProxyError::BadRequest),
+                401 | 403 => Err(ProxyError::Denied),
+                _ => Err(ProxyError::Internal),
+            },
+            Err(e) => {
+                tracing::info!(target: "ext_runner::ui_proxy", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, error = %e.without_url(), "ui-proxy call failed");
+                Err(ProxyError::Internal)
+            }
+        };
+        Ok(outcome)
     }
 }

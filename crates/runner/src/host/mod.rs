@@ -70,10 +70,20 @@ pub struct Invocation {
     pub(crate) secrets: SecretsState,
     /// Egress for `http.fetch`; `None` when `cap:http.fetch` is not granted.
     pub(crate) http: Option<Arc<HttpAccess>>,
+    /// `ui-proxy.call-route` target; `None` when not granted or not configured.
+    pub(crate) ui_proxy: Option<Arc<UiProxyAccess>>,
     /// Bytes sent and received through `http.fetch` by this execution.
     pub(crate) egress_bytes: u64,
     /// Host calls made, by interface (for the execution report).
     pub(crate) host_calls: std::collections::BTreeMap<&'static str, u32>,
+}
+
+/// Where `ui-proxy.call-route` goes (`UI_PROXY_BASE_URL`), for one execution.
+pub struct UiProxyAccess {
+    pub client: reqwest::Client,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub deadline: tokio::time::Instant,
 }
 
 /// What one execution may reach through `http.fetch`.
@@ -121,6 +131,7 @@ impl Invocation {
             kv: None,
             secrets: SecretsState::default(),
             http: None,
+            ui_proxy: None,
             egress_bytes: 0,
             host_calls: std::collections::BTreeMap::new(),
         }
@@ -130,6 +141,13 @@ impl Invocation {
     #[must_use]
     pub fn with_http(mut self, access: HttpAccess) -> Self {
         self.http = Some(Arc::new(access));
+        self
+    }
+
+    /// Give the execution `ui-proxy.call-route` (only when granted).
+    #[must_use]
+    pub fn with_ui_proxy(mut self, access: UiProxyAccess) -> Self {
+        self.ui_proxy = Some(Arc::new(access));
         self
     }
 

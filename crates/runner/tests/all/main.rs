@@ -16,3 +16,4 @@ mod socket;
 mod storage;
 mod support;
 mod ui;
+mod ui_proxy;

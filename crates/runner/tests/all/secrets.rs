@@ -146,7 +146,8 @@ async fn vault_transit_envelopes_open_through_the_transit_api() {
         ("VAULT_TOKEN_FILE", token.path().to_str().unwrap()),
     ]);
     let digest = probe(&t, &["cap:secrets.get"]);
-    let envelope = json!({"algorithm": "vault-transit", "ciphertext_b64": "vault:v1:opaque", "key_path": "ext-secrets"});
+    let envelope =
+        json!({"algorithm": "vault-transit", "ciphertext_b64": "vault:v1:opaque", "key_path": "ext-secrets"});
     let out = ask(&t, &digest, "tenant-a", envelope.clone(), "api-key").await;
     assert_eq!(out["value"], "from-vault", "{out}");
     let mut wrong_key = envelope;
