@@ -25,6 +25,13 @@ function listen(server) {
   });
 }
 
+function close(server) {
+  return new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
+}
+
 async function readBody(req, limit) {
   const chunks = [];
   let size = 0;
@@ -104,6 +111,7 @@ export async function startHostServer({ runnerBase, sdkDist, extensionId, conten
       const url = new URL(req.url, "http://host.invalid");
       if (req.method === "POST" && url.pathname === "/gateway/apiproxy") return await gateway(req, res);
       if (req.method !== "GET") return send(res, 405, "text/plain", "method not allowed");
+      if (url.pathname === "/favicon.ico") return send(res, 204, "image/x-icon", "");
       if (url.pathname === "/") {
         const config = { runnerBase, extensionId, contentHash, tenantId, session, otherOrigin };
         // `<` escaped: the JSON sits inside a <script> element.
@@ -133,7 +141,7 @@ export async function startHostServer({ runnerBase, sdkDist, extensionId, conten
         release();
       };
     },
-    close: () => new Promise((resolve) => server.close(resolve)),
+    close: () => close(server),
   };
 }
 
@@ -146,5 +154,5 @@ export async function startOtherServer() {
     send(res, 404, "text/plain", "not found");
   });
   const origin = await listen(server);
-  return { origin, close: () => new Promise((resolve) => server.close(resolve)) };
+  return { origin, close: () => close(server) };
 }

@@ -193,11 +193,13 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
       );
     });
     page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`console: ${m.text()}`);
+      // Failed loads are reported with their URL below.
+      if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
     });
     page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
     page.on("response", (r) => {
       if (r.url().startsWith(`${runner.base}/ext-ui/`)) uiResponses.push(r);
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
     });
   });
 
@@ -286,7 +288,7 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
 
   it("round-trips apiproxy: UI → host → gateway → /v1/execute → hello handler → UI", async () => {
     await extFrame.fill("#name", "Ada");
-    await extFrame.click("button[type=submit]");
+    await extFrame.click("#greet");
     await waitFor(async () => (await extFrame.textContent("#message")) === "Hello, Ada!", "the greeting", 30_000);
     const proxied = (await hostEvents()).filter((e) => e.type === "apiproxy");
     assert.deepEqual(
@@ -336,7 +338,7 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
     const release = host.hold();
     try {
       await extFrame.fill("#name", "Bob");
-      await extFrame.click("button[type=submit]");
+      await extFrame.click("#greet");
       const pending = await waitFor(
         async () => (await hostEvents()).find((e) => e.type === "apiproxy" && e.route === "/hello/Bob"),
         "the UI's apiproxy to reach the host",

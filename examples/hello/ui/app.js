@@ -24,7 +24,7 @@
   }
 
   function resize() {
-    client.resize(document.documentElement.scrollHeight);
+    client.resize(); // the height of our content; the host clamps it
   }
 
   client.onBootstrap(function () {

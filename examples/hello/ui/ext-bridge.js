@@ -273,7 +273,7 @@ var ExtBridge = (() => {
         post(message("ready", {}), [channel.port2]);
       },
       resize(height) {
-        const value = height ?? win.document?.documentElement.scrollHeight;
+        const value = height ?? win.document?.documentElement.getBoundingClientRect().height;
         if (typeof value !== "number" || !Number.isFinite(value)) return;
         post(message("resize", { height: Math.ceil(value) }));
       },

@@ -84,7 +84,10 @@ export interface ChildWindowLike {
   removeEventListener(type: "message", listener: (event: EventLike) => void): void;
   location?: { search: string };
   document?: {
-    documentElement: { scrollHeight: number; style: { setProperty(name: string, value: string): void } };
+    documentElement: {
+      getBoundingClientRect(): { height: number };
+      style: { setProperty(name: string, value: string): void };
+    };
   };
 }
 
@@ -119,7 +122,10 @@ export interface ExtensionClient {
   readonly bootstrap: BootstrapPayload | null;
   /** Tell the host the UI is listening (again after a reload): it answers with `bootstrap`. */
   ready(): void;
-  /** Ask the host for this height in pixels (default: the document's scroll height); the host clamps it. */
+  /**
+   * Ask the host for this height in pixels; the host clamps it. Default: the
+   * height of `<html>` (its content, not the viewport, so the frame can shrink too).
+   */
   resize(height?: number): void;
   /** Tell the host the UI moved to another client route (`/…`). */
   navigate(path: string): void;
@@ -275,7 +281,7 @@ export function createExtensionClient(options: ExtensionClientOptions = {}): Ext
       post(message<ReadyMessage>("ready", {}), [channel.port2]);
     },
     resize(height?: number) {
-      const value = height ?? win.document?.documentElement.scrollHeight;
+      const value = height ?? win.document?.documentElement.getBoundingClientRect().height;
       if (typeof value !== "number" || !Number.isFinite(value)) return;
       post(message<ResizeMessage>("resize", { height: Math.ceil(value) }));
     },

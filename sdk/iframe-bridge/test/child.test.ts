@@ -82,7 +82,7 @@ describe("createExtensionClient", () => {
         [env("navigate", { path: "/next" }), HOST],
       ],
     );
-    client.resize(); // the document's height
+    client.resize(); // the height of <html>, rounded up
     assert.deepEqual(parent.posted.at(-1)!.message, env("resize", { height: 321 }));
     assert.throws(() => client.navigate("https://evil.example/"), TypeError);
   });

@@ -26,7 +26,7 @@ export class FakeWindow {
   readonly styles = new Map<string, string>();
   document = {
     documentElement: {
-      scrollHeight: 321,
+      getBoundingClientRect: () => ({ height: 320.4 }),
       style: { setProperty: (name: string, value: string) => void this.styles.set(name, value) },
     },
   };

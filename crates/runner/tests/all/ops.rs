@@ -91,3 +91,96 @@ async fn readyz_reports_store_and_draining() {
     let (status, _) = get_text(&down, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "alive even when not ready");
 }
+
+/// F-05: SIGTERM to the real binary with an execution in flight: readiness
+/// turns 503 at once, the in-flight execution still completes with 200,
+/// new connections are refused, and the process exits 0.
+#[test]
+fn f05_sigterm_drains_in_flight_executions() {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let data = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(ext_test_fixtures::component("limits_sleep")).unwrap();
+    let bundle = bundle_dir_for("limits_sleep", &wasm);
+    let archive = ext_bundle::pack_dir(bundle.path()).unwrap();
+    let digest = ext_bundle::Digest::of(&archive);
+    let store = data.path().join("bundles/sha256").join(digest.hex());
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("bundle.tar.zst"), &archive).unwrap();
+    std::fs::write(store.join("bundle.sig"), sign(&archive)).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--shutdown-grace-ms",
+            "10000",
+        ])
+        .env_clear()
+        .env("RUNNER_DATA_DIR", data.path())
+        .env("RUNNER_SERVICE_TOKEN", TOKEN)
+        .env("RUNNER_MAX_CONCURRENCY", "8")
+        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exchange = move |raw: Vec<u8>| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.write_all(&raw)?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok::<_, std::io::Error>(response)
+    };
+    // Warm the bundle and component so the drained request is pure execution.
+    let mut env = envelope(&digest, "GET", "/");
+    env["http"]["query"] = serde_json::json!({"ms": "10"});
+    assert!(
+        exchange(http_request(&env.to_string()))
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+
+    env["http"]["query"] = serde_json::json!({"ms": "1500"});
+    let slow = {
+        let raw = http_request(&env.to_string());
+        std::thread::spawn(move || exchange(raw))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let response = slow.join().unwrap().unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "in-flight execution was not drained: {response}"
+    );
+    assert!(
+        response.contains("c2xlcHQ="),
+        "the guest's body (base64 of `slept`): {response}"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no new connections after shutdown"
+    );
+}
