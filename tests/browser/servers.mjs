@@ -3,8 +3,9 @@
 //   bridge SDK's built modules under /sdk/, and a tiny gateway at
 //   POST /gateway/apiproxy that checks the session token and forwards the
 //   UI's apiproxy calls to the runner's POST /v1/execute;
-// - a third origin (pages/other.html), a frame that tries to speak for the
-//   host and for the extension UI.
+// - a third origin serving pages/other.html, for frames that try to speak
+//   for the host and for the extension UI (the host serves it too, for a
+//   frame on the host's own origin).
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -119,6 +120,7 @@ export async function startHostServer({ runnerBase, sdkDist, extensionId, conten
         return await page("host.html", "text/html; charset=utf-8", res, (html) => html.replace("__CONFIG__", json));
       }
       if (url.pathname === "/host.js") return await page("host.js", "text/javascript; charset=utf-8", res);
+      if (url.pathname === "/other.html") return await page("other.html", "text/html; charset=utf-8", res);
       const sdk = /^\/sdk\/([a-z-]+\.js)$/.exec(url.pathname);
       if (sdk) return send(res, 200, "text/javascript; charset=utf-8", await readFile(join(sdkDist, sdk[1])));
       send(res, 404, "text/plain", "not found");

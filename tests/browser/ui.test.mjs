@@ -143,16 +143,19 @@ async function startRunner(extensionDir, dataDir) {
   };
 }
 
-describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
+if (skip) it("extension UI in Chromium", { skip });
+
+describe("extension UI in Chromium", { skip: Boolean(skip), timeout: 600_000 }, () => {
   let work;
   let runner;
   let host;
   let other;
   let browser;
   let page;
-  /** The extension's frame (runner origin, sandboxed) and the third origin's frame. */
+  /** The extension's frame (runner origin, sandboxed). */
   let extFrame;
-  let otherFrame;
+  /** Frames that forge messages: a third origin, the same sandboxed ("null"), and one on the host's origin. */
+  let forgers;
   const uiResponses = [];
   const problems = [];
 
@@ -188,7 +191,7 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
       window.__seen = [];
       window.addEventListener(
         "message",
-        (e) => window.__seen.push({ origin: e.origin, type: e.data && e.data.type, ports: e.ports.length }),
+        (e) => window.__seen.push({ origin: e.origin, type: e.data && e.data.type, forged: Boolean(e.data && e.data.forged) }),
         true,
       );
     });
@@ -217,7 +220,14 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
     await page.goto(`${host.origin}/`);
     await waitFor(async () => (await hostEvents()).some((e) => e.type === "ready"), "the host to receive ready");
     extFrame = await waitFor(() => page.frames().find((f) => f.url().startsWith(`${runner.base}/ext-ui/`)), "the UI frame");
-    otherFrame = await waitFor(() => page.frames().find((f) => f.url().startsWith(other.origin)), "the third-origin frame");
+    forgers = await waitFor(() => {
+      const frames = ["other", "other-sandboxed", "sibling"].map((name) => page.frames().find((f) => f.name() === name));
+      return frames.every((f) => f && f.url().endsWith("/other.html")) && frames;
+    }, "the forging frames");
+    assert.deepEqual(
+      await Promise.all(forgers.map((f) => f.evaluate(() => window.origin))),
+      [other.origin, "null", host.origin],
+    );
     // The UI shows "Connected." only from its bootstrap handler.
     await waitFor(async () => (await extFrame.textContent("#status")) === "Connected.", "the UI to get its bootstrap");
 
@@ -307,34 +317,37 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
     assert.equal(answer.extension, runner.extensionId);
   });
 
-  it("ignores messages from a third origin's frame on the host's side", async () => {
+  it('ignores forged child messages from other frames, even one whose origin is also "null"', async () => {
     const eventsBefore = (await hostEvents()).length;
     const heightBefore = await page.$eval("#ext", (el) => el.style.height);
     const callsBefore = host.calls.length;
-    await otherFrame.evaluate(() => {
-      const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, ...extra });
-      window.__stolen = [];
-      const channel = new MessageChannel();
-      channel.port1.onmessage = (e) => window.__stolen.push(e.data);
-      parent.postMessage(env("ready", {}), "*", [channel.port2]);
-      parent.postMessage(env("resize", { height: 3999 }), "*");
-      parent.postMessage(env("navigate", { path: "/pwned" }), "*");
-      parent.postMessage(env("apiproxy", { route: "/hello/Mallory", method: "GET" }, { request_id: "forged-1" }), "*");
-    });
-    // They did arrive at the host page...
-    await waitFor(
-      async () => (await page.evaluate(() => window.__seen)).filter((m) => m.origin === other.origin).length === 4,
-      "the forged messages to reach the host page",
-    );
+    for (const frame of forgers) {
+      await frame.evaluate(() => {
+        const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, forged: true, ...extra });
+        window.__stolen = [];
+        const channel = new MessageChannel();
+        channel.port1.onmessage = (e) => window.__stolen.push(e.data);
+        parent.postMessage(env("ready", {}), "*", [channel.port2]);
+        parent.postMessage(env("resize", { height: 3999 }), "*");
+        parent.postMessage(env("navigate", { path: "/pwned" }), "*");
+        parent.postMessage(env("apiproxy", { route: "/hello/Mallory", method: "GET" }, { request_id: "forged-1" }), "*");
+      });
+    }
+    // They did arrive at the host page, from each forger's origin...
+    const arrived = await waitFor(async () => {
+      const seen = (await page.evaluate(() => window.__seen)).filter((m) => m.forged);
+      return seen.length === 12 && seen;
+    }, "the forged messages to reach the host page");
+    assert.deepEqual([...new Set(arrived.map((m) => m.origin))].sort(), [other.origin, "null", host.origin].sort());
     await sleep(SETTLE_MS);
     // ...and the bridge ignored every one of them.
     assert.equal((await hostEvents()).length, eventsBefore);
     assert.equal(await page.$eval("#ext", (el) => el.style.height), heightBefore);
     assert.equal(host.calls.length, callsBefore);
-    assert.deepEqual(await otherFrame.evaluate(() => window.__stolen), []);
+    for (const frame of forgers) assert.deepEqual(await frame.evaluate(() => window.__stolen), []);
   });
 
-  it("ignores forged host messages from a third origin's frame in the UI", async () => {
+  it("ignores forged host messages in the UI, even from a frame on the host's origin", async () => {
     const release = host.hold();
     try {
       await extFrame.fill("#name", "Bob");
@@ -343,26 +356,29 @@ describe("extension UI in Chromium", { skip, timeout: 600_000 }, () => {
         async () => (await hostEvents()).find((e) => e.type === "apiproxy" && e.route === "/hello/Bob"),
         "the UI's apiproxy to reach the host",
       );
-      // A sibling frame can reach the UI's window; give it the real request id.
-      await otherFrame.evaluate((requestId) => {
-        const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, ...extra });
-        const forged = [
-          env("apiproxy_response", { body: btoa('{"message":"forged"}') }, { request_id: requestId }),
-          env("theme_tokens", { "--accent": "#ff0000" }),
-          env("bootstrap", {
-            session: { token: "stolen", expires_at: "2999-01-01T00:00:00Z" },
-            theme_tokens: { "--accent": "#ff0000" },
-            navigation: { path: "/pwned" },
-          }),
-        ];
-        for (let i = 0; i < parent.frames.length; i++) {
-          if (parent.frames[i] !== window) for (const m of forged) parent.frames[i].postMessage(m, "*");
-        }
-      }, pending.requestId);
-      await waitFor(
-        async () => (await extFrame.evaluate(() => window.__seen)).filter((m) => m.origin === other.origin).length === 3,
-        "the forged messages to reach the UI",
-      );
+      // Any frame can reach the UI's window through parent.frames; give the
+      // forgers the real request id.
+      for (const frame of forgers) {
+        await frame.evaluate((requestId) => {
+          const env = (type, payload, extra = {}) => ({ alga: true, version: "1", type, payload, forged: true, ...extra });
+          const forged = [
+            env("apiproxy_response", { body: btoa('{"message":"forged"}') }, { request_id: requestId }),
+            env("theme_tokens", { "--accent": "#ff0000" }),
+            env("bootstrap", {
+              session: { token: "stolen", expires_at: "2999-01-01T00:00:00Z" },
+              theme_tokens: { "--accent": "#ff0000" },
+              navigation: { path: "/pwned" },
+            }),
+          ];
+          const ui = parent.frames[0]; // the host page appends the UI's frame first
+          for (const m of forged) ui.postMessage(m, "*");
+        }, pending.requestId);
+      }
+      const arrived = await waitFor(async () => {
+        const seen = (await extFrame.evaluate(() => window.__seen)).filter((m) => m.forged);
+        return seen.length === 9 && seen;
+      }, "the forged messages to reach the UI");
+      assert.ok(arrived.some((m) => m.origin === host.origin), "a forgery with the parent's origin arrived");
       await sleep(SETTLE_MS);
       assert.equal(await extFrame.textContent("#message"), "Hello, Ada!");
       assert.equal(

@@ -43,6 +43,9 @@ pub struct Config {
     /// `RUNNER_RATE_LIMIT_REDIS_URL`: keep the buckets in Redis, shared by
     /// every runner pointing there (may hold a password: redacted in `Debug`).
     pub rate_limit_redis_url: Option<String>,
+    /// `RUNNER_DEBUG_REDIS_URL`: copy guest log and output lines to Redis
+    /// streams `ext-debug:{tenant}:{extension}` (redacted in `Debug`).
+    pub debug_redis_url: Option<String>,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     /// `RUNNER_LOG_FORMAT`: `json` (default) or `pretty` (default in dev).
@@ -401,6 +404,7 @@ impl fmt::Debug for Config {
                 "rate_limit_redis_url",
                 &self.rate_limit_redis_url.as_ref().map(|_| "[redacted]"),
             )
+            .field("debug_redis_url", &self.debug_redis_url.as_ref().map(|_| "[redacted]"))
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("log_format", &self.log_format)
@@ -464,6 +468,7 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_EXTENSION_MAX_CONCURRENCY",
     "RUNNER_TENANT_RATE_LIMIT",
     "RUNNER_RATE_LIMIT_REDIS_URL",
+    "RUNNER_DEBUG_REDIS_URL",
     "RUNNER_HEADER_READ_TIMEOUT_MS",
     "RUNNER_BODY_READ_TIMEOUT_MS",
     "RUNNER_LOG_FORMAT",
@@ -777,6 +782,13 @@ impl Config {
             url.to_string()
         });
 
+        let debug_redis_url = get("RUNNER_DEBUG_REDIS_URL").map(|url| {
+            if let Err(why) = crate::host::debug_sink::check_url(url) {
+                problems.push(format!("RUNNER_DEBUG_REDIS_URL: {why}"));
+            }
+            url.to_string()
+        });
+
         for key in env.keys() {
             let known_prefix = key.starts_with("RUNNER_") || key.starts_with("BUNDLE_STORAGE_");
             if known_prefix && !ENV_VARS.contains(&key.as_str()) && !LATER_ENV_VARS.contains(&key.as_str()) {
@@ -804,6 +816,7 @@ impl Config {
             extension_max_concurrency,
             tenant_rate_limit,
             rate_limit_redis_url,
+            debug_redis_url,
             header_read_timeout,
             body_read_timeout,
             log_format,
@@ -835,6 +848,83 @@ impl Config {
 /// `RUNNER_BASE_URL`) or by features listed as absent in the README; they
 /// are accepted so shared deployment manifests do not fail validation.
 const LATER_ENV_VARS: &[&str] = &["RUNNER_BASE_URL", "RUNNER_PUBLIC_BASE"];
+
+/// The environment merged over a TOML configuration file (`--config`):
+/// defaults < file < environment < flags. The file is flat, with the same
+/// names as the environment (`RUNNER_MAX_MEMORY_MB = 256`; lower case is
+/// fine); arrays become comma-separated lists.
+///
+/// # Errors
+/// Unreadable or invalid TOML, unknown keys and nested tables, all at once,
+/// each naming the file.
+pub fn with_file(
+    env: &HashMap<String, String>,
+    path: Option<&std::path::Path>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let Some(path) = path else {
+        return Ok(env.clone());
+    };
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![format!("--config {shown}: {e}")],
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+        problems: vec![format!("--config {shown}: {}", e.to_string().trim())],
+    })?;
+    let mut merged = HashMap::new();
+    let mut problems = Vec::new();
+    for (key, value) in table {
+        let name = key.to_ascii_uppercase();
+        let known = ENV_VARS.contains(&name.as_str())
+            || ext_egress::config::ENV_VARS.contains(&name.as_str())
+            || LATER_ENV_VARS.contains(&name.as_str());
+        if !known {
+            problems.push(format!(
+                "--config {shown}: `{key}`: unknown setting (see the README's configuration table)"
+            ));
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => {
+                let parts: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Some(s),
+                        toml::Value::Integer(i) => Some(i.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                match parts {
+                    Some(parts) => parts.join(","),
+                    None => {
+                        problems.push(format!(
+                            "--config {shown}: `{key}`: arrays may hold only strings and integers"
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                problems.push(format!(
+                    "--config {shown}: `{key}`: must be a string, number, boolean or array"
+                ));
+                continue;
+            }
+        };
+        merged.insert(name, text);
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        return Err(ConfigError { problems });
+    }
+    // The environment overrides the file.
+    merged.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(merged)
+}
 
 /// A 32-byte AES key given as base64 (what `ext-runner secrets keygen` prints).
 ///
@@ -1099,5 +1189,36 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn toml_file_sits_under_the_environment_and_reports_every_bad_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runner.toml");
+        std::fs::write(
+            &file,
+            "runner_max_memory_mb = 64\nRUNNER_MAX_TIMEOUT_MS = 1000\nRUNNER_SERVICE_TOKEN = [\"token-aaaaaaaaaaaaaaaa\", \"token-bbbbbbbbbbbbbbbb\"]\n",
+        )
+        .unwrap();
+        let merged = with_file(&env(&[("RUNNER_MAX_TIMEOUT_MS", "2000")]), Some(&file)).unwrap();
+        let config = Config::load(&merged, &Overrides::default()).unwrap();
+        assert_eq!(config.max_memory_mb, 64);
+        assert_eq!(config.max_timeout_ms, 2000, "the environment wins");
+        assert_eq!(config.service_tokens.len(), 2);
+
+        std::fs::write(
+            &file,
+            "RUNNER_MAX_MEMRY_MB = 1\n[nested]\nx = 1\nSIGNING_REQUIRED = { a = 1 }\n",
+        )
+        .unwrap();
+        let err = with_file(&env(&[]), Some(&file)).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{:?}", err.problems);
+        assert!(
+            err.problems.iter().all(|p| p.contains("runner.toml")),
+            "{:?}",
+            err.problems
+        );
+        std::fs::write(&file, "not toml at all = = =").unwrap();
+        assert!(with_file(&env(&[]), Some(&file)).unwrap_err().problems[0].contains("runner.toml"));
     }
 }

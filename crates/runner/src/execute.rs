@@ -55,6 +55,8 @@ pub struct Runner {
     egress: ext_egress::Egress,
     /// Execution metrics (`/metrics`); shared with the server's own series.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Copies guest log and output lines to Redis (`RUNNER_DEBUG_REDIS_URL`).
+    debug_sink: Option<crate::host::debug_sink::DebugSink>,
     /// HTTP client for `ui-proxy.call-route` (no proxies from the environment).
     ui_proxy_client: reqwest::Client,
     /// Set on SIGTERM; `/readyz` answers 503 from then on.
@@ -90,6 +92,10 @@ impl Runner {
         egress_config.self_addrs.push(config.listen);
         egress_config.self_addrs.extend(config.public_listen);
         let egress = ext_egress::Egress::new(egress_config).map_err(|e| anyhow::anyhow!("egress: {e}"))?;
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let debug_sink = (config.debug_redis_url.as_deref())
+            .map(|url| crate::host::debug_sink::DebugSink::start(url, metrics.clone()))
+            .transpose()?;
         Ok(Runner {
             config,
             runtime,
@@ -100,7 +106,8 @@ impl Runner {
             kv: tokio::sync::OnceCell::new(),
             secrets,
             egress,
-            metrics: Arc::default(),
+            metrics,
+            debug_sink,
             draining: std::sync::atomic::AtomicBool::new(false),
             ui_proxy_client: reqwest::Client::builder()
                 .no_proxy()
@@ -276,6 +283,12 @@ impl Runner {
                 base_url: base_url.clone(),
                 deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
             });
+        }
+        if grants.allows(crate::host::guest_metrics::CAPABILITY) {
+            invocation = invocation.with_metrics(self.metrics.clone());
+        }
+        if let Some(sink) = &self.debug_sink {
+            invocation = invocation.with_debug_sink(sink.clone());
         }
         let invocation = invocation
             .with_grants(grants)

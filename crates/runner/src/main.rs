@@ -36,6 +36,9 @@ enum Command {
         /// extension in --extension is packed and published at start-up.
         #[arg(long)]
         dev: bool,
+        /// TOML file with settings (same names as the environment, which overrides it).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Address to listen on [env: RUNNER_LISTEN, default 127.0.0.1:8080; PORT=n means 0.0.0.0:n].
         #[arg(long)]
         listen: Option<String>,
@@ -159,9 +162,24 @@ enum Command {
         #[arg(long)]
         certs: Option<PathBuf>,
     },
+    /// Validate the configuration and print the effective settings (secrets redacted).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Secret envelopes for `cap:secrets.get`.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load defaults < --config file < environment, report every problem (exit 64) or print the result.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Validate as `serve --dev` would.
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +211,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve {
             dev,
+            config: config_file,
             listen,
             data_dir,
             cache_dir,
@@ -208,7 +227,9 @@ fn main() -> ExitCode {
                 bundle_store: store,
                 dev,
             };
-            let config = match Config::load(&env, &overrides) {
+            let config = match ext_runner::config::with_file(&env, config_file.as_deref())
+                .and_then(|env| Config::load(&env, &overrides))
+            {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -338,6 +359,24 @@ fn main() -> ExitCode {
                 }
             }),
         ),
+        Command::Config(ConfigCommand::Check { config, dev }) => {
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let overrides = Overrides {
+                dev,
+                ..Overrides::default()
+            };
+            match ext_runner::config::with_file(&env, config.as_deref()).and_then(|env| Config::load(&env, &overrides))
+            {
+                Ok(config) => {
+                    println!("configuration is valid:\n{config:#?}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Secrets(SecretsCommand::Keygen) => report(cli::secrets_keygen().map(|key| println!("{key}"))),
         Command::Secrets(SecretsCommand::Seal {
             tenant,

@@ -343,20 +343,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-/// Ready to take traffic: not draining, the cache directory writable, the
-/// bundle store reachable (a missing probe object counts as reachable).
+/// Ready to take traffic: not draining and the cache directory writable.
+/// The bundle store's reachability is reported (`degraded`) but does not
+/// fail readiness: in a store outage cached bundles keep serving (F-01), and
+/// every pod turning unready at once would stop that too.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let runner = &state.runner;
     let draining = runner.is_draining();
     let cache = runner.bundles().cache().writable();
     let store = runner.bundles().store_reachable().await;
-    let ready = !draining && cache.is_ok() && store.is_ok();
+    let ready = !draining && cache.is_ok();
     let detail = |r: &Result<(), String>| match r {
         Ok(()) => serde_json::json!({"ok": true}),
         Err(why) => serde_json::json!({"ok": false, "error": why}),
     };
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "degraded": store.is_err(),
         "draining": draining,
         "engine": {"ok": true},
         "cache": detail(&cache),

@@ -1,15 +1,10 @@
 // The host page: embeds the extension UI with the bridge SDK's host side and
 // forwards its apiproxy calls to the test gateway. Records what happened in
-// window.__events for the test; window.__raw records every message event the
-// page received (to show that the forged ones did arrive, and were ignored).
+// window.__events for the test.
 import { bootstrapIframe, buildExtUiSrc } from "/sdk/index.js";
 
 const config = JSON.parse(document.getElementById("config").textContent);
 const events = (window.__events = []);
-const raw = (window.__raw = []);
-window.addEventListener("message", (event) => {
-  raw.push({ origin: event.origin, type: event.data && event.data.type });
-});
 
 const src = buildExtUiSrc({
   publicBase: config.runnerBase,
@@ -46,8 +41,18 @@ window.__bridge = bootstrapIframe(iframe, {
 });
 document.getElementById("slot").append(iframe);
 
-const other = document.createElement("iframe");
-other.id = "other";
-other.title = "Another origin";
-other.src = `${config.otherOrigin}/other.html`;
-document.getElementById("other-slot").append(other);
+// Frames that try to speak for the host or for the UI: a third origin, the
+// same third origin sandboxed (its messages say "null", like the UI's), and a
+// frame on the host's own origin that is not the UI's parent.
+for (const [name, url, sandbox] of [
+  ["other", `${config.otherOrigin}/other.html`, null],
+  ["other-sandboxed", `${config.otherOrigin}/other.html`, "allow-scripts"],
+  ["sibling", "/other.html", null],
+]) {
+  const frame = document.createElement("iframe");
+  frame.name = name;
+  frame.title = name;
+  if (sandbox) frame.setAttribute("sandbox", sandbox);
+  frame.src = url;
+  document.getElementById("others").append(frame);
+}

@@ -65,6 +65,12 @@ impl Invocation {
                 tracing::error!(target: "ext_runner::guest", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, "{message}")
             }
         }
+        let level = match level {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.debug_line(level, "log", &message);
     }
 }
 
@@ -388,5 +394,37 @@ impl ui_proxy::Host for Invocation {
             }
         };
         Ok(outcome)
+    }
+}
+
+/// `cap:metrics.emit` (this runner's addition): guest series on `/metrics`
+/// under `ext_runner_guest_<name>`, labelled by tenant and extension; names,
+/// labels and caps are checked in `guest_metrics.rs`.
+impl super::bindings::alga::extension::metrics::Host for Invocation {
+    fn counter_add(
+        &mut self,
+        name: String,
+        value: u64,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<Result<(), super::bindings::alga::extension::metrics::MetricsError>> {
+        Ok(self.emit_metric(name, super::guest_metrics::Emit::CounterAdd(value), labels))
+    }
+
+    fn gauge_set(
+        &mut self,
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<Result<(), super::bindings::alga::extension::metrics::MetricsError>> {
+        Ok(self.emit_metric(name, super::guest_metrics::Emit::GaugeSet(value), labels))
+    }
+
+    fn histogram_observe(
+        &mut self,
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    ) -> HostResult<Result<(), super::bindings::alga::extension::metrics::MetricsError>> {
+        Ok(self.emit_metric(name, super::guest_metrics::Emit::HistogramObserve(value), labels))
     }
 }

@@ -7,11 +7,14 @@
 //!
 //! Modules: `bindings` (generated), `capabilities` (the WIT `Host` impls),
 //! `grants` (which capabilities an execution has), `output` (captured
-//! stdout/stderr).
+//! stdout/stderr), `guest_metrics` (`cap:metrics.emit`), `debug_sink` (guest
+//! lines copied to Redis streams).
 
 pub mod bindings;
 mod capabilities;
+pub mod debug_sink;
 pub mod grants;
+pub mod guest_metrics;
 pub mod output;
 pub mod secrets;
 
@@ -76,6 +79,14 @@ pub struct Invocation {
     pub(crate) egress_bytes: u64,
     /// Host calls made, by interface (for the execution report).
     pub(crate) host_calls: std::collections::BTreeMap<&'static str, u32>,
+    /// The registry guest metrics go to; `None` when `cap:metrics.emit` is
+    /// not granted.
+    pub(crate) guest_metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// `metrics` calls made (capped per execution).
+    pub(crate) metric_calls: u32,
+    /// Where guest log and output lines are copied for live debugging
+    /// (`RUNNER_DEBUG_REDIS_URL`); `None` when not configured.
+    pub(crate) debug_sink: Option<debug_sink::DebugSink>,
 }
 
 /// Where `ui-proxy.call-route` goes (`UI_PROXY_BASE_URL`), for one execution.
@@ -134,6 +145,39 @@ impl Invocation {
             ui_proxy: None,
             egress_bytes: 0,
             host_calls: std::collections::BTreeMap::new(),
+            guest_metrics: None,
+            metric_calls: 0,
+            debug_sink: None,
+        }
+    }
+
+    /// Give the execution `cap:metrics.emit` (only when granted).
+    #[must_use]
+    pub fn with_metrics(mut self, registry: Arc<crate::metrics::Metrics>) -> Self {
+        self.guest_metrics = Some(registry);
+        self
+    }
+
+    /// Copy the execution's log and output lines to the debug sink.
+    #[must_use]
+    pub fn with_debug_sink(mut self, sink: debug_sink::DebugSink) -> Self {
+        self.debug_sink = Some(sink);
+        self
+    }
+
+    /// Queue one guest line for the debug sink, if there is one.
+    pub(crate) fn debug_line(&self, level: &'static str, source: &'static str, message: &str) {
+        if let Some(sink) = &self.debug_sink {
+            let r = &self.request;
+            sink.send(debug_sink::DebugLine {
+                tenant: r.tenant_id.clone(),
+                extension: r.extension_id.clone(),
+                request_id: r.request_id.clone(),
+                version: r.version_id.clone(),
+                level,
+                source,
+                message: message.to_string(),
+            });
         }
     }
 
@@ -195,6 +239,7 @@ impl Invocation {
             let (lines, dropped) = captured.take_lines();
             for line in lines {
                 tracing::info!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, "{line}");
+                self.debug_line("info", stream, &line);
             }
             truncated |= dropped > 0;
             if dropped > 0 {
@@ -291,7 +336,7 @@ const ALLOWED_WASI_INTERFACES: &[&str] = &[
 
 /// Interfaces of the `alga:extension` package this runner provides.
 const ALGA_INTERFACES: &[&str] = &[
-    "types", "context", "secrets", "http", "storage", "logging", "ui-proxy", "user", "user-v2",
+    "types", "context", "secrets", "http", "storage", "logging", "ui-proxy", "user", "user-v2", "metrics",
 ];
 
 /// Whether an import name (e.g. `wasi:cli/stdout@0.2.3`) is one we provide.
@@ -326,7 +371,8 @@ pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component
 }
 
 /// The one linker every component is pre-instantiated against: the eight
-/// `alga:extension` interfaces and the closed WASI subset.
+/// `alga:extension` interfaces, this runner's `metrics`, and the closed
+/// WASI subset.
 ///
 /// # Errors
 /// Only if two definitions collide (a programming error).
@@ -380,6 +426,8 @@ mod tests {
             ("alga:extension/context", true),
             ("alga:extension/user-v2", true),
             ("alga:extension/types", true),
+            ("alga:extension/metrics", true),
+            ("alga:extension/metrics@0.1.0", false),
             ("alga:extension/scheduler", false),
             ("alga:extension/context@1.0.0", false),
             ("wasi:cli/stdout@0.2.3", true),

@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod egress;
 mod execute;
+mod guest_metrics;
 mod limits;
 mod ops;
 mod quota;
