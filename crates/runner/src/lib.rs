@@ -13,7 +13,8 @@
 //! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
 //! - [`error`]: error codes and the one mapping to HTTP;
 //! - [`limits`]: every limit and its default;
-//! - [`metrics`]: the Prometheus registry behind `/metrics`.
+//! - [`metrics`]: the Prometheus registry behind `/metrics`;
+//! - [`openapi`]: the OpenAPI description served at `/openapi.json`.
 
 pub mod cli;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod execute;
 pub mod host;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod quota;
 pub mod server;
 pub mod store;

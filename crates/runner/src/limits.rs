@@ -121,6 +121,9 @@ pub fn clamp(requested: Option<u64>, default: u64, max: u64) -> u64 {
     requested.unwrap_or(default).clamp(1, max.max(1))
 }
 
+/// Largest body `ui-proxy.call-route` hands back to a guest.
+pub const MAX_UI_PROXY_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +143,3 @@ mod tests {
         }
     }
 }
-
-/// Largest body `ui-proxy.call-route` hands back to a guest.
-pub const MAX_UI_PROXY_RESPONSE_BYTES: usize = 10 * 1024 * 1024;

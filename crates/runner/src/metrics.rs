@@ -212,7 +212,12 @@ impl Metrics {
         update: Update,
         caps: OwnedCaps,
     ) -> Result<(), OwnedRefusal> {
-        if self.families.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name) {
+        if self
+            .families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+        {
             return Err(OwnedRefusal::RunnerName { name: name.to_string() });
         }
         let kind = update.kind();
@@ -370,10 +375,7 @@ fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
 }
 
 fn pair_text(pairs: &[(String, String)], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = pairs
-        .iter()
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
+    let mut parts: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}=\"{}\"", escape(v))).collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
@@ -445,7 +447,14 @@ mod tests {
 
     fn owned(m: &Metrics, name: &str, owner: &str, label: &str, update: Update) -> Result<(), OwnedRefusal> {
         let labels = [("k".to_string(), label.to_string())];
-        m.update_owned(name, "Guest.", &[("tenant", owner), ("extension", "x")], &labels, update, CAPS)
+        m.update_owned(
+            name,
+            "Guest.",
+            &[("tenant", owner), ("extension", "x")],
+            &labels,
+            update,
+            CAPS,
+        )
     }
 
     #[test]
@@ -490,7 +499,10 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("k=\"2\""), "{text}");
         assert!(!text.contains("t3"), "{text}");
-        assert!(text.contains("ext_runner_guest_a{tenant=\"t1\",extension=\"x\",k=\"1\"} 2\n"), "{text}");
+        assert!(
+            text.contains("ext_runner_guest_a{tenant=\"t1\",extension=\"x\",k=\"1\"} 2\n"),
+            "{text}"
+        );
     }
 
     #[test]

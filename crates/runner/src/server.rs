@@ -85,7 +85,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         Router::new()
             .route("/v1/execute", post(execute))
             .route("/metrics", get(metrics))
-            .route("/readyz", get(readyz)),
+            .route("/readyz", get(readyz))
+            .route("/openapi.json", get(openapi)),
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
@@ -245,6 +246,10 @@ async fn healthz() -> Response {
     response
 }
 
+async fn openapi() -> Response {
+    axum::Json(crate::openapi::document()).into_response()
+}
+
 /// Prometheus text exposition: the execution series plus gauges read now.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let runner = &state.runner;
@@ -333,6 +338,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             (egress.bytes_sent + egress.bytes_received) as f64,
         );
     }
+    let quotas = runner.quotas().stats();
+    for (reason, counter) in [
+        ("tenant_concurrency", &quotas.tenant_concurrency_rejections),
+        ("extension_concurrency", &quotas.extension_concurrency_rejections),
+        ("rate_limited", &quotas.rate_limited),
+    ] {
+        m.set(
+            "ext_runner_quota_rejections",
+            "Requests refused by a tenant quota since start-up, by reason.",
+            &[("reason", reason)],
+            load(counter),
+        );
+    }
+    m.set(
+        "ext_runner_rate_limit_fail_open",
+        "Requests admitted without a rate-limit decision because Redis did not answer.",
+        &[],
+        load(&quotas.rate_limit_fail_open),
+    );
     let mut response = m.render().into_response();
     let headers = response.headers_mut();
     headers.insert(

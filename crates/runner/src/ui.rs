@@ -85,12 +85,15 @@ pub struct UiConfig {
     pub validate_url: Option<String>,
 }
 
+/// (tenant, extension, bundle) of an install check.
+type InstallKey = (String, String, Digest);
+
 /// Process-wide UI state: verified small files in memory and install-check
 /// answers.
 #[derive(Default)]
 pub struct UiState {
     files: Mutex<HashMap<(Digest, String), Bytes>>,
-    validations: Mutex<HashMap<(String, String, Digest), (bool, Instant)>>,
+    validations: Mutex<HashMap<InstallKey, (bool, Instant)>>,
     client: std::sync::OnceLock<reqwest::Client>,
 }
 

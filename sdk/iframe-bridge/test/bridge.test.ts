@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 
 import { createExtensionClient } from "../src/child.js";
 import { bootstrapIframe, buildExtUiSrc } from "../src/host.js";
-import { embed, FakeIframe, FakeWindow, HASH, settle } from "./fakes.js";
+import { embed, FakeIframe, FakeWindow, HASH, settle, until } from "./fakes.js";
 
 const HOST = "https://app.example.com";
 const RUNNER = "https://ext.example.com";
@@ -33,12 +33,12 @@ describe("host and child together", () => {
     const client = createExtensionClient({ window: childWin });
     client.onBootstrap(({ session, navigation }) => log.push(`child: bootstrap ${session.token} ${navigation.path}`));
     client.ready();
-    await settle();
+    await until(() => log.length === 2, "the handshake");
     assert.deepEqual(log, ["host: ready", "child: bootstrap tok /start"]);
     assert.equal(childWin.styles.get("--accent"), "#0a7d38");
 
     client.resize(640);
-    await settle();
+    await until(() => iframe.style.height !== "", "the resize");
     assert.equal(iframe.style.height, "640px");
 
     const answer = await client.apiproxy("/hello/Ada", { method: "GET" }, { timeoutMs: 1000 });

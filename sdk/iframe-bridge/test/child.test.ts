@@ -10,7 +10,7 @@ import {
   launchParams,
 } from "../src/child.js";
 import type { BootstrapPayload } from "../src/protocol.js";
-import { FakeWindow, settle } from "./fakes.js";
+import { FakeWindow, until } from "./fakes.js";
 
 const HOST = "https://app.example.com";
 const env = (type: string, payload: unknown, extra: Record<string, unknown> = {}) => ({
@@ -112,7 +112,7 @@ describe("createExtensionClient", () => {
     cleanup.push(() => hostEnd.close());
     hostEnd.postMessage(env("bootstrap", BOOT));
     hostEnd.postMessage(env("theme_tokens", { "--accent": "blue" }));
-    await settle();
+    await until(() => themes.length === 2, "both messages on the port");
     assert.deepEqual(client.bootstrap, BOOT);
     assert.deepEqual(themes, [BOOT.theme_tokens, { "--accent": "blue" }]);
     assert.equal(win.styles.get("--accent"), "blue");

@@ -131,3 +131,12 @@ export function settle(ms = 20): Promise<void> {
 
 export const HEX = "0123456789abcdef".repeat(4);
 export const HASH = `sha256:${HEX}`;
+
+/** Wait until `check()` holds (message ports deliver asynchronously; a loaded machine is slow). */
+export async function until(check: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`test: timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

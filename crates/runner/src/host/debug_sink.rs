@@ -132,7 +132,8 @@ impl DebugSink {
     /// and counted.
     pub fn send(&self, line: DebugLine) {
         if self.queue.try_send(line).is_err() {
-            self.metrics.inc(DROPPED, DROPPED_HELP, &[("reason", "queue_full")], 1.0);
+            self.metrics
+                .inc(DROPPED, DROPPED_HELP, &[("reason", "queue_full")], 1.0);
         }
     }
 }
@@ -254,7 +255,11 @@ mod tests {
         for n in 0..200 {
             sink.send(line(n));
         }
-        assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(dropped(&metrics, "queue_full") >= 100.0, "{}", metrics.render());
         assert!(!metrics.render().contains(WRITTEN));
     }

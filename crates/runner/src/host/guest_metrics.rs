@@ -108,8 +108,7 @@ impl Refusal {
     pub fn error(&self) -> MetricsError {
         match self {
             Refusal::Denied => MetricsError::Denied,
-            Refusal::Calls
-            | Refusal::Registry(OwnedRefusal::OwnerCap { .. } | OwnedRefusal::TotalCap { .. }) => {
+            Refusal::Calls | Refusal::Registry(OwnedRefusal::OwnerCap { .. } | OwnedRefusal::TotalCap { .. }) => {
                 MetricsError::LimitExceeded
             }
             _ => MetricsError::Invalid,
@@ -271,7 +270,8 @@ mod tests {
         let name_over = "n".repeat(MAX_LABEL_NAME_BYTES + 1);
         let nine: Vec<(String, String)> = (0..=MAX_LABELS).map(|i| (format!("l{i}"), String::new())).collect();
         let eight = nine[..MAX_LABELS].to_vec();
-        let cases: Vec<(Vec<(String, String)>, Result<(), Refusal>)> = vec![
+        type Labels = Vec<(String, String)>;
+        let cases: Vec<(Labels, Result<(), Refusal>)> = vec![
             (labels(&[]), Ok(())),
             (labels(&[("kind", "refund"), ("region", "")]), Ok(())),
             (labels(&[("kind", "quote\"and\nnewline")]), Ok(())),
@@ -298,7 +298,10 @@ mod tests {
 
     #[test]
     fn refusals_map_to_guest_errors() {
-        let small = OwnedCaps { per_owner: 1, total: 10 };
+        let small = OwnedCaps {
+            per_owner: 1,
+            total: 10,
+        };
         let m = Metrics::default();
         let call = |name: &str, e: Emit, l: &[(&str, &str)]| emit(&m, "t", "x", name, e, labels(l), small);
         assert_eq!(call("a", Emit::CounterAdd(1), &[]), Ok(()));
@@ -306,8 +309,14 @@ mod tests {
             (call("a", Emit::GaugeSet(1.0), &[]), MetricsError::Invalid),
             (call("Bad", Emit::CounterAdd(1), &[]), MetricsError::Invalid),
             (call("b", Emit::GaugeSet(f64::NAN), &[]), MetricsError::Invalid),
-            (call("b", Emit::HistogramObserve(f64::INFINITY), &[]), MetricsError::Invalid),
-            (call("a", Emit::CounterAdd(1), &[("k", "new")]), MetricsError::LimitExceeded),
+            (
+                call("b", Emit::HistogramObserve(f64::INFINITY), &[]),
+                MetricsError::Invalid,
+            ),
+            (
+                call("a", Emit::CounterAdd(1), &[("k", "new")]),
+                MetricsError::LimitExceeded,
+            ),
         ];
         for (result, want) in cases {
             assert_eq!(result.unwrap_err().error(), want);

@@ -75,7 +75,12 @@ async fn guest_metrics_appear_on_metrics_labelled_by_tenant_and_extension() {
             op("counter", "orders_total", json!(2), &[("kind", "refund")]),
             op("counter", "orders_total", json!(3), &[("kind", "refund")]),
             op("gauge", "queue_depth", json!(7.5), &[]),
-            op("histogram", "upstream_seconds", json!(0.042), &[("upstream", "billing")]),
+            op(
+                "histogram",
+                "upstream_seconds",
+                json!(0.042),
+                &[("upstream", "billing")]
+            ),
         ]),
     )
     .await;
@@ -182,7 +187,9 @@ async fn guest_metrics_refuse_invalid_names_labels_and_kinds() {
         .lines()
         .filter(|l| l.starts_with("ext_runner_guest_"))
         // The runner's own series under the prefix.
-        .filter(|l| !l.starts_with("ext_runner_guest_peak_memory_bytes") && !l.starts_with("ext_runner_guest_egress_bytes"))
+        .filter(|l| {
+            !l.starts_with("ext_runner_guest_peak_memory_bytes") && !l.starts_with("ext_runner_guest_egress_bytes")
+        })
         .collect();
     assert_eq!(
         guest_lines,
@@ -220,7 +227,14 @@ async fn guest_metrics_cardinality_cap_per_extension() {
     assert_eq!(results[1]["error"], "limit-exceeded", "a new series does not");
 
     let other = ("tenant-a", "com.test.other");
-    let results = emit(&t, &digest, other, None, json!([op("gauge", "another", json!(1.0), &[])])).await;
+    let results = emit(
+        &t,
+        &digest,
+        other,
+        None,
+        json!([op("gauge", "another", json!(1.0), &[])]),
+    )
+    .await;
     assert_eq!(results[0]["ok"], true, "another extension has its own budget");
 
     let text = scrape(&t).await;
@@ -243,7 +257,14 @@ async fn guest_metrics_call_cap_per_execution() {
     let results = emit(&t, &digest, A, None, Value::Array(calls)).await;
     assert!(results[..cap].iter().all(|r| r["ok"] == true));
     assert_eq!(results[cap]["error"], "limit-exceeded");
-    let results = emit(&t, &digest, A, None, json!([op("counter", "calls_total", json!(1), &[])])).await;
+    let results = emit(
+        &t,
+        &digest,
+        A,
+        None,
+        json!([op("counter", "calls_total", json!(1), &[])]),
+    )
+    .await;
     assert_eq!(results[0]["ok"], true);
     assert!(scrape(&t).await.contains(&format!(
         "ext_runner_guest_calls_total{{tenant=\"tenant-a\",extension=\"com.test.ext\"}} {}\n",
@@ -285,7 +306,10 @@ async fn wait_for_counter(t: &TestRunner, line_prefix: &str, at_least: f64) -> S
         if value.is_some_and(|v| v >= at_least) {
             return text;
         }
-        assert!(Instant::now() < deadline, "`{line_prefix}` never reached {at_least}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "`{line_prefix}` never reached {at_least}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -379,6 +403,9 @@ fn debug_redis_url_is_validated_with_the_config() {
     ]);
     let err = ext_runner::Config::load(&env, &Default::default()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("RUNNER_DEBUG_REDIS_URL") && text.contains("TLS"), "{text}");
+    assert!(
+        text.contains("RUNNER_DEBUG_REDIS_URL") && text.contains("TLS"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "the password is redacted: {text}");
 }

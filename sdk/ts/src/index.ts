@@ -1,0 +1,43 @@
+/**
+ * `@ext-runner/sdk`: write ext-runner extensions in TypeScript.
+ *
+ * An extension is a WebAssembly component exporting the `handler` function
+ * of the `alga:extension/runner` world. Write a module that exports it with
+ * [[defineHandler]], then build it with `ext-build src/index.ts --out dist/main.wasm`:
+ *
+ * ```ts
+ * import { defineHandler, Response, ExtError, log } from '@ext-runner/sdk';
+ *
+ * export const handler = defineHandler((req) => {
+ *   const params = req.matchPath('/hello/:name');
+ *   if (req.method !== 'GET' || params === undefined) throw ExtError.notFound('no such route');
+ *   log.info(`greeting ${params.name}`);
+ *   return Response.json(200, { message: `Hello, ${params.name}!` });
+ * });
+ * ```
+ *
+ * Capabilities, one namespace each: [[log]], [[secrets]], [[http]], [[kv]],
+ * [[uiProxy]], [[user]], plus [[context]]. A capability the install was not
+ * granted answers its typed error (`denied`, `not-allowed`), thrown as a
+ * [[CapabilityError]] subclass whose `code` is the WIT enum case.
+ *
+ * Unit-test handlers in Node.js with `@ext-runner/sdk/testing`.
+ *
+ * @module
+ */
+
+export { defineHandler, errorResponse, type Handler } from './handler.js';
+export { Request, matchPath, percentDecode, type Context, type PathParams, type RequestInit } from './request.js';
+export { Response, DEFAULT_CONTENT_TYPE } from './response.js';
+export { CapabilityError, ExtError, FetchError, ProxyError, SecretError, StorageError, UserError } from './errors.js';
+export type { HeadersInit } from './bytes.js';
+export { context } from './context.js';
+export { installHost, installedHost, host, type Host } from './host.js';
+export * as log from './log.js';
+export * as secrets from './secrets.js';
+export * as http from './http.js';
+export * as kv from './kv.js';
+export * as uiProxy from './ui-proxy.js';
+export * as user from './user.js';
+export type * from './wit.js';
+export { HTTP_ERROR_CODES, PROXY_ERROR_CODES, SECRET_ERROR_CODES, STORAGE_ERROR_CODES, USER_ERROR_CODES } from './wit.js';

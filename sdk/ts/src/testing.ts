@@ -1,0 +1,349 @@
+/**
+ * `@ext-runner/sdk/testing`: run handlers in Node.js without a runner.
+ *
+ * [[mockHost]] installs an in-memory host that behaves like the runner's
+ * capabilities (grants, typed errors, KV revisions and conflicts, secrets,
+ * scripted `http.fetch` and `ui-proxy` answers) and records what the
+ * handler did; [[invoke]] calls a `handler` export the way the runner does.
+ *
+ * ```ts
+ * import { test } from 'node:test';
+ * import assert from 'node:assert/strict';
+ * import { invoke, mockHost } from '@ext-runner/sdk/testing';
+ * import { handler } from '../src/index.js';
+ *
+ * test('greets', async () => {
+ *   const host = mockHost({ context: { tenantId: 't1' } });
+ *   const res = await invoke(handler, { path: '/hello/Ada' });
+ *   assert.equal(res.status, 200);
+ *   assert.equal(res.json<{ message: string }>().message, 'Hello, Ada!');
+ *   assert.deepEqual(host.logs, [{ level: 'info', message: 'said hello to Ada' }]);
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import { findHeader, headerList, strictUtf8, toBytes, utf8, type HeadersInit } from './bytes.js';
+import { installHost, installedHost, type Host } from './host.js';
+import type {
+  ContextData,
+  ExecuteRequest,
+  HandlerExport,
+  HttpErrorCode,
+  HttpHeader,
+  HttpRequest,
+  HttpResponse,
+  ProxyErrorCode,
+  StorageEntry,
+  StorageErrorCode,
+  UserDataV2,
+} from './wit.js';
+
+/** The capabilities a manifest can declare (short forms are accepted too). */
+export const CAPABILITIES = ['cap:secrets.get', 'cap:http.fetch', 'cap:storage.kv', 'cap:ui.proxy'] as const;
+
+/** Entries per `list-entries` page, as the runner's store. */
+export const LIST_PAGE_SIZE = 100;
+
+/** What a scripted `http.fetch` answers: a response, or `{error}` to fail with that WIT case. */
+export type MockFetchAnswer =
+  | { status?: number; headers?: HeadersInit; body?: Uint8Array | string }
+  | { error: HttpErrorCode };
+
+/** What a scripted `ui-proxy` route answers: a body, or `{error}` to fail with that WIT case. */
+export type MockRouteAnswer = Uint8Array | string | { error: ProxyErrorCode };
+
+/** Options of [[mockHost]]. */
+export interface MockHostOptions {
+  /** Overrides of the invocation context (default tenant `tenant-test`, extension `com.example.test`, request `req-test`). */
+  context?: Partial<ContextData>;
+  /**
+   * Granted capabilities, as the manifest declares them (`cap:storage.kv`
+   * or `storage.kv`). Default: all of [[CAPABILITIES]]. A capability not
+   * granted answers its typed deny error, as in the runner.
+   */
+  capabilities?: string[];
+  /** The install's secrets. */
+  secrets?: Record<string, string>;
+  /** Answers `http.fetch`. Without it every fetch is `not-allowed`. */
+  fetch?: (request: HttpRequest) => MockFetchAnswer;
+  /** Answers `ui-proxy.call-route`, by route. An unknown route is `route-not-found`. */
+  routes?: Record<string, (payload: Uint8Array | undefined) => MockRouteAnswer>;
+  /** The user of the request; without it `user.get-user` is `not-available`. */
+  user?: UserDataV2;
+}
+
+/** A line the handler logged. */
+export interface LoggedLine {
+  level: 'info' | 'warn' | 'error';
+  message: string;
+}
+
+/** The error jco throws for an `err` result: an `Error` whose `payload` is the WIT case. */
+function witError(code: string): Error {
+  const error = new Error(code);
+  Object.defineProperty(error, 'payload', { value: code, enumerable: false });
+  return error;
+}
+
+function normalise(capability: string): string {
+  return capability.startsWith('cap:') ? capability : `cap:${capability}`;
+}
+
+/** An in-memory host; see [[mockHost]]. Its fields record what the handler did. */
+export class MockHost implements Host {
+  /** Lines logged through `log.*`, in order. */
+  readonly logs: LoggedLine[] = [];
+  /** Requests sent through `http.fetch`, in order (denied ones included). */
+  readonly fetches: HttpRequest[] = [];
+  /** `ui-proxy` calls, in order. */
+  readonly routeCalls: { route: string; payload: Uint8Array | undefined }[] = [];
+  /** Secrets asked for, by name, in order (values are not recorded). */
+  readonly secretReads: string[] = [];
+  /** The context `get-context` answers, and [[invoke]] sends. */
+  readonly contextData: ContextData;
+
+  readonly #granted: Set<string>;
+  readonly #secrets: Map<string, string>;
+  readonly #kv = new Map<string, Map<string, { value: Uint8Array; revision: bigint }>>();
+  #lastRevision = 0n;
+  readonly #options: MockHostOptions;
+
+  constructor(options: MockHostOptions = {}) {
+    this.#options = options;
+    this.contextData = {
+      requestId: 'req-test',
+      tenantId: 'tenant-test',
+      extensionId: 'com.example.test',
+      ...options.context,
+    };
+    this.#granted = new Set((options.capabilities ?? CAPABILITIES).map(normalise));
+    this.#secrets = new Map(Object.entries(options.secrets ?? {}));
+  }
+
+  /** Whether `capability` is granted. */
+  granted(capability: string): boolean {
+    return this.#granted.has(normalise(capability));
+  }
+
+  /** The stored entries of `namespace` as text, by key (for assertions). */
+  kvSnapshot(namespace: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [key, { value }] of [...(this.#kv.get(namespace) ?? new Map())].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      out[key] = utf8(value);
+    }
+    return out;
+  }
+
+  readonly context = {
+    getContext: (): ContextData => ({ ...this.contextData }),
+  };
+
+  readonly logging = {
+    logInfo: (message: string): void => void this.logs.push({ level: 'info', message }),
+    logWarn: (message: string): void => void this.logs.push({ level: 'warn', message }),
+    logError: (message: string): void => void this.logs.push({ level: 'error', message }),
+  };
+
+  readonly secrets = {
+    get: (key: string): string => {
+      this.secretReads.push(key);
+      if (!this.granted('cap:secrets.get')) throw witError('denied');
+      const value = this.#secrets.get(key);
+      if (value === undefined) throw witError('missing');
+      return value;
+    },
+    listKeys: (): string[] => (this.granted('cap:secrets.get') ? [...this.#secrets.keys()].sort() : []),
+  };
+
+  readonly http = {
+    fetch: (request: HttpRequest): HttpResponse => {
+      this.fetches.push(request);
+      if (!this.granted('cap:http.fetch') || this.#options.fetch === undefined) throw witError('not-allowed');
+      if (!/^https?:\/\/[^/]/i.test(request.url)) throw witError('invalid-url');
+      const answer = this.#options.fetch(request);
+      if ('error' in answer) throw witError(answer.error);
+      return {
+        status: answer.status ?? 200,
+        headers: headerList(answer.headers),
+        body: answer.body === undefined ? new Uint8Array() : toBytes(answer.body),
+      };
+    },
+  };
+
+  #kvCheck(): void {
+    if (!this.granted('cap:storage.kv')) throw witError('denied' satisfies StorageErrorCode);
+  }
+
+  readonly storage = {
+    get: (namespace: string, key: string): StorageEntry => {
+      this.#kvCheck();
+      const found = this.#kv.get(namespace)?.get(key);
+      if (found === undefined) throw witError('missing');
+      return { namespace, key, value: found.value.slice(), revision: found.revision };
+    },
+    put: (entry: StorageEntry): StorageEntry => {
+      this.#kvCheck();
+      if (!(entry.value instanceof Uint8Array)) throw new TypeError('storage-entry.value must be a Uint8Array');
+      const space = this.#kv.get(entry.namespace) ?? new Map<string, { value: Uint8Array; revision: bigint }>();
+      const stored = space.get(entry.key)?.revision ?? 0n;
+      if (entry.revision !== undefined && entry.revision !== stored) throw witError('conflict');
+      this.#lastRevision += 1n;
+      space.set(entry.key, { value: entry.value.slice(), revision: this.#lastRevision });
+      this.#kv.set(entry.namespace, space);
+      return { namespace: entry.namespace, key: entry.key, value: entry.value.slice(), revision: this.#lastRevision };
+    },
+    delete: (namespace: string, key: string): void => {
+      this.#kvCheck();
+      const space = this.#kv.get(namespace);
+      if (space === undefined || !space.delete(key)) throw witError('missing');
+      if (space.size === 0) this.#kv.delete(namespace);
+    },
+    listEntries: (namespace: string, cursor: string | undefined): StorageEntry[] => {
+      this.#kvCheck();
+      return [...(this.#kv.get(namespace) ?? new Map<string, { value: Uint8Array; revision: bigint }>())]
+        .filter(([key]) => cursor === undefined || key > cursor)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .slice(0, LIST_PAGE_SIZE)
+        .map(([key, { value, revision }]) => ({ namespace, key, value: value.slice(), revision }));
+    },
+  };
+
+  readonly uiProxy = {
+    callRoute: (route: string, payload: Uint8Array | undefined): Uint8Array => {
+      this.routeCalls.push({ route, payload });
+      if (!this.granted('cap:ui.proxy')) throw witError('denied');
+      const answer = this.#options.routes?.[route]?.(payload);
+      if (answer === undefined) throw witError('route-not-found');
+      if (typeof answer === 'object' && !(answer instanceof Uint8Array)) throw witError(answer.error);
+      return toBytes(answer);
+    },
+  };
+
+  readonly user = {
+    getUser: () => {
+      const { clientId: _clientId, additionalFields: _fields, ...v1 } = this.userV2.getUser();
+      return v1;
+    },
+  };
+
+  readonly userV2 = {
+    getUser: (): UserDataV2 => {
+      if (this.#options.user === undefined) throw witError('not-available');
+      const user = this.#options.user;
+      return {
+        ...user,
+        additionalFields: [...user.additionalFields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      };
+    },
+  };
+
+  /** Removes this host if it is the installed one. */
+  uninstall(): void {
+    if (installedHost() === this) installHost(undefined);
+  }
+}
+
+/** Creates a [[MockHost]] and installs it as the host the SDK calls. */
+export function mockHost(options: MockHostOptions = {}): MockHost {
+  const mock = new MockHost(options);
+  installHost(mock);
+  return mock;
+}
+
+/** What [[invoke]] sends: a path with optional query, headers and a body. */
+export interface InvokeInit {
+  /** Default `GET`. */
+  method?: string;
+  /** Path, optionally with `?query`. Default `/`. */
+  path?: string;
+  /** Query parameters appended to `path` (arrays repeat the key). */
+  query?: Record<string, string | string[]>;
+  headers?: HeadersInit;
+  body?: Uint8Array | string;
+  /** A JSON body; sets `content-type: application/json`. */
+  json?: unknown;
+}
+
+/** The response [[invoke]] got. */
+export class TestResponse {
+  readonly status: number;
+  readonly headers: readonly HttpHeader[];
+  readonly body: Uint8Array | undefined;
+
+  constructor(raw: { status: number; headers: HttpHeader[]; body?: Uint8Array | undefined }) {
+    this.status = raw.status;
+    this.headers = raw.headers;
+    this.body = raw.body;
+  }
+
+  /** The first value of header `name`, compared case-insensitively. */
+  header(name: string): string | undefined {
+    return findHeader(this.headers, name);
+  }
+
+  /** The body as text (empty when none). */
+  text(): string {
+    return utf8(this.body ?? new Uint8Array());
+  }
+
+  /** The body parsed as JSON. */
+  json<T = unknown>(): T {
+    const text = strictUtf8(this.body ?? new Uint8Array());
+    if (text === undefined) throw new SyntaxError('response body is not UTF-8');
+    return JSON.parse(text) as T;
+  }
+}
+
+/**
+ * Calls `handler` (a `handler` export, e.g. from [[defineHandler]]) as the
+ * runner would, with the context of `host` (default: the installed
+ * [[MockHost]], or a fresh one). The answer is checked the way the
+ * component's bindings check it, so a response that would trap in the runner
+ * fails here too.
+ */
+export async function invoke(handler: HandlerExport, init: InvokeInit = {}, host?: MockHost): Promise<TestResponse> {
+  const mock = host ?? currentMock() ?? mockHost();
+  let url = init.path ?? '/';
+  const pairs = Object.entries(init.query ?? {}).flatMap(([key, value]) =>
+    (Array.isArray(value) ? value : [value]).map((v) => `${encodeURIComponent(key)}=${encodeURIComponent(v)}`),
+  );
+  if (pairs.length > 0) url += (url.includes('?') ? '&' : '?') + pairs.join('&');
+  const headers = headerList(init.headers).map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
+  let body = init.body === undefined ? undefined : toBytes(init.body);
+  if (init.json !== undefined) {
+    body = toBytes(JSON.stringify(init.json));
+    if (findHeader(headers, 'content-type') === undefined) headers.push({ name: 'content-type', value: 'application/json' });
+  }
+  const request: ExecuteRequest = {
+    context: { ...mock.contextData },
+    http: { method: init.method ?? 'GET', url, headers, body },
+  };
+  const raw = await handler(request);
+  checkResponse(raw);
+  return new TestResponse(raw);
+}
+
+function currentMock(): MockHost | undefined {
+  const installed = installedHost();
+  return installed instanceof MockHost ? installed : undefined;
+}
+
+/** The checks the component's bindings make on the export's answer (a failure there traps). */
+function checkResponse(raw: unknown): asserts raw is { status: number; headers: HttpHeader[]; body?: Uint8Array } {
+  const fail = (why: string): never => {
+    throw new TypeError(`handler answer would trap in the runner: ${why}`);
+  };
+  if (typeof raw !== 'object' || raw === null) fail('not an object');
+  const r = raw as { status?: unknown; headers?: unknown; body?: unknown };
+  if (typeof r.status !== 'number' || !Number.isInteger(r.status) || r.status < 0 || r.status > 65535) {
+    fail(`status ${String(r.status)} is not a u16`);
+  }
+  if (!Array.isArray(r.headers)) fail('headers is not a list');
+  for (const h of r.headers as unknown[]) {
+    const header = h as { name?: unknown; value?: unknown };
+    if (typeof header?.name !== 'string' || typeof header?.value !== 'string') fail('a header is not {name, value} strings');
+  }
+  if (r.body !== undefined && r.body !== null && !(r.body instanceof Uint8Array)) fail('body is not a Uint8Array');
+}
