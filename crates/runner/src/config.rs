@@ -68,6 +68,9 @@ pub struct Config {
     /// Egress (`http.fetch`): engine limits and the operator's allowlists
     /// (`EXT_EGRESS_*`).
     pub egress: std::sync::Arc<ext_egress::Settings>,
+    /// `RUNNER_PUBLIC_BASE`: the public origin of UI asset URLs (printed by
+    /// `serve --dev`; hosts build iframe URLs from it).
+    pub public_base: Option<String>,
     /// `UI_PROXY_BASE_URL`: where `ui-proxy.call-route` goes.
     pub ui_proxy_base_url: Option<String>,
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
@@ -488,6 +491,8 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_UI_VALIDATE_URL",
     "RUNNER_PUBLIC_LISTEN",
     "UI_PROXY_BASE_URL",
+    "EXT_GATEWAY_TIMEOUT_MS",
+    "RUNNER_PUBLIC_BASE",
 ];
 
 impl Config {
@@ -578,7 +583,10 @@ impl Config {
             }
         };
         let max_memory_mb = number("RUNNER_MAX_MEMORY_MB", limits::DEFAULT_MAX_MEMORY_MB, 1, 4096);
-        let max_timeout_ms = number("RUNNER_MAX_TIMEOUT_MS", limits::DEFAULT_MAX_TIMEOUT_MS, 1, 3_600_000);
+        // The seed's EXT_GATEWAY_TIMEOUT_MS (the gateway's own timeout) is
+        // the default ceiling when RUNNER_MAX_TIMEOUT_MS is not set.
+        let gateway_timeout_ms = number("EXT_GATEWAY_TIMEOUT_MS", limits::DEFAULT_MAX_TIMEOUT_MS, 1, 3_600_000);
+        let max_timeout_ms = number("RUNNER_MAX_TIMEOUT_MS", gateway_timeout_ms, 1, 3_600_000);
         let max_request_bytes = number(
             "RUNNER_MAX_REQUEST_BYTES",
             limits::DEFAULT_MAX_REQUEST_BYTES,
@@ -744,6 +752,12 @@ impl Config {
                 }
             })
             .unwrap_or_default();
+        let public_base = get("RUNNER_PUBLIC_BASE").map(|url| url.trim_end_matches('/').to_string());
+        if let Some(url) = &public_base
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!("RUNNER_PUBLIC_BASE: `{url}` must be an http(s) origin"));
+        }
         let ui_proxy_base_url = get("UI_PROXY_BASE_URL").map(|url| url.trim_end_matches('/').to_string());
         if let Some(url) = &ui_proxy_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -830,6 +844,7 @@ impl Config {
             public_listen,
             egress: std::sync::Arc::new(egress),
             ui_proxy_base_url,
+            public_base,
         })
     }
 
@@ -847,7 +862,7 @@ impl Config {
 /// Settings of the seed read by other parts of the platform (the gateway's
 /// `RUNNER_BASE_URL`) or by features listed as absent in the README; they
 /// are accepted so shared deployment manifests do not fail validation.
-const LATER_ENV_VARS: &[&str] = &["RUNNER_BASE_URL", "RUNNER_PUBLIC_BASE"];
+const LATER_ENV_VARS: &[&str] = &["RUNNER_BASE_URL"];
 
 /// The environment merged over a TOML configuration file (`--config`):
 /// defaults < file < environment < flags. The file is flat, with the same

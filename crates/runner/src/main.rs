@@ -583,7 +583,12 @@ async fn announce_dev_extension(
     );
     tracing::info!(extension = %manifest.name, content_hash = %digest, "dev extension published");
     println!(
-        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: http://{local}/ext-ui/{}/{}/index.html\n",
+        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: {}/ext-ui/{}/{}/index.html\n",
+        runner
+            .config()
+            .public_base
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}")),
         manifest.name,
         manifest.version,
         manifest.name,
