@@ -14,6 +14,20 @@ use crate::error::ErrorCode;
 use crate::host::UserInfo;
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_HEADERS_TOTAL_BYTES};
 
+/// A W3C trace context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, ids
+/// not all zero.
+pub fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0')
+}
+
 /// A validated execute request.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -40,6 +54,9 @@ pub struct Envelope {
     /// The install's capability grants (`providers`), canonical; `None`
     /// when absent (the manifest's declaration then stands).
     pub providers: Option<Vec<String>>,
+    /// W3C `traceparent` of the inbound HTTP request (not from the JSON),
+    /// continued on the guest's `http.fetch` calls.
+    pub traceparent: Option<String>,
     /// Sealed secrets for `cap:secrets.get` (opened only on use).
     pub secret_envelope: Option<std::sync::Arc<crate::host::secrets::SecretEnvelope>>,
 }
@@ -232,6 +249,7 @@ impl Envelope {
             user: user.map(user_info),
             providers,
             secret_envelope: secret_envelope.map(std::sync::Arc::new),
+            traceparent: None,
         })
     }
 

@@ -249,6 +249,7 @@ impl Runner {
             extension_id: envelope.extension_id.clone(),
             install_id: envelope.install_id.clone(),
             version_id: envelope.version_id.clone(),
+            traceparent: envelope.traceparent.clone(),
         });
         let grants = Grants::effective(&bundle.manifest.capabilities, envelope.providers.as_deref());
         let mut invocation = Invocation::new(

@@ -137,6 +137,12 @@ struct ExecuteBody<'a> {
 
 async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let mut request_id = inbound_request_id(request.headers());
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| crate::envelope::is_traceparent(v))
+        .map(str::to_string);
     let fail = |code: ErrorCode, message: String, id: &str| ApiError::new(code, message, id).into_response();
     if !state.authorized(request.headers()) {
         return fail(
@@ -185,14 +191,15 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let envelope = match Envelope::parse(&bytes, config.max_request_bytes) {
+    let mut envelope = match Envelope::parse(&bytes, config.max_request_bytes) {
         Ok(envelope) => envelope,
         Err(Failure { code, message }) => return fail(code, message, &request_id),
     };
+    envelope.traceparent = traceparent;
     if let Some(id) = envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
         request_id = id.to_string();
     }
-    let span = tracing::info_span!("execute", request_id = %request_id, tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
+    let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
     let started = std::time::Instant::now();
     let outcome = {
         use tracing::Instrument as _;

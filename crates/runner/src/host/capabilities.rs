@@ -216,10 +216,22 @@ impl http::Host for Invocation {
             ext_egress::StaticSecrets(Default::default())
         };
         let sent = request.body.as_ref().map_or(0, Vec::len) as u64;
+        let mut headers: Vec<(String, String)> = request.headers.into_iter().map(|h| (h.name, h.value)).collect();
+        // Continue the caller's trace: same trace id, a new span id, unless
+        // the guest set its own.
+        if let Some(parent) = &self.request.traceparent
+            && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+        {
+            let span_id: u64 = rand_span_id();
+            headers.push((
+                "traceparent".to_string(),
+                format!("00-{}-{span_id:016x}-{}", &parent[3..35], &parent[53..55]),
+            ));
+        }
         let egress_request = ext_egress::EgressRequest {
             method: request.method,
             url: request.url,
-            headers: request.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            headers,
             body: request.body,
         };
         let context = ext_egress::FetchContext {
@@ -254,6 +266,17 @@ impl http::Host for Invocation {
                 })
             }
         })
+    }
+}
+
+/// A non-zero random span id for outgoing `traceparent` headers.
+fn rand_span_id() -> u64 {
+    use aes_gcm::aead::rand_core::RngCore as _;
+    loop {
+        let id = aes_gcm::aead::OsRng.next_u64();
+        if id != 0 {
+            return id;
+        }
     }
 }
 

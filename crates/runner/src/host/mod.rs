@@ -38,6 +38,8 @@ pub struct RequestInfo {
     pub extension_id: String,
     pub install_id: Option<String>,
     pub version_id: Option<String>,
+    /// Inbound W3C `traceparent`, continued on `http.fetch`.
+    pub traceparent: Option<String>,
 }
 
 /// The end user on whose behalf the gateway calls, when it says.

@@ -19,6 +19,16 @@ async fn upstream() -> std::net::SocketAddr {
     let app = axum::Router::new()
         .route("/hello", axum::routing::get(|| async { "hi from upstream" }))
         .route(
+            "/trace",
+            axum::routing::get(|headers: http::HeaderMap| async move {
+                headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string()
+            }),
+        )
+        .route(
             "/check",
             axum::routing::get(|headers: http::HeaderMap| async move {
                 let ok = headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(SECRET);
@@ -149,4 +159,30 @@ async fn secret_handles_reach_the_upstream_not_the_guest() {
     // Without the envelope the handle names an unknown secret: refused.
     let out = fetch(&t, &digest, spec, None).await;
     assert_eq!(out["error"], "not-allowed", "{out}");
+}
+
+/// W3C trace context: the inbound `traceparent` continues on `http.fetch`
+/// with the same trace id and a new span id.
+#[tokio::test]
+async fn traceparent_is_propagated_to_egress() {
+    let addr = upstream().await;
+    let origin = format!("http://127.0.0.1:{}", addr.port());
+    let t = TestRunner::with_env(&[
+        ("EXT_EGRESS_ALLOWLIST", origin.as_str()),
+        ("EXT_EGRESS_ALLOW_PRIVATE_CIDRS", "127.0.0.1/32"),
+    ]);
+    let digest = fetch_bundle(&t, &["cap:http.fetch"], std::slice::from_ref(&origin));
+    let mut env = envelope(&digest, "POST", "/");
+    env["http"]["body_b64"] = json!(b64(json!({"url": format!("{origin}/trace")}).to_string().as_bytes()));
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, _, body) = t
+        .post_raw(
+            env.to_string().into_bytes(),
+            &[("authorization", &format!("Bearer {TOKEN}")), ("traceparent", parent)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = guest_json(&body)["body"].as_str().unwrap().to_string();
+    assert!(seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{seen}");
+    assert!(seen.ends_with("-01") && !seen.contains("00f067aa0ba902b7"), "{seen}");
 }
