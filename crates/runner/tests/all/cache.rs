@@ -543,39 +543,11 @@ fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
     std::fs::create_dir_all(bundle.path().join("ui")).unwrap();
     std::fs::write(bundle.path().join("ui/noise.bin"), noise).unwrap();
     let archive = ext_bundle::pack_dir(bundle.path()).unwrap();
-    let digest = ext_bundle::Digest::of(&archive);
-    let store = data.path().join("bundles/sha256").join(digest.hex());
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("bundle.tar.zst"), &archive).unwrap();
-    std::fs::write(store.join("bundle.sig"), sign(&archive)).unwrap();
+    let digest = store_signed(data.path(), &archive);
     let body = envelope(&digest, "GET", "/").to_string();
     let cache = data.path().join("cache/bundles");
 
-    let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_clear()
-            .env("RUNNER_DATA_DIR", data.path())
-            .env("RUNNER_SERVICE_TOKEN", TOKEN)
-            .env("RUNNER_MAX_CONCURRENCY", "8")
-            .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "server did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        (child, port)
-    };
+    let start = || spawn_serve(data.path(), &[]);
     let request = |port: u16| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.write_all(&http_request(&body)).unwrap();

@@ -101,47 +101,14 @@ async fn readyz_reports_store_and_draining() {
 #[test]
 fn f05_sigterm_drains_in_flight_executions() {
     use std::io::{Read as _, Write as _};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     let data = tempfile::tempdir().unwrap();
     let wasm = std::fs::read(ext_test_fixtures::component("limits_sleep")).unwrap();
     let bundle = bundle_dir_for("limits_sleep", &wasm);
-    let archive = ext_bundle::pack_dir(bundle.path()).unwrap();
-    let digest = ext_bundle::Digest::of(&archive);
-    let store = data.path().join("bundles/sha256").join(digest.hex());
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("bundle.tar.zst"), &archive).unwrap();
-    std::fs::write(store.join("bundle.sig"), sign(&archive)).unwrap();
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--shutdown-grace-ms",
-            "10000",
-        ])
-        .env_clear()
-        .env("RUNNER_DATA_DIR", data.path())
-        .env("RUNNER_SERVICE_TOKEN", TOKEN)
-        .env("RUNNER_MAX_CONCURRENCY", "8")
-        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let digest = store_signed(data.path(), &ext_bundle::pack_dir(bundle.path()).unwrap());
+    let (mut child, port) = spawn_serve(data.path(), &["--shutdown-grace-ms", "10000"]);
     let exchange = move |raw: Vec<u8>| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.write_all(&raw)?;

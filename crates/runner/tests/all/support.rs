@@ -336,3 +336,43 @@ pub fn closed_port_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// Put a signed archive into `data`'s file store under the default layout,
+/// as a runner with `RUNNER_DATA_DIR=data` expects it.
+pub fn store_signed(data: &Path, archive: &[u8]) -> Digest {
+    let digest = Digest::of(archive);
+    let store = data.join("bundles/sha256").join(digest.hex());
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("bundle.tar.zst"), archive).unwrap();
+    std::fs::write(store.join("bundle.sig"), sign(archive)).unwrap();
+    digest
+}
+
+/// Start the real `ext-runner serve` on a free loopback port, with the test
+/// token and trust, data under `data`; returns once it accepts connections.
+pub fn spawn_serve(data: &Path, extra_args: &[&str]) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ext-runner"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra_args)
+        .env_clear()
+        .env("RUNNER_DATA_DIR", data)
+        .env("RUNNER_SERVICE_TOKEN", TOKEN)
+        .env("RUNNER_MAX_CONCURRENCY", "8")
+        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, port)
+}
