@@ -85,42 +85,111 @@ fn listed(code: ErrorCode) -> bool {
     }
 }
 
-fn error_response(description: &str) -> Value {
+/// An error answer with HTTP status `status`: the `Error` schema narrowed to
+/// that status and to the codes [`ErrorCode::status`] maps to it, so a
+/// response's code always agrees with its status.
+fn error_response(status: u16, description: &str) -> Value {
+    let mut codes: Vec<&str> = ERROR_CODES
+        .iter()
+        .filter(|c| c.status().as_u16() == status)
+        .map(|c| c.as_str())
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let mut headers = json!({
+        "x-request-id": {"required": true, "description": "The request id (also in the body)", "schema": {"type": "string"}},
+        "cache-control": {"required": true, "description": "Errors are never cached", "schema": {"const": "no-store"}}
+    });
+    if ERROR_CODES
+        .iter()
+        .any(|c| c.status().as_u16() == status && c.retry_after().is_some())
+    {
+        headers["retry-after"] = json!({"description": "Seconds to wait before retrying (429, 503)",
+                                        "schema": {"type": "string", "pattern": "^[0-9]+$"}});
+    }
     json!({
         "description": description,
-        "headers": {"x-request-id": {"schema": {"type": "string"}}},
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        "headers": headers,
+        "content": {"application/json": {"schema": {
+            "allOf": [{"$ref": "#/components/schemas/Error"}],
+            "properties": {
+                "status": {"const": status},
+                "error": {"properties": {"code": {"enum": codes}}}
+            }
+        }}}
     })
 }
+
+/// `http.query` and `http.headers`: an object (a value or a list of values
+/// per name; `null` skips the name) or a list of `[name, value]` /
+/// `{"name", "value"}` pairs, in order. Values are strings, numbers or
+/// booleans (numbers and booleans are sent as their text).
+fn pairs_schema(name: Value, value: Value, description: &str) -> Value {
+    json!({
+        "description": description,
+        "oneOf": [
+            {"type": "object", "propertyNames": name,
+             "additionalProperties": {"anyOf": [value, {"type": "null"}, {"type": "array", "items": value}]}},
+            {"type": "array", "items": {"oneOf": [
+                {"type": "array", "prefixItems": [name, value], "minItems": 2, "maxItems": 2},
+                {"type": "object", "required": ["name", "value"], "properties": {"name": name, "value": value}}
+            ]}}
+        ]
+    })
+}
+
+/// Unicode control characters (`char::is_control`) as a regex class body:
+/// ids and paths must not contain them.
+const CONTROL_CHARACTERS: &str = "\\u0000-\\u001f\\u007f-\\u009f";
 
 /// The document.
 pub fn document() -> Value {
     let mut codes: Vec<&str> = ERROR_CODES.iter().map(|c| c.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
-    let asset = |method: &str| {
+    // Not empty after trimming, no control characters.
+    let id_pattern = format!("^[^{CONTROL_CHARACTERS}]*[^\\s{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$");
+    let scalar = json!({"type": ["string", "number", "boolean"]});
+    // RFC 9110 token; a value without CR, LF or NUL.
+    let header_name = json!({"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"});
+    let header_value = json!({"anyOf": [{"type": "string", "pattern": "^[^\\r\\n\\u0000]*$"}, {"type": ["number", "boolean"]}]});
+    let ui_parameters = |with_path: bool| {
+        let mut parameters = vec![
+            json!({"name": "extensionId", "in": "path", "required": true,
+                   "description": "Must be the bundle's manifest `name` (or installed, with RUNNER_UI_VALIDATE_URL)",
+                   "schema": {"type": "string", "minLength": 1}}),
+            json!({"name": "contentHash", "in": "path", "required": true,
+                   "description": "sha256:<64 hex digits>, URL-encoded or not",
+                   "schema": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}}),
+        ];
+        if with_path {
+            parameters.push(json!({"name": "path", "in": "path", "required": true,
+                "description": "A file below the bundle's ui/ (a path without an extension serves index.html)",
+                "schema": {"type": "string", "minLength": 1}}));
+        }
+        parameters.extend([
+            json!({"name": "tenant", "in": "query", "required": false, "schema": {"type": "string"}}),
+            json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"}}),
+            json!({"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}}),
+        ]);
+        parameters
+    };
+    let asset = |method: &str, with_path: bool| {
+        let what = if with_path { "an extension UI asset" } else { "an extension UI's index.html" };
         json!({
-            "summary": format!("{method} an extension UI asset by content hash"),
-            "parameters": [
-                {"name": "extensionId", "in": "path", "required": true, "schema": {"type": "string"}},
-                {"name": "contentHash", "in": "path", "required": true, "description": "sha256:<64 lowercase hex>",
-                 "schema": {"type": "string"}},
-                {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}},
-                {"name": "tenant", "in": "query", "required": false, "schema": {"type": "string"}},
-                {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"}},
-                {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}}
-            ],
+            "summary": format!("{method} {what} by content hash"),
+            "parameters": ui_parameters(with_path),
             "responses": {
                 "200": {"description": "The asset (immutable; strong ETag)",
                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "206": {"description": "A byte range", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "304": {"description": "Not modified"},
-                "400": error_response("Malformed content hash"),
-                "404": error_response("No such asset, type not served, or another extension's bundle"),
-                "413": error_response("Asset over EXT_STATIC_MAX_FILE_BYTES"),
+                "400": error_response(400, "Malformed content hash"),
+                "404": error_response(404, "No such asset, type not served, unknown bundle, or another extension's bundle"),
+                "413": error_response(413, "Asset over EXT_STATIC_MAX_FILE_BYTES"),
                 "416": {"description": "Range not satisfiable"},
-                "502": error_response("The bundle failed verification"),
-                "503": error_response("Bundle store or install check unavailable; retry")
+                "502": error_response(502, "The bundle failed verification"),
+                "503": error_response(503, "Bundle store or install check unavailable; retry")
             }
         })
     };
@@ -138,20 +207,23 @@ pub fn document() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
                 "responses": {
                     "200": {"description": "The handler's answer (its own status is in the body)",
+                            "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecuteResponse"}}}},
-                    "400": error_response("Invalid envelope or unknown capability"),
-                    "401": error_response("Missing or invalid service token"),
-                    "404": error_response("No endpoint for this method and path"),
-                    "408": error_response("Request body not received in time"),
-                    "413": error_response("Request or response body over its limit"),
-                    "429": error_response("Tenant or extension concurrency or rate limit; see Retry-After"),
-                    "431": error_response("Too many or too large headers in the envelope"),
-                    "502": error_response("Bundle or guest failure"),
-                    "503": error_response("Busy, overloaded or bundle store unavailable; see Retry-After"),
-                    "504": error_response("Execution timed out or ran out of fuel")
+                    "400": error_response(400, "Invalid envelope or unknown capability"),
+                    "401": error_response(401, "Missing or invalid service token"),
+                    "404": error_response(404, "No endpoint for this method and path"),
+                    "408": error_response(408, "Request body not received in time"),
+                    "413": error_response(413, "Request or response body over its limit"),
+                    "429": error_response(429, "Tenant or extension concurrency or rate limit; see Retry-After"),
+                    "431": error_response(431, "Too many or too large headers in the envelope"),
+                    "502": error_response(502, "The bundle cannot be loaded (e.g. `bundle_not_found` for a content hash \
+                        that was never published) or the guest failed"),
+                    "503": error_response(503, "Overloaded or bundle store unavailable; see Retry-After"),
+                    "504": error_response(504, "Execution timed out or ran out of fuel")
                 }
             }},
-            "/ext-ui/{extensionId}/{contentHash}/{path}": {"get": asset("GET"), "head": asset("HEAD")},
+            "/ext-ui/{extensionId}/{contentHash}/": {"get": asset("GET", false), "head": asset("HEAD", false)},
+            "/ext-ui/{extensionId}/{contentHash}/{path}": {"get": asset("GET", true), "head": asset("HEAD", true)},
             "/healthz": {"get": {"summary": "Process alive", "responses": {"200": {
                 "description": "Alive", "content": {"application/json": {"schema": {"type": "object",
                     "properties": {"status": {"const": "ok"}}, "required": ["status"]}}}}}}},
@@ -172,56 +244,77 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["status", "error"], "properties": {
-                    "status": {"type": "integer"},
+                    "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status, repeated"},
                     "error": {"type": "object", "required": ["code", "message", "request_id"], "properties": {
                         "code": {"type": "string", "enum": codes},
                         "message": {"type": "string"},
                         "request_id": {"type": "string"}
                     }}
                 }},
-                "Envelope": {"type": "object", "required": ["context", "http"], "properties": {
+                "Envelope": {"type": "object", "required": ["context", "http"],
+                             "description": "Unknown fields are ignored.", "properties": {
                     "context": {"type": "object", "required": ["tenant_id", "extension_id", "content_hash"], "properties": {
-                        "request_id": {"type": "string"},
-                        "tenant_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                        "extension_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "request_id": {"type": "string", "description": "Echoed as x-request-id when it is 1-128 of [A-Za-z0-9-_.:]"},
+                        "tenant_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": id_pattern,
+                                      "description": "At most 256 bytes, not blank, no control characters"},
+                        "extension_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": id_pattern,
+                                         "description": "At most 256 bytes, not blank, no control characters"},
                         "install_id": {"type": "string"},
                         "version_id": {"type": "string"},
-                        "content_hash": {"type": "string", "description": "sha256:<hex64> or <hex64>"}
+                        "content_hash": {"type": "string", "pattern": "^(sha256:)?[0-9a-fA-F]{64}$",
+                                         "description": "The bundle's SHA-256: sha256:<hex64> or <hex64>"}
                     }},
-                    "endpoint": {"type": "string"},
+                    "endpoint": {"type": "string",
+                                 "description": "Handler component (`dist/x` → `dist/x.wasm`, `ui-proxy:<path>`); else matched from the manifest"},
                     "http": {"type": "object", "required": ["method", "path"], "properties": {
-                        "method": {"type": "string"},
-                        "path": {"type": "string", "pattern": "^/"},
-                        "query": {"type": "object"},
-                        "headers": {"oneOf": [{"type": "object"}, {"type": "array"}]},
-                        "body_b64": {"type": "string"}
+                        "method": {"type": "string", "pattern": "^[A-Za-z-]{1,32}$"},
+                        "path": {"type": "string", "maxLength": 8192, "pattern": format!("^/[^{CONTROL_CHARACTERS}]*$")},
+                        "query": pairs_schema(json!({"type": "string"}), scalar.clone(),
+                                              "Query parameters; repeated names kept in order"),
+                        "headers": pairs_schema(header_name, header_value,
+                            "Request headers (names lower-cased); at most 100, 8 KiB each and 64 KiB in all, else 431"),
+                        "body_b64": {"type": "string", "contentEncoding": "base64",
+                                     "description": "The request body, standard base64 with padding; absent: no body",
+                                     "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"}
                     }},
-                    "limits": {"type": "object", "properties": {
-                        "timeout_ms": {"type": "integer", "minimum": 0},
-                        "memory_mb": {"type": "integer", "minimum": 0},
-                        "fuel": {"type": "integer", "minimum": 0}
+                    "limits": {"type": "object", "description": "Clamped to 1..the operator's maxima", "properties": {
+                        "timeout_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                        "memory_mb": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                        "fuel": {"type": "integer", "minimum": 0, "maximum": u64::MAX}
                     }},
-                    "providers": {"type": "array", "items": {"type": "string"}},
+                    "providers": {"type": "array", "description": "The install's capability grants (short forms such as \
+                                  `storage.kv` are accepted too); absent: as the manifest declares",
+                                  "items": {"enum": crate::host::grants::KNOWN}},
                     "secret_envelope": {"type": "object", "required": ["ciphertext_b64"], "properties": {
                         "ciphertext_b64": {"type": "string"},
                         "algorithm": {"type": "string"},
+                        "version": {},
                         "expires_at": {"type": "string"},
                         "key_path": {"type": "string"},
                         "mount": {"type": "string"}
                     }},
-                    "user": {"type": "object"}
+                    "user": {"type": "object", "properties": {
+                        "user_id": {"type": "string"},
+                        "user_email": {"type": "string"},
+                        "user_name": {"type": "string"},
+                        "user_type": {"type": "string"},
+                        "client_name": {"type": "string"},
+                        "company_name": {"type": "string", "description": "Alias of client_name"},
+                        "client_id": {"type": "string"},
+                        "additional_fields": {"type": "object"}
+                    }}
                 }},
                 "ExecuteResponse": {"type": "object", "required": ["status", "headers", "body_b64", "report"], "properties": {
                     "status": {"type": "integer", "minimum": 100, "maximum": 599},
                     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "body_b64": {"type": "string"},
+                    "body_b64": {"type": "string", "contentEncoding": "base64"},
                     "report": {"type": "object", "required": ["wall_ms", "fuel_used", "peak_memory_bytes", "host_calls",
                                                               "egress_bytes", "logs_truncated"], "properties": {
-                        "wall_ms": {"type": "number"},
-                        "fuel_used": {"type": "integer"},
-                        "peak_memory_bytes": {"type": "integer"},
-                        "host_calls": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        "egress_bytes": {"type": "integer"},
+                        "wall_ms": {"type": "number", "minimum": 0},
+                        "fuel_used": {"type": "integer", "minimum": 0},
+                        "peak_memory_bytes": {"type": "integer", "minimum": 0},
+                        "host_calls": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                        "egress_bytes": {"type": "integer", "minimum": 0},
                         "logs_truncated": {"type": "boolean"},
                         "limit_hit": {"type": "string"}
                     }}
@@ -230,9 +323,13 @@ pub fn document() -> Value {
                     "status": {"enum": ["ready", "not_ready"]},
                     "degraded": {"type": "boolean"},
                     "draining": {"type": "boolean"},
-                    "engine": {"type": "object"},
-                    "cache": {"type": "object"},
-                    "bundle_store": {"type": "object"}
+                    "engine": {"$ref": "#/components/schemas/Check"},
+                    "cache": {"$ref": "#/components/schemas/Check"},
+                    "bundle_store": {"$ref": "#/components/schemas/Check"}
+                }},
+                "Check": {"type": "object", "required": ["ok"], "properties": {
+                    "ok": {"type": "boolean"},
+                    "error": {"type": "string"}
                 }}
             }
         }

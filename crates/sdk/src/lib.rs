@@ -66,7 +66,7 @@ pub use bindings::alga::extension::types::{HttpError, ProxyError, SecretError, S
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "runner",
+        world: "runner-ext",
         path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "ext_sdk::bindings",

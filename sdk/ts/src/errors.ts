@@ -5,7 +5,14 @@
  * @module
  */
 
-import type { HttpErrorCode, ProxyErrorCode, SecretErrorCode, StorageErrorCode, UserErrorCode } from './wit.js';
+import type {
+  HttpErrorCode,
+  MetricsErrorCode,
+  ProxyErrorCode,
+  SecretErrorCode,
+  StorageErrorCode,
+  UserErrorCode,
+} from './wit.js';
 
 /**
  * An error that becomes a JSON response `{"error": code, "message": message}`
@@ -86,4 +93,10 @@ export class ProxyError extends CapabilityError<ProxyErrorCode> {
 export class UserError extends CapabilityError<UserErrorCode> {
   readonly capability = 'cap:user.read';
   override readonly name = 'UserError';
+}
+
+/** `cap:metrics.emit` failed: `denied`, `invalid` (name, label or value) or `limit-exceeded`. */
+export class MetricsError extends CapabilityError<MetricsErrorCode> {
+  readonly capability = 'cap:metrics.emit';
+  override readonly name = 'MetricsError';
 }

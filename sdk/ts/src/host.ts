@@ -14,6 +14,7 @@ import type {
   ContextImports,
   HttpImports,
   LoggingImports,
+  MetricsImports,
   SecretsImports,
   StorageImports,
   UiProxyImports,
@@ -31,6 +32,8 @@ export interface Host {
   uiProxy: UiProxyImports;
   user: UserImports;
   userV2: UserV2Imports;
+  /** Absent when the component was built against a world without `metrics` (the upstream one). */
+  metrics?: MetricsImports | undefined;
 }
 
 /** The `globalThis` key holding the installed [[Host]]. */

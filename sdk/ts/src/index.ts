@@ -17,7 +17,7 @@
  * ```
  *
  * Capabilities, one namespace each: [[log]], [[secrets]], [[http]], [[kv]],
- * [[uiProxy]], [[user]], plus [[context]]. A capability the install was not
+ * [[uiProxy]], [[user]], [[metrics]], plus [[context]]. A capability the install was not
  * granted answers its typed error (`denied`, `not-allowed`), thrown as a
  * [[CapabilityError]] subclass whose `code` is the WIT enum case.
  *
@@ -29,7 +29,16 @@
 export { defineHandler, errorResponse, type Handler } from './handler.js';
 export { Request, matchPath, percentDecode, type Context, type PathParams, type RequestInit } from './request.js';
 export { Response, DEFAULT_CONTENT_TYPE } from './response.js';
-export { CapabilityError, ExtError, FetchError, ProxyError, SecretError, StorageError, UserError } from './errors.js';
+export {
+  CapabilityError,
+  ExtError,
+  FetchError,
+  MetricsError,
+  ProxyError,
+  SecretError,
+  StorageError,
+  UserError,
+} from './errors.js';
 export type { HeadersInit } from './bytes.js';
 export { context } from './context.js';
 export { installHost, installedHost, host, type Host } from './host.js';
@@ -39,5 +48,13 @@ export * as http from './http.js';
 export * as kv from './kv.js';
 export * as uiProxy from './ui-proxy.js';
 export * as user from './user.js';
+export * as metrics from './metrics.js';
 export type * from './wit.js';
-export { HTTP_ERROR_CODES, PROXY_ERROR_CODES, SECRET_ERROR_CODES, STORAGE_ERROR_CODES, USER_ERROR_CODES } from './wit.js';
+export {
+  HTTP_ERROR_CODES,
+  METRICS_ERROR_CODES,
+  PROXY_ERROR_CODES,
+  SECRET_ERROR_CODES,
+  STORAGE_ERROR_CODES,
+  USER_ERROR_CODES,
+} from './wit.js';

@@ -41,7 +41,7 @@ import type {
 } from './wit.js';
 
 /** The capabilities a manifest can declare (short forms are accepted too). */
-export const CAPABILITIES = ['cap:secrets.get', 'cap:http.fetch', 'cap:storage.kv', 'cap:ui.proxy'] as const;
+export const CAPABILITIES = ['cap:secrets.get', 'cap:http.fetch', 'cap:storage.kv', 'cap:ui.proxy', 'cap:metrics.emit'] as const;
 
 /** Entries per `list-entries` page, as the runner's store. */
 export const LIST_PAGE_SIZE = 100;
@@ -74,6 +74,18 @@ export interface MockHostOptions {
   user?: UserDataV2;
 }
 
+/** A metric the handler emitted. */
+export interface EmittedMetric {
+  kind: 'counter' | 'gauge' | 'histogram';
+  name: string;
+  value: number;
+  labels: [string, string][];
+}
+
+/** Metric and label names the runner accepts (see `@ext-runner/sdk` metrics). */
+const METRIC_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+const LABEL_NAME = /^[a-z][a-z0-9_]{0,31}$/;
+
 /** A line the handler logged. */
 export interface LoggedLine {
   level: 'info' | 'warn' | 'error';
@@ -99,6 +111,8 @@ export class MockHost implements Host {
   readonly fetches: HttpRequest[] = [];
   /** `ui-proxy` calls, in order. */
   readonly routeCalls: { route: string; payload: Uint8Array | undefined }[] = [];
+  /** Metrics emitted, in order (refused ones are not recorded). */
+  readonly metricsEmitted: EmittedMetric[] = [];
   /** Secrets asked for, by name, in order (values are not recorded). */
   readonly secretReads: string[] = [];
   /** The context `get-context` answers, and [[invoke]] sends. */
@@ -237,6 +251,24 @@ export class MockHost implements Host {
         additionalFields: [...user.additionalFields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
       };
     },
+  };
+
+  #emit(kind: EmittedMetric['kind'], name: string, value: number, labels: [string, string][]): void {
+    if (!this.granted('cap:metrics.emit')) throw witError('denied');
+    const badName = !METRIC_NAME.test(name) || /_(bucket|sum|count)$/.test(name);
+    const badLabels =
+      labels.length > 8 ||
+      labels.some(([k, v]) => !LABEL_NAME.test(k) || ['tenant', 'extension', 'le'].includes(k) || new TextEncoder().encode(v).length > 128);
+    const earlier = this.metricsEmitted.find((m) => m.name === name);
+    if (badName || badLabels || !Number.isFinite(value) || (earlier !== undefined && earlier.kind !== kind)) throw witError('invalid');
+    this.metricsEmitted.push({ kind, name, value, labels });
+  }
+
+  readonly metrics = {
+    counterAdd: (name: string, value: bigint, labels: [string, string][]): void => this.#emit('counter', name, Number(value), labels),
+    gaugeSet: (name: string, value: number, labels: [string, string][]): void => this.#emit('gauge', name, value, labels),
+    histogramObserve: (name: string, value: number, labels: [string, string][]): void =>
+      this.#emit('histogram', name, value, labels),
   };
 
   /** Removes this host if it is the installed one. */

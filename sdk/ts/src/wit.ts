@@ -95,6 +95,8 @@ export type StorageErrorCode = 'missing' | 'conflict' | 'denied' | 'internal';
 export type ProxyErrorCode = 'route-not-found' | 'denied' | 'bad-request' | 'internal';
 /** `user-error`. */
 export type UserErrorCode = 'not-available' | 'not-allowed';
+/** `metrics-error` (interface `metrics`, an ext-runner addition to the world). */
+export type MetricsErrorCode = 'denied' | 'invalid' | 'limit-exceeded';
 
 /** Every case of each enum, for validation and exhaustive tests. */
 export const SECRET_ERROR_CODES: readonly SecretErrorCode[] = ['missing', 'denied', 'expired', 'internal'];
@@ -102,6 +104,7 @@ export const HTTP_ERROR_CODES: readonly HttpErrorCode[] = ['invalid-url', 'not-a
 export const STORAGE_ERROR_CODES: readonly StorageErrorCode[] = ['missing', 'conflict', 'denied', 'internal'];
 export const PROXY_ERROR_CODES: readonly ProxyErrorCode[] = ['route-not-found', 'denied', 'bad-request', 'internal'];
 export const USER_ERROR_CODES: readonly UserErrorCode[] = ['not-available', 'not-allowed'];
+export const METRICS_ERROR_CODES: readonly MetricsErrorCode[] = ['denied', 'invalid', 'limit-exceeded'];
 
 /** `alga:extension/context` (cap:context.read, always granted). */
 export interface ContextImports {
@@ -147,6 +150,17 @@ export interface UserImports {
 /** `alga:extension/user-v2` (cap:user.read, always granted). `getUser` throws `{payload: UserErrorCode}`. */
 export interface UserV2Imports {
   getUser(): UserDataV2;
+}
+
+/**
+ * `alga:extension/metrics` (cap:metrics.emit): ext-runner's addition to the
+ * world; upstream-built guests do not import it. Every function throws
+ * `{payload: MetricsErrorCode}`.
+ */
+export interface MetricsImports {
+  counterAdd(name: string, value: bigint, labels: [string, string][]): void;
+  gaugeSet(name: string, value: number, labels: [string, string][]): void;
+  histogramObserve(name: string, value: number, labels: [string, string][]): void;
 }
 
 /** The world-level export: `handler: func(request: execute-request) -> execute-response`.

@@ -63,6 +63,7 @@ const HOST_INTERFACES = {
   uiProxy: 'alga:extension/ui-proxy',
   user: 'alga:extension/user',
   userV2: 'alga:extension/user-v2',
+  metrics: 'alga:extension/metrics',
 };
 
 /** An error whose message is the whole story for the author (no stack needed). */
@@ -76,16 +77,34 @@ export function defaultWitDir() {
   throw new BuildError(`no alga-extension.wit next to the SDK (${SDK_ROOT}): pass --wit <dir>`);
 }
 
-/** The source of the entry module esbuild bundles: host imports installed, the author's `handler` re-exported. */
-export function entrySource(entryPath) {
-  const imports = Object.entries(HOST_INTERFACES)
-    .map(([name, spec]) => `import * as ${name} from ${JSON.stringify(spec)};`)
-    .join('\n');
+/** The interfaces `world` of the WIT in `witDir` imports (`context`, `logging`, ...), `include`s followed. */
+export async function worldImports(witDir, world) {
+  const files = (await readdir(witDir, { recursive: true })).filter((f) => f.endsWith('.wit')).sort();
+  const text = (await Promise.all(files.map((f) => readFile(join(witDir, f), 'utf8')))).join('\n').replace(/\/\/.*$/gm, '');
+  const imports = (name, seen) => {
+    if (seen.includes(name)) throw new BuildError(`world ${name} includes itself`);
+    const start = text.search(new RegExp(`\\bworld\\s+${name}\\s*\\{`));
+    if (start < 0) throw new BuildError(`no world ${JSON.stringify(name)} in the WIT of ${witDir}`);
+    const body = text.slice(start, text.indexOf('\n}', start));
+    const own = [...body.matchAll(/^\s*import\s+([a-z0-9-]+)\s*;/gm)].map((m) => m[1]);
+    const included = [...body.matchAll(/^\s*include\s+([a-z0-9-]+)\s*;/gm)].flatMap((m) => imports(m[1], [...seen, name]));
+    return [...included, ...own];
+  };
+  return imports(world, []);
+}
+
+/**
+ * The source of the entry module esbuild bundles: the host interfaces the
+ * world imports handed to the SDK, and the author's `handler` re-exported.
+ */
+export function entrySource(entryPath, interfaces = Object.values(HOST_INTERFACES).map((s) => s.split('/')[1])) {
+  const used = Object.entries(HOST_INTERFACES).filter(([, spec]) => interfaces.includes(spec.split('/')[1]));
+  const imports = used.map(([name, spec]) => `import * as ${name} from ${JSON.stringify(spec)};`).join('\n');
   return `${imports}
 import { handler as authorHandler } from ${JSON.stringify(entryPath)};
 // The SDK finds the host here (see @ext-runner/sdk host.ts); nothing is
 // called before the first request.
-globalThis[Symbol.for('@ext-runner/sdk/host')] = { ${Object.keys(HOST_INTERFACES).join(', ')} };
+globalThis[Symbol.for('@ext-runner/sdk/host')] = { ${used.map(([name]) => name).join(', ')} };
 if (typeof authorHandler !== 'function') {
   throw new TypeError('the entry module must export a function named handler (use defineHandler)');
 }
@@ -96,12 +115,12 @@ export function handler(request) {
 }
 
 /** Bundles `entryPath` and its imports into one ESM file's text (host imports left external). */
-export async function bundle(entryPath) {
+export async function bundle(entryPath, interfaces) {
   const esbuild = await import('esbuild');
   let result;
   try {
     result = await esbuild.build({
-      stdin: { contents: entrySource(entryPath), resolveDir: dirname(entryPath), sourcefile: 'ext-build-entry.js', loader: 'js' },
+      stdin: { contents: entrySource(entryPath, interfaces), resolveDir: dirname(entryPath), sourcefile: 'ext-build-entry.js', loader: 'js' },
       bundle: true,
       write: false,
       format: 'esm',
@@ -197,7 +216,7 @@ export async function build({ entry, out, witDir = defaultWitDir(), world = 'run
   const cache = cacheDir ?? defaultCacheDir(entryPath);
   await mkdir(cache, { recursive: true });
 
-  const js = await bundle(entryPath);
+  const js = await bundle(entryPath, await worldImports(witDir, world));
   const key = createHash('sha256')
     .update(
       JSON.stringify({

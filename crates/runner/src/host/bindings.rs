@@ -2,7 +2,7 @@
 //! rarely edited module: `bindgen!` costs a minute or two per rebuild.
 
 wasmtime::component::bindgen!({
-    world: "runner",
+    world: "runner-ext",
     path: "../../wit",
     imports: {
         // Capabilities that will perform I/O on the host are async so the
@@ -17,3 +17,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use alga::extension::types;
+
+/// The linked world (`runner-ext`: upstream's `runner` plus `metrics`).
+pub use RunnerExt as Runner;
+/// A pre-instantiated component of the linked world.
+pub type RunnerPre<T> = RunnerExtPre<T>;
