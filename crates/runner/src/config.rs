@@ -493,6 +493,7 @@ pub const ENV_VARS: &[&str] = &[
     "UI_PROXY_BASE_URL",
     "EXT_GATEWAY_TIMEOUT_MS",
     "RUNNER_PUBLIC_BASE",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 impl Config {

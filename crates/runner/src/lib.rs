@@ -14,7 +14,8 @@
 //! - [`error`]: error codes and the one mapping to HTTP;
 //! - [`limits`]: every limit and its default;
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
-//! - [`openapi`]: the OpenAPI description served at `/openapi.json`.
+//! - [`openapi`]: the OpenAPI description served at `/openapi.json`;
+//! - [`otlp`]: OTLP/HTTP trace export of request spans.
 
 pub mod cli;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod otlp;
 pub mod quota;
 pub mod server;
 pub mod store;

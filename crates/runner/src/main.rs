@@ -236,7 +236,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_logging(config.log_format);
+            let _otlp = init_logging(
+                config.log_format,
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(String::as_str)
+                    .filter(|v| !v.is_empty()),
+            );
             let grace = std::time::Duration::from_millis(shutdown_grace_ms);
             report(runtime.block_on(run_server(config, extension, grace)))
         }
@@ -308,7 +313,7 @@ fn main() -> ExitCode {
             tenant,
             timeout_ms,
         } => {
-            init_logging(LogFormat::Pretty);
+            let _logging = init_logging(LogFormat::Pretty, None);
             let args = match exec_args(target, method, path, headers, body, tenant, timeout_ms) {
                 Ok(args) => args,
                 Err(e) => return report(Err(e)),
@@ -442,16 +447,37 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (JSON or pretty, filtered by `RUST_LOG`), plus OTLP trace
+/// export of request spans when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The
+/// returned guard flushes queued spans when dropped.
+fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<ext_runner::otlp::OtlpGuard> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (otlp, guard) = match otlp_endpoint.map(ext_runner::otlp::layer) {
+        Some(Ok((layer, guard))) => (Some(layer), Some(guard)),
+        Some(Err(e)) => {
+            eprintln!("warning: OTLP export disabled: {e}");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt).with(otlp).init();
+    guard
 }
 
 async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {

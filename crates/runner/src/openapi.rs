@@ -293,13 +293,12 @@ pub fn document() -> Value {
                         "key_path": {"type": "string"},
                         "mount": {"type": "string"}
                     }},
-                    "user": {"type": "object", "properties": {
+                    "user": {"type": "object", "description": "`company_name` is accepted for `client_name` (not both)", "properties": {
                         "user_id": {"type": "string"},
                         "user_email": {"type": "string"},
                         "user_name": {"type": "string"},
                         "user_type": {"type": "string"},
                         "client_name": {"type": "string"},
-                        "company_name": {"type": "string", "description": "Alias of client_name"},
                         "client_id": {"type": "string"},
                         "additional_fields": {"type": "object"}
                     }}

@@ -199,7 +199,7 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
     if let Some(id) = envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
         request_id = id.to_string();
     }
-    let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
+    let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), parent_span_id = envelope.traceparent.as_deref().map_or("", |t| &t[36..52]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
     let started = std::time::Instant::now();
     let outcome = {
         use tracing::Instrument as _;

@@ -154,3 +154,115 @@ fn f05_sigterm_drains_in_flight_executions() {
         "no new connections after shutdown"
     );
 }
+
+/// OTLP: with OTEL_EXPORTER_OTLP_ENDPOINT set, the real binary sends each
+/// execute span to `<endpoint>/v1/traces` as OTLP/HTTP JSON, joining the
+/// caller's trace from `traceparent`; the last spans are flushed at SIGTERM.
+#[test]
+fn otlp_receiver_gets_the_execute_span() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::{Arc, Mutex};
+
+    // A minimal OTLP/HTTP receiver: records the path and body of each POST.
+    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", receiver.local_addr().unwrap());
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for stream in receiver.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Read headers, then exactly content-length bytes of body.
+                let (head_end, length) = loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break (None, 0);
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..i]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0);
+                        break (Some(i + 4), length);
+                    }
+                };
+                let Some(start) = head_end else { continue };
+                while data.len() < start + length {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&data[..start]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body = String::from_utf8_lossy(&data[start..]).to_string();
+                received.lock().unwrap().push((path, body));
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+            }
+        });
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(ext_test_fixtures::component("echo")).unwrap();
+    let digest = store_signed(
+        data.path(),
+        &ext_bundle::pack_dir(bundle_dir_for("echo", &wasm).path()).unwrap(),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ext-runner"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("RUNNER_DATA_DIR", data.path())
+        .env("RUNNER_SERVICE_TOKEN", TOKEN)
+        .env("RUNNER_MAX_CONCURRENCY", "8")
+        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let body = envelope(&digest, "GET", "/").to_string();
+    let request = format!(
+        "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+
+    let received = received.lock().unwrap().clone();
+    let (path, export) = received
+        .iter()
+        .find(|(_, body)| body.contains("\"execute\""))
+        .unwrap_or_else(|| panic!("no execute span exported: {received:?}"));
+    assert_eq!(path, "/v1/traces");
+    let json: serde_json::Value = serde_json::from_str(export).unwrap();
+    let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], "execute");
+    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
+    assert!(export.contains("tenant-a"), "{export}");
+}
