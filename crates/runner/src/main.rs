@@ -483,6 +483,9 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<ext_ru
 async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {
     let dev = config.dev;
     let dev_key = if dev { Some(trust_dev_key(&mut config)?) } else { None };
+    if dev && config.secrets.key.is_none() {
+        config.secrets.key = Some(dev_secrets_key(&config.data_dir)?);
+    }
     let listen = config.listen;
     let no_token = config.service_tokens.is_empty();
     let runner = Arc::new(Runner::new(config)?);
@@ -547,6 +550,28 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
     Ok(())
 }
 
+/// `serve --dev` without `RUNNER_SECRETS_KEY`: load (or create once) a dev
+/// secrets key under the data directory, so sealed secrets work locally.
+fn dev_secrets_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("dev-secrets-key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return ext_runner::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
+    }
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = cli::secrets_keygen()?;
+    std::fs::create_dir_all(data_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    ext_runner::config::secrets_key(&text).map_err(anyhow::Error::msg)
+}
+
 /// `serve --dev`: load (or create once) the dev signing key under the data
 /// directory and add its public key to the trust bundle, so the example is
 /// signed and verified like any production bundle.
@@ -608,18 +633,38 @@ async fn announce_dev_extension(
         name = manifest.name,
     );
     tracing::info!(extension = %manifest.name, content_hash = %digest, "dev extension published");
+    let base = runner
+        .config()
+        .public_base
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     println!(
-        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: {}/ext-ui/{}/{}/index.html\n",
-        runner
-            .config()
-            .public_base
-            .clone()
-            .unwrap_or_else(|| format!("http://{local}")),
+        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: {base}/ext-ui/{}/{}/index.html\n",
         manifest.name,
         manifest.version,
         manifest.name,
         digest.to_string().replace(':', "%3A"),
     );
+    // The capability routes of the example, when it has them: a KV counter
+    // and a fetch whose API key is a secret handle (sealed here with the dev
+    // secrets key for a demo value).
+    if manifest.endpoints.iter().any(|e| e.path == "/visits")
+        && let Some(key) = runner.config().secrets.key
+    {
+        let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
+        let sealed = ext_runner::host::secrets::seal(&key, &secrets, "dev-tenant", &manifest.name)?;
+        let context = format!(
+            r#""context":{{"tenant_id":"dev-tenant","extension_id":"{}","content_hash":"{digest}"}}"#,
+            manifest.name
+        );
+        println!(
+            "Its storage (a visit counter):\n\n  curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"GET\",\"path\":\"/visits\"}}}}'\n\n\
+             Its egress with a secret handle (allow an upstream first, e.g. EXT_EGRESS_ALLOWLIST=http://127.0.0.1:8090 \
+             EXT_EGRESS_ALLOW_PRIVATE_CIDRS=127.0.0.1/32 EXT_EGRESS_SECRETS_REQUIRE_HTTPS=false, and run one there):\n\n  \
+             curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"POST\",\"path\":\"/relay\",\"body_b64\":\"{}\"}},\"secret_envelope\":{{\"algorithm\":\"aes-256-gcm\",\"ciphertext_b64\":\"{sealed}\"}}}}'\n",
+            base64::engine::general_purpose::STANDARD.encode(br#"{"url":"http://127.0.0.1:8090/"}"#),
+        );
+    }
     Ok(())
 }
 

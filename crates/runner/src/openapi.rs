@@ -152,7 +152,8 @@ pub fn document() -> Value {
     let scalar = json!({"type": ["string", "number", "boolean"]});
     // RFC 9110 token; a value without CR, LF or NUL.
     let header_name = json!({"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"});
-    let header_value = json!({"anyOf": [{"type": "string", "pattern": "^[^\\r\\n\\u0000]*$"}, {"type": ["number", "boolean"]}]});
+    let header_value =
+        json!({"anyOf": [{"type": "string", "pattern": "^[^\\r\\n\\u0000]*$"}, {"type": ["number", "boolean"]}]});
     let ui_parameters = |with_path: bool| {
         let mut parameters = vec![
             json!({"name": "extensionId", "in": "path", "required": true,
@@ -175,7 +176,11 @@ pub fn document() -> Value {
         parameters
     };
     let asset = |method: &str, with_path: bool| {
-        let what = if with_path { "an extension UI asset" } else { "an extension UI's index.html" };
+        let what = if with_path {
+            "an extension UI asset"
+        } else {
+            "an extension UI's index.html"
+        };
         json!({
             "summary": format!("{method} {what} by content hash"),
             "parameters": ui_parameters(with_path),

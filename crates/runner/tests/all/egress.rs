@@ -15,7 +15,7 @@ const SECRET: &str = "upstream-api-key-777";
 
 /// A loopback upstream answering `GET /hello` with "hi" and `GET /check`
 /// with whether `x-api-key` carried the secret.
-async fn upstream() -> std::net::SocketAddr {
+pub(crate) async fn upstream() -> std::net::SocketAddr {
     let app = axum::Router::new()
         .route("/hello", axum::routing::get(|| async { "hi from upstream" }))
         .route(

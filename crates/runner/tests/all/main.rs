@@ -5,6 +5,7 @@ mod bundles;
 mod cache;
 mod cli;
 mod egress;
+mod example;
 mod execute;
 mod guest_metrics;
 mod limits;
