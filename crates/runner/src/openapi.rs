@@ -100,11 +100,10 @@ fn error_response(status: u16, description: &str) -> Value {
         "x-request-id": {"required": true, "description": "The request id (also in the body)", "schema": {"type": "string"}},
         "cache-control": {"required": true, "description": "Errors are never cached", "schema": {"const": "no-store"}}
     });
-    if ERROR_CODES
-        .iter()
-        .any(|c| c.status().as_u16() == status && c.retry_after().is_some())
-    {
-        headers["retry-after"] = json!({"description": "Seconds to wait before retrying (429, 503)",
+    // 429 and 503 answers all say when to retry.
+    let with_status = || ERROR_CODES.iter().filter(|c| c.status().as_u16() == status);
+    if with_status().all(|c| c.retry_after().is_some()) {
+        headers["retry-after"] = json!({"required": true, "description": "Seconds to wait before retrying",
                                         "schema": {"type": "string", "pattern": "^[0-9]+$"}});
     }
     json!({
@@ -342,6 +341,51 @@ pub fn document() -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Every documented error answer names at least one code, and its
+    /// codes are exactly those whose status it is.
+    #[test]
+    fn error_answers_list_the_codes_of_their_status() {
+        let document = document();
+        let mut seen = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    if schema.get("allOf").is_none() {
+                        continue;
+                    }
+                    seen += 1;
+                    let codes = schema["properties"]["error"]["properties"]["code"]["enum"]
+                        .as_array()
+                        .unwrap();
+                    assert!(!codes.is_empty(), "{method} {path} {status}");
+                    for code in codes {
+                        let code = ERROR_CODES.iter().find(|c| c.as_str() == code).unwrap();
+                        assert_eq!(code.status().as_str(), status, "{method} {path}");
+                    }
+                }
+            }
+        }
+        assert!(seen > 10, "{seen}");
+        // Every code is documented on /v1/execute, except the router's 405.
+        let execute = &document["paths"]["/v1/execute"]["post"]["responses"];
+        for code in ERROR_CODES {
+            let status = code.status();
+            let listed =
+                execute[status.as_str()]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
+                    ["code"]["enum"]
+                    .as_array()
+                    .is_some_and(|codes| codes.iter().any(|c| c == code.as_str()));
+            assert!(
+                listed || matches!(code, ErrorCode::MethodNotAllowed),
+                "{}",
+                code.as_str()
+            );
+        }
+    }
+
     /// The committed `openapi.json` is exactly what the code serves;
     /// regenerate with `UPDATE_OPENAPI=1 cargo test -p ext-runner --lib openapi`.
     #[test]

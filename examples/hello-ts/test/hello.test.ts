@@ -42,3 +42,43 @@ test('unknown routes are 404 JSON', async () => {
   assert.equal(res.status, 404);
   assert.deepEqual(res.json(), { error: 'not_found', message: 'no route for DELETE /hello' });
 });
+
+test('GET /visits counts per store, surviving a lost race', async () => {
+  assert.deepEqual((await invoke(handler, { path: '/visits' })).json(), { visits: 1 });
+  assert.deepEqual((await invoke(handler, { path: '/visits' })).json(), { visits: 2 });
+  // Another writer bumps the revision between our read and our write once.
+  const put = host.storage.put;
+  let raced = false;
+  host.storage.put = (entry) => {
+    if (!raced) {
+      raced = true;
+      put({ ...entry, revision: undefined });
+    }
+    return put(entry);
+  };
+  assert.deepEqual((await invoke(handler, { path: '/visits' })).json(), { visits: 4 });
+  assert.deepEqual(host.kvSnapshot('hello'), { visits: '4' });
+});
+
+test('GET /visits without storage granted is a 500 that logs the denial', async () => {
+  host = mockHost({ capabilities: [] });
+  const res = await invoke(handler, { path: '/visits' });
+  assert.equal(res.status, 500);
+  assert.match(host.logs[0]?.message ?? '', /storage\.get\(hello\/visits\) failed: denied/);
+});
+
+test('POST /relay sends the secret as a handle and relays the answer', async () => {
+  host = mockHost({
+    fetch: (req) => ({ status: 200, body: req.headers.some((h) => h.value === '{{secret:api-key}}') ? 'key ok' : 'key missing' }),
+  });
+  const res = await invoke(handler, { method: 'POST', path: '/relay', json: { url: 'http://127.0.0.1:8090/check' } });
+  assert.deepEqual(res.json(), { upstream_status: 200, upstream_body: 'key ok' });
+  assert.equal(host.fetches[0]?.url, 'http://127.0.0.1:8090/check');
+
+  host = mockHost();
+  const denied = await invoke(handler, { method: 'POST', path: '/relay', json: { url: 'https://api.example.com/' } });
+  assert.equal(denied.status, 502);
+  assert.deepEqual(denied.json(), { error: 'fetch_failed', message: 'internal error' }, '5xx details stay in the log');
+  assert.deepEqual(host.logs, [{ level: 'error', message: 'fetch_failed (502): http.fetch: not-allowed' }]);
+  assert.equal((await invoke(handler, { method: 'POST', path: '/relay', json: {} })).status, 400);
+});

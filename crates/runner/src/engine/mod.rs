@@ -275,6 +275,13 @@ impl Runtime {
                 "execution exceeded its time limit",
             )),
             Ok(Ok(response)) => Ok(response),
+            // Start-up code (component initialisers) runs under the same
+            // fuel and deadline: running out there is the same limit.
+            Ok(Err(InstantiateOrCall::Instantiate(error)))
+                if matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel | Trap::Interrupt)) =>
+            {
+                Err(classify_trap(&error, false))
+            }
             Ok(Err(InstantiateOrCall::Instantiate(error))) => Err(Failure::new(
                 ErrorCode::InstantiationFailed,
                 format!("instantiation failed: {}", error.root_cause()),

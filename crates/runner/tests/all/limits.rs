@@ -352,3 +352,16 @@ async fn busy_runner_answers_503_quickly() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     next_request_succeeds(&t).await;
 }
+
+/// fuel that runs out while the component is still instantiating
+/// (its start-up code) is the same limit: 504 `fuel_exhausted`.
+#[tokio::test]
+async fn a01_fuel_exhausted_during_instantiation_is_504() {
+    let t = TestRunner::new();
+    let digest = t.publish_dir(&hello_dir());
+    let mut env = envelope(&digest, "GET", "/hello");
+    env["limits"] = serde_json::json!({"fuel": 0});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_code(&body), "fuel_exhausted");
+}

@@ -17,5 +17,6 @@ mod signing;
 mod socket;
 mod storage;
 mod support;
+mod typescript;
 mod ui;
 mod ui_proxy;
