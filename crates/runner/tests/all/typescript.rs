@@ -320,6 +320,15 @@ async fn ts_probe_capabilities_and_limits() {
     env["user"] = json!({"user_id": "u1", "user_email": "a@example.com", "user_name": "Ada", "user_type": "internal", "client_name": "Acme"});
     assert_eq!(guest(&t, &env, 200).await["user"]["userName"], "Ada");
 
+    // ui-proxy without UI_PROXY_BASE_URL (and not declared): the typed `denied`, not a trap.
+    let out = guest(&t, &request(&digest, PROBE_ID, "GET", "/proxy"), 200).await;
+    assert_eq!(out, json!({"error": "denied"}));
+
+    // The engine's clock and randomness come from the WASI the runner links.
+    let out = guest(&t, &request(&digest, PROBE_ID, "GET", "/env"), 200).await;
+    assert!(out["now"].as_f64().is_some_and(|ms| ms > 1.7e12), "{out}");
+    assert!(out["random"].as_f64().is_some_and(|r| (0.0..1.0).contains(&r)), "{out}");
+
     // Async handlers: promises and timers settle before the export answers.
     let out = guest(&t, &request(&digest, PROBE_ID, "GET", "/async"), 200).await;
     assert_eq!(out, json!({"steps": ["microtask", "timer", "done"]}));
