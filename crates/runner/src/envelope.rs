@@ -104,12 +104,26 @@ struct RawHttp {
 
 #[derive(Deserialize)]
 struct RawLimits {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     timeout_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     memory_mb: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     fuel: Option<u64>,
+}
+
+/// A non-negative whole number, also when a JSON encoder wrote it with a
+/// fraction of zero (`3000.0`, as JavaScript numbers often arrive).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(Some(f as u64)),
+            _ => Err(D::Error::custom(format!("`{n}` is not a non-negative whole number"))),
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -541,5 +555,22 @@ mod tests {
         v["http"]["headers"] = serde_json::json!([["A", "1"], {"name": "B", "value": "2"}]);
         let env = parse(v).unwrap();
         assert_eq!(env.headers, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+    }
+
+    #[test]
+    fn limits_accept_whole_numbers_written_with_a_zero_fraction() {
+        let mut json = base();
+        json["limits"] = serde_json::json!({"timeout_ms": 3000.0, "memory_mb": 64, "fuel": 1e6});
+        let envelope = parse(json).unwrap();
+        assert_eq!(envelope.timeout_ms, Some(3000));
+        assert_eq!(envelope.memory_mb, Some(64));
+        assert_eq!(envelope.fuel, Some(1_000_000));
+        for bad in [serde_json::json!(1.5), serde_json::json!(-1), serde_json::json!("10")] {
+            let mut json = base();
+            json["limits"] = serde_json::json!({ "timeout_ms": bad });
+            let err = parse(json).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEnvelope, "{bad}");
+            assert!(err.message.contains("limits.timeout_ms"), "{}", err.message);
+        }
     }
 }
