@@ -386,7 +386,10 @@ pub fn keygen(out: &Path, algorithm: ext_bundle::KeyAlgorithm) -> anyhow::Result
 }
 
 /// Create `path` (failing if it exists) with `mode` on Unix and write it.
-fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+///
+/// # Errors
+/// The path exists or cannot be written, named.
+pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -515,16 +518,8 @@ pub fn verify(bundle: &Path, sig: &Path, trust: &str, certs: Option<&Path>) -> a
 }
 
 /// A new random 32-byte runner key, base64 (`secrets keygen`).
-///
-/// # Errors
-/// Only if the OS has no randomness.
-pub fn secrets_keygen() -> anyhow::Result<String> {
-    use aes_gcm::aead::rand_core::RngCore as _;
-    let mut key = [0u8; 32];
-    aes_gcm::aead::OsRng
-        .try_fill_bytes(&mut key)
-        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+pub fn secrets_keygen() -> String {
+    base64::engine::general_purpose::STANDARD.encode(crate::random_bytes::<32>())
 }
 
 /// Seal the JSON object in `input` (or stdin) for (tenant, extension) with

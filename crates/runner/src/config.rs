@@ -653,22 +653,12 @@ impl Config {
         };
         let signing_required = flag("SIGNING_REQUIRED", true);
         let trust_precompiled = flag("RUNNER_TRUST_PRECOMPILED", false);
+        let allow_inline_secrets = flag("RUNNER_ALLOW_INLINE_SECRETS", false);
         let trust = get("SIGNING_TRUST_BUNDLE").and_then(|value| {
             TrustSettings::load(value)
                 .map_err(|why| problems.push(format!("SIGNING_TRUST_BUNDLE: {why}")))
                 .ok()
         });
-        let allow_inline_secrets = match get("RUNNER_ALLOW_INLINE_SECRETS")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                problems.push(format!("RUNNER_ALLOW_INLINE_SECRETS: `{other}` must be true or false"));
-                false
-            }
-        };
         let secrets_key = match (get("RUNNER_SECRETS_KEY"), get("RUNNER_SECRETS_KEY_FILE")) {
             (Some(_), Some(_)) => {
                 problems.push("RUNNER_SECRETS_KEY and RUNNER_SECRETS_KEY_FILE: set one, not both".to_string());
@@ -691,11 +681,12 @@ impl Config {
                     problems.push(format!("VAULT_ADDR: `{addr}` must be an http(s) URL"));
                 }
                 std::fs::read_to_string(path)
-                    .map(|token| crate::host::secrets::VaultConfig {
-                        addr: addr.to_string(),
-                        token: token.trim().to_string(),
+                    .map_err(|e| format!("VAULT_TOKEN_FILE: `{path}`: {e}"))
+                    .and_then(|token| {
+                        crate::host::secrets::VaultConfig::new(addr.to_string(), token.trim().to_string())
+                            .map_err(|why| format!("VAULT_ADDR: {why}"))
                     })
-                    .map_err(|e| problems.push(format!("VAULT_TOKEN_FILE: `{path}`: {e}")))
+                    .map_err(|why| problems.push(why))
                     .ok()
             }
             _ => {

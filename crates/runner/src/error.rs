@@ -56,6 +56,43 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code a client can see (the OpenAPI `error.code` enum); the
+    /// `all_lists_every_code` test fails when a variant is missing.
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidEnvelope,
+        ErrorCode::UnknownCapability,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::EndpointNotFound,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ResponseTooLarge,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::BundleUnavailable,
+        ErrorCode::BundleNotFound,
+        ErrorCode::BundleSignatureInvalid,
+        ErrorCode::BundleIntegrity,
+        ErrorCode::BundleInvalid,
+        ErrorCode::BundleInvalidEntry,
+        ErrorCode::BundleTooLarge,
+        ErrorCode::ComponentInvalid,
+        ErrorCode::UnsupportedImport,
+        ErrorCode::UnsupportedFeature,
+        ErrorCode::InstantiationFailed,
+        ErrorCode::ExtensionTrap,
+        ErrorCode::MemoryLimitExceeded,
+        ErrorCode::ExtensionNoResponse,
+        ErrorCode::InvalidResponse,
+        ErrorCode::ExecutionTimeout,
+        ErrorCode::FuelExhausted,
+        ErrorCode::TenantConcurrencyExceeded,
+        ErrorCode::ExtensionConcurrencyExceeded,
+        ErrorCode::RateLimited { retry_after_secs: 1 },
+        ErrorCode::Overloaded,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
@@ -208,5 +245,56 @@ impl IntoResponse for ApiError {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new variant does not compile here until it has an index, and then
+    /// this fails until it is also in [`ErrorCode::ALL`].
+    #[test]
+    fn all_lists_every_code() {
+        fn index(code: ErrorCode) -> usize {
+            match code {
+                ErrorCode::Unauthorized => 0,
+                ErrorCode::InvalidEnvelope => 1,
+                ErrorCode::UnknownCapability => 2,
+                ErrorCode::NotFound => 3,
+                ErrorCode::MethodNotAllowed => 4,
+                ErrorCode::EndpointNotFound => 5,
+                ErrorCode::PayloadTooLarge => 6,
+                ErrorCode::ResponseTooLarge => 7,
+                ErrorCode::HeadersTooLarge => 8,
+                ErrorCode::RequestTimeout => 9,
+                ErrorCode::BundleUnavailable => 10,
+                ErrorCode::BundleNotFound => 11,
+                ErrorCode::BundleSignatureInvalid => 12,
+                ErrorCode::BundleIntegrity => 13,
+                ErrorCode::BundleInvalid => 14,
+                ErrorCode::BundleInvalidEntry => 15,
+                ErrorCode::BundleTooLarge => 16,
+                ErrorCode::ComponentInvalid => 17,
+                ErrorCode::UnsupportedImport => 18,
+                ErrorCode::UnsupportedFeature => 19,
+                ErrorCode::InstantiationFailed => 20,
+                ErrorCode::ExtensionTrap => 21,
+                ErrorCode::MemoryLimitExceeded => 22,
+                ErrorCode::ExtensionNoResponse => 23,
+                ErrorCode::InvalidResponse => 24,
+                ErrorCode::ExecutionTimeout => 25,
+                ErrorCode::FuelExhausted => 26,
+                ErrorCode::TenantConcurrencyExceeded => 27,
+                ErrorCode::ExtensionConcurrencyExceeded => 28,
+                ErrorCode::RateLimited { .. } => 29,
+                ErrorCode::Overloaded => 30,
+                ErrorCode::Internal => 31,
+            }
+        }
+        let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..32).collect::<Vec<_>>());
     }
 }

@@ -458,16 +458,23 @@ impl Runner {
 /// artifact's engine tag is this engine's.
 fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, engine_tag: &str) -> ComponentSource {
     let (artifact, tag_file) = crate::engine::precompiled_paths();
-    let usable = trusted
-        && bundle.signer.is_some()
-        && path == bundle.manifest.entry
-        && bundle.files.contains_key(&artifact)
-        && bundle
-            .read_verified(&tag_file)
-            .is_ok_and(|tag| String::from_utf8_lossy(&tag).trim() == engine_tag);
+    let usable =
+        trusted && bundle.signer.is_some() && path == bundle.manifest.entry && bundle.files.contains_key(&artifact);
+    // Files are read only when the component is not compiled yet (the
+    // closures run on the compile path, not per request).
     let precompiled: Option<crate::engine::ReadBytes> = if usable {
         let reader = bundle.clone();
-        Some(Box::new(move || reader.read_verified(&artifact)))
+        let engine_tag = engine_tag.to_string();
+        Some(Box::new(move || {
+            let tag = reader.read_verified(&tag_file)?;
+            if String::from_utf8_lossy(&tag).trim() != engine_tag {
+                return Err(Failure::new(
+                    ErrorCode::ComponentInvalid,
+                    format!("`{artifact}` was compiled for another engine (`{tag_file}` does not name this one)"),
+                ));
+            }
+            reader.read_verified(&artifact)
+        }))
     } else {
         None
     };

@@ -34,4 +34,12 @@ pub mod store;
 pub mod ui;
 
 pub use config::Config;
+
+/// `N` bytes from the operating system's CSPRNG (keys, nonces, span ids).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use aes_gcm::aead::rand_core::RngCore as _;
+    let mut bytes = [0u8; N];
+    aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
 pub use execute::{GuestResponse, Runner};

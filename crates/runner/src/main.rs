@@ -382,7 +382,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Secrets(SecretsCommand::Keygen) => report(cli::secrets_keygen().map(|key| println!("{key}"))),
+        Command::Secrets(SecretsCommand::Keygen) => {
+            println!("{}", cli::secrets_keygen());
+            ExitCode::SUCCESS
+        }
         Command::Secrets(SecretsCommand::Seal {
             tenant,
             extension,
@@ -558,17 +561,9 @@ fn dev_secrets_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return ext_runner::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
     }
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let text = cli::secrets_keygen()?;
+    let text = cli::secrets_keygen();
     std::fs::create_dir_all(data_dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    file.write_all(text.as_bytes())?;
+    cli::write_new_file(&path, text.as_bytes(), 0o600)?;
     ext_runner::config::secrets_key(&text).map_err(anyhow::Error::msg)
 }
 
@@ -583,15 +578,7 @@ fn trust_dev_key(config: &mut Config) -> anyhow::Result<SigningKey> {
     } else {
         let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
         std::fs::create_dir_all(&config.data_dir)?;
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        file.write_all(key.to_pkcs8_pem().as_bytes())?;
+        cli::write_new_file(&path, key.to_pkcs8_pem().as_bytes(), 0o600)?;
         key
     };
     let mut text = config.trust.as_ref().map(|t| t.text.clone()).unwrap_or_default();

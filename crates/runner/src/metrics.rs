@@ -60,8 +60,8 @@ enum Series {
     Histogram { counts: Vec<u64>, sum: f64, count: u64 },
 }
 
-/// The process's metrics. Cheap to call from request paths (one mutex per
-/// update; no allocation once a series exists).
+/// The process's metrics. Cheap enough for request paths: one mutex and a
+/// map lookup per update (label values are copied for the lookup).
 #[derive(Default)]
 pub struct Metrics {
     families: Mutex<HashMap<&'static str, Family>>,

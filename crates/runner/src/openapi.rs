@@ -7,89 +7,11 @@ use serde_json::{Value, json};
 
 use crate::error::ErrorCode;
 
-/// Every error code a client can see (the `error.code` enum). A new
-/// [`ErrorCode`] variant must be added here: `every_error_code_is_listed`
-/// checks the match below is exhaustive.
-const ERROR_CODES: &[ErrorCode] = &[
-    ErrorCode::Unauthorized,
-    ErrorCode::InvalidEnvelope,
-    ErrorCode::UnknownCapability,
-    ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
-    ErrorCode::EndpointNotFound,
-    ErrorCode::PayloadTooLarge,
-    ErrorCode::ResponseTooLarge,
-    ErrorCode::HeadersTooLarge,
-    ErrorCode::RequestTimeout,
-    ErrorCode::BundleUnavailable,
-    ErrorCode::BundleNotFound,
-    ErrorCode::BundleSignatureInvalid,
-    ErrorCode::BundleIntegrity,
-    ErrorCode::BundleInvalid,
-    ErrorCode::BundleInvalidEntry,
-    ErrorCode::BundleTooLarge,
-    ErrorCode::ComponentInvalid,
-    ErrorCode::UnsupportedImport,
-    ErrorCode::UnsupportedFeature,
-    ErrorCode::InstantiationFailed,
-    ErrorCode::ExtensionTrap,
-    ErrorCode::MemoryLimitExceeded,
-    ErrorCode::ExtensionNoResponse,
-    ErrorCode::InvalidResponse,
-    ErrorCode::ExecutionTimeout,
-    ErrorCode::FuelExhausted,
-    ErrorCode::TenantConcurrencyExceeded,
-    ErrorCode::ExtensionConcurrencyExceeded,
-    ErrorCode::RateLimited { retry_after_secs: 1 },
-    ErrorCode::Overloaded,
-    ErrorCode::Internal,
-];
-
-/// Compile-time exhaustiveness: adding a variant breaks this match until
-/// it is also added to [`ERROR_CODES`].
-#[allow(dead_code)]
-fn listed(code: ErrorCode) -> bool {
-    match code {
-        ErrorCode::Unauthorized
-        | ErrorCode::InvalidEnvelope
-        | ErrorCode::UnknownCapability
-        | ErrorCode::NotFound
-        | ErrorCode::MethodNotAllowed
-        | ErrorCode::EndpointNotFound
-        | ErrorCode::PayloadTooLarge
-        | ErrorCode::ResponseTooLarge
-        | ErrorCode::HeadersTooLarge
-        | ErrorCode::RequestTimeout
-        | ErrorCode::BundleUnavailable
-        | ErrorCode::BundleNotFound
-        | ErrorCode::BundleSignatureInvalid
-        | ErrorCode::BundleIntegrity
-        | ErrorCode::BundleInvalid
-        | ErrorCode::BundleInvalidEntry
-        | ErrorCode::BundleTooLarge
-        | ErrorCode::ComponentInvalid
-        | ErrorCode::UnsupportedImport
-        | ErrorCode::UnsupportedFeature
-        | ErrorCode::InstantiationFailed
-        | ErrorCode::ExtensionTrap
-        | ErrorCode::MemoryLimitExceeded
-        | ErrorCode::ExtensionNoResponse
-        | ErrorCode::InvalidResponse
-        | ErrorCode::ExecutionTimeout
-        | ErrorCode::FuelExhausted
-        | ErrorCode::TenantConcurrencyExceeded
-        | ErrorCode::ExtensionConcurrencyExceeded
-        | ErrorCode::RateLimited { .. }
-        | ErrorCode::Overloaded
-        | ErrorCode::Internal => true,
-    }
-}
-
 /// An error answer with HTTP status `status`: the `Error` schema narrowed to
 /// that status and to the codes [`ErrorCode::status`] maps to it, so a
 /// response's code always agrees with its status.
 fn error_response(status: u16, description: &str) -> Value {
-    let mut codes: Vec<&str> = ERROR_CODES
+    let mut codes: Vec<&str> = ErrorCode::ALL
         .iter()
         .filter(|c| c.status().as_u16() == status)
         .map(|c| c.as_str())
@@ -101,7 +23,7 @@ fn error_response(status: u16, description: &str) -> Value {
         "cache-control": {"required": true, "description": "Errors are never cached", "schema": {"const": "no-store"}}
     });
     // 429 and 503 answers all say when to retry.
-    let with_status = || ERROR_CODES.iter().filter(|c| c.status().as_u16() == status);
+    let with_status = || ErrorCode::ALL.iter().filter(|c| c.status().as_u16() == status);
     if with_status().all(|c| c.retry_after().is_some()) {
         headers["retry-after"] = json!({"required": true, "description": "Seconds to wait before retrying",
                                         "schema": {"type": "string", "pattern": "^[0-9]+$"}});
@@ -143,7 +65,7 @@ const CONTROL_CHARACTERS: &str = "\\u0000-\\u001f\\u007f-\\u009f";
 
 /// The document.
 pub fn document() -> Value {
-    let mut codes: Vec<&str> = ERROR_CODES.iter().map(|c| c.as_str()).collect();
+    let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
     // Not empty after trimming, no control characters.
@@ -362,7 +284,7 @@ mod tests {
                         .unwrap();
                     assert!(!codes.is_empty(), "{method} {path} {status}");
                     for code in codes {
-                        let code = ERROR_CODES.iter().find(|c| c.as_str() == code).unwrap();
+                        let code = ErrorCode::ALL.iter().find(|c| c.as_str() == code).unwrap();
                         assert_eq!(code.status().as_str(), status, "{method} {path}");
                     }
                 }
@@ -371,7 +293,7 @@ mod tests {
         assert!(seen > 10, "{seen}");
         // Every code is documented on /v1/execute, except the router's 405.
         let execute = &document["paths"]["/v1/execute"]["post"]["responses"];
-        for code in ERROR_CODES {
+        for code in ErrorCode::ALL {
             let status = code.status();
             let listed =
                 execute[status.as_str()]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]

@@ -165,8 +165,8 @@ where
         }
         let finished = Finished {
             name: span.metadata().name(),
-            trace_id: trace_id.unwrap_or_else(|| random_hex(16)),
-            span_id: random_hex(8),
+            trace_id: trace_id.unwrap_or_else(new_trace_id),
+            span_id: new_span_id(),
             parent_span_id,
             start: open.start,
             end: SystemTime::now(),
@@ -178,14 +178,21 @@ where
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    use aes_gcm::aead::rand_core::RngCore as _;
-    let mut buf = vec![0u8; bytes];
-    aes_gcm::aead::OsRng.fill_bytes(&mut buf);
-    if buf.iter().all(|b| *b == 0) {
-        buf[0] = 1;
+/// A W3C/OTLP span id: 8 random bytes, never all zero, as 16 hex digits.
+pub fn new_span_id() -> String {
+    non_zero_hex(crate::random_bytes::<8>())
+}
+
+/// A W3C/OTLP trace id: 16 random bytes, never all zero, as 32 hex digits.
+pub fn new_trace_id() -> String {
+    non_zero_hex(crate::random_bytes::<16>())
+}
+
+fn non_zero_hex<const N: usize>(mut bytes: [u8; N]) -> String {
+    if bytes.iter().all(|b| *b == 0) {
+        bytes[0] = 1;
     }
-    hex::encode(buf)
+    hex::encode(bytes)
 }
 
 fn nanos(t: SystemTime) -> String {

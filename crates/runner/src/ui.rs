@@ -43,6 +43,10 @@ pub const DEFAULT_STATIC_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// read, so hot assets are not re-read and re-hashed per request.
 pub const MEMORY_CACHE_FILE_BYTES: u64 = 1024 * 1024;
 
+/// Total bytes of UI files kept in memory across all bundles; beyond it
+/// files are read (and verified) from the disk cache per request.
+pub const MEMORY_CACHE_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long an install check's answer is reused.
 pub const VALIDATION_TTL: Duration = Duration::from_secs(30);
 
@@ -85,6 +89,9 @@ pub struct UiConfig {
     pub validate_url: Option<String>,
 }
 
+/// (bundle, path) of a UI file kept in memory.
+type FileKey = (Digest, String);
+
 /// (tenant, extension, bundle) of an install check.
 type InstallKey = (String, String, Digest);
 
@@ -92,7 +99,8 @@ type InstallKey = (String, String, Digest);
 /// answers.
 #[derive(Default)]
 pub struct UiState {
-    files: Mutex<HashMap<(Digest, String), Bytes>>,
+    /// Verified files by (bundle, path), and their total size.
+    files: Mutex<(HashMap<FileKey, Bytes>, u64)>,
     validations: Mutex<HashMap<InstallKey, (bool, Instant)>>,
     client: std::sync::OnceLock<reqwest::Client>,
 }
@@ -387,7 +395,7 @@ fn parse_range(value: &str, total: u64) -> RangeAnswer {
 /// recorded SHA-256 (small files are then kept in memory).
 async fn read_file(ui: &UiState, bundle: &Arc<LoadedBundle>, key: &str, size: u64) -> Result<Bytes, Failure> {
     let cache_key = (bundle.digest, key.to_string());
-    if let Some(bytes) = ui.files.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+    if let Some(bytes) = ui.files.lock().unwrap_or_else(|e| e.into_inner()).0.get(&cache_key) {
         return Ok(bytes.clone());
     }
     let reader = bundle.clone();
@@ -397,10 +405,12 @@ async fn read_file(ui: &UiState, bundle: &Arc<LoadedBundle>, key: &str, size: u6
         .map_err(|e| Failure::new(ErrorCode::Internal, format!("read task failed: {e}")))??;
     let bytes = Bytes::from(bytes);
     if size <= MEMORY_CACHE_FILE_BYTES {
-        ui.files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(cache_key, bytes.clone());
+        let mut files = ui.files.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, total) = &mut *files;
+        if *total + size <= MEMORY_CACHE_TOTAL_BYTES && !map.contains_key(&cache_key) {
+            *total += size;
+            map.insert(cache_key, bytes.clone());
+        }
     }
     Ok(bytes)
 }

@@ -222,10 +222,14 @@ impl http::Host for Invocation {
         if let Some(parent) = &self.request.traceparent
             && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
         {
-            let span_id: u64 = rand_span_id();
             headers.push((
                 "traceparent".to_string(),
-                format!("00-{}-{span_id:016x}-{}", &parent[3..35], &parent[53..55]),
+                format!(
+                    "00-{}-{}-{}",
+                    &parent[3..35],
+                    crate::otlp::new_span_id(),
+                    &parent[53..55]
+                ),
             ));
         }
         let egress_request = ext_egress::EgressRequest {
@@ -266,17 +270,6 @@ impl http::Host for Invocation {
                 })
             }
         })
-    }
-}
-
-/// A non-zero random span id for outgoing `traceparent` headers.
-fn rand_span_id() -> u64 {
-    use aes_gcm::aead::rand_core::RngCore as _;
-    loop {
-        let id = aes_gcm::aead::OsRng.next_u64();
-        if id != 0 {
-            return id;
-        }
     }
 }
 

@@ -109,6 +109,22 @@ pub struct VaultConfig {
     pub addr: String,
     /// Read from `VAULT_TOKEN_FILE`.
     pub token: String,
+    /// One client for every decrypt call (connection reuse; no proxies
+    /// from the environment).
+    client: reqwest::Client,
+}
+
+impl VaultConfig {
+    /// # Errors
+    /// If the HTTP client cannot be built (TLS roots unavailable).
+    pub fn new(addr: String, token: String) -> Result<VaultConfig, String> {
+        let client = reqwest::Client::builder()
+            .timeout(VAULT_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("vault client: {e}"))?;
+        Ok(VaultConfig { addr, token, client })
+    }
 }
 
 /// Why an envelope did not open. Messages never contain secret material.
@@ -184,8 +200,7 @@ pub fn seal(
     extension: &str,
 ) -> Result<String, OpenError> {
     let cipher = Aes256Gcm::new(key.into());
-    let mut nonce = [0u8; NONCE_BYTES];
-    getrandom_fill(&mut nonce)?;
+    let nonce: [u8; NONCE_BYTES] = crate::random_bytes();
     let plaintext = serde_json::to_vec(secrets).map_err(|_| OpenError::Invalid("unserialisable secrets"))?;
     let aad = associated_data(tenant, extension);
     let ciphertext = cipher
@@ -200,13 +215,6 @@ pub fn seal(
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&ciphertext);
     Ok(BASE64.encode(sealed))
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> Result<(), OpenError> {
-    use aes_gcm::aead::rand_core::RngCore as _;
-    aes_gcm::aead::OsRng
-        .try_fill_bytes(buf)
-        .map_err(|_| OpenError::Backend("no randomness".into()))
 }
 
 fn associated_data(tenant: &str, extension: &str) -> Vec<u8> {
@@ -317,11 +325,7 @@ async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope) -> Result
         return Err(OpenError::Invalid("vault mount has unexpected characters"));
     }
     let url = format!("{}/v1/{mount}/decrypt/{key}", vault.addr.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(VAULT_TIMEOUT)
-        .no_proxy()
-        .build()
-        .map_err(|e| OpenError::Backend(format!("vault client: {e}")))?;
+    let client = &vault.client;
     let body = serde_json::json!({ "ciphertext": envelope.ciphertext_b64.trim() }).to_string();
     let response = client
         .post(&url)

@@ -547,7 +547,7 @@ fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
     let body = envelope(&digest, "GET", "/").to_string();
     let cache = data.path().join("cache/bundles");
 
-    let start = || spawn_serve(data.path(), &[]);
+    let start = || spawn_serve(data.path(), &[], &[]);
     let request = |port: u16| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.write_all(&http_request(&body)).unwrap();

@@ -108,7 +108,7 @@ fn f05_sigterm_drains_in_flight_executions() {
     let wasm = std::fs::read(ext_test_fixtures::component("limits_sleep")).unwrap();
     let bundle = bundle_dir_for("limits_sleep", &wasm);
     let digest = store_signed(data.path(), &ext_bundle::pack_dir(bundle.path()).unwrap());
-    let (mut child, port) = spawn_serve(data.path(), &["--shutdown-grace-ms", "10000"]);
+    let (mut child, port) = spawn_serve(data.path(), &["--shutdown-grace-ms", "10000"], &[]);
     let exchange = move |raw: Vec<u8>| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.write_all(&raw)?;
@@ -213,29 +213,7 @@ fn otlp_receiver_gets_the_execute_span() {
         data.path(),
         &ext_bundle::pack_dir(bundle_dir_for("echo", &wasm).path()).unwrap(),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ext-runner"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("RUNNER_DATA_DIR", data.path())
-        .env("RUNNER_SERVICE_TOKEN", TOKEN)
-        .env("RUNNER_MAX_CONCURRENCY", "8")
-        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (mut child, port) = spawn_serve(data.path(), &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     let body = envelope(&digest, "GET", "/").to_string();
     let request = format!(
         "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -350,7 +350,7 @@ pub fn store_signed(data: &Path, archive: &[u8]) -> Digest {
 
 /// Start the real `ext-runner serve` on a free loopback port, with the test
 /// token and trust, data under `data`; returns once it accepts connections.
-pub fn spawn_serve(data: &Path, extra_args: &[&str]) -> (std::process::Child, u16) {
+pub fn spawn_serve(data: &Path, extra_args: &[&str], extra_env: &[(&str, &str)]) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -365,6 +365,7 @@ pub fn spawn_serve(data: &Path, extra_args: &[&str]) -> (std::process::Child, u1
         .env("RUNNER_MAX_CONCURRENCY", "8")
         .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
         .env("RUST_LOG", "warn")
+        .envs(extra_env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
