@@ -90,6 +90,37 @@ pub struct Endpoint {
     pub handler: String,
     /// Whether the scheduler may invoke it.
     pub schedulable: bool,
+    /// The world the handler component implements (`world`; default
+    /// `alga:extension/runner`).
+    #[serde(skip_serializing_if = "World::is_runner")]
+    pub world: World,
+}
+
+/// The contract a handler component implements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum World {
+    /// `alga:extension/runner`: exports `handler(execute-request) -> execute-response`.
+    #[default]
+    #[serde(rename = "alga:extension/runner")]
+    Runner,
+    /// `wasi:http/proxy`: exports `wasi:http/incoming-handler` (what
+    /// `wasmtime serve` and Spin run).
+    #[serde(rename = "wasi:http/proxy")]
+    Proxy,
+}
+
+impl World {
+    /// The name a manifest writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Runner => "alga:extension/runner",
+            World::Proxy => "wasi:http/proxy",
+        }
+    }
+
+    fn is_runner(&self) -> bool {
+        *self == World::Runner
+    }
 }
 
 /// The extension's iframe UI.
@@ -265,6 +296,16 @@ impl Manifest {
         self.endpoints
             .iter()
             .find(|endpoint| component_path(&endpoint.handler) == wanted)
+    }
+
+    /// The world the component at `path` implements: that of the endpoints
+    /// naming it (one world per component, checked at parse time), else
+    /// `alga:extension/runner` (the `entry` without endpoints).
+    pub fn component_world(&self, path: &str) -> World {
+        self.endpoints
+            .iter()
+            .find(|endpoint| component_path(&endpoint.handler) == path)
+            .map_or(World::Runner, |endpoint| endpoint.world)
     }
 
     /// The component path inside the bundle that handles `endpoint`.
@@ -600,6 +641,8 @@ impl Checker {
         // Route shape (method, segments with every parameter written `:`) to
         // the index of the first endpoint that has it.
         let mut routes: BTreeMap<(String, Vec<String>), usize> = BTreeMap::new();
+        // Component path to the world and index of the first endpoint naming it.
+        let mut worlds: BTreeMap<String, (World, usize)> = BTreeMap::new();
         for (index, item) in self
             .optional_array(api, "endpoints", "api.endpoints")
             .iter()
@@ -613,6 +656,22 @@ impl Checker {
             let Some(endpoint) = self.endpoint(object, &field) else {
                 continue;
             };
+            let component = component_path(&endpoint.handler);
+            match worlds.get(&component) {
+                Some((world, first)) if *world != endpoint.world => {
+                    let reason = format!(
+                        "`{}` conflicts with api.endpoints[{first}], which runs the same component `{component}` as `{}`",
+                        endpoint.world.as_str(),
+                        world.as_str()
+                    );
+                    self.fail(format!("{field}.world"), reason);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    worlds.insert(component, (endpoint.world, index));
+                }
+            }
             let route = (endpoint.method.clone(), route_shape(&endpoint.path));
             match routes.get(&route) {
                 Some(first) => {
@@ -677,11 +736,28 @@ impl Checker {
                 None
             }
         };
+        let world = match self.optional_string(object, "world", &format!("{field}.world")) {
+            None => Some(World::Runner),
+            Some(name) if name == World::Runner.as_str() => Some(World::Runner),
+            Some(name) if name == World::Proxy.as_str() => Some(World::Proxy),
+            Some(name) => {
+                self.fail(
+                    format!("{field}.world"),
+                    format!(
+                        "must be \"{}\" or \"{}\", found `{name}`",
+                        World::Runner.as_str(),
+                        World::Proxy.as_str()
+                    ),
+                );
+                None
+            }
+        };
         Some(Endpoint {
             method: method?,
             path: path?,
             handler: handler?,
             schedulable: schedulable?,
+            world: world?,
         })
     }
 

@@ -242,7 +242,7 @@ pub fn compile_with_env(
         &config.cache_dir,
     )?;
     let artifact = runtime
-        .precompile(&manifest.entry, &wasm)
+        .precompile(&manifest.entry, &wasm, manifest.component_world(&manifest.entry))
         .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.message))?;
     let (artifact_path, tag_path) = crate::engine::precompiled_paths();
     std::fs::create_dir_all(files.join("precompiled"))?;

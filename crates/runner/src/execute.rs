@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::engine::{ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, Prepared, Runtime};
+use crate::engine::{
+    ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, GuestInput, Prepared, Runtime,
+};
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
@@ -294,33 +296,39 @@ impl Runner {
         let invocation = invocation
             .with_grants(grants)
             .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone());
-        let guest_request = ExecuteRequest {
-            context: ContextData {
-                request_id: Some(request.request_id.clone()),
-                tenant_id: request.tenant_id.clone(),
-                extension_id: request.extension_id.clone(),
-                install_id: request.install_id.clone(),
-                version_id: request.version_id.clone(),
-            },
-            http: HttpRequest {
-                method: envelope.method.clone(),
-                url: envelope.guest_url(),
-                headers: envelope
-                    .headers
-                    .iter()
-                    .map(|(name, value)| HttpHeader {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
-                body: envelope.body.clone(),
+        let input = match pre.world() {
+            ext_bundle::World::Runner => GuestInput::Runner(ExecuteRequest {
+                context: ContextData {
+                    request_id: Some(request.request_id.clone()),
+                    tenant_id: request.tenant_id.clone(),
+                    extension_id: request.extension_id.clone(),
+                    install_id: request.install_id.clone(),
+                    version_id: request.version_id.clone(),
+                },
+                http: HttpRequest {
+                    method: envelope.method.clone(),
+                    url: envelope.guest_url(),
+                    headers: envelope
+                        .headers
+                        .iter()
+                        .map(|(name, value)| HttpHeader {
+                            name: name.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                    body: envelope.body.clone(),
+                },
+            }),
+            ext_bundle::World::Proxy => GuestInput::Proxy {
+                request: proxy_request(envelope)?,
+                max_response_bytes: self.config.max_response_bytes,
             },
         };
         let limits = ExecLimits {
             timeout: Duration::from_millis(timeout_ms),
             fuel: envelope.fuel,
         };
-        let (outcome, report) = self.runtime.execute(&pre, invocation, guest_request, limits).await;
+        let (outcome, report) = self.runtime.execute(&pre, invocation, input, limits).await;
         *report_slot = Some(report.clone());
         let response = outcome?;
 
@@ -447,7 +455,8 @@ impl Runner {
             self.config.trust_precompiled,
             self.runtime.engine_tag(),
         );
-        let pre = self.runtime.component(&key, source).await?;
+        let world = bundle.manifest.component_world(&key.1);
+        let pre = self.runtime.component(&key, source, world).await?;
         Ok((bundle, pre))
     }
 }
@@ -483,6 +492,28 @@ fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, eng
         wasm: Box::new(move || reader.read_verified(&path)),
         precompiled,
     }
+}
+
+/// The incoming request a `wasi:http/proxy` component sees: the envelope's
+/// method, path and query under `http://localhost`, its headers (already
+/// through the request header policy) and body.
+fn proxy_request(envelope: &Envelope) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, Failure> {
+    let invalid = |what: String| Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: {what}"));
+    let method = http::Method::from_bytes(envelope.method.as_bytes())
+        .map_err(|_| invalid(format!("http.method `{}` is not an HTTP method", envelope.method)))?;
+    let target = envelope.guest_url();
+    let uri: http::Uri = format!("http://localhost{target}")
+        .parse()
+        .map_err(|e| invalid(format!("http.path `{target}` is not a request target: {e}")))?;
+    let mut request = http::Request::builder().method(method).uri(uri);
+    for (name, value) in &envelope.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            envelope.body.clone().unwrap_or_default(),
+        )))
+        .map_err(|e| invalid(format!("http.headers: {e}")))
 }
 
 /// Which component handles this request: the envelope's `endpoint` if

@@ -183,6 +183,12 @@ pub fn new_span_id() -> String {
     non_zero_hex(crate::random_bytes::<8>())
 }
 
+/// The `traceparent` for an outbound request made on behalf of `parent`
+/// (a validated inbound header): same trace and flags, a new span id.
+pub fn child_traceparent(parent: &str) -> String {
+    format!("00-{}-{}-{}", &parent[3..35], new_span_id(), &parent[53..55])
+}
+
 /// A W3C/OTLP trace id: 16 random bytes, never all zero, as 32 hex digits.
 pub fn new_trace_id() -> String {
     non_zero_hex(crate::random_bytes::<16>())

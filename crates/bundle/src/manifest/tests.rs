@@ -283,6 +283,17 @@ fn reject_table_with_exact_messages() {
             "manifest.json: field `api.endpoints[2]`: duplicates the route of api.endpoints[0] (GET /items/:name/)",
         ),
         (
+            endpoints(json!([{"method": "GET", "path": "/", "handler": "dist/main", "world": "wasi:http"}])),
+            "manifest.json: field `api.endpoints[0].world`: must be \"alga:extension/runner\" or \"wasi:http/proxy\", found `wasi:http`",
+        ),
+        (
+            endpoints(json!([
+                {"method": "GET", "path": "/a", "handler": "dist/main", "world": "wasi:http/proxy"},
+                {"method": "GET", "path": "/b", "handler": "dist/main.wasm"},
+            ])),
+            "manifest.json: field `api.endpoints[1].world`: `alga:extension/runner` conflicts with api.endpoints[0], which runs the same component `dist/main.wasm` as `wasi:http/proxy`",
+        ),
+        (
             with(json!({"ui": {"type": "react"}})),
             "manifest.json: field `ui.type`: must be \"iframe\", found `react`",
         ),
@@ -426,4 +437,25 @@ fn resolve_table() {
         let got = manifest.resolve(method, path).map(|endpoint| endpoint.handler.as_str());
         assert_eq!(got, *expected, "{method} {path}");
     }
+}
+
+#[test]
+fn endpoint_world_defaults_round_trips_and_names_the_component() {
+    let manifest = parse(&endpoints(json!([
+        {"method": "GET", "path": "/p", "handler": "dist/proxy", "world": "wasi:http/proxy"},
+        {"method": "GET", "path": "/r", "handler": "dist/main"},
+        {"method": "POST", "path": "/r", "handler": "dist/main", "world": "alga:extension/runner"},
+    ])));
+    assert_eq!(manifest.endpoints[0].world, World::Proxy);
+    assert_eq!(manifest.endpoints[1].world, World::Runner);
+    assert_eq!(manifest.component_world("dist/proxy.wasm"), World::Proxy);
+    assert_eq!(manifest.component_world("dist/main.wasm"), World::Runner);
+    assert_eq!(manifest.component_world("dist/unlisted.wasm"), World::Runner);
+    let json: Value = serde_json::from_str(&manifest.to_json_pretty()).unwrap();
+    assert_eq!(json["api"]["endpoints"][0]["world"], "wasi:http/proxy");
+    assert!(
+        json["api"]["endpoints"][1].get("world").is_none(),
+        "the default is not written"
+    );
+    assert_eq!(parse(manifest.to_json_pretty().as_bytes()), manifest);
 }

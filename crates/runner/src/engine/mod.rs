@@ -3,9 +3,10 @@
 //!
 //! One [`Engine`](wasmtime::Engine) and one [`Linker`] per process. A
 //! component is compiled (or loaded from the verified artifact cache) once
-//! per (content hash, component path) and kept as a pre-instantiated
-//! [`RunnerPre`]; each execution then costs a fresh store plus an instance
-//! from the pooling allocator, nothing more.
+//! per (content hash, component path) and kept pre-instantiated for its world
+//! ([`RunnerPre`] for `alga:extension/runner`, [`ProxyPre`] for
+//! `wasi:http/proxy`); each execution then costs a fresh store plus an
+//! instance from the pooling allocator, nothing more.
 //!
 //! Modules: `artifacts` (integrity-checked on-disk cache of compiled code),
 //! `ticker` (the single epoch thread).
@@ -19,14 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ext_bundle::Digest;
+use bytes::Bytes;
+use ext_bundle::{Digest, World};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::error::ErrorCode;
 use crate::host::bindings::RunnerPre;
-use crate::host::bindings::types::{ExecuteRequest, ExecuteResponse};
+use crate::host::bindings::types::{ExecuteRequest, ExecuteResponse, HttpHeader};
 use crate::host::{self, Invocation};
 use crate::limits::{
     ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS,
@@ -56,7 +62,35 @@ impl Failure {
 pub type ComponentKey = (Digest, String);
 
 /// A component ready to instantiate: compiled, checked and linked.
-pub type Prepared = Arc<RunnerPre<Invocation>>;
+pub type Prepared = Arc<PreparedComponent>;
+
+/// A pre-instantiated component, by the world it implements.
+pub enum PreparedComponent {
+    Runner(RunnerPre<Invocation>),
+    Proxy(ProxyPre<Invocation>),
+}
+
+impl PreparedComponent {
+    pub fn world(&self) -> World {
+        match self {
+            PreparedComponent::Runner(_) => World::Runner,
+            PreparedComponent::Proxy(_) => World::Proxy,
+        }
+    }
+}
+
+/// What one execution hands the guest, by world.
+pub enum GuestInput {
+    /// `handler(execute-request)`.
+    Runner(ExecuteRequest),
+    /// `wasi:http/incoming-handler.handle`: the request, and the largest
+    /// response body collected before the execution fails with
+    /// `response_too_large`.
+    Proxy {
+        request: http::Request<Full<Bytes>>,
+        max_response_bytes: u64,
+    },
+}
 
 /// Time and fuel for one execution, already clamped by the operator's
 /// maxima. (Memory is enforced by the store's limiter in [`Invocation`].)
@@ -187,20 +221,26 @@ impl Runtime {
     ///
     /// # Errors
     /// `component_invalid`, `unsupported_feature` or `unsupported_import`.
-    pub fn precompile(&self, path: &str, wasm: &[u8]) -> Result<Vec<u8>, Failure> {
+    pub fn precompile(&self, path: &str, wasm: &[u8], world: World) -> Result<Vec<u8>, Failure> {
         let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, &e))?;
-        host::check_imports(&self.engine, &component).map_err(|names| unsupported(path, &names))?;
+        host::check_imports(&self.engine, &component, world).map_err(|names| unsupported(path, &names))?;
         component
             .serialize()
             .map_err(|e| Failure::new(ErrorCode::Internal, format!("{path}: serialize: {e}")))
     }
 
     /// The pre-instantiated component for `key`, compiling it from `wasm`
-    /// (read lazily) on first use.
+    /// (read lazily) on first use, linked for `world` (a bundle's manifest
+    /// gives each component one world, so the key decides it).
     ///
     /// # Errors
     /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
-    pub async fn component(&self, key: &ComponentKey, source: ComponentSource) -> Result<Prepared, Failure> {
+    pub async fn component(
+        &self,
+        key: &ComponentKey,
+        source: ComponentSource,
+        world: World,
+    ) -> Result<Prepared, Failure> {
         let cell = {
             let mut map = self.components.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
@@ -213,7 +253,7 @@ impl Runtime {
             let stats = self.stats.clone();
             // Compiling is CPU-bound (seconds for big guests): keep it off
             // the async workers.
-            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source))
+            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
                 .await
                 .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
                 .map(Arc::new)
@@ -225,15 +265,17 @@ impl Runtime {
     /// Run the handler once in a fresh store under `limits`.
     ///
     /// The epoch callback interrupts guest code at the first tick past the
-    /// deadline; the outer timeout also covers time spent inside host calls.
+    /// deadline; the outer timeout also covers time spent inside host calls
+    /// and, for a `wasi:http/proxy` component, reading its response body.
     ///
     /// # Errors
-    /// A [`Failure`] with the matching code: timeouts, fuel, traps, memory.
+    /// A [`Failure`] with the matching code: timeouts, fuel, traps, memory,
+    /// a missing or oversized response.
     pub async fn execute(
         &self,
-        pre: &RunnerPre<Invocation>,
+        pre: &PreparedComponent,
         invocation: Invocation,
-        request: ExecuteRequest,
+        input: GuestInput,
         limits: ExecLimits,
     ) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
         let started = Instant::now();
@@ -258,15 +300,51 @@ impl Runtime {
             })
         });
 
+        // A proxy component's response arrives through its outparam and its
+        // body is read on a task of its own while the guest writes it.
+        let mut collector: Option<tokio::task::JoinHandle<Result<ExecuteResponse, Failure>>> = None;
         let run = async {
-            let runner = match pre.instantiate_async(&mut store).await {
-                Ok(runner) => runner,
-                Err(e) => return Err(InstantiateOrCall::Instantiate(e)),
-            };
-            runner
-                .call_handler(&mut store, &request)
-                .await
-                .map_err(InstantiateOrCall::Call)
+            match (pre, input) {
+                (PreparedComponent::Runner(pre), GuestInput::Runner(request)) => {
+                    let runner = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(InstantiateOrCall::Instantiate)?;
+                    runner
+                        .call_handler(&mut store, &request)
+                        .await
+                        .map(Some)
+                        .map_err(InstantiateOrCall::Call)
+                }
+                (
+                    PreparedComponent::Proxy(pre),
+                    GuestInput::Proxy {
+                        request,
+                        max_response_bytes,
+                    },
+                ) => {
+                    let (sender, receiver) = tokio::sync::oneshot::channel();
+                    let mut http = store.data_mut().http();
+                    let resources = http
+                        .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
+                        .and_then(|request| Ok((request, http.new_response_outparam(sender)?)));
+                    let (request, outparam) = resources.map_err(InstantiateOrCall::Instantiate)?;
+                    collector = Some(tokio::spawn(collect_proxy_response(receiver, max_response_bytes)));
+                    let proxy = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(InstantiateOrCall::Instantiate)?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, request, outparam)
+                        .await
+                        .map(|()| None)
+                        .map_err(InstantiateOrCall::Call)
+                }
+                _ => Err(InstantiateOrCall::Instantiate(wasmtime::Error::msg(
+                    "the component's world and the request's do not match",
+                ))),
+            }
         };
         let outcome = tokio::time::timeout_at(deadline.into(), run).await;
         let result = match outcome {
@@ -290,12 +368,48 @@ impl Runtime {
         };
         let truncated = store.data().flush_output();
         let data = store.data();
+        let mut host_calls = data.host_calls.clone();
+        let outbound = data.outbound.usage.clone();
+        let outbound_requests = outbound.requests.load(std::sync::atomic::Ordering::Relaxed);
+        if outbound_requests > 0 {
+            host_calls.insert("wasi:http", outbound_requests);
+        }
+        let egress_bytes = data.egress_bytes + outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let peak_memory_bytes = data.limiter.peak_memory_bytes as u64;
+        let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
+        // Dropping the store closes whatever the guest left open (an
+        // unfinished body ends), so the collector cannot wait on it.
+        drop(store);
+        let result = match (result, collector) {
+            (Ok(Some(response)), _) => Ok(response),
+            (Ok(None), Some(collector)) => match tokio::time::timeout_at(deadline.into(), collector).await {
+                Ok(Ok(collected)) => collected,
+                Ok(Err(e)) => Err(Failure::new(ErrorCode::Internal, format!("response task failed: {e}"))),
+                Err(_elapsed) => Err(Failure::new(
+                    ErrorCode::ExecutionTimeout,
+                    "execution exceeded its time limit while writing its response",
+                )),
+            },
+            (Ok(None), None) => Err(Failure::new(ErrorCode::Internal, "no response collector")),
+            // A guest that failed because its body stopped being read over
+            // the cap is answered as the cap, not as its trap.
+            (Err(failure), Some(collector)) if collector.is_finished() => match collector.await {
+                Ok(Err(cap)) if cap.code == ErrorCode::ResponseTooLarge => Err(cap),
+                _ => Err(failure),
+            },
+            (Err(failure), collector) => {
+                if let Some(collector) = collector {
+                    collector.abort();
+                }
+                Err(failure)
+            }
+        };
         let report = ExecutionReport {
             wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-            fuel_used: fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0)),
-            peak_memory_bytes: data.limiter.peak_memory_bytes as u64,
-            host_calls: data.host_calls.clone(),
-            egress_bytes: data.egress_bytes,
+            fuel_used,
+            peak_memory_bytes,
+            host_calls,
+            egress_bytes,
             logs_truncated: truncated,
             limit_hit: match &result {
                 Err(f) => match f.code {
@@ -309,6 +423,61 @@ impl Runtime {
         };
         (result, report)
     }
+}
+
+/// A `wasi:http/proxy` guest's response: what it passed to
+/// `response-outparam.set`, with its body read up to `max_bytes`.
+async fn collect_proxy_response(
+    receiver: tokio::sync::oneshot::Receiver<
+        Result<http::Response<HyperOutgoingBody>, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
+    >,
+    max_bytes: u64,
+) -> Result<ExecuteResponse, Failure> {
+    let response = match receiver.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            return Err(Failure::new(
+                ErrorCode::ExtensionNoResponse,
+                format!("the wasi:http handler answered with an error instead of a response: {code:?}"),
+            ));
+        }
+        Err(_) => {
+            return Err(Failure::new(
+                ErrorCode::ExtensionNoResponse,
+                "the wasi:http handler returned without setting a response",
+            ));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Failure::new(
+                ErrorCode::ResponseTooLarge,
+                format!("response body exceeds the limit of {max_bytes} bytes"),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                ErrorCode::ExtensionNoResponse,
+                format!("the wasi:http handler did not finish its response body: {e}"),
+            ));
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| HttpHeader {
+            name: name.as_str().to_string(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    Ok(ExecuteResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: Some(body.to_vec()),
+    })
 }
 
 /// Which half of an execution failed: instantiation (limits on initial
@@ -343,7 +512,8 @@ fn prepare(
     stats: &Stats,
     key: &ComponentKey,
     source: ComponentSource,
-) -> Result<RunnerPre<Invocation>, Failure> {
+    world: World,
+) -> Result<PreparedComponent, Failure> {
     let (digest, path) = key;
     let supplied = source.precompiled.and_then(|read| match read() {
         Ok(bytes) => match artifacts::load_supplied(engine, &bytes) {
@@ -377,7 +547,7 @@ fn prepare(
                     .compile_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
-                host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
+                host::check_imports(engine, &component, world).map_err(|names| unsupported(path, &names))?;
                 if let Err(e) = artifacts.store(digest, path, &component) {
                     // The cache only saves time; a failed write must not fail the request.
                     tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
@@ -386,16 +556,24 @@ fn prepare(
             }
         },
     };
-    host::check_imports(engine, &component).map_err(|names| unsupported(path, &names))?;
+    host::check_imports(engine, &component, world).map_err(|names| unsupported(path, &names))?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| Failure::new(ErrorCode::UnsupportedImport, format!("{path}: cannot link: {e}")))?;
-    RunnerPre::new(instance_pre).map_err(|e| {
-        Failure::new(
-            ErrorCode::ComponentInvalid,
-            format!("{path}: does not export `handler: func(execute-request) -> execute-response` of world alga:extension/runner: {e}"),
-        )
-    })
+    match world {
+        World::Runner => RunnerPre::new(instance_pre).map(PreparedComponent::Runner).map_err(|e| {
+            Failure::new(
+                ErrorCode::ComponentInvalid,
+                format!("{path}: does not export `handler: func(execute-request) -> execute-response` of world alga:extension/runner: {e}"),
+            )
+        }),
+        World::Proxy => ProxyPre::new(instance_pre).map(PreparedComponent::Proxy).map_err(|e| {
+            Failure::new(
+                ErrorCode::ComponentInvalid,
+                format!("{path}: does not export `wasi:http/incoming-handler` of world wasi:http/proxy (the manifest's endpoint says `\"world\": \"wasi:http/proxy\"`): {e}"),
+            )
+        }),
+    }
 }
 
 fn unsupported(path: &str, names: &str) -> Failure {

@@ -222,15 +222,7 @@ impl http::Host for Invocation {
         if let Some(parent) = &self.request.traceparent
             && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
         {
-            headers.push((
-                "traceparent".to_string(),
-                format!(
-                    "00-{}-{}-{}",
-                    &parent[3..35],
-                    crate::otlp::new_span_id(),
-                    &parent[53..55]
-                ),
-            ));
+            headers.push(("traceparent".to_string(), crate::otlp::child_traceparent(parent)));
         }
         let egress_request = ext_egress::EgressRequest {
             method: request.method,

@@ -8,7 +8,8 @@
 //! Modules: `bindings` (generated), `capabilities` (the WIT `Host` impls),
 //! `grants` (which capabilities an execution has), `output` (captured
 //! stdout/stderr), `guest_metrics` (`cap:metrics.emit`), `debug_sink` (guest
-//! lines copied to Redis streams).
+//! lines copied to Redis streams), `proxy` (`wasi:http/proxy` components'
+//! outbound requests).
 
 pub mod bindings;
 mod capabilities;
@@ -16,6 +17,7 @@ pub mod debug_sink;
 pub mod grants;
 pub mod guest_metrics;
 pub mod output;
+pub mod proxy;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -23,6 +25,9 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use ext_bundle::World;
 
 use self::bindings::Runner;
 use self::output::CapturedOutput;
@@ -59,6 +64,10 @@ pub struct UserInfo {
 pub struct Invocation {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http` state (used by `wasi:http/proxy` components only).
+    http_ctx: WasiHttpCtx,
+    /// Where a proxy component's outbound `wasi:http` requests go.
+    pub(crate) outbound: proxy::OutboundHooks,
     pub(crate) limiter: GuestLimiter,
     pub(crate) request: Arc<RequestInfo>,
     pub(crate) user: Option<Arc<UserInfo>>,
@@ -133,6 +142,8 @@ impl Invocation {
         Invocation {
             wasi: builder.build(),
             table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            outbound: proxy::OutboundHooks::new(request.clone()),
             limiter: GuestLimiter::new(memory_bytes),
             request,
             user,
@@ -186,7 +197,9 @@ impl Invocation {
     /// Give the execution egress (only when `cap:http.fetch` is granted).
     #[must_use]
     pub fn with_http(mut self, access: HttpAccess) -> Self {
-        self.http = Some(Arc::new(access));
+        let access = Arc::new(access);
+        self.outbound.access = Some(access.clone());
+        self.http = Some(access);
         self
     }
 
@@ -264,6 +277,16 @@ impl WasiView for Invocation {
     }
 }
 
+impl WasiHttpView for Invocation {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
 /// Per-execution memory and table limits; remembers whether it refused a
 /// growth so a following trap can be reported as `memory_limit_exceeded`.
 pub struct GuestLimiter {
@@ -310,8 +333,9 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
-/// WASI preview 2 packages guests may import. `wasi:sockets` and `wasi:http`
-/// are deliberately absent: egress goes through `http.fetch` where policy
+/// WASI preview 2 packages guests may import. `wasi:sockets` is deliberately
+/// absent, and `wasi:http` is for `wasi:http/proxy` components only
+/// ([`PROXY_INTERFACES`]): egress goes through ext-egress where policy
 /// applies.
 const ALLOWED_WASI_INTERFACES: &[&str] = &[
     "wasi:io/error",
@@ -336,13 +360,18 @@ const ALLOWED_WASI_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stderr",
 ];
 
+/// What a `wasi:http/proxy` component may import besides the WASI subset
+/// (their outbound requests go through the egress policy, see `proxy`).
+const PROXY_INTERFACES: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
+
 /// Interfaces of the `alga:extension` package this runner provides.
 const ALGA_INTERFACES: &[&str] = &[
     "types", "context", "secrets", "http", "storage", "logging", "ui-proxy", "user", "user-v2", "metrics",
 ];
 
-/// Whether an import name (e.g. `wasi:cli/stdout@0.2.3`) is one we provide.
-pub fn is_supported_import(name: &str) -> bool {
+/// Whether an import name (e.g. `wasi:cli/stdout@0.2.3`) is one we provide
+/// to components of `world`.
+pub fn is_supported_import(name: &str, world: World) -> bool {
     let (unversioned, version) = match name.split_once('@') {
         Some((base, version)) => (base, Some(version)),
         None => (name, None),
@@ -350,11 +379,13 @@ pub fn is_supported_import(name: &str) -> bool {
     if let Some(interface) = unversioned.strip_prefix("alga:extension/") {
         return version.is_none() && ALGA_INTERFACES.contains(&interface);
     }
-    ALLOWED_WASI_INTERFACES.contains(&unversioned) && version.is_some_and(|v| v.starts_with("0.2."))
+    let wasi = ALLOWED_WASI_INTERFACES.contains(&unversioned)
+        || (world == World::Proxy && PROXY_INTERFACES.contains(&unversioned));
+    wasi && version.is_some_and(|v| v.starts_with("0.2."))
 }
 
 /// Every import of `component` this runner does not provide, comma-separated.
-pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component) -> Result<(), String> {
+pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component, world: World) -> Result<(), String> {
     let ty = component.component_type();
     // Type imports (`execute-request`, `execute-response` at world level)
     // carry no functionality; every other import must be one we provide.
@@ -362,7 +393,7 @@ pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component
         .imports(engine)
         .filter(|(_, item)| !matches!(item.ty, wasmtime::component::types::ComponentItem::Type(_)))
         .map(|(name, _)| name)
-        .filter(|n| !is_supported_import(n))
+        .filter(|n| !is_supported_import(n, world))
         .map(str::to_string)
         .collect();
     unsupported.sort();
@@ -373,8 +404,9 @@ pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component
 }
 
 /// The one linker every component is pre-instantiated against: the eight
-/// `alga:extension` interfaces, this runner's `metrics`, and the closed
-/// WASI subset.
+/// `alga:extension` interfaces, this runner's `metrics`, the closed WASI
+/// subset and `wasi:http` (which [`check_imports`] lets only
+/// `wasi:http/proxy` components use).
 ///
 /// # Errors
 /// Only if two definitions collide (a programming error).
@@ -409,6 +441,7 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Invocation>> {
     cli::terminal_stdin::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
     cli::terminal_stdout::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
     cli::terminal_stderr::add_to_linker::<Invocation, WasiCli>(l, Invocation::cli)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     Ok(linker)
 }
 
@@ -420,7 +453,7 @@ impl wasmtime::component::HasData for HasIo {
 
 #[cfg(test)]
 mod tests {
-    use super::is_supported_import;
+    use super::{World, is_supported_import};
 
     #[test]
     fn import_allowlist_table() {
@@ -444,7 +477,16 @@ mod tests {
             ("evil:pkg/iface", false),
         ];
         for (name, want) in cases {
-            assert_eq!(is_supported_import(name), want, "{name}");
+            assert_eq!(is_supported_import(name, World::Runner), want, "{name}");
+            // A proxy component gets the same, plus wasi:http's client side.
+            let proxy_want = want || matches!(name, "wasi:http/outgoing-handler@0.2.3");
+            assert_eq!(is_supported_import(name, World::Proxy), proxy_want, "{name} (proxy)");
         }
+        for name in ["wasi:http/types@0.2.0", "wasi:http/outgoing-handler@0.2.6"] {
+            assert!(!is_supported_import(name, World::Runner), "{name}");
+            assert!(is_supported_import(name, World::Proxy), "{name}");
+        }
+        assert!(!is_supported_import("wasi:http/types@0.3.0", World::Proxy));
+        assert!(!is_supported_import("wasi:sockets/tcp@0.2.3", World::Proxy));
     }
 }

@@ -20,3 +20,4 @@ mod support;
 mod typescript;
 mod ui;
 mod ui_proxy;
+mod wasi_http;

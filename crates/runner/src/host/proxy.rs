@@ -1,0 +1,173 @@
+//! `wasi:http/proxy` components: the incoming request built from the
+//! execute envelope, and outbound `wasi:http` requests sent through the same
+//! egress engine and policy as `http.fetch`.
+//!
+//! Outbound requests need `cap:http.fetch` like `http.fetch` does; without
+//! it the guest gets `HTTP-request-denied`. A granted request is checked by
+//! ext-egress exactly as a fetch is (allowlists, address table, timeouts
+//! inside the execution deadline, size caps, request count) and its response
+//! is read whole (bounded) before the guest sees it. Secret handles
+//! (`{{secret:NAME}}`) are an `alga:extension` feature and are not expanded
+//! here: a proxy component has no secrets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::{HttpAccess, RequestInfo};
+
+/// What outbound `wasi:http` used in one execution (read for the report
+/// after the store is done; requests run on their own tasks).
+#[derive(Debug, Default)]
+pub struct OutboundUsage {
+    pub requests: AtomicU32,
+    pub bytes: AtomicU64,
+}
+
+/// The store's `wasi:http` hooks: where `outgoing-handler.handle` goes.
+pub struct OutboundHooks {
+    pub(crate) access: Option<Arc<HttpAccess>>,
+    pub(crate) request: Arc<RequestInfo>,
+    pub(crate) usage: Arc<OutboundUsage>,
+}
+
+impl OutboundHooks {
+    pub fn new(request: Arc<RequestInfo>) -> Self {
+        OutboundHooks {
+            access: None,
+            request,
+            usage: Arc::default(),
+        }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    /// ext-egress writes `host` from the vetted URL; a guest-chosen one is
+    /// never sent.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        self.usage.requests.fetch_add(1, Ordering::Relaxed);
+        let access = self.access.clone();
+        let info = self.request.clone();
+        let usage = self.usage.clone();
+        Box::new(async move {
+            let Some(access) = access else {
+                tracing::info!(target: "ext_runner::egress", request_id = %info.request_id, tenant = %info.tenant_id, extension = %info.extension_id, "outbound wasi:http refused: cap:http.fetch not granted");
+                return Err(HttpError::HttpRequestDenied);
+            };
+            let (parts, body) = request.into_parts();
+            let limit = access.egress.config().max_request_body_bytes;
+            let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                .collect()
+                .await
+                .map_err(|_| HttpError::HttpRequestBodySize(None))?
+                .to_bytes();
+            let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
+            for (name, value) in &parts.headers {
+                let value = value.to_str().map_err(|_| HttpError::HttpRequestHeaderSize {
+                    field_name: Some(name.to_string()),
+                    field_size: None,
+                })?;
+                headers.push((name.to_string(), value.to_string()));
+            }
+            if let Some(parent) = &info.traceparent
+                && !headers.iter().any(|(name, _)| name == "traceparent")
+            {
+                headers.push(("traceparent".to_string(), crate::otlp::child_traceparent(parent)));
+            }
+            let sent = body.len() as u64;
+            let egress_request = ext_egress::EgressRequest {
+                method: parts.method.to_string(),
+                url: parts.uri.to_string(),
+                headers,
+                body: (!body.is_empty()).then(|| body.to_vec()),
+            };
+            let no_secrets = ext_egress::StaticSecrets(Default::default());
+            let context = ext_egress::FetchContext {
+                deadline: access.deadline,
+                tenant: &info.tenant_id,
+                policy: &access.policy,
+                budget: &access.budget,
+                secrets: &no_secrets,
+            };
+            let response = match access.egress.fetch(egress_request, context).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::info!(target: "ext_runner::egress", request_id = %info.request_id, tenant = %info.tenant_id, extension = %info.extension_id, code = error.code(), error = %error, "outbound wasi:http refused or failed");
+                    return Err(wasi_error(&error));
+                }
+            };
+            usage
+                .bytes
+                .fetch_add(sent + response.body.len() as u64, Ordering::Relaxed);
+            let mut builder = http::Response::builder().status(response.status);
+            for (name, value) in response.headers {
+                builder = builder.header(name, value);
+            }
+            let body = Full::new(Bytes::from(response.body))
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let response = builder
+                .body(body)
+                .map_err(|e| HttpError::InternalError(Some(format!("upstream response: {e}"))))?;
+            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// The `wasi:http` error code for an egress refusal or failure. Address
+/// refusals keep their own code (`destination-IP-prohibited`); every other
+/// policy refusal is `HTTP-request-denied`.
+fn wasi_error(error: &ext_egress::EgressError) -> HttpError {
+    use ext_egress::EgressError as E;
+    match error {
+        E::DestinationIpProhibited { .. } | E::IpLiteralNotAllowed { .. } | E::SelfConnection { .. } => {
+            HttpError::DestinationIpProhibited
+        }
+        E::InvalidUrl { .. } => HttpError::HttpRequestUriInvalid,
+        E::InvalidMethod { .. } => HttpError::HttpRequestMethodInvalid,
+        E::InvalidHeader { .. } => HttpError::HttpProtocolError,
+        E::RequestTooLarge { .. } => HttpError::HttpRequestBodySize(None),
+        E::DnsTimeout { .. } => HttpError::DnsTimeout,
+        E::Dns { .. } => HttpError::DnsError {
+            rcode: None,
+            info_code: None,
+        },
+        E::Connect { .. } => HttpError::ConnectionRefused,
+        E::Timeout { phase } => match phase {
+            ext_egress::Phase::Connect => HttpError::ConnectionTimeout,
+            ext_egress::Phase::Idle => HttpError::ConnectionReadTimeout,
+            _ => HttpError::HttpResponseTimeout,
+        },
+        E::Tls { .. } => HttpError::TlsProtocolError,
+        E::Http { .. } => HttpError::HttpProtocolError,
+        E::ResponseTooLarge { .. } => HttpError::HttpResponseBodySize(None),
+        E::Internal { .. } => HttpError::InternalError(None),
+        _ if error.is_denial() => HttpError::HttpRequestDenied,
+        _ => HttpError::InternalError(None),
+    }
+}
