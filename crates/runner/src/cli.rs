@@ -21,12 +21,189 @@ use crate::store::object::{BundleObjects, PutOutcome};
 /// # Errors
 /// Invalid manifest or missing files, named; unwritable output.
 pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Digest> {
-    let archive = ext_bundle::pack_dir(dir).with_context(|| format!("packing {}", dir.display()))?;
+    let archive = pack_dir(dir)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     crate::engine::write_atomically(out, &archive).with_context(|| format!("writing {}", out.display()))?;
     Ok(Digest::of(&archive))
+}
+
+/// [`ext_bundle::pack_dir`], with the build command to run when a component
+/// the manifest names is missing.
+///
+/// # Errors
+/// As `pack_dir`, the directory named.
+pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    ext_bundle::pack_dir(dir)
+        .map_err(|e| match (&e, build_hint(dir)) {
+            (ext_bundle::PackError::MissingFile { .. }, Some(hint)) => anyhow::anyhow!("{e}; {hint}"),
+            _ => anyhow::Error::new(e),
+        })
+        .with_context(|| format!("packing {}", dir.display()))
+}
+
+/// How the components of the project in `dir` are built, for an error
+/// about a missing one; `None` when `dir` is not a Rust or npm project.
+pub fn build_hint(dir: &Path) -> Option<String> {
+    let shown = dir.display();
+    match crate::scaffold::Lang::detect(dir)? {
+        crate::scaffold::Lang::Rust => {
+            let lib = std::fs::read_to_string(dir.join("Cargo.toml"))
+                .ok()
+                .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+                .and_then(|t| {
+                    let lib = t.get("lib").and_then(|l| l.get("name")).and_then(toml::Value::as_str);
+                    let package = t
+                        .get("package")
+                        .and_then(|p| p.get("name"))
+                        .and_then(toml::Value::as_str);
+                    lib.or(package).map(|n| n.replace('-', "_"))
+                })
+                .unwrap_or_else(|| "<crate>".to_string());
+            Some(format!(
+                "build it: `ext-runner dev {shown}` builds and serves it; by hand, `cargo build --release --target wasm32-wasip2` \
+                 in {shown}, then copy target/wasm32-wasip2/release/{lib}.wasm to that path"
+            ))
+        }
+        crate::scaffold::Lang::Ts => Some(format!(
+            "build it: `npm run build` in {shown} (`ext-runner dev {shown}` builds and serves it)"
+        )),
+    }
+}
+
+/// An `alga:extension` interface a component imports whose capability the
+/// manifest does not declare: its calls would all answer `denied`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeclaredImport {
+    /// The component, as a bundle path (`dist/main.wasm`).
+    pub component: String,
+    /// The imported interface (`alga:extension/storage`).
+    pub interface: &'static str,
+    /// The capability to declare (`cap:storage.kv`).
+    pub capability: &'static str,
+}
+
+/// The `alga:extension` interfaces that need a declared capability.
+const GATED_INTERFACES: &[(&str, &str)] = &[
+    ("alga:extension/storage", crate::host::grants::STORAGE_KV),
+    ("alga:extension/http", crate::host::grants::HTTP_FETCH),
+    ("alga:extension/secrets", crate::host::grants::SECRETS_GET),
+    ("alga:extension/ui-proxy", crate::host::grants::UI_PROXY),
+    ("alga:extension/metrics", crate::host::guest_metrics::CAPABILITY),
+];
+
+/// Every component of the extension in `dir` (entry and handlers) that
+/// imports a capability interface its manifest does not declare.
+///
+/// # Errors
+/// An invalid manifest, or a component that is missing or not a component.
+pub fn undeclared_capabilities(dir: &Path) -> anyhow::Result<Vec<UndeclaredImport>> {
+    let manifest_path = dir.join(ext_bundle::manifest::MANIFEST_FILE_NAME);
+    let bytes = std::fs::read(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest = ext_bundle::Manifest::from_slice(&bytes)?;
+    let mut found = Vec::new();
+    for (_, component) in manifest.required_files() {
+        let path = dir.join(&component);
+        let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let imports = component_imports(&wasm).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+        for (interface, capability) in GATED_INTERFACES {
+            if imports.iter().any(|name| name == interface) && !manifest.capabilities.iter().any(|c| c == capability) {
+                found.push(UndeclaredImport {
+                    component: component.clone(),
+                    interface,
+                    capability,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// [`undeclared_capabilities`] as warning lines for `pack` and `dev`. A
+/// JavaScript component imports every interface of its world whatever the
+/// code calls, so it gets one line per component instead of one per import.
+pub fn capability_warnings(dir: &Path) -> Vec<String> {
+    let found = match undeclared_capabilities(dir) {
+        Ok(found) => found,
+        Err(e) => return vec![format!("could not check the components' imports: {e:#}")],
+    };
+    let javascript = crate::scaffold::Lang::detect(dir) == Some(crate::scaffold::Lang::Ts)
+        || std::fs::read(dir.join(ext_bundle::manifest::MANIFEST_FILE_NAME))
+            .ok()
+            .and_then(|bytes| ext_bundle::Manifest::from_slice(&bytes).ok())
+            .and_then(|m| m.runtime)
+            .is_some_and(|r| r.starts_with("wasm-js"));
+    if javascript {
+        let mut components: Vec<&str> = found.iter().map(|f| f.component.as_str()).collect();
+        components.dedup();
+        return components
+            .into_iter()
+            .map(|component| {
+                let of = |f: &&UndeclaredImport| f.component == component;
+                let interfaces: Vec<&str> = found.iter().filter(of).map(|f| f.interface).collect();
+                let capabilities: Vec<&str> = found.iter().filter(of).map(|f| f.capability).collect();
+                format!(
+                    "{component} imports {} (a JavaScript component imports every interface of its world); \
+                     calls to them answer `denied` unless manifest.json's `capabilities` declares {}: \
+                     add those your code uses",
+                    interfaces.join(", "),
+                    capabilities.join(", ")
+                )
+            })
+            .collect();
+    }
+    found
+        .iter()
+        .map(|f| {
+            format!(
+                "{} imports `{}` but manifest.json does not declare `{}`: add \"{}\" to `capabilities` \
+                 (until then every call answers `denied`)",
+                f.component, f.interface, f.capability, f.capability
+            )
+        })
+        .collect()
+}
+
+/// The names of a component's imports other than types
+/// (`alga:extension/storage`, `wasi:cli/stdout@0.2.6`, …), read from its
+/// top-level import sections without compiling it: a JavaScript component
+/// takes tens of seconds to compile, and `pack` should not.
+///
+/// # Errors
+/// Bytes that are not a component binary, or a malformed import section.
+pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use wasmparser::{ComponentTypeRef, Encoding, Parser, Payload};
+    let mut names = Vec::new();
+    // Nested modules and components are parsed inline between their
+    // section and their `End`; only depth 1 (the component itself) counts.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("not a readable WebAssembly component: {e}"))? {
+            Payload::Version { encoding, .. } => {
+                if depth == 0 && encoding == Encoding::Module {
+                    return Err(
+                        "a core WebAssembly module, not a component (build for wasm32-wasip2, or componentize the module)"
+                            .into(),
+                    );
+                }
+                depth += 1;
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    let import = import.map_err(|e| format!("not a readable WebAssembly component: {e}"))?;
+                    // Type imports (the world's `execute-request`) carry no
+                    // functionality; Wasmtime does not list them either.
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        names.push(import.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// Arguments of `publish`.
@@ -562,4 +739,115 @@ pub fn secrets_seal(
         .with_context(|| format!("{source}: expected a JSON object of secret name -> string value"))?;
     let sealed = crate::host::secrets::seal(&key, &secrets, tenant, extension)?;
     Ok(serde_json::json!({"algorithm": "aes-256-gcm", "ciphertext_b64": sealed}).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_imports_lists_top_level_import_names() {
+        let wasm = wat::parse_str(
+            r#"(component
+                (import "alga:extension/storage" (instance))
+                (type $f (func (param "x" u32)))
+                (import "wasi:cli/stdout@0.2.6" (instance (export "f" (func (type 0)))))
+                (import "f" (func (type $f)))
+                (import "t" (type (sub resource)))
+                (component (import "nested:not/top-level" (instance)))
+            )"#,
+        )
+        .unwrap();
+        assert_eq!(
+            component_imports(&wasm).unwrap(),
+            ["alga:extension/storage", "wasi:cli/stdout@0.2.6", "f"]
+        );
+    }
+
+    #[test]
+    fn component_imports_refuses_modules_and_garbage() {
+        let module = wat::parse_str("(module)").unwrap();
+        assert!(
+            component_imports(&module)
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        let garbage = component_imports(b"not wasm").unwrap_err();
+        assert!(garbage.contains("not a readable WebAssembly component"), "{garbage}");
+        let mut truncated = wat::parse_str(r#"(component (import "a:b/c" (instance)))"#).unwrap();
+        truncated.pop();
+        let truncated = component_imports(&truncated).unwrap_err();
+        assert!(truncated.contains("unexpected end"), "{truncated}");
+    }
+
+    #[test]
+    fn undeclared_capabilities_name_interface_and_capability() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(
+            r#"(component
+                (import "alga:extension/storage" (instance))
+                (import "alga:extension/http" (instance))
+                (import "alga:extension/logging" (instance))
+            )"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("dist")).unwrap();
+        std::fs::write(dir.path().join("dist/main.wasm"), wasm).unwrap();
+        let manifest = |caps: &str| {
+            format!(r#"{{"name":"com.test.caps","version":"1.0.0","runtime":"wasm-rust@1","capabilities":{caps}}}"#)
+        };
+        std::fs::write(dir.path().join("manifest.json"), manifest(r#"["http.fetch"]"#)).unwrap();
+        assert_eq!(
+            undeclared_capabilities(dir.path()).unwrap(),
+            [UndeclaredImport {
+                component: "dist/main.wasm".into(),
+                interface: "alga:extension/storage",
+                capability: "cap:storage.kv",
+            }]
+        );
+        let warnings = capability_warnings(dir.path());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("`alga:extension/storage`") && warnings[0].contains("\"cap:storage.kv\""),
+            "{warnings:?}"
+        );
+
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            manifest("[]").replace("wasm-rust@1", "wasm-js@1"),
+        )
+        .unwrap();
+        let warnings = capability_warnings(dir.path());
+        assert_eq!(warnings.len(), 1, "one line per JavaScript component: {warnings:?}");
+        assert!(
+            warnings[0].contains("alga:extension/storage, alga:extension/http")
+                && warnings[0].contains("cap:storage.kv, cap:http.fetch"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_component_names_the_build_command() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            r#"{"name":"com.test.missing","version":"1.0.0"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"my-ext\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", pack_dir(dir.path()).unwrap_err());
+        assert!(error.contains("field `entry`"), "{error}");
+        assert!(
+            error.contains("cargo build --release --target wasm32-wasip2") && error.contains("release/my_ext.wasm"),
+            "{error}"
+        );
+        std::fs::remove_file(dir.path().join("Cargo.toml")).unwrap();
+        std::fs::write(dir.path().join("package.json"), "{}").unwrap();
+        let error = format!("{:#}", pack_dir(dir.path()).unwrap_err());
+        assert!(error.contains("`npm run build`"), "{error}");
+    }
 }

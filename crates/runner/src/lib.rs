@@ -11,6 +11,8 @@
 //! - [`store`]: bundle store and the verified, unpacked bundle cache;
 //! - [`ui`]: the extensions' iframe UI assets (`/ext-ui/…`);
 //! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
+//! - [`scaffold`]: `new`, extension projects from the embedded templates;
+//! - [`devloop`]: what `serve --dev` and `dev` share, and `dev`'s rebuild loop;
 //! - [`error`]: error codes and the one mapping to HTTP;
 //! - [`limits`]: every limit and its default;
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
@@ -19,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod devloop;
 pub mod engine;
 pub mod envelope;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod otlp;
 pub mod quota;
+pub mod scaffold;
 pub mod server;
 pub mod store;
 pub mod ui;

@@ -6,16 +6,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use ext_bundle::signature::{KeyAlgorithm, SigningKey};
-use ext_runner::config::{Config, LogFormat, Overrides, TrustSettings};
+use ext_bundle::signature::KeyAlgorithm;
+use ext_runner::config::{Config, LogFormat, Overrides};
+use ext_runner::scaffold::Lang;
 use ext_runner::server::{AppState, serve};
 use ext_runner::store::object::PutOutcome;
-use ext_runner::{Runner, cli};
+use ext_runner::{Runner, cli, devloop};
 
 /// Exit status for configuration errors (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+
+/// Time in-flight requests get after Ctrl-C in `ext-runner dev`: a local
+/// loop has nothing worth waiting long for.
+const DEV_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +64,39 @@ enum Command {
         /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
+    },
+    /// Create a new extension project from a template: manifest.json, ui/, README.md, the
+    /// handler and its unit tests (Rust: Cargo.toml, src/lib.rs; TypeScript: package.json,
+    /// src/index.ts, test/).
+    New {
+        /// Directory to create, and the extension's name: `hello` becomes `com.example.hello`
+        /// in manifest.json; a reverse-domain name like `com.acme.hello` is used as it is.
+        name: String,
+        /// Language of the handler.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The SDK to depend on (Rust: the ext-sdk crate, crates/sdk; TypeScript: sdk/ts)
+        /// [default: the one beside the source this binary was built from].
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build an extension project, serve it on loopback as `serve --dev` does (dev key, no
+    /// token, a printed curl), and rebuild and republish it whenever its sources change.
+    Dev {
+        /// The project: Cargo.toml (Rust, built for wasm32-wasip2) or package.json (`npm run build`).
+        dir: PathBuf,
+        /// Address to listen on [env: RUNNER_LISTEN, default 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Runner state directory [env: RUNNER_DATA_DIR].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML file with settings (same names as the environment, which overrides it).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Pack an extension directory into a deterministic bundle.tar.zst and print its content hash.
     Pack {
@@ -243,9 +283,70 @@ fn main() -> ExitCode {
                     .filter(|v| !v.is_empty()),
             );
             let grace = std::time::Duration::from_millis(shutdown_grace_ms);
-            report(runtime.block_on(run_server(config, extension, grace)))
+            let dev_extension = DevExtension {
+                dir: extension,
+                rebuild: None,
+            };
+            report(runtime.block_on(run_server(config, dev_extension, grace)))
+        }
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk_path,
+        } => {
+            let args = ext_runner::scaffold::NewArgs {
+                name,
+                lang,
+                parent: dir,
+                sdk_path,
+            };
+            report(ext_runner::scaffold::new_project(&args).map(|created| print_created(&created, lang)))
+        }
+        Command::Dev {
+            dir,
+            listen,
+            data_dir,
+            config: config_file,
+        } => {
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                dev: true,
+                ..Overrides::default()
+            };
+            let config = match ext_runner::config::with_file(&env, config_file.as_deref())
+                .and_then(|env| Config::load(&env, &overrides))
+            {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let Some(lang) = Lang::detect(&dir) else {
+                return report(Err(anyhow::anyhow!(
+                    "{}: no Cargo.toml (Rust) or package.json (TypeScript) there, so nothing to build; \
+                     `ext-runner new NAME --lang rust|ts` makes a project",
+                    dir.display()
+                )));
+            };
+            let _logging = init_logging(config.log_format, None);
+            eprintln!("building {}", dir.display());
+            if let Err(e) = devloop::build(&dir, lang) {
+                return report(Err(e.context(format!("building {}", dir.display()))));
+            }
+            let dev_extension = DevExtension {
+                dir,
+                rebuild: Some(lang),
+            };
+            report(runtime.block_on(run_server(config, dev_extension, DEV_SHUTDOWN_GRACE)))
         }
         Command::Pack { dir, out } => report(cli::pack(&dir, &out).map(|digest| {
+            for warning in cli::capability_warnings(&dir) {
+                eprintln!("warning: {warning}");
+            }
             println!("{digest}");
         })),
         Command::Publish {
@@ -483,11 +584,53 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Option<ext_ru
     guard
 }
 
-async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Duration) -> anyhow::Result<()> {
+/// The extension `serve --dev` and `dev` publish at start-up.
+struct DevExtension {
+    dir: PathBuf,
+    /// `dev`: rebuild and republish it when its sources change.
+    rebuild: Option<Lang>,
+}
+
+/// What `new` made and what to run next.
+fn print_created(created: &ext_runner::scaffold::Created, lang: Lang) {
+    let dir = created.dir.display();
+    let language = match lang {
+        Lang::Rust => "Rust",
+        Lang::Ts => "TypeScript",
+    };
+    println!(
+        "created {dir}: {} in {language}, SDK {}",
+        created.manifest_name,
+        created.sdk_path.display()
+    );
+    for file in &created.files {
+        println!("  {file}");
+    }
+    for note in &created.notes {
+        eprintln!("note: {note}");
+    }
+    println!("\nNext:\n");
+    match lang {
+        Lang::Rust => println!(
+            "  ext-runner dev {dir}          # build, serve on 127.0.0.1:8080, print a curl; rebuilds on save\n  \
+             (cd {dir} && cargo test)     # the handler's unit tests"
+        ),
+        Lang::Ts => println!(
+            "  (cd {dir} && npm install && npm test)   # the SDK, TypeScript; the handler's unit tests\n  \
+             ext-runner dev {dir}                    # build, serve on 127.0.0.1:8080, print a curl; rebuilds on save"
+        ),
+    }
+}
+
+async fn run_server(mut config: Config, extension: DevExtension, grace: std::time::Duration) -> anyhow::Result<()> {
     let dev = config.dev;
-    let dev_key = if dev { Some(trust_dev_key(&mut config)?) } else { None };
+    let dev_key = if dev {
+        Some(devloop::trust_dev_key(&mut config)?)
+    } else {
+        None
+    };
     if dev && config.secrets.key.is_none() {
-        config.secrets.key = Some(dev_secrets_key(&config.data_dir)?);
+        config.secrets.key = Some(devloop::dev_secrets_key(&config.data_dir)?);
     }
     let listen = config.listen;
     let no_token = config.service_tokens.is_empty();
@@ -505,8 +648,23 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
     if no_token {
         tracing::warn!("--dev without RUNNER_SERVICE_TOKEN: /v1/execute accepts unauthenticated calls on loopback");
     }
+    // Dropped (and so stopped) when the server returns.
+    let mut _rebuilding = None;
     if let Some(key) = dev_key {
-        announce_dev_extension(&runner, &key, &extension, local).await?;
+        let published = devloop::publish_dir(&runner, &key, &extension.dir, local)
+            .await
+            .with_context(|| format!("publishing {}", extension.dir.display()))?;
+        if let Some(lang) = extension.rebuild {
+            let dev_loop = devloop::DevLoop {
+                runner: runner.clone(),
+                key,
+                dir: extension.dir.clone(),
+                lang,
+                local,
+                current: published.digest,
+            };
+            _rebuilding = Some(AbortOnDrop(tokio::spawn(dev_loop.run())));
+        }
     }
     let public = match runner.config().public_listen {
         Some(addr) => Some(
@@ -553,106 +711,13 @@ async fn run_server(mut config: Config, extension: PathBuf, grace: std::time::Du
     Ok(())
 }
 
-/// `serve --dev` without `RUNNER_SECRETS_KEY`: load (or create once) a dev
-/// secrets key under the data directory, so sealed secrets work locally.
-fn dev_secrets_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    let path = data_dir.join("dev-secrets-key");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        return ext_runner::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
-    }
-    let text = cli::secrets_keygen();
-    std::fs::create_dir_all(data_dir)?;
-    cli::write_new_file(&path, text.as_bytes(), 0o600)?;
-    ext_runner::config::secrets_key(&text).map_err(anyhow::Error::msg)
-}
+/// A task that stops when its handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
-/// `serve --dev`: load (or create once) the dev signing key under the data
-/// directory and add its public key to the trust bundle, so the example is
-/// signed and verified like any production bundle.
-fn trust_dev_key(config: &mut Config) -> anyhow::Result<SigningKey> {
-    let path = config.data_dir.join("dev-signing-key.pem");
-    let key = if path.exists() {
-        let pem = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        SigningKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-    } else {
-        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
-        std::fs::create_dir_all(&config.data_dir)?;
-        cli::write_new_file(&path, key.to_pkcs8_pem().as_bytes(), 0o600)?;
-        key
-    };
-    let mut text = config.trust.as_ref().map(|t| t.text.clone()).unwrap_or_default();
-    text.push('\n');
-    text.push_str(&key.public_key_pem());
-    config.trust = Some(TrustSettings::parse(&text, "SIGNING_TRUST_BUNDLE + dev key").map_err(anyhow::Error::msg)?);
-    tracing::info!(key = %path.display(), fingerprint = %key.fingerprint(), "dev signing key trusted");
-    Ok(key)
-}
-
-/// `serve --dev`: pack, sign and publish the example so the printed curl works.
-async fn announce_dev_extension(
-    runner: &Runner,
-    key: &SigningKey,
-    dir: &std::path::Path,
-    local: std::net::SocketAddr,
-) -> anyhow::Result<()> {
-    let archive = ext_bundle::pack_dir(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "--extension {}: {e} (build it first: scripts/build-example)",
-            dir.display()
-        )
-    })?;
-    let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
-    let signature = ext_bundle::signature::encode_signature(&key.sign(&archive));
-    let digest = ext_bundle::Digest::of(&archive);
-    let keys = runner.bundle_objects().keys(&digest, "dev-tenant", &manifest.name);
-    let objects = runner.bundle_objects();
-    objects.put_if_absent(&keys.bundle, archive.into()).await?;
-    objects
-        .put_if_absent(&keys.signature, signature.into_bytes().into())
-        .await?;
-    let auth = match runner.config().service_tokens.first() {
-        Some(_) => " -H \"authorization: Bearer $RUNNER_SERVICE_TOKEN\"",
-        None => "",
-    };
-    let example = format!(
-        r#"curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{"context":{{"tenant_id":"dev-tenant","extension_id":"{name}","content_hash":"{digest}"}},"http":{{"method":"GET","path":"/hello"}}}}'"#,
-        name = manifest.name,
-    );
-    tracing::info!(extension = %manifest.name, content_hash = %digest, "dev extension published");
-    let base = runner
-        .config()
-        .public_base
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-    println!(
-        "\n{} {} is ready. Try:\n\n  {example}\n\nIts UI: {base}/ext-ui/{}/{}/index.html\n",
-        manifest.name,
-        manifest.version,
-        manifest.name,
-        digest.to_string().replace(':', "%3A"),
-    );
-    // The capability routes of the example, when it has them: a KV counter
-    // and a fetch whose API key is a secret handle (sealed here with the dev
-    // secrets key for a demo value).
-    if manifest.endpoints.iter().any(|e| e.path == "/visits")
-        && let Some(key) = runner.config().secrets.key
-    {
-        let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
-        let sealed = ext_runner::host::secrets::seal(&key, &secrets, "dev-tenant", &manifest.name)?;
-        let context = format!(
-            r#""context":{{"tenant_id":"dev-tenant","extension_id":"{}","content_hash":"{digest}"}}"#,
-            manifest.name
-        );
-        println!(
-            "Its storage (a visit counter):\n\n  curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"GET\",\"path\":\"/visits\"}}}}'\n\n\
-             Its egress with a secret handle (allow an upstream first, e.g. EXT_EGRESS_ALLOWLIST=http://127.0.0.1:8090 \
-             EXT_EGRESS_ALLOW_PRIVATE_CIDRS=127.0.0.1/32 EXT_EGRESS_SECRETS_REQUIRE_HTTPS=false, and run one there):\n\n  \
-             curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"POST\",\"path\":\"/relay\",\"body_b64\":\"{}\"}},\"secret_envelope\":{{\"algorithm\":\"aes-256-gcm\",\"ciphertext_b64\":\"{sealed}\"}}}}'\n",
-            base64::engine::general_purpose::STANDARD.encode(br#"{"url":"http://127.0.0.1:8090/"}"#),
-        );
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! The one integration-test binary of ext-runner (each extra binary would
 //! relink Wasmtime). Tests name the attack-catalogue row they cover.
 
+mod authoring;
 mod bundles;
 mod cache;
 mod cli;
