@@ -72,7 +72,7 @@ pub fn build_hint(dir: &Path) -> Option<String> {
     }
 }
 
-/// An `alga:extension` interface a component imports whose capability the
+/// A capability interface a component imports whose capability the
 /// manifest does not declare: its calls would all answer `denied`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndeclaredImport {
@@ -84,8 +84,10 @@ pub struct UndeclaredImport {
     pub capability: &'static str,
 }
 
-/// The `alga:extension` interfaces that need a declared capability.
+/// The interfaces (unversioned) that need a declared capability: those of
+/// `alga:extension`, and a `wasi:http/proxy` component's outbound requests.
 const GATED_INTERFACES: &[(&str, &str)] = &[
+    ("wasi:http/outgoing-handler", crate::host::grants::HTTP_FETCH),
     ("alga:extension/storage", crate::host::grants::STORAGE_KV),
     ("alga:extension/http", crate::host::grants::HTTP_FETCH),
     ("alga:extension/secrets", crate::host::grants::SECRETS_GET),
@@ -108,7 +110,10 @@ pub fn undeclared_capabilities(dir: &Path) -> anyhow::Result<Vec<UndeclaredImpor
         let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let imports = component_imports(&wasm).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
         for (interface, capability) in GATED_INTERFACES {
-            if imports.iter().any(|name| name == interface) && !manifest.capabilities.iter().any(|c| c == capability) {
+            let imported = imports
+                .iter()
+                .any(|name| name.split_once('@').map_or(name.as_str(), |(base, _)| base) == *interface);
+            if imported && !manifest.capabilities.iter().any(|c| c == capability) {
                 found.push(UndeclaredImport {
                     component: component.clone(),
                     interface,
@@ -823,6 +828,19 @@ mod tests {
             warnings[0].contains("alga:extension/storage, alga:extension/http")
                 && warnings[0].contains("cap:storage.kv, cap:http.fetch"),
             "{warnings:?}"
+        );
+
+        // A wasi:http/proxy component's outbound requests need cap:http.fetch too.
+        let proxy = wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance)))"#).unwrap();
+        std::fs::write(dir.path().join("dist/main.wasm"), proxy).unwrap();
+        std::fs::write(dir.path().join("manifest.json"), manifest("[]")).unwrap();
+        assert_eq!(
+            undeclared_capabilities(dir.path()).unwrap(),
+            [UndeclaredImport {
+                component: "dist/main.wasm".into(),
+                interface: "wasi:http/outgoing-handler",
+                capability: "cap:http.fetch",
+            }]
         );
     }
 
