@@ -35,12 +35,58 @@ pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Digest> {
 /// # Errors
 /// As `pack_dir`, the directory named.
 pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    ext_bundle::pack_dir(dir)
+    let archive = ext_bundle::pack_dir(dir)
         .map_err(|e| match (&e, build_hint(dir)) {
             (ext_bundle::PackError::MissingFile { .. }, Some(hint)) => anyhow::anyhow!("{e}; {hint}"),
             _ => anyhow::Error::new(e),
         })
-        .with_context(|| format!("packing {}", dir.display()))
+        .with_context(|| format!("packing {}", dir.display()))?;
+    check_worlds(dir).with_context(|| format!("packing {}", dir.display()))?;
+    Ok(archive)
+}
+
+/// Every component the manifest names must export what its endpoints'
+/// `world` requires: `handler` for `alga:extension/runner`,
+/// `wasi:http/incoming-handler` for `wasi:http/proxy`. A component that
+/// cannot be read is left to the runner's load-time error.
+///
+/// # Errors
+/// The component, the world its endpoints declare, and what it exports.
+pub fn check_worlds(dir: &Path) -> anyhow::Result<()> {
+    let manifest_path = dir.join(ext_bundle::manifest::MANIFEST_FILE_NAME);
+    let manifest = ext_bundle::Manifest::from_slice(&std::fs::read(&manifest_path)?)?;
+    for (_, component) in manifest.required_files() {
+        let Ok(names) = std::fs::read(dir.join(&component)).map(|wasm| component_names(&wasm)) else {
+            continue;
+        };
+        let Ok(names) = names else { continue };
+        let world = manifest.component_world(&component);
+        let is_proxy_export = |name: &String| name.starts_with("wasi:http/incoming-handler@0.2.");
+        let (exported, needed, hint) = match world {
+            ext_bundle::World::Runner => (
+                names.exports.iter().any(|name| name == "handler"),
+                "`handler`",
+                "; if it is a wasi:http/proxy component, set \"world\": \"wasi:http/proxy\" on the endpoints that name it",
+            ),
+            ext_bundle::World::Proxy => (
+                names.exports.iter().any(is_proxy_export),
+                "`wasi:http/incoming-handler@0.2.x`",
+                "",
+            ),
+        };
+        if !exported {
+            let list = if names.exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.exports.join(", ")
+            };
+            bail!(
+                "{component}: its endpoints declare world `{}`, which exports {needed}, but the component exports {list}{hint}",
+                world.as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How the components of the project in `dir` are built, for an error
@@ -178,8 +224,23 @@ pub fn capability_warnings(dir: &Path) -> Vec<String> {
 /// # Errors
 /// Bytes that are not a component binary, or a malformed import section.
 pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
-    use wasmparser::{ComponentTypeRef, Encoding, Parser, Payload};
-    let mut names = Vec::new();
+    component_names(bytes).map(|names| names.imports)
+}
+
+/// A component's top-level import and export names (types excluded).
+#[derive(Debug, Default)]
+pub struct ComponentNames {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+/// [`ComponentNames`] of a component binary, read without compiling it.
+///
+/// # Errors
+/// As [`component_imports`].
+pub fn component_names(bytes: &[u8]) -> Result<ComponentNames, String> {
+    use wasmparser::{ComponentExternalKind, ComponentTypeRef, Encoding, Parser, Payload};
+    let mut names = ComponentNames::default();
     // Nested modules and components are parsed inline between their
     // section and their `End`; only depth 1 (the component itself) counts.
     let mut depth = 0usize;
@@ -201,7 +262,15 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
                     // Type imports (the world's `execute-request`) carry no
                     // functionality; Wasmtime does not list them either.
                     if !matches!(import.ty, ComponentTypeRef::Type(_)) {
-                        names.push(import.name.name.to_string());
+                        names.imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 1 => {
+                for export in section {
+                    let export = export.map_err(|e| format!("not a readable WebAssembly component: {e}"))?;
+                    if export.kind != ComponentExternalKind::Type {
+                        names.exports.push(export.name.name.to_string());
                     }
                 }
             }

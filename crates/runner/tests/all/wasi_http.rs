@@ -198,3 +198,40 @@ async fn world_mismatch_is_refused_at_load() {
         "{body}"
     );
 }
+
+/// `pack` (and so `dev`) catches the same mismatch before anything is
+/// published, naming the component, the declared world and its exports.
+#[test]
+fn pack_names_a_world_the_component_does_not_implement() {
+    let proxy = std::fs::read(ext_test_fixtures::component("wasi_http_proxy")).unwrap();
+    let dir = bundle_dir_for("wasi_http_proxy", &proxy);
+    let set_endpoints = |world: Option<&str>| {
+        let path = dir.path().join("manifest.json");
+        let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut endpoint = json!({"method": "GET", "path": "/", "handler": "dist/main"});
+        if let Some(world) = world {
+            endpoint["world"] = json!(world);
+        }
+        manifest["api"] = json!({ "endpoints": [endpoint] });
+        std::fs::write(&path, manifest.to_string()).unwrap();
+    };
+
+    set_endpoints(None);
+    let error = format!("{:#}", ext_runner::cli::pack_dir(dir.path()).unwrap_err());
+    assert!(
+        error.contains("dist/main.wasm: its endpoints declare world `alga:extension/runner`")
+            && error.contains("wasi:http/incoming-handler@0.2")
+            && error.contains("\"world\": \"wasi:http/proxy\""),
+        "{error}"
+    );
+    set_endpoints(Some("wasi:http/proxy"));
+    ext_runner::cli::pack_dir(dir.path()).unwrap();
+
+    let echo = std::fs::read(ext_test_fixtures::component("echo")).unwrap();
+    std::fs::write(dir.path().join("dist/main.wasm"), echo).unwrap();
+    let error = format!("{:#}", ext_runner::cli::pack_dir(dir.path()).unwrap_err());
+    assert!(
+        error.contains("declare world `wasi:http/proxy`") && error.contains("exports handler"),
+        "{error}"
+    );
+}
