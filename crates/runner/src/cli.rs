@@ -488,6 +488,7 @@ pub fn compile_with_env(
     let runtime = crate::engine::Runtime::new(
         crate::engine::EngineLimits {
             max_concurrency: config.max_concurrency,
+            max_loaded_components: config.max_loaded_components as usize,
             max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
         },
         &config.cache_dir,

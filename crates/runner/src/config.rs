@@ -33,6 +33,8 @@ pub struct Config {
     pub max_request_bytes: u64,
     pub max_response_bytes: u64,
     pub max_concurrency: u32,
+    /// `RUNNER_MAX_LOADED_COMPONENTS`: compiled components kept in memory.
+    pub max_loaded_components: u32,
     /// `RUNNER_TENANT_MAX_CONCURRENCY`: executions one tenant may have in flight.
     pub tenant_max_concurrency: u32,
     /// `RUNNER_EXTENSION_MAX_CONCURRENCY`: executions one (tenant, extension)
@@ -400,6 +402,7 @@ impl fmt::Debug for Config {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("max_loaded_components", &self.max_loaded_components)
             .field("tenant_max_concurrency", &self.tenant_max_concurrency)
             .field("extension_max_concurrency", &self.extension_max_concurrency)
             .field("tenant_rate_limit", &self.tenant_rate_limit)
@@ -467,6 +470,7 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_MAX_REQUEST_BYTES",
     "RUNNER_MAX_RESPONSE_BYTES",
     "RUNNER_MAX_CONCURRENCY",
+    "RUNNER_MAX_LOADED_COMPONENTS",
     "RUNNER_TENANT_MAX_CONCURRENCY",
     "RUNNER_EXTENSION_MAX_CONCURRENCY",
     "RUNNER_TENANT_RATE_LIMIT",
@@ -605,6 +609,12 @@ impl Config {
             u64::from(limits::DEFAULT_MAX_CONCURRENCY),
             1,
             10_000,
+        ) as u32;
+        let max_loaded_components = number(
+            "RUNNER_MAX_LOADED_COMPONENTS",
+            u64::from(limits::DEFAULT_MAX_LOADED_COMPONENTS),
+            1,
+            100_000,
         ) as u32;
         let tenant_max_concurrency = number(
             "RUNNER_TENANT_MAX_CONCURRENCY",
@@ -818,6 +828,7 @@ impl Config {
             max_request_bytes,
             max_response_bytes,
             max_concurrency,
+            max_loaded_components,
             tenant_max_concurrency,
             extension_max_concurrency,
             tenant_rate_limit,

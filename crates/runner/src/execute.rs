@@ -72,6 +72,7 @@ impl Runner {
         let runtime = Runtime::new(
             EngineLimits {
                 max_concurrency: config.max_concurrency,
+                max_loaded_components: config.max_loaded_components as usize,
                 max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
             },
             &config.cache_dir,

@@ -46,6 +46,11 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 /// Executions in flight at once across all tenants (`RUNNER_MAX_CONCURRENCY`);
 /// also sizes the pooling allocator. Beyond it: 503 `overloaded`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
+
+/// Compiled components kept in memory (`RUNNER_MAX_LOADED_COMPONENTS`); the
+/// least recently used beyond it are dropped and reloaded from the on-disk
+/// artifact cache when next needed.
+pub const DEFAULT_MAX_LOADED_COMPONENTS: u32 = 256;
 /// Executions one tenant may have in flight (`RUNNER_TENANT_MAX_CONCURRENCY`):
 /// a quarter of the default pool, so one noisy tenant can never take the
 /// pool from the others. Beyond it: 429 `tenant_concurrency_exceeded`,

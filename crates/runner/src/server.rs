@@ -282,6 +282,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         load(&stats.artifact_loads),
     );
     m.set(
+        "ext_runner_components_loaded",
+        "Compiled components in memory (bounded by RUNNER_MAX_LOADED_COMPONENTS).",
+        &[],
+        load(&stats.loaded),
+    );
+    m.set(
+        "ext_runner_component_unloads",
+        "Compiled components dropped from memory to stay within RUNNER_MAX_LOADED_COMPONENTS.",
+        &[],
+        load(&stats.unloads),
+    );
+    m.set(
         "ext_runner_precompiled_loads",
         "Components loaded from a signed bundle's own precompiled artifact.",
         &[],

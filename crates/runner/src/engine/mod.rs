@@ -129,6 +129,8 @@ pub struct EngineLimits {
     pub max_concurrency: u32,
     /// Largest linear memory any guest may have.
     pub max_memory_bytes: usize,
+    /// Compiled components kept in memory (least recently used dropped).
+    pub max_loaded_components: usize,
 }
 
 /// The process's engine, linker and compiled-component cache.
@@ -138,7 +140,8 @@ pub struct Runtime {
     linker: Linker<Invocation>,
     /// Single-flight compile cache: concurrent first requests for the same
     /// component wait on one cell and compile once. Failures are not cached.
-    components: Mutex<HashMap<ComponentKey, Arc<OnceCell<Prepared>>>>,
+    /// Bounded: see [`Loaded`].
+    components: Mutex<Loaded>,
     /// Compiled code on disk, keyed by content hash + engine compatibility.
     artifacts: ArtifactCache,
     /// Compile and artifact-cache counters (for metrics and tests).
@@ -158,6 +161,68 @@ pub struct Stats {
     pub precompiled_loads: AtomicU64,
     /// Time spent in Cranelift, in nanoseconds.
     pub compile_nanos: AtomicU64,
+    /// Compiled components dropped from memory to stay within the bound.
+    pub unloads: AtomicU64,
+    /// Compiled components in memory now.
+    pub loaded: AtomicU64,
+}
+
+/// The in-memory components, each with the tick of its last use. Past
+/// `max` entries the least recently used loaded one is dropped: executions
+/// holding it keep their `Arc`, and the next request reloads it from the
+/// on-disk artifact cache (milliseconds, not a compile). Cells still
+/// compiling are never dropped, so single-flight holds.
+struct Loaded {
+    cells: HashMap<ComponentKey, (Arc<OnceCell<Prepared>>, u64)>,
+    tick: u64,
+    max: usize,
+}
+
+impl Loaded {
+    fn new(max: usize) -> Self {
+        Loaded {
+            cells: HashMap::new(),
+            tick: 0,
+            max: max.max(1),
+        }
+    }
+
+    /// The cell for `key` (created if absent), marked as used now; and how
+    /// many components were dropped to make room.
+    fn cell(&mut self, key: &ComponentKey) -> (Arc<OnceCell<Prepared>>, u64) {
+        self.tick += 1;
+        let tick = self.tick;
+        let cell = match self.cells.get_mut(key) {
+            Some((cell, used)) => {
+                *used = tick;
+                return (cell.clone(), 0);
+            }
+            None => {
+                let cell = Arc::new(OnceCell::new());
+                self.cells.insert(key.clone(), (cell.clone(), tick));
+                cell
+            }
+        };
+        let mut dropped = 0;
+        while self.cells.len() > self.max {
+            let oldest = self
+                .cells
+                .iter()
+                // Loaded, or failed and waited on by nobody (failures are
+                // not cached); never one that is compiling.
+                .filter(|(_, (cell, _))| cell.initialized() || Arc::strong_count(cell) == 1)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone());
+            let Some(oldest) = oldest else { break };
+            self.cells.remove(&oldest);
+            dropped += 1;
+        }
+        (cell, dropped)
+    }
+
+    fn loaded(&self) -> usize {
+        self.cells.values().filter(|(cell, _)| cell.initialized()).count()
+    }
 }
 
 /// Where a component's code comes from: its wasm (read lazily, only when it
@@ -196,7 +261,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            components: Mutex::default(),
+            components: Mutex::new(Loaded::new(limits.max_loaded_components)),
             artifacts,
             stats: Arc::default(),
             _ticker: ticker,
@@ -242,24 +307,33 @@ impl Runtime {
         world: World,
     ) -> Result<Prepared, Failure> {
         let cell = {
-            let mut map = self.components.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key.clone()).or_default().clone()
+            let mut loaded = self.components.lock().unwrap_or_else(|e| e.into_inner());
+            let (cell, dropped) = loaded.cell(key);
+            if dropped > 0 {
+                self.stats.unloads.fetch_add(dropped, Ordering::Relaxed);
+                tracing::debug!(dropped, "compiled components unloaded (RUNNER_MAX_LOADED_COMPONENTS)");
+            }
+            cell
         };
-        cell.get_or_try_init(|| async {
-            let engine = self.engine.clone();
-            let linker = self.linker.clone();
-            let artifacts = self.artifacts.clone();
-            let key = key.clone();
-            let stats = self.stats.clone();
-            // Compiling is CPU-bound (seconds for big guests): keep it off
-            // the async workers.
-            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
-                .await
-                .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
-                .map(Arc::new)
-        })
-        .await
-        .cloned()
+        let prepared = cell
+            .get_or_try_init(|| async {
+                let engine = self.engine.clone();
+                let linker = self.linker.clone();
+                let artifacts = self.artifacts.clone();
+                let key = key.clone();
+                let stats = self.stats.clone();
+                // Compiling is CPU-bound (seconds for big guests): keep it off
+                // the async workers.
+                tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
+                    .await
+                    .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
+                    .map(Arc::new)
+            })
+            .await
+            .cloned();
+        let loaded = self.components.lock().unwrap_or_else(|e| e.into_inner()).loaded();
+        self.stats.loaded.store(loaded as u64, Ordering::Relaxed);
+        prepared
     }
 
     /// Run the handler once in a fresh store under `limits`.

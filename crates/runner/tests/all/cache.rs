@@ -634,3 +634,23 @@ async fn f04_unwritable_cache_fails_cleanly_and_keeps_serving_loaded_bundles() {
         .count();
     assert_eq!(staging, 0);
 }
+
+/// RUNNER_MAX_LOADED_COMPONENTS bounds the compiled components held in
+/// memory: the least recently used is dropped and comes back from the
+/// on-disk artifact cache (a load, not a compile) when called again.
+#[tokio::test]
+async fn compiled_components_in_memory_are_bounded() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_LOADED_COMPONENTS", "1")]);
+    let echo = t.publish_fixture("echo");
+    let info = t.publish_fixture("context_info");
+    for digest in [&echo, &info, &echo] {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = t.runner.engine_stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&stats.compiles), 2, "each component compiled once");
+    assert_eq!(load(&stats.unloads), 2, "echo, then context_info, dropped");
+    assert_eq!(load(&stats.artifact_loads), 1, "echo came back from the artifact cache");
+    assert_eq!(load(&stats.loaded), 1);
+}
