@@ -78,6 +78,10 @@ pub struct Config {
     /// `STORAGE_KV_URL`: `postgres://…`, or a redb file path (default
     /// `$RUNNER_DATA_DIR/kv.redb`), for `cap:storage.kv`.
     pub storage_kv_url: String,
+    /// `RUNNER_REQUIRE_EXTENSION_MATCH` (default false): refuse a bundle
+    /// whose manifest `name` is not the envelope's `extension_id` (B-02),
+    /// for gateways that use manifest names as extension ids.
+    pub require_extension_match: bool,
     /// `RUNNER_TRUST_PRECOMPILED` (default false): use a signed bundle's
     /// own `precompiled/<triple>.cwasm` when it matches this engine.
     pub trust_precompiled: bool,
@@ -418,6 +422,7 @@ impl fmt::Debug for Config {
             .field("trust", &self.trust.as_ref().map(|t| &t.id))
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("trust_precompiled", &self.trust_precompiled)
+            .field("require_extension_match", &self.require_extension_match)
             .field("secrets", &self.secrets)
             .field("ui", &self.ui)
             .field("public_listen", &self.public_listen)
@@ -483,6 +488,7 @@ pub const ENV_VARS: &[&str] = &[
     "SIGNING_TRUST_BUNDLE",
     "RUNNER_CACHE_MAX_BYTES",
     "RUNNER_TRUST_PRECOMPILED",
+    "RUNNER_REQUIRE_EXTENSION_MATCH",
     "STORAGE_KV_URL",
     "RUNNER_SECRETS_KEY",
     "RUNNER_SECRETS_KEY_FILE",
@@ -663,6 +669,7 @@ impl Config {
         };
         let signing_required = flag("SIGNING_REQUIRED", true);
         let trust_precompiled = flag("RUNNER_TRUST_PRECOMPILED", false);
+        let require_extension_match = flag("RUNNER_REQUIRE_EXTENSION_MATCH", false);
         let allow_inline_secrets = flag("RUNNER_ALLOW_INLINE_SECRETS", false);
         let trust = get("SIGNING_TRUST_BUNDLE").and_then(|value| {
             TrustSettings::load(value)
@@ -841,6 +848,7 @@ impl Config {
             trust,
             cache_max_bytes,
             trust_precompiled,
+            require_extension_match,
             storage_kv_url,
             secrets,
             ui,

@@ -448,6 +448,17 @@ impl Runner {
         envelope: &Envelope,
     ) -> Result<(Arc<LoadedBundle>, Prepared), Failure> {
         let bundle = self.bundles.get(wanted).await?;
+        // B-02: a bundle signed for one extension is not run as another.
+        if self.config.require_extension_match && bundle.manifest.name != envelope.extension_id {
+            tracing::warn!(content_hash = %bundle.digest, manifest_name = %bundle.manifest.name, extension = %envelope.extension_id, "bundle refused: signed for another extension");
+            return Err(Failure::new(
+                ErrorCode::BundleSignatureInvalid,
+                format!(
+                    "bundle {} is signed for extension `{}`, not `{}`",
+                    bundle.digest, bundle.manifest.name, envelope.extension_id
+                ),
+            ));
+        }
         let component_path = resolve_component(&bundle, envelope)?;
         let key = (bundle.digest, component_path.clone());
         let source = component_source(

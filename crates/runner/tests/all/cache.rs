@@ -654,3 +654,26 @@ async fn compiled_components_in_memory_are_bounded() {
     assert_eq!(load(&stats.artifact_loads), 1, "echo came back from the artifact cache");
     assert_eq!(load(&stats.loaded), 1);
 }
+
+/// B-02: with RUNNER_REQUIRE_EXTENSION_MATCH, a validly signed bundle whose
+/// manifest names another extension is refused (mix-and-match); the same
+/// bundle runs for the extension it was signed for.
+#[tokio::test]
+async fn b02_bundle_signed_for_another_extension_is_refused() {
+    let t = TestRunner::with_env(&[("RUNNER_REQUIRE_EXTENSION_MATCH", "true")]);
+    let digest = t.publish_fixture("echo");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_signature_invalid");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signed for extension `com.test.echo`, not `com.test.ext`"),
+        "{body}"
+    );
+    let mut env = envelope(&digest, "GET", "/");
+    env["context"]["extension_id"] = serde_json::json!("com.test.echo");
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
