@@ -267,14 +267,9 @@ fn main() -> ExitCode {
                 bundle_store: store,
                 dev,
             };
-            let config = match ext_runner::config::with_file(&env, config_file.as_deref())
-                .and_then(|env| Config::load(&env, &overrides))
-            {
+            let config = match load_config(&env, config_file.as_deref(), &overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             let _otlp = init_logging(
                 config.log_format,
@@ -316,14 +311,9 @@ fn main() -> ExitCode {
                 dev: true,
                 ..Overrides::default()
             };
-            let config = match ext_runner::config::with_file(&env, config_file.as_deref())
-                .and_then(|env| Config::load(&env, &overrides))
-            {
+            let config = match load_config(&env, config_file.as_deref(), &overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             let Some(lang) = Lang::detect(&dir) else {
                 return report(Err(anyhow::anyhow!(
@@ -471,16 +461,12 @@ fn main() -> ExitCode {
                 dev,
                 ..Overrides::default()
             };
-            match ext_runner::config::with_file(&env, config.as_deref()).and_then(|env| Config::load(&env, &overrides))
-            {
+            match load_config(&env, config.as_deref(), &overrides) {
                 Ok(config) => {
                     println!("configuration is valid:\n{config:#?}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_CONFIG)
-                }
+                Err(code) => code,
             }
         }
         Command::Secrets(SecretsCommand::Keygen) => {
@@ -539,6 +525,21 @@ fn exec_args(
         tenant,
         timeout_ms,
     })
+}
+
+/// Defaults < `--config` file < environment < flags; every problem printed
+/// at once, exit code 64 (before any port is bound).
+fn load_config(
+    env: &HashMap<String, String>,
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> Result<Config, ExitCode> {
+    ext_runner::config::with_file(env, file)
+        .and_then(|env| Config::load(&env, overrides))
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

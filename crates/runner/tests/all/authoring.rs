@@ -303,15 +303,7 @@ impl Dev {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, curls) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.trim_start().starts_with("curl ") {
-                    let _ = tx.send(line.trim().to_string());
-                }
-            }
-        });
+        let curls = curl_lines(child.stdout.take().unwrap());
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
         let pipe = child.stderr.take().unwrap();

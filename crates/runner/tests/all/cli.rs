@@ -1,7 +1,6 @@
 //! The real binary: pack/inspect/publish/exec and `serve --dev` with the
 //! README's curl.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -144,15 +143,7 @@ fn serve_dev_prints_a_working_curl() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim_start().starts_with("curl ") {
-                let _ = tx.send(line.trim().to_string());
-            }
-        }
-    });
+    let rx = curl_lines(child.stdout.take().unwrap());
     let curl = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("serve --dev printed no curl line");

@@ -377,3 +377,18 @@ pub fn spawn_serve(data: &Path, extra_args: &[&str], extra_env: &[(&str, &str)])
     }
     (child, port)
 }
+
+/// The `curl …` lines a `serve --dev` or `dev` process prints on `stdout`,
+/// trimmed, as they come (read on a thread of their own).
+pub fn curl_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim_start().starts_with("curl ") {
+                let _ = tx.send(line.trim().to_string());
+            }
+        }
+    });
+    rx
+}
