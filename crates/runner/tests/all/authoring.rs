@@ -362,19 +362,7 @@ impl Dev {
 
     /// POST the body of a printed `curl` to this runner; the guest's JSON.
     fn call(&self, curl: &str) -> Value {
-        let body = curl.split("-d '").nth(1).unwrap().trim_end_matches('\'');
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let response = rt.block_on(async {
-            let request = format!(
-                "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let addr = ([127, 0, 0, 1], self.port).into();
-            raw_exchange(addr, request.as_bytes(), FIRST_BUILD).await
-        });
+        let response = post_printed_curl(self.port, curl, FIRST_BUILD);
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         let json: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         guest_json(&json)

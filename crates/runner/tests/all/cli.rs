@@ -147,20 +147,7 @@ fn serve_dev_prints_a_working_curl() {
     let curl = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("serve --dev printed no curl line");
-    // Extract the JSON body between -d '...'.
-    let body = curl.split("-d '").nth(1).unwrap().trim_end_matches('\'');
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let response = rt.block_on(async {
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let request = format!(
-            "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        raw_exchange(addr, request.as_bytes(), Duration::from_secs(30)).await
-    });
+    let response = post_printed_curl(port, &curl, Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

@@ -392,3 +392,18 @@ pub fn curl_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// Send the JSON body of a printed `curl … -d '…'` line to the runner on
+/// `port` (from a plain thread: its own small runtime); the raw response.
+pub fn post_printed_curl(port: u16, curl: &str, timeout: std::time::Duration) -> String {
+    let body = curl.split("-d '").nth(1).unwrap().trim_end_matches('\'');
+    let request = format!(
+        "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(raw_exchange(([127, 0, 0, 1], port).into(), request.as_bytes(), timeout))
+}
