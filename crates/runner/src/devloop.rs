@@ -183,9 +183,12 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
         None => "",
     };
     let (method, path) = example_request(manifest);
+    let context = format!(
+        r#""context":{{"tenant_id":"{DEV_TENANT}","extension_id":"{}","content_hash":"{digest}"}}"#,
+        manifest.name
+    );
     let example = format!(
-        r#"curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{"context":{{"tenant_id":"{DEV_TENANT}","extension_id":"{name}","content_hash":"{digest}"}},"http":{{"method":"{method}","path":"{path}"}}}}'"#,
-        name = manifest.name,
+        r#"curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},"http":{{"method":"{method}","path":"{path}"}}}}'"#
     );
     let base = runner
         .config()
@@ -213,10 +216,6 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
     {
         let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
         let sealed = crate::host::secrets::seal(&key, &secrets, DEV_TENANT, &manifest.name)?;
-        let context = format!(
-            r#""context":{{"tenant_id":"{DEV_TENANT}","extension_id":"{}","content_hash":"{digest}"}}"#,
-            manifest.name
-        );
         println!(
             "Its storage (a visit counter):\n\n  curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"GET\",\"path\":\"/visits\"}}}}'\n\n\
              Its egress with a secret handle (allow an upstream first, e.g. EXT_EGRESS_ALLOWLIST=http://127.0.0.1:8090 \

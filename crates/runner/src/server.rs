@@ -285,7 +285,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "ext_runner_components_loaded",
         "Compiled components in memory (bounded by RUNNER_MAX_LOADED_COMPONENTS).",
         &[],
-        load(&stats.loaded),
+        runner.runtime().loaded_components() as f64,
     );
     m.set(
         "ext_runner_component_unloads",

@@ -163,8 +163,6 @@ pub struct Stats {
     pub compile_nanos: AtomicU64,
     /// Compiled components dropped from memory to stay within the bound.
     pub unloads: AtomicU64,
-    /// Compiled components in memory now.
-    pub loaded: AtomicU64,
 }
 
 /// The in-memory components, each with the tick of its last use. Past
@@ -315,25 +313,26 @@ impl Runtime {
             }
             cell
         };
-        let prepared = cell
-            .get_or_try_init(|| async {
-                let engine = self.engine.clone();
-                let linker = self.linker.clone();
-                let artifacts = self.artifacts.clone();
-                let key = key.clone();
-                let stats = self.stats.clone();
-                // Compiling is CPU-bound (seconds for big guests): keep it off
-                // the async workers.
-                tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
-                    .await
-                    .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
-                    .map(Arc::new)
-            })
-            .await
-            .cloned();
-        let loaded = self.components.lock().unwrap_or_else(|e| e.into_inner()).loaded();
-        self.stats.loaded.store(loaded as u64, Ordering::Relaxed);
-        prepared
+        cell.get_or_try_init(|| async {
+            let engine = self.engine.clone();
+            let linker = self.linker.clone();
+            let artifacts = self.artifacts.clone();
+            let key = key.clone();
+            let stats = self.stats.clone();
+            // Compiling is CPU-bound (seconds for big guests): keep it off
+            // the async workers.
+            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
+                .await
+                .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Compiled components in memory now (counted when asked: metrics, tests).
+    pub fn loaded_components(&self) -> usize {
+        self.components.lock().unwrap_or_else(|e| e.into_inner()).loaded()
     }
 
     /// Run the handler once in a fresh store under `limits`.
@@ -448,7 +447,7 @@ impl Runtime {
         if outbound_requests > 0 {
             host_calls.insert("wasi:http", outbound_requests);
         }
-        let egress_bytes = data.egress_bytes + outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let egress_bytes = outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
         let peak_memory_bytes = data.limiter.peak_memory_bytes as u64;
         let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
         // Dropping the store closes whatever the guest left open (an

@@ -198,7 +198,12 @@ impl Invocation {
 impl http::Host for Invocation {
     async fn fetch(&mut self, request: HttpRequest) -> HostResult<Result<HttpResponse, HttpError>> {
         self.count("http");
-        let Some(access) = self.http.clone().filter(|_| self.grants.allows(grants::HTTP_FETCH)) else {
+        let Some(access) = self
+            .outbound
+            .access
+            .clone()
+            .filter(|_| self.grants.allows(grants::HTTP_FETCH))
+        else {
             return Ok(Err(HttpError::NotAllowed));
         };
         let uses_handles = request.headers.iter().any(|h| h.value.contains("{{secret:"));
@@ -240,7 +245,8 @@ impl http::Host for Invocation {
         let result = access.egress.fetch(egress_request, context).await;
         Ok(match result {
             Ok(response) => {
-                self.egress_bytes += sent + response.body.len() as u64;
+                (self.outbound.usage.bytes)
+                    .fetch_add(sent + response.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 Ok(HttpResponse {
                     status: response.status,
                     headers: response

@@ -66,7 +66,8 @@ pub struct Invocation {
     table: ResourceTable,
     /// `wasi:http` state (used by `wasi:http/proxy` components only).
     http_ctx: WasiHttpCtx,
-    /// Where a proxy component's outbound `wasi:http` requests go.
+    /// Egress for `http.fetch` and a proxy component's outbound `wasi:http`
+    /// (its `access` is `None` when `cap:http.fetch` is not granted).
     pub(crate) outbound: proxy::OutboundHooks,
     pub(crate) limiter: GuestLimiter,
     pub(crate) request: Arc<RequestInfo>,
@@ -82,12 +83,8 @@ pub struct Invocation {
     pub(crate) kv: Option<(ext_kv::Kv, ext_kv::Scope)>,
     /// The request's sealed secrets, opened on the guest's first call.
     pub(crate) secrets: SecretsState,
-    /// Egress for `http.fetch`; `None` when `cap:http.fetch` is not granted.
-    pub(crate) http: Option<Arc<HttpAccess>>,
     /// `ui-proxy.call-route` target; `None` when not granted or not configured.
     pub(crate) ui_proxy: Option<Arc<UiProxyAccess>>,
-    /// Bytes sent and received through `http.fetch` by this execution.
-    pub(crate) egress_bytes: u64,
     /// Host calls made, by interface (for the execution report).
     pub(crate) host_calls: std::collections::BTreeMap<&'static str, u32>,
     /// The registry guest metrics go to; `None` when `cap:metrics.emit` is
@@ -154,9 +151,7 @@ impl Invocation {
             grants: grants::Grants::default(),
             kv: None,
             secrets: SecretsState::default(),
-            http: None,
             ui_proxy: None,
-            egress_bytes: 0,
             host_calls: std::collections::BTreeMap::new(),
             guest_metrics: None,
             metric_calls: 0,
@@ -197,9 +192,8 @@ impl Invocation {
     /// Give the execution egress (only when `cap:http.fetch` is granted).
     #[must_use]
     pub fn with_http(mut self, access: HttpAccess) -> Self {
-        let access = Arc::new(access);
-        self.outbound.access = Some(access.clone());
-        self.http = Some(access);
+        // One grant for `http.fetch` and a proxy component's outbound wasi:http.
+        self.outbound.access = Some(Arc::new(access));
         self
     }
 

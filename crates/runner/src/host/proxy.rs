@@ -19,8 +19,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::{HttpAccess, RequestInfo};
 
-/// What outbound `wasi:http` used in one execution (read for the report
-/// after the store is done; requests run on their own tasks).
+/// What egress one execution used: bytes of `http.fetch` and of outbound
+/// `wasi:http`, and the count of the latter (read for the report after the
+/// store is done; wasi:http requests run on tasks of their own).
 #[derive(Debug, Default)]
 pub struct OutboundUsage {
     pub requests: AtomicU32,
