@@ -50,6 +50,16 @@ pub struct Config {
     pub debug_redis_url: Option<String>,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// `RUNNER_MAX_CONNECTIONS`: connections each listener holds at once.
+    pub max_connections: usize,
+    /// `RUNNER_IDLE_TIMEOUT_MS`: keep-alive connections idle this long close.
+    pub idle_timeout: Duration,
+    /// `RUNNER_WRITE_STALL_TIMEOUT_MS`: a response write stuck this long
+    /// (the client stopped reading) closes the connection.
+    pub write_stall_timeout: Duration,
+    /// `RUNNER_DRAIN_DELAY_MS`: after SIGTERM, listeners keep accepting this
+    /// long while `/readyz` answers 503.
+    pub drain_delay: Duration,
     /// `RUNNER_LOG_FORMAT`: `json` (default) or `pretty` (default in dev).
     pub log_format: LogFormat,
     /// `SIGNING_REQUIRED` (default true): refuse bundles whose signature
@@ -417,6 +427,10 @@ impl fmt::Debug for Config {
             .field("debug_redis_url", &self.debug_redis_url.as_ref().map(|_| "[redacted]"))
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("write_stall_timeout", &self.write_stall_timeout)
+            .field("drain_delay", &self.drain_delay)
             .field("log_format", &self.log_format)
             .field("signing_required", &self.signing_required)
             .field("trust", &self.trust.as_ref().map(|t| &t.id))
@@ -483,6 +497,10 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_DEBUG_REDIS_URL",
     "RUNNER_HEADER_READ_TIMEOUT_MS",
     "RUNNER_BODY_READ_TIMEOUT_MS",
+    "RUNNER_MAX_CONNECTIONS",
+    "RUNNER_IDLE_TIMEOUT_MS",
+    "RUNNER_WRITE_STALL_TIMEOUT_MS",
+    "RUNNER_DRAIN_DELAY_MS",
     "RUNNER_LOG_FORMAT",
     "SIGNING_REQUIRED",
     "SIGNING_TRUST_BUNDLE",
@@ -644,6 +662,25 @@ impl Config {
             "RUNNER_BODY_READ_TIMEOUT_MS",
             limits::DEFAULT_BODY_READ_TIMEOUT_MS,
             1,
+            600_000,
+        ));
+        let max_connections = number("RUNNER_MAX_CONNECTIONS", limits::default_max_connections(), 1, 1 << 20) as usize;
+        let idle_timeout = Duration::from_millis(number(
+            "RUNNER_IDLE_TIMEOUT_MS",
+            limits::DEFAULT_IDLE_TIMEOUT_MS,
+            1,
+            3_600_000,
+        ));
+        let write_stall_timeout = Duration::from_millis(number(
+            "RUNNER_WRITE_STALL_TIMEOUT_MS",
+            limits::DEFAULT_WRITE_STALL_TIMEOUT_MS,
+            1,
+            3_600_000,
+        ));
+        let drain_delay = Duration::from_millis(number(
+            "RUNNER_DRAIN_DELAY_MS",
+            limits::DEFAULT_DRAIN_DELAY_MS,
+            0,
             600_000,
         ));
         let log_format = match get("RUNNER_LOG_FORMAT") {
@@ -843,6 +880,10 @@ impl Config {
             debug_redis_url,
             header_read_timeout,
             body_read_timeout,
+            max_connections,
+            idle_timeout,
+            write_stall_timeout,
+            drain_delay,
             log_format,
             signing_required,
             trust,

@@ -42,6 +42,76 @@ pub const MAX_INBOUND_HEADER_BUF_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// A client must finish sending the request body within this time, else 408.
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// A keep-alive connection (HTTP/1 or HTTP/2) with no request in flight for
+/// this long is closed (`RUNNER_IDLE_TIMEOUT_MS`): above the 60 s most load
+/// balancers keep idle upstream connections, below nginx's 75 s default.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 65_000;
+/// A response write that makes no progress for this long means the client
+/// stopped reading (A-18, `RUNNER_WRITE_STALL_TIMEOUT_MS`); the connection
+/// is closed. A live client on a bad network drains a socket buffer in far
+/// less.
+pub const DEFAULT_WRITE_STALL_TIMEOUT_MS: u64 = 30_000;
+/// After SIGTERM, how long the listeners keep accepting while `/readyz`
+/// answers 503 (`RUNNER_DRAIN_DELAY_MS`), so load balancers see the pod
+/// leave before its port closes. Off by default: a pod behind a Kubernetes
+/// Service should set it to a few seconds (the Helm chart does).
+pub const DEFAULT_DRAIN_DELAY_MS: u64 = 0;
+/// Share of the open-file limit each listener's connection cap takes by
+/// default (`RUNNER_MAX_CONNECTIONS`): two listeners take at most half the
+/// descriptors; the rest are for egress sockets, the caches and databases.
+pub const CONNECTION_FD_SHARE: u64 = 4;
+/// Bounds of the default connection cap: enough for a small `ulimit -n`,
+/// and no more than one process should hold however high the limit is.
+pub const MIN_DEFAULT_MAX_CONNECTIONS: u64 = 64;
+pub const MAX_DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
+/// Open-file limit assumed when the process's cannot be read.
+const FALLBACK_FD_LIMIT: u64 = 1024;
+/// After an idle connection is asked to close gracefully (HTTP/2 GOAWAY),
+/// how long it may take before it is dropped: a client that ignores the
+/// GOAWAY but keeps a stream half open does not keep the socket.
+pub const GRACEFUL_CLOSE: Duration = Duration::from_secs(5);
+/// HTTP/2 PING interval and how long an unanswered PING waits: a peer that
+/// vanished without a FIN is found within about half a minute.
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one HTTP/2 connection may have open: above what a browser or a
+/// gateway's connection pool uses, and what bounds one connection's share.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Rapid reset (A-19, CVE-2023-44487): streams reset by the client before
+/// the server answered that may be pending; beyond it the connection gets
+/// GOAWAY. hyper's default (20) is kept explicit here.
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset because the client broke the protocol
+/// before the connection is closed (the "MadeYouReset" class).
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+
+/// Default per-listener connection cap from the process's open-file limit.
+pub fn default_max_connections() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(FALLBACK_FD_LIMIT);
+    (limit / CONNECTION_FD_SHARE).clamp(MIN_DEFAULT_MAX_CONNECTIONS, MAX_DEFAULT_MAX_CONNECTIONS)
+}
+
+/// Raise the soft open-file limit to the hard one (as Go and systemd
+/// services do): `ulimit -n` defaults to 1024 while the hard limit is
+/// usually far higher, and connection caps are sized from it.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    /// Linux's default `fs.nr_open`: no process gets more descriptors.
+    const MOST: u64 = 1 << 20;
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    let target = maximum.unwrap_or(MOST).min(MOST);
+    if current.is_some_and(|soft| soft < target) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum,
+            },
+        );
+    }
+}
 
 /// Executions in flight at once across all tenants (`RUNNER_MAX_CONCURRENCY`);
 /// also sizes the pooling allocator. Beyond it: 503 `overloaded`.

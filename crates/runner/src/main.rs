@@ -240,6 +240,8 @@ enum SecretsCommand {
 }
 
 fn main() -> ExitCode {
+    // Before configuration: the default connection caps are sized from it.
+    ext_runner::limits::raise_fd_limit();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -676,13 +678,24 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: std::tim
         None => None,
     };
     let state = AppState::new(runner);
-    // SIGTERM: readiness flips to 503 first, then the listeners drain.
+    // SIGTERM (F-05): readiness flips to 503 at once, the listeners keep
+    // accepting for the drain delay so load balancers notice, then they
+    // stop accepting and in-flight work finishes within the grace period.
     let draining = state.clone();
+    let drain_delay = state.runner.config().drain_delay;
     let shutdown_signal = move || {
         let draining = draining.clone();
         async move {
             shutdown_signal().await;
             draining.runner.start_draining();
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    delay_ms = drain_delay.as_millis() as u64,
+                    "readiness is 503; still accepting for the drain delay"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
+            tracing::info!("no longer accepting connections");
         }
     };
     match public {
@@ -702,7 +715,14 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: std::tim
             let (_, main, ui) = tokio::join!(
                 signal,
                 serve(listener, state.clone(), stopped(stop_rx.clone()), grace),
-                ext_runner::server::serve_app(public, app, &state, stopped(stop_rx), grace),
+                ext_runner::server::serve_app(
+                    public,
+                    ext_runner::server::Listener::Public,
+                    app,
+                    &state,
+                    stopped(stop_rx),
+                    grace
+                ),
             );
             main?;
             ui?;

@@ -87,17 +87,18 @@ async fn readyz_reports_store_and_draining() {
     assert!(body.contains("\"degraded\":true"), "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["bundle_store"]["ok"], false, "{body}");
-    assert!(
-        json["bundle_store"]["error"].as_str().unwrap().contains("unavailable"),
-        "{body}"
-    );
+    // The reason is logged, never shown to whoever reaches the probe.
+    assert!(json["bundle_store"].get("error").is_none(), "{body}");
+    assert!(!body.contains("127.0.0.1:9"), "{body}");
     let (status, _) = get_text(&down, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "alive even when not ready");
 }
 
-/// F-05: SIGTERM to the real binary with an execution in flight: readiness
-/// turns 503 at once, the in-flight execution still completes with 200,
-/// new connections are refused, and the process exits 0.
+/// F-05: SIGTERM to the real binary with an execution in flight, each step
+/// asserted: readiness turns 503 at once while the listener keeps accepting
+/// (and serving) new connections for `RUNNER_DRAIN_DELAY_MS`; then it stops
+/// accepting while the in-flight execution still runs; that execution
+/// completes with 200 and the process exits 0.
 #[test]
 fn f05_sigterm_drains_in_flight_executions() {
     use std::io::{Read as _, Write as _};
@@ -108,7 +109,11 @@ fn f05_sigterm_drains_in_flight_executions() {
     let wasm = std::fs::read(ext_test_fixtures::component("limits_sleep")).unwrap();
     let bundle = bundle_dir_for("limits_sleep", &wasm);
     let digest = store_signed(data.path(), &ext_bundle::pack_dir(bundle.path()).unwrap());
-    let (mut child, port) = spawn_serve(data.path(), &["--shutdown-grace-ms", "10000"], &[]);
+    let (mut child, port) = spawn_serve(
+        data.path(),
+        &["--shutdown-grace-ms", "10000"],
+        &[("RUNNER_DRAIN_DELAY_MS", "1000")],
+    );
     let exchange = move |raw: Vec<u8>| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.write_all(&raw)?;
@@ -116,6 +121,7 @@ fn f05_sigterm_drains_in_flight_executions() {
         stream.read_to_string(&mut response)?;
         Ok::<_, std::io::Error>(response)
     };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes();
     // Warm the bundle and component so the drained request is pure execution.
     let mut env = envelope(&digest, "GET", "/");
     env["http"]["query"] = serde_json::json!({"ms": "10"});
@@ -124,8 +130,9 @@ fn f05_sigterm_drains_in_flight_executions() {
             .unwrap()
             .starts_with("HTTP/1.1 200")
     );
+    assert!(exchange(get("/readyz")).unwrap().starts_with("HTTP/1.1 200"));
 
-    env["http"]["query"] = serde_json::json!({"ms": "1500"});
+    env["http"]["query"] = serde_json::json!({"ms": "3000"});
     let slow = {
         let raw = http_request(&env.to_string());
         std::thread::spawn(move || exchange(raw))
@@ -136,7 +143,34 @@ fn f05_sigterm_drains_in_flight_executions() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let started = Instant::now();
+    let signalled = Instant::now();
+    // Readiness flips at once (well inside the drain delay) ...
+    let readiness = loop {
+        let answer = exchange(get("/readyz")).unwrap();
+        if !answer.starts_with("HTTP/1.1 200") || signalled.elapsed() > Duration::from_millis(500) {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        readiness.starts_with("HTTP/1.1 503"),
+        "readiness after SIGTERM: {readiness}"
+    );
+    assert!(readiness.contains("\"draining\":true"), "{readiness}");
+    // ... new connections are still accepted and served during the delay ...
+    assert!(signalled.elapsed() < Duration::from_millis(800));
+    let during = exchange(get("/healthz")).unwrap();
+    assert!(
+        during.starts_with("HTTP/1.1 200"),
+        "served during the drain delay: {during}"
+    );
+    // ... then accepting stops while the in-flight execution still runs.
+    std::thread::sleep(Duration::from_millis(1000).saturating_sub(signalled.elapsed()) + Duration::from_millis(400));
+    assert!(!slow.is_finished(), "the slow execution should still be running");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "new connections must be refused after the drain delay"
+    );
     let response = slow.join().unwrap().unwrap();
     assert!(
         response.starts_with("HTTP/1.1 200"),
@@ -148,11 +182,7 @@ fn f05_sigterm_drains_in_flight_executions() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "no new connections after shutdown"
-    );
+    assert!(signalled.elapsed() < Duration::from_secs(10));
 }
 
 /// OTLP: with OTEL_EXPORTER_OTLP_ENDPOINT set, the real binary sends each

@@ -2,7 +2,9 @@
 //!
 //! Connections are served through hyper-util (not `axum::serve`) so hyper
 //! has a timer and the header-read timeout works (slowloris, A-17), with
-//! `TCP_NODELAY` on every accepted socket and bounded header sizes.
+//! `TCP_NODELAY` on every accepted socket and bounded header sizes;
+//! `connections` supervises each one (silent, idle and stalled connections,
+//! the per-listener cap: ).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,20 +17,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::engine::Failure;
 use crate::envelope::Envelope;
 use crate::error::{ApiError, ErrorCode};
 use crate::execute::Runner;
-use crate::limits::{ENVELOPE_OVERHEAD_BYTES, MAX_INBOUND_HEADER_BUF_BYTES, MAX_INBOUND_HEADERS};
+use crate::limits::ENVELOPE_OVERHEAD_BYTES;
+
+pub mod connections;
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -38,6 +38,8 @@ pub struct AppState {
     /// SHA-256 of each accepted service token: comparing fixed-size digests
     /// in constant time leaks neither content nor length.
     token_digests: Vec<[u8; 32]>,
+    /// Connection counters of the service and the public listener.
+    connections: [Arc<connections::ConnectionStats>; 2],
 }
 
 impl AppState {
@@ -52,7 +54,13 @@ impl AppState {
             runner,
             ui: crate::ui::UiState::default(),
             token_digests,
+            connections: Default::default(),
         })
+    }
+
+    /// Connection counters of one listener.
+    pub fn connections(&self, kind: Listener) -> &Arc<connections::ConnectionStats> {
+        &self.connections[kind as usize]
     }
 
     /// Whether the request carries an accepted service token. With no token
@@ -357,6 +365,30 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             (egress.bytes_sent + egress.bytes_received) as f64,
         );
     }
+    for kind in [Listener::Service, Listener::Public] {
+        let stats = state.connections(kind);
+        let listener = [("listener", kind.as_str())];
+        m.set(
+            "ext_runner_connections_open",
+            "Connections open now, by listener.",
+            &listener,
+            load(&stats.open),
+        );
+        m.set(
+            "ext_runner_connections_accepted",
+            "Connections accepted since start-up, by listener.",
+            &listener,
+            load(&stats.accepted),
+        );
+        for (reason, count) in stats.closes() {
+            m.set(
+                "ext_runner_connections_closed_early",
+                "Connections closed by a limit since start-up: over_cap (RUNNER_MAX_CONNECTIONS), silent (no request within the header-read timeout), idle (RUNNER_IDLE_TIMEOUT_MS), write_stalled (RUNNER_WRITE_STALL_TIMEOUT_MS).",
+                &[("listener", kind.as_str()), ("reason", reason)],
+                count as f64,
+            );
+        }
+    }
     let quotas = runner.quotas().stats();
     for (reason, counter) in [
         ("tenant_concurrency", &quotas.tenant_concurrency_rejections),
@@ -396,17 +428,21 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let cache = runner.bundles().cache().writable();
     let store = runner.bundles().store_reachable().await;
     let ready = !draining && cache.is_ok();
-    let detail = |r: &Result<(), String>| match r {
+    // The reasons go to the log, not to whoever can reach the probe.
+    let detail = |what: &str, r: &Result<(), String>| match r {
         Ok(()) => serde_json::json!({"ok": true}),
-        Err(why) => serde_json::json!({"ok": false, "error": why}),
+        Err(why) => {
+            tracing::warn!(check = what, error = %why, "readiness check failed");
+            serde_json::json!({"ok": false})
+        }
     };
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "degraded": store.is_err(),
         "draining": draining,
         "engine": {"ok": true},
-        "cache": detail(&cache),
-        "bundle_store": detail(&store),
+        "cache": detail("cache", &cache),
+        "bundle_store": detail("bundle_store", &store),
     });
     let status = if ready {
         StatusCode::OK
@@ -440,12 +476,32 @@ async fn method_not_allowed(request: Request<Body>) -> Response {
     .into_response()
 }
 
+/// Which listener a connection came in on (labels its connection metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `RUNNER_LISTEN`: the service API.
+    Service,
+    /// `RUNNER_PUBLIC_LISTEN`: UI assets for browsers.
+    Public,
+}
+
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Service => "service",
+            Listener::Public => "public",
+        }
+    }
+}
+
 /// Serve `router(state)` on `listener` until `shutdown` resolves, then stop
 /// accepting, let open connections finish their in-flight requests (up to
-/// `grace`) and return.
+/// `grace`) and return. Connections are supervised as
+/// [`connections`] describes.
 ///
 /// # Errors
-/// Only if accepting fails in a way that is not per-connection.
+/// None today: per-connection failures never stop the server (kept for
+/// callers that may bind inside).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -453,75 +509,23 @@ pub async fn serve(
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    serve_app(listener, app, &state, shutdown, grace).await
+    serve_app(listener, Listener::Service, app, &state, shutdown, grace).await
 }
 
-/// [`serve`] for any router of this state (e.g. [`public_router`]).
+/// [`serve`] for any router of this state (e.g. [`public_router`]) on the
+/// given kind of listener.
 ///
 /// # Errors
 /// As [`serve`].
 pub async fn serve_app(
     listener: TcpListener,
+    kind: Listener,
     app: Router,
     state: &AppState,
     shutdown: impl Future<Output = ()> + Send,
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    let config = state.runner.config().clone();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_headers(MAX_INBOUND_HEADERS)
-        .max_buf_size(MAX_INBOUND_HEADER_BUF_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(MAX_INBOUND_HEADER_BUF_BYTES as u32)
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(256);
-    let builder = Arc::new(builder);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Per-connection failures (EMFILE, resets) must not stop the server.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let builder = builder.clone();
-                let mut stop = stop_rx.clone();
-                connections.spawn(async move {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        _ = stop.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            let _ = connection.await;
-                        }
-                    }
-                });
-                // Reap finished connection tasks so the set stays small.
-                while connections.try_join_next().is_some() {}
-            }
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
-    connections.abort_all();
+    let limits = connections::ConnectionLimits::from_config(state.runner.config());
+    connections::accept_loop(listener, app, limits, state.connections(kind).clone(), shutdown, grace).await;
     Ok(())
 }
