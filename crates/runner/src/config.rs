@@ -60,6 +60,9 @@ pub struct Config {
     /// `RUNNER_DRAIN_DELAY_MS`: after SIGTERM, listeners keep accepting this
     /// long while `/readyz` answers 503.
     pub drain_delay: Duration,
+    /// `RUNNER_METRICS_TOKEN`: when set, `/metrics` answers only requests
+    /// that present it (redacted in `Debug`).
+    pub metrics_token: Option<String>,
     /// `RUNNER_LOG_FORMAT`: `json` (default) or `pretty` (default in dev).
     pub log_format: LogFormat,
     /// `SIGNING_REQUIRED` (default true): refuse bundles whose signature
@@ -431,6 +434,7 @@ impl fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("write_stall_timeout", &self.write_stall_timeout)
             .field("drain_delay", &self.drain_delay)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
             .field("log_format", &self.log_format)
             .field("signing_required", &self.signing_required)
             .field("trust", &self.trust.as_ref().map(|t| &t.id))
@@ -501,6 +505,7 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_IDLE_TIMEOUT_MS",
     "RUNNER_WRITE_STALL_TIMEOUT_MS",
     "RUNNER_DRAIN_DELAY_MS",
+    "RUNNER_METRICS_TOKEN",
     "RUNNER_LOG_FORMAT",
     "SIGNING_REQUIRED",
     "SIGNING_TRUST_BUNDLE",
@@ -683,6 +688,10 @@ impl Config {
             0,
             600_000,
         ));
+        let metrics_token = get("RUNNER_METRICS_TOKEN").map(str::to_string);
+        if metrics_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            problems.push("RUNNER_METRICS_TOKEN: must be at least 16 characters".to_string());
+        }
         let log_format = match get("RUNNER_LOG_FORMAT") {
             None if overrides.dev => LogFormat::Pretty,
             None | Some("json") => LogFormat::Json,
@@ -884,6 +893,7 @@ impl Config {
             idle_timeout,
             write_stall_timeout,
             drain_delay,
+            metrics_token,
             log_format,
             signing_required,
             trust,

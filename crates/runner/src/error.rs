@@ -185,6 +185,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub request_id: String,
+    /// What the guest used before it failed, when it ran (`limit_hit` says
+    /// which limit stopped it).
+    pub report: Option<crate::engine::ExecutionReport>,
 }
 
 impl ApiError {
@@ -193,7 +196,15 @@ impl ApiError {
             code,
             message: message.into(),
             request_id: request_id.into(),
+            report: None,
         }
+    }
+
+    /// The error of an execution that ran, with its usage report.
+    #[must_use]
+    pub fn with_report(mut self, report: Option<crate::engine::ExecutionReport>) -> Self {
+        self.report = report;
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -213,6 +224,8 @@ impl std::error::Error for ApiError {}
 struct ErrorBody<'a> {
     status: u16,
     error: ErrorDetail<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<&'a crate::engine::ExecutionReport>,
 }
 
 #[derive(Serialize)]
@@ -232,6 +245,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 request_id: &self.request_id,
             },
+            report: self.report.as_ref(),
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

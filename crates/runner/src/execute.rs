@@ -201,18 +201,35 @@ impl Runner {
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
     pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
-        let started = std::time::Instant::now();
-        let mut report = None;
-        let result = self.execute_inner(envelope, request_id, &mut report).await;
-        self.record(envelope, &result, report.as_ref(), started.elapsed());
-        result
+        self.execute_reported(envelope, request_id).await.0
     }
 
+    /// [`Runner::execute`], with the usage report of a guest that ran, also
+    /// when it failed (a success carries its report in the response too).
+    pub async fn execute_reported(
+        &self,
+        envelope: &Envelope,
+        request_id: &str,
+    ) -> (Result<GuestResponse, Failure>, Option<ExecutionReport>) {
+        let started = std::time::Instant::now();
+        let mut report = None;
+        let mut resolved = false;
+        let result = self
+            .execute_inner(envelope, request_id, &mut report, &mut resolved)
+            .await;
+        self.record(envelope, &result, report.as_ref(), resolved, started.elapsed());
+        (result, report)
+    }
+
+    /// `resolved` is set once the envelope's bundle is verified and its
+    /// component prepared: from then on its ids are the bundle's, not only
+    /// the caller's claim (M-01).
     async fn execute_inner(
         &self,
         envelope: &Envelope,
         request_id: &str,
         report_slot: &mut Option<ExecutionReport>,
+        resolved: &mut bool,
     ) -> Result<GuestResponse, Failure> {
         let wanted = BundleRef {
             digest: envelope.content_hash,
@@ -233,6 +250,7 @@ impl Runner {
             }
             other => other?,
         };
+        *resolved = true;
 
         let timeout_ms = limits::clamp(
             envelope.timeout_ms,
@@ -374,10 +392,17 @@ impl Runner {
         envelope: &Envelope,
         result: &Result<GuestResponse, Failure>,
         report: Option<&ExecutionReport>,
+        resolved: bool,
         elapsed: Duration,
     ) {
         let m = &self.metrics;
-        let (tenant, extension) = (envelope.tenant_id.as_str(), envelope.extension_id.as_str());
+        // M-01: ids are labels only once a verified bundle stands behind
+        // them; a flood of requests naming absent bundles adds no series.
+        let (tenant, extension) = if resolved {
+            (envelope.tenant_id.as_str(), envelope.extension_id.as_str())
+        } else {
+            (crate::metrics::UNRESOLVED, crate::metrics::UNRESOLVED)
+        };
         let outcome = match result {
             Ok(_) => "ok",
             Err(f) => f.code.as_str(),

@@ -1,10 +1,13 @@
 //! Prometheus metrics (`GET /metrics`, text format 0.0.4).
 //!
 //! A small registry of counter, gauge and histogram families with label
-//! values, every name prefixed `ext_runner_`. Tenant and extension labels
-//! are bounded: each family admits at most [`MAX_LABEL_VALUES`] distinct
-//! values per label, later ones are counted under `other`, so a noisy or
-//! hostile tenant population cannot blow up memory or the scrape.
+//! values, every name prefixed `ext_runner_`. Cardinality is bounded per
+//! family by **series** (M-01): a family holds at most
+//! [`MAX_SERIES_PER_FAMILY`] label combinations, and updates for new ones
+//! beyond it go to one overflow series whose every label is `other`, so a
+//! hostile tenant population can grow neither memory nor the scrape.
+//! Executions whose bundle never resolved are labelled [`UNRESOLVED`], not
+//! by the ids their caller claimed.
 //!
 //! Families named at run time (guest metrics, `cap:metrics.emit`) live
 //! apart from the runner's own ([`Metrics::update_owned`]): each series
@@ -12,13 +15,22 @@
 //! per-owner and a total series cap, so owned names cannot grow the
 //! registry without bound or write into the runner's series.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-/// Distinct values one label (tenant, extension) may take per family; the
-/// rest become `other`.
-pub const MAX_LABEL_VALUES: usize = 500;
+/// Label combinations one family may hold: 500 tenants × 4 outcomes of
+/// their busiest extension, or 2,000 (tenant, extension) pairs; beyond it
+/// updates go to the all-`other` series. With a few dozen families this
+/// bounds the scrape to a few megabytes.
+pub const MAX_SERIES_PER_FAMILY: usize = 2_000;
+
+/// The label value of tenant and extension for executions whose bundle was
+/// never resolved (not found, refused, over a quota, malformed).
+pub const UNRESOLVED: &str = "unresolved";
+
+/// The value of every label of a family's overflow series.
+const OVERFLOW: &str = "other";
 
 /// Histogram buckets for durations in seconds (1 ms … 60 s).
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -51,8 +63,6 @@ struct Family {
     labels: &'static [&'static str],
     /// Label values → value (counter/gauge) or histogram state.
     series: BTreeMap<Vec<String>, Series>,
-    /// Distinct values seen per label position (for the cardinality cap).
-    seen: Vec<BTreeSet<String>>,
 }
 
 enum Series {
@@ -177,17 +187,10 @@ impl Metrics {
             kind,
             labels: leak_names(labels),
             series: BTreeMap::new(),
-            seen: vec![BTreeSet::new(); labels.len()],
         });
-        let mut values = Vec::with_capacity(labels.len());
-        for (i, (_, value)) in labels.iter().enumerate() {
-            let seen = &mut family.seen[i];
-            if seen.contains(*value) || seen.len() < MAX_LABEL_VALUES {
-                seen.insert((*value).to_string());
-                values.push((*value).to_string());
-            } else {
-                values.push("other".to_string());
-            }
+        let mut values: Vec<String> = labels.iter().map(|(_, value)| (*value).to_string()).collect();
+        if !family.series.contains_key(&values) && family.series.len() >= MAX_SERIES_PER_FAMILY {
+            values.fill_with(|| OVERFLOW.to_string());
         }
         let series = family.series.entry(values).or_insert_with(|| new_series(kind));
         apply(series);
@@ -426,21 +429,52 @@ mod tests {
         assert!(text.contains("ext_runner_seconds_count{x=\"y\"} 1\n"), "{text}");
     }
 
+    /// M-01: the cap is on series, not label values: 100 tenants × 100
+    /// extensions × 3 outcomes (30,000 combinations, every label value far
+    /// under any per-label cap) stays at the family's series cap plus one
+    /// overflow series, and the scrape stays small.
     #[test]
-    fn label_values_beyond_the_cap_become_other() {
+    fn m01_series_beyond_the_family_cap_go_to_one_overflow_series() {
         let m = Metrics::default();
-        for i in 0..MAX_LABEL_VALUES + 10 {
-            m.inc("ext_runner_t_total", "T.", &[("tenant", &format!("t{i}"))], 1.0);
+        let labels = |t: usize, e: usize, o: usize| {
+            [
+                ("tenant", format!("t{t}")),
+                ("extension", format!("e{e}")),
+                ("outcome", format!("o{o}")),
+            ]
+        };
+        for t in 0..100 {
+            for e in 0..100 {
+                for o in 0..3 {
+                    let l = labels(t, e, o);
+                    let pairs: Vec<(&'static str, &str)> = l.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    m.inc("ext_runner_t_total", "T.", &pairs, 1.0);
+                }
+            }
         }
         let text = m.render();
-        assert!(text.contains("ext_runner_t_total{tenant=\"other\"} 10\n"), "{text}");
-        assert_eq!(
-            text.lines().filter(|l| l.starts_with("ext_runner_t_total{")).count(),
-            MAX_LABEL_VALUES + 1
+        let series = text.lines().filter(|l| l.starts_with("ext_runner_t_total{")).count();
+        assert_eq!(series, MAX_SERIES_PER_FAMILY + 1);
+        let overflow = 30_000 - MAX_SERIES_PER_FAMILY;
+        assert!(
+            text.contains(&format!(
+                "ext_runner_t_total{{tenant=\"other\",extension=\"other\",outcome=\"other\"}} {overflow}\n"
+            )),
+            "{}",
+            &text[text.len().saturating_sub(500)..]
         );
-        // A value admitted before the cap keeps its own series.
-        m.inc("ext_runner_t_total", "T.", &[("tenant", "t0")], 1.0);
-        assert!(m.render().contains("ext_runner_t_total{tenant=\"t0\"} 2\n"));
+        assert!(text.len() < 200 * 1024, "scrape of {} bytes", text.len());
+        // A series admitted before the cap keeps its own value.
+        m.inc(
+            "ext_runner_t_total",
+            "T.",
+            &[("tenant", "t0"), ("extension", "e0"), ("outcome", "o0")],
+            1.0,
+        );
+        assert!(
+            m.render()
+                .contains("ext_runner_t_total{tenant=\"t0\",extension=\"e0\",outcome=\"o0\"} 2\n")
+        );
     }
 
     const CAPS: OwnedCaps = OwnedCaps { per_owner: 2, total: 3 };

@@ -158,8 +158,12 @@ pub fn document() -> Value {
                 "503": {"description": "Not ready (draining or cache not writable)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}
             }}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-                "description": "Text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                "description": "Open unless RUNNER_METRICS_TOKEN is set; then that token is required (as a bearer token)",
+                "responses": {
+                    "200": {"description": "Text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": error_response(401, "RUNNER_METRICS_TOKEN is set and was not presented")
+                }}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
                 "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
         },
@@ -175,7 +179,8 @@ pub fn document() -> Value {
                         "code": {"type": "string", "enum": codes},
                         "message": {"type": "string"},
                         "request_id": {"type": "string"}
-                    }}
+                    }},
+                    "report": {"$ref": "#/components/schemas/ExecutionReport"}
                 }},
                 "Envelope": {"type": "object", "required": ["context", "http"],
                              "description": "Unknown fields are ignored.", "properties": {
@@ -233,16 +238,19 @@ pub fn document() -> Value {
                     "status": {"type": "integer", "minimum": 100, "maximum": 599},
                     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                     "body_b64": {"type": "string", "contentEncoding": "base64"},
-                    "report": {"type": "object", "required": ["wall_ms", "fuel_used", "peak_memory_bytes", "host_calls",
-                                                              "egress_bytes", "logs_truncated"], "properties": {
-                        "wall_ms": {"type": "number", "minimum": 0},
-                        "fuel_used": {"type": "integer", "minimum": 0},
-                        "peak_memory_bytes": {"type": "integer", "minimum": 0},
-                        "host_calls": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
-                        "egress_bytes": {"type": "integer", "minimum": 0},
-                        "logs_truncated": {"type": "boolean"},
-                        "limit_hit": {"type": "string"}
-                    }}
+                    "report": {"$ref": "#/components/schemas/ExecutionReport"}
+                }},
+                "ExecutionReport": {"type": "object", "required": ["wall_ms", "fuel_used", "peak_memory_bytes", "host_calls",
+                                                                   "egress_bytes", "logs_truncated"],
+                                    "description": "What the execution used; on an error, present when the guest ran",
+                                    "properties": {
+                    "wall_ms": {"type": "number", "minimum": 0},
+                    "fuel_used": {"type": "integer", "minimum": 0},
+                    "peak_memory_bytes": {"type": "integer", "minimum": 0},
+                    "host_calls": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "egress_bytes": {"type": "integer", "minimum": 0},
+                    "logs_truncated": {"type": "boolean"},
+                    "limit_hit": {"enum": ["timeout", "fuel", "memory"], "description": "The limit that stopped the guest"}
                 }},
                 "Readiness": {"type": "object", "required": ["status", "draining"], "properties": {
                     "status": {"enum": ["ready", "not_ready"]},

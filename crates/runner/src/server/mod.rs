@@ -38,23 +38,24 @@ pub struct AppState {
     /// SHA-256 of each accepted service token: comparing fixed-size digests
     /// in constant time leaks neither content nor length.
     token_digests: Vec<[u8; 32]>,
+    /// SHA-256 of `RUNNER_METRICS_TOKEN`, when `/metrics` needs one.
+    metrics_token_digest: Option<[u8; 32]>,
     /// Connection counters of the service and the public listener.
     connections: [Arc<connections::ConnectionStats>; 2],
 }
 
 impl AppState {
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
-        let token_digests = runner
-            .config()
-            .service_tokens
-            .iter()
-            .map(|t| Sha256::digest(t.as_bytes()).into())
-            .collect();
+        let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
+        let config = runner.config();
+        let token_digests = config.service_tokens.iter().map(digest).collect();
+        let metrics_token_digest = config.metrics_token.as_ref().map(digest);
         Arc::new(AppState {
-            runner,
             ui: crate::ui::UiState::default(),
             token_digests,
+            metrics_token_digest,
             connections: Default::default(),
+            runner,
         })
     }
 
@@ -66,24 +67,35 @@ impl AppState {
     /// Whether the request carries an accepted service token. With no token
     /// configured (only possible in `--dev` on loopback) everything passes.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        if self.token_digests.is_empty() {
-            return true;
-        }
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| headers.get("x-runner-service-token").and_then(|v| v.to_str().ok()));
-        let Some(presented) = presented else {
-            return false;
-        };
-        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-        // Check every token so timing does not reveal which one matched.
-        self.token_digests
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&digest))
-            .into()
+        self.token_digests.is_empty() || presents_one_of(headers, &self.token_digests)
     }
+
+    /// Whether `/metrics` may be read: always, unless the operator set
+    /// `RUNNER_METRICS_TOKEN` (M-01), which must then be presented.
+    fn may_read_metrics(&self, headers: &HeaderMap) -> bool {
+        self.metrics_token_digest
+            .as_ref()
+            .is_none_or(|digest| presents_one_of(headers, std::slice::from_ref(digest)))
+    }
+}
+
+/// Whether the request's bearer token (or `x-runner-service-token`) is one
+/// of `digests`, compared as SHA-256 digests in constant time against every
+/// one of them, so timing reveals neither which matched nor a length.
+fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-runner-service-token").and_then(|v| v.to_str().ok()));
+    let Some(presented) = presented else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    digests
+        .iter()
+        .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&digest))
+        .into()
 }
 
 /// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
@@ -209,11 +221,11 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
     }
     let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), parent_span_id = envelope.traceparent.as_deref().map_or("", |t| &t[36..52]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
     let started = std::time::Instant::now();
-    let outcome = {
+    let (outcome, report) = {
         use tracing::Instrument as _;
         state
             .runner
-            .execute(&envelope, &request_id)
+            .execute_reported(&envelope, &request_id)
             .instrument(span.clone())
             .await
     };
@@ -240,7 +252,9 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         }
         Err(Failure { code, message }) => {
             span.in_scope(|| tracing::warn!(code = code.as_str(), elapsed_ms, "{message}"));
-            fail(code, message, &request_id)
+            ApiError::new(code, message, &request_id)
+                .with_report(report)
+                .into_response()
         }
     }
 }
@@ -266,7 +280,15 @@ async fn openapi() -> Response {
 }
 
 /// Prometheus text exposition: the execution series plus gauges read now.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !state.may_read_metrics(&headers) {
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing or invalid metrics token (RUNNER_METRICS_TOKEN)",
+            inbound_request_id(&headers),
+        )
+        .into_response();
+    }
     let runner = &state.runner;
     let m = runner.metrics();
     let stats = runner.engine_stats();

@@ -35,6 +35,79 @@ async fn execute_response_carries_a_report() {
     assert!(report.get("limit_hit").is_none(), "{report}");
 }
 
+/// A failed execution's error carries its report, so `limit_hit` is seen:
+/// the deadline (504) and the memory limit (500).
+#[tokio::test]
+async fn failed_execution_carries_its_report_with_the_limit_hit() {
+    let t = TestRunner::with_env(&[("RUNNER_MAX_TIMEOUT_MS", "300")]);
+    let looping = t.publish_fixture("limits_infinite_loop");
+    let (status, _, body) = t.post(&envelope(&looping, "GET", "/")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["error"]["code"], "execution_timeout", "{body}");
+    assert_eq!(body["report"]["limit_hit"], "timeout", "{body}");
+    assert!(body["report"]["wall_ms"].as_f64().unwrap() >= 250.0, "{body}");
+
+    let hog = t.publish_fixture("limits_memory_hog");
+    let mut env = envelope(&hog, "GET", "/");
+    env["limits"] = serde_json::json!({"memory_mb": 16});
+    let (_, _, body) = t.post(&env).await;
+    assert_eq!(body["error"]["code"], "memory_limit_exceeded", "{body}");
+    assert_eq!(body["report"]["limit_hit"], "memory", "{body}");
+
+    // A request refused before any guest ran has no report.
+    let absent = ext_bundle::Digest::of(b"absent bundle");
+    let (_, _, body) = t.post(&envelope(&absent, "GET", "/")).await;
+    assert_eq!(body["error"]["code"], "bundle_not_found", "{body}");
+    assert!(body.get("report").is_none(), "{body}");
+}
+
+/// M-01: requests for bundles that never resolve are not labelled by the
+/// ids their caller claimed: a thousand random tenants add no series.
+#[tokio::test]
+async fn m01_unresolved_requests_are_not_labelled_by_claimed_ids() {
+    let t = TestRunner::new();
+    let absent = ext_bundle::Digest::of(b"absent bundle");
+    for i in 0..1_000 {
+        let mut env = envelope(&absent, "GET", "/");
+        env["context"]["tenant_id"] = format!("claimed-tenant-{i}").into();
+        let (status, _, _) = t.post(&env).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+    let (_, text) = get_text(&t, "/metrics").await;
+    assert!(!text.contains("claimed-tenant-"), "claimed ids became labels");
+    assert!(
+        text.contains(
+            "ext_runner_invocations_total{tenant=\"unresolved\",extension=\"unresolved\",outcome=\"bundle_not_found\"} 1000"
+        ),
+        "{text}"
+    );
+}
+
+/// M-01: with `RUNNER_METRICS_TOKEN` set, `/metrics` answers 401 without it
+/// (and with the service token) and 200 with it.
+#[tokio::test]
+async fn m01_metrics_token_guards_the_scrape() {
+    let metrics_token = "metrics-scrape-token-0123";
+    let t = TestRunner::with_env(&[("RUNNER_METRICS_TOKEN", metrics_token)]);
+    let scrape = |auth: Option<String>| {
+        let mut request = Request::get("/metrics");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        ext_runner::server::router(t.state.clone()).oneshot(request.body(Body::empty()).unwrap())
+    };
+    let status = |r: http::Response<Body>| r.status();
+    assert_eq!(status(scrape(None).await.unwrap()), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(scrape(Some(format!("Bearer {TOKEN}"))).await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(scrape(Some(format!("Bearer {metrics_token}"))).await.unwrap()),
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn metrics_expose_the_listed_series_with_labels() {
     let t = TestRunner::new();
