@@ -355,6 +355,12 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         bundles.evictions() as f64,
     );
     m.set(
+        "ext_runner_tokio_tasks",
+        "Tasks alive on the async runtime (connections, executions, background work).",
+        &[],
+        tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64,
+    );
+    m.set(
         "ext_runner_executions_in_flight",
         "Executions running now.",
         &[],
