@@ -122,7 +122,15 @@ pub struct Bundles {
     hits: AtomicU64,
     /// Entries evicted for the byte budget.
     evictions: AtomicU64,
+    /// With a tenant- or extension-scoped key layout: the (hash, tenant,
+    /// extension) triples whose store location was seen, so a cached bundle
+    /// is served only to those it was published for (B-02).
+    scoped_seen: Mutex<std::collections::HashSet<(Digest, String, String)>>,
 }
+
+/// Triples remembered in [`Bundles::scoped_seen`]; when full it is cleared,
+/// which costs each live triple one `HEAD` on its next request.
+const MAX_SCOPED_SEEN: usize = 100_000;
 
 impl Bundles {
     /// # Errors
@@ -143,6 +151,7 @@ impl Bundles {
             fetches: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            scoped_seen: Mutex::default(),
         })
     }
 
@@ -186,6 +195,53 @@ impl Bundles {
     /// `bundle_not_found`, `bundle_unavailable`, `bundle_integrity`,
     /// `bundle_signature_invalid`, `bundle_invalid*`, `bundle_too_large`.
     pub async fn get(&self, wanted: BundleRef<'_>) -> Result<Arc<LoadedBundle>, Failure> {
+        let bundle = self.get_cached_or_fetched(wanted).await?;
+        self.check_published_for(wanted).await?;
+        Ok(bundle)
+    }
+
+    /// B-02 (mix-and-match): with a key layout naming `{tenant}` or
+    /// `{extension}`, a bundle is published *for* a (tenant, extension); one
+    /// cached for another pair is served only once the store shows it at
+    /// this pair's key too (one `HEAD` per pair, remembered). Not found →
+    /// `bundle_not_found`; store down → `bundle_unavailable`.
+    async fn check_published_for(&self, wanted: BundleRef<'_>) -> Result<(), Failure> {
+        if !self.objects.layout().is_scoped() {
+            return Ok(());
+        }
+        let triple = (wanted.digest, wanted.tenant.to_string(), wanted.extension.to_string());
+        if lock(&self.scoped_seen).contains(&triple) {
+            return Ok(());
+        }
+        let keys = self.objects.keys(&wanted.digest, wanted.tenant, wanted.extension);
+        match self.objects.exists(&keys.bundle).await {
+            Ok(true) => {
+                self.remember_published(triple);
+                Ok(())
+            }
+            Ok(false) => {
+                tracing::warn!(content_hash = %wanted.digest, tenant = wanted.tenant, extension = wanted.extension, "bundle refused: not published for this tenant and extension");
+                Err(Failure::new(
+                    ErrorCode::BundleNotFound,
+                    format!(
+                        "bundle {}: not found in the bundle store for this tenant and extension",
+                        wanted.digest
+                    ),
+                ))
+            }
+            Err(e) => Err(object_failure(&wanted.digest, "bundle", &e)),
+        }
+    }
+
+    fn remember_published(&self, triple: (Digest, String, String)) {
+        let mut seen = lock(&self.scoped_seen);
+        if seen.len() >= MAX_SCOPED_SEEN {
+            seen.clear();
+        }
+        seen.insert(triple);
+    }
+
+    async fn get_cached_or_fetched(&self, wanted: BundleRef<'_>) -> Result<Arc<LoadedBundle>, Failure> {
         let digest = wanted.digest;
         if let Some(bundle) = lock(&self.loaded).get(&digest).cloned() {
             self.cache.touch(&digest);
@@ -244,7 +300,12 @@ impl Bundles {
                 }
             }
         }
-        self.fetch(wanted).await.map(Arc::new)
+        let bundle = self.fetch(wanted).await?;
+        if self.objects.layout().is_scoped() {
+            // Fetched from this pair's own key: it is published for it.
+            self.remember_published((digest, wanted.tenant.to_string(), wanted.extension.to_string()));
+        }
+        Ok(Arc::new(bundle))
     }
 
     /// A cache entry from disk (an earlier process): usable if its verdict

@@ -217,6 +217,12 @@ impl KeyLayout {
     }
 
     /// The template as configured.
+    /// Whether keys depend on the tenant or extension, so the same content
+    /// hash may be published for one (tenant, extension) and not another.
+    pub fn is_scoped(&self) -> bool {
+        self.template.contains("{tenant}") || self.template.contains("{extension}")
+    }
+
     pub fn template(&self) -> &str {
         &self.template
     }
@@ -416,6 +422,19 @@ impl BundleObjects {
             source,
         })?;
         Ok((hasher.finish(), total))
+    }
+
+    /// Whether an object exists at `key` (a `HEAD`, nothing downloaded).
+    ///
+    /// # Errors
+    /// `Unavailable` or `Denied`.
+    pub async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        let location = self.location(key)?;
+        match self.store.head(&location).await.map_err(|e| map_error(key, e)) {
+            Ok(_) => Ok(true),
+            Err(ObjectError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// A small object (signature, certificate chain) read into memory;

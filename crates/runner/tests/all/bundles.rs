@@ -98,3 +98,48 @@ async fn artifact_cache_survives_restart_and_detects_corruption() {
     assert_eq!(t.runner.engine_stats().artifact_loads.load(Ordering::Relaxed), 0);
     assert_eq!(t.runner.engine_stats().compiles.load(Ordering::Relaxed), 1);
 }
+
+/// B-02 (tenant mix-and-match): with a key layout scoped by tenant, a bundle
+/// published for tenant A and cached by A's request is not served to tenant
+/// B naming the same content hash, until it is published for B too.
+#[tokio::test]
+async fn b02_bundle_cached_for_one_tenant_is_not_served_to_another() {
+    let t = TestRunner::with_env(&[("BUNDLE_STORAGE_KEY_LAYOUT", "{tenant}/{extension}/{hex}/bundle.tar.zst")]);
+    let wasm = std::fs::read(ext_test_fixtures::component("echo")).unwrap();
+    let archive = ext_bundle::pack_dir(bundle_dir_for("echo", &wasm).path()).unwrap();
+    let digest = ext_bundle::Digest::of(&archive);
+    let publish_for = |tenant: &str| {
+        let keys = t.runner.bundle_objects().keys(&digest, tenant, "com.test.ext");
+        let objects = t.runner.bundle_objects();
+        let (archive, signature) = (archive.clone(), sign(&archive));
+        async move {
+            objects.put_if_absent(&keys.bundle, archive.into()).await.unwrap();
+            objects
+                .put_if_absent(&keys.signature, signature.into_bytes().into())
+                .await
+                .unwrap();
+        }
+    };
+    publish_for("tenant-a").await;
+    let for_tenant = |tenant: &str| {
+        let mut env = envelope(&digest, "GET", "/");
+        env["context"]["tenant_id"] = tenant.into();
+        env
+    };
+    let (status, _, body) = t.post(&for_tenant("tenant-a")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, body) = t.post(&for_tenant("tenant-b")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "bundle_not_found");
+    assert_eq!(t.runner.bundles().fetches(), 1, "B is refused without a refetch");
+
+    publish_for("tenant-b").await;
+    let (status, _, body) = t.post(&for_tenant("tenant-b")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        t.runner.bundles().fetches(),
+        1,
+        "served from the cache once published for B"
+    );
+}
