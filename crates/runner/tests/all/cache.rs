@@ -347,14 +347,25 @@ async fn cached_verdict_is_rechecked_when_the_trust_bundle_changes() {
     assert!(!entries(&t).join(digest.hex()).exists());
 }
 
+/// Bytes of echo's compiled artifact on this engine.
+async fn echo_artifact_bytes() -> u64 {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    t.runner.bundles().cache().artifact_bytes()
+}
+
 /// LRU by bytes: beyond RUNNER_CACHE_MAX_BYTES the least recently used
-/// entry goes; the cache stays within budget.
+/// entry goes; the cache stays within budget. The three bundles carry the
+/// same component, so they share one compiled artifact, which counts once.
 #[tokio::test]
 async fn lru_eviction_keeps_the_cache_within_its_budget() {
     let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
-    // Room for two bundles of about this size, not three.
-    let budget = (one * 5 / 2).to_string();
-    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget)]);
+    let artifact = echo_artifact_bytes().await;
+    // Room for the artifact and two bundles of about this size, not three.
+    let budget = one * 5 / 2 + artifact;
+    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
     let digests: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|salt| {
@@ -369,12 +380,86 @@ async fn lru_eviction_keeps_the_cache_within_its_budget() {
     assert!(!entries(&t).join(digests[0].hex()).exists(), "oldest entry evicted");
     assert!(entries(&t).join(digests[1].hex()).exists());
     assert!(entries(&t).join(digests[2].hex()).exists());
-    assert!(t.runner.bundles().cache().total_bytes() <= one * 5 / 2);
+    assert!(t.runner.bundles().cache().total_bytes() <= budget);
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), artifact);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        load(&t.runner.engine_stats().compiles),
+        1,
+        "one artifact for three bundles"
+    );
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 2);
 
     // Evicted means refetched (and verified) on next use.
     let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(t.runner.bundles().fetches(), 4);
+}
+
+/// `echo` made a distinct component (another SHA-256, the same code) by a
+/// custom section carrying `salt`.
+fn salted_echo(salt: &str) -> Vec<u8> {
+    let mut wasm = fixture("echo");
+    let name = b"salt";
+    let payload_len = 1 + name.len() + salt.len();
+    assert!(payload_len < 128 && name.len() < 128);
+    wasm.extend_from_slice(&[0, payload_len as u8, name.len() as u8]);
+    wasm.extend_from_slice(name);
+    wasm.extend_from_slice(salt.as_bytes());
+    wasm
+}
+
+/// Item 2 of issue 10: compiled artifacts (`cache/compiled`) count against
+/// RUNNER_CACHE_MAX_BYTES and are evicted in the same LRU order as the
+/// bundles; an evicted artifact is compiled again on next use.
+#[tokio::test]
+async fn compiled_artifacts_count_against_the_cache_budget_and_are_evicted() {
+    let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
+    let artifact = echo_artifact_bytes().await;
+    // Room for two (bundle + artifact) pairs and a half bundle, not three pairs.
+    let budget = 2 * (one + artifact) + one / 2;
+    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
+    let components: Vec<Vec<u8>> = ["a", "b", "c"].iter().map(|salt| salted_echo(salt)).collect();
+    let digests: Vec<_> = components
+        .iter()
+        .enumerate()
+        .map(|(i, wasm)| t.publish_component(&format!("echo_{i}"), wasm))
+        .collect();
+    for digest in &digests {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let cache = t.runner.bundles().cache();
+    assert!(cache.total_bytes() <= budget, "{} > {budget}", cache.total_bytes());
+    let compiled = t.dir.path().join("cache/compiled");
+    let artifact_dir = |wasm: &[u8]| compiled.join(ext_bundle::Digest::of(wasm).hex());
+    assert!(
+        !artifact_dir(&components[0]).exists(),
+        "the oldest artifact was evicted"
+    );
+    assert!(
+        !entries(&t).join(digests[0].hex()).exists(),
+        "the oldest bundle was evicted"
+    );
+    for i in [1, 2] {
+        assert!(artifact_dir(&components[i]).exists(), "artifact {i} kept");
+        assert!(entries(&t).join(digests[i].hex()).exists(), "bundle {i} kept");
+    }
+    assert_eq!(cache.artifact_bytes(), 2 * artifact);
+
+    // After a restart the kept one loads from its artifact; the evicted one
+    // is fetched and compiled again.
+    let TestRunner { dir, .. } = t;
+    let t = TestRunner::in_dir(dir, &[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, _, _) = t.post(&envelope(&digests[2], "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 0);
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 1);
+    let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 1);
+    assert!(t.runner.bundles().cache().total_bytes() <= budget);
 }
 
 /// Concurrent first requests for one bundle fetch it once (single-flight
