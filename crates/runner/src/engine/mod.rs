@@ -448,7 +448,7 @@ impl Runtime {
     /// # Errors
     /// `component_invalid`, `unsupported_feature` or `unsupported_import`.
     pub fn precompile(&self, path: &str, wasm: &[u8], world: World) -> Result<Vec<u8>, Failure> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, &e))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, wasm, &e))?;
         host::check_imports(&self.engine, &component, world).map_err(|names| unsupported(path, &names))?;
         component
             .serialize()
@@ -889,7 +889,7 @@ fn prepare(
                 let bytes = (source.wasm)()?;
                 stats.compiles.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &bytes, &e))?;
                 stats
                     .compile_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -930,9 +930,15 @@ fn unsupported(path: &str, names: &str) -> Failure {
     )
 }
 
-fn compile_failure(path: &str, error: &wasmtime::Error) -> Failure {
+/// A component Wasmtime would not compile: `unsupported_feature` when it is
+/// valid WebAssembly once every proposal is allowed (so it uses one this
+/// engine keeps off, A-03), else `component_invalid`.
+fn compile_failure(path: &str, wasm: &[u8], error: &wasmtime::Error) -> Failure {
     let detail = format!("{error:#}");
-    let code = if detail.contains("not enabled") || detail.contains("feature") {
+    let valid_with_every_proposal = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(wasm)
+        .is_ok();
+    let code = if valid_with_every_proposal {
         ErrorCode::UnsupportedFeature
     } else {
         ErrorCode::ComponentInvalid
