@@ -25,10 +25,7 @@ pub fn slow_echo(functions: usize, salt: u32) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut wat = String::from("(module\n");
     for f in 0..functions {
-        let _ = write!(
-            wat,
-            "(func (export \"f{f}\") (param i64 i64) (result i64) (local i64)\n"
-        );
+        let _ = writeln!(wat, "(func (export \"f{f}\") (param i64 i64) (result i64) (local i64)");
         for op in 0..150u32 {
             let k = u64::from(salt) * 1_000_003 + (f as u64) * 151 + u64::from(op);
             let _ = write!(
