@@ -41,8 +41,57 @@ pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
             _ => anyhow::Error::new(e),
         })
         .with_context(|| format!("packing {}", dir.display()))?;
-    check_worlds(dir).with_context(|| format!("packing {}", dir.display()))?;
+    check_components(dir).with_context(|| format!("packing {}", dir.display()))?;
     Ok(archive)
+}
+
+/// What the runner checks at load, checked before a bundle leaves the
+/// author's machine (A-21): [`check_worlds`] (first: a component declared
+/// for the wrong world also imports what that world lacks, and the world is
+/// the helpful message), then [`check_imports`].
+///
+/// # Errors
+/// The first component the runner would refuse, named with the reason.
+pub fn check_components(dir: &Path) -> anyhow::Result<()> {
+    check_worlds(dir)?;
+    check_imports(dir)
+}
+
+/// Every component the manifest names must be a component whose imports
+/// this runner provides to its world: the same rule
+/// ([`crate::host::is_supported_import`]) the runner applies at load, read
+/// from the import section without compiling (a JavaScript component takes
+/// tens of seconds to compile). A component the runner would refuse is
+/// refused here, so it is never published.
+///
+/// # Errors
+/// The component and every import the runner does not provide, or why it
+/// is not a readable component.
+pub fn check_imports(dir: &Path) -> anyhow::Result<()> {
+    let manifest_path = dir.join(ext_bundle::manifest::MANIFEST_FILE_NAME);
+    let manifest = ext_bundle::Manifest::from_slice(&std::fs::read(&manifest_path)?)?;
+    for (_, component) in manifest.required_files() {
+        let path = dir.join(&component);
+        let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let names = component_names(&wasm).map_err(|why| anyhow::anyhow!("{component}: {why}"))?;
+        let world = manifest.component_world(&component);
+        let mut unsupported: Vec<&str> = names
+            .imports
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !crate::host::is_supported_import(name, world))
+            .collect();
+        unsupported.sort_unstable();
+        if !unsupported.is_empty() {
+            bail!(
+                "{component}: imports interfaces this runner does not provide to world `{}`: {} \
+                 (the runner refuses it with `unsupported_import`)",
+                world.as_str(),
+                unsupported.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every component the manifest names must export what its endpoints'
@@ -345,6 +394,8 @@ pub async fn publish(args: &PublishArgs, env: &HashMap<String, String>, progress
     let manifest_bytes = std::fs::read(work.path().join("manifest.json")).context("reading manifest.json")?;
     let manifest = ext_bundle::Manifest::from_slice(&manifest_bytes)
         .with_context(|| format!("{}: manifest.json", bundle.display()))?;
+    // A-21: what the runner would refuse at load is not published.
+    check_components(work.path()).with_context(|| format!("{} is not published", bundle.display()))?;
     drop(work);
 
     let read_text = |path: &Path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
@@ -490,8 +541,11 @@ pub fn compile_with_env(
             max_concurrency: config.max_concurrency,
             max_loaded_components: config.max_loaded_components as usize,
             max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
+            compile_concurrency: config.compile_concurrency as usize,
+            max_component_bytes: config.max_component_bytes,
         },
         &config.cache_dir,
+        Arc::new(crate::engine::Unbudgeted),
     )?;
     let artifact = runtime
         .precompile(&manifest.entry, &wasm, manifest.component_world(&manifest.entry))

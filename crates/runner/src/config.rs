@@ -35,6 +35,11 @@ pub struct Config {
     pub max_concurrency: u32,
     /// `RUNNER_MAX_LOADED_COMPONENTS`: compiled components kept in memory.
     pub max_loaded_components: u32,
+    /// `RUNNER_COMPILE_CONCURRENCY`: compiles at once (default: the
+    /// available cores); a tenant holds at most half of them.
+    pub compile_concurrency: u32,
+    /// `RUNNER_MAX_COMPONENT_BYTES`: largest component file compiled.
+    pub max_component_bytes: u64,
     /// `RUNNER_TENANT_MAX_CONCURRENCY`: executions one tenant may have in flight.
     pub tenant_max_concurrency: u32,
     /// `RUNNER_EXTENSION_MAX_CONCURRENCY`: executions one (tenant, extension)
@@ -420,6 +425,8 @@ impl fmt::Debug for Config {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_concurrency", &self.max_concurrency)
             .field("max_loaded_components", &self.max_loaded_components)
+            .field("compile_concurrency", &self.compile_concurrency)
+            .field("max_component_bytes", &self.max_component_bytes)
             .field("tenant_max_concurrency", &self.tenant_max_concurrency)
             .field("extension_max_concurrency", &self.extension_max_concurrency)
             .field("tenant_rate_limit", &self.tenant_rate_limit)
@@ -494,6 +501,8 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_MAX_RESPONSE_BYTES",
     "RUNNER_MAX_CONCURRENCY",
     "RUNNER_MAX_LOADED_COMPONENTS",
+    "RUNNER_COMPILE_CONCURRENCY",
+    "RUNNER_MAX_COMPONENT_BYTES",
     "RUNNER_TENANT_MAX_CONCURRENCY",
     "RUNNER_EXTENSION_MAX_CONCURRENCY",
     "RUNNER_TENANT_RATE_LIMIT",
@@ -644,6 +653,12 @@ impl Config {
             u64::from(limits::DEFAULT_MAX_LOADED_COMPONENTS),
             1,
             100_000,
+        ) as u32;
+        let compile_concurrency = number(
+            "RUNNER_COMPILE_CONCURRENCY",
+            default_compile_concurrency(),
+            1,
+            limits::MAX_COMPILE_CONCURRENCY,
         ) as u32;
         let tenant_max_concurrency = number(
             "RUNNER_TENANT_MAX_CONCURRENCY",
@@ -832,6 +847,19 @@ impl Config {
             }),
         };
 
+        let max_component_bytes = match get("RUNNER_MAX_COMPONENT_BYTES") {
+            None => limits::DEFAULT_MAX_COMPONENT_BYTES,
+            Some(text) => match parse_bytes(text) {
+                Some(bytes) if bytes > 0 => bytes,
+                _ => {
+                    problems.push(format!(
+                        "RUNNER_MAX_COMPONENT_BYTES: `{text}` must be a positive byte count like 33554432 or 32MiB"
+                    ));
+                    limits::DEFAULT_MAX_COMPONENT_BYTES
+                }
+            },
+        };
+
         let tenant_rate_limit = crate::quota::RateLimit::parse(
             get("RUNNER_TENANT_RATE_LIMIT").unwrap_or(limits::DEFAULT_TENANT_RATE_LIMIT),
         )
@@ -882,6 +910,8 @@ impl Config {
             max_response_bytes,
             max_concurrency,
             max_loaded_components,
+            compile_concurrency,
+            max_component_bytes,
             tenant_max_concurrency,
             extension_max_concurrency,
             tenant_rate_limit,
@@ -1013,6 +1043,12 @@ pub fn secrets_key(text: &str) -> Result<[u8; 32], String> {
         .decode(text.trim())
         .map_err(|_| "not base64 (expected 32 random bytes in base64, see `ext-runner secrets keygen`)".to_string())?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("decodes to {} bytes; 32 are required", bytes.len()))
+}
+
+/// `RUNNER_COMPILE_CONCURRENCY`'s default: one compile per available core
+/// (Cranelift is CPU-bound; see `limits::COMPILE_TENANT_SHARE_DIVISOR`).
+fn default_compile_concurrency() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
 /// `123`, `512KiB`, `64MiB`, `10GiB` (binary units; `KB`/`MB`/`GB` too).

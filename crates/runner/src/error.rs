@@ -33,6 +33,8 @@ pub enum ErrorCode {
     BundleInvalidEntry,
     BundleTooLarge,
     ComponentInvalid,
+    /// The component file is over `RUNNER_MAX_COMPONENT_BYTES`.
+    ComponentTooLarge,
     UnsupportedImport,
     UnsupportedFeature,
     InstantiationFailed,
@@ -52,6 +54,9 @@ pub enum ErrorCode {
     },
     /// Every execution slot of this runner is busy (`RUNNER_MAX_CONCURRENCY`).
     Overloaded,
+    /// No compile slot freed before the request's deadline
+    /// (`RUNNER_COMPILE_CONCURRENCY`, A-21).
+    CompileBusy,
     Internal,
 }
 
@@ -77,6 +82,7 @@ impl ErrorCode {
         ErrorCode::BundleInvalidEntry,
         ErrorCode::BundleTooLarge,
         ErrorCode::ComponentInvalid,
+        ErrorCode::ComponentTooLarge,
         ErrorCode::UnsupportedImport,
         ErrorCode::UnsupportedFeature,
         ErrorCode::InstantiationFailed,
@@ -90,6 +96,7 @@ impl ErrorCode {
         ErrorCode::ExtensionConcurrencyExceeded,
         ErrorCode::RateLimited { retry_after_secs: 1 },
         ErrorCode::Overloaded,
+        ErrorCode::CompileBusy,
         ErrorCode::Internal,
     ];
 
@@ -113,6 +120,7 @@ impl ErrorCode {
             ErrorCode::BundleInvalidEntry => "bundle_invalid_entry",
             ErrorCode::BundleTooLarge => "bundle_too_large",
             ErrorCode::ComponentInvalid => "component_invalid",
+            ErrorCode::ComponentTooLarge => "component_too_large",
             ErrorCode::UnsupportedImport => "unsupported_import",
             ErrorCode::UnsupportedFeature => "unsupported_feature",
             ErrorCode::InstantiationFailed => "instantiation_failed",
@@ -126,6 +134,7 @@ impl ErrorCode {
             ErrorCode::ExtensionConcurrencyExceeded => "extension_concurrency_exceeded",
             ErrorCode::RateLimited { .. } => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::CompileBusy => "compile_busy",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -147,7 +156,9 @@ impl ErrorCode {
             | ErrorCode::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The whole runner is full, or the object store or the cache is
             // down: worth retrying.
-            ErrorCode::Overloaded | ErrorCode::BundleUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded | ErrorCode::CompileBusy | ErrorCode::BundleUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::BundleNotFound
             | ErrorCode::BundleSignatureInvalid
             | ErrorCode::BundleIntegrity
@@ -155,6 +166,7 @@ impl ErrorCode {
             | ErrorCode::BundleInvalidEntry
             | ErrorCode::BundleTooLarge
             | ErrorCode::ComponentInvalid
+            | ErrorCode::ComponentTooLarge
             | ErrorCode::UnsupportedImport
             | ErrorCode::UnsupportedFeature
             | ErrorCode::InstantiationFailed
@@ -174,6 +186,7 @@ impl ErrorCode {
             }
             ErrorCode::RateLimited { retry_after_secs } => Some(retry_after_secs),
             ErrorCode::BundleUnavailable => Some(5),
+            ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -304,11 +317,13 @@ mod tests {
                 ErrorCode::RateLimited { .. } => 29,
                 ErrorCode::Overloaded => 30,
                 ErrorCode::Internal => 31,
+                ErrorCode::ComponentTooLarge => 32,
+                ErrorCode::CompileBusy => 33,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..32).collect::<Vec<_>>());
+        assert_eq!(seen, (0..34).collect::<Vec<_>>());
     }
 }

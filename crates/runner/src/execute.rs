@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::engine::{
-    ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, GuestInput, Prepared, Runtime,
+    Admission, ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, GuestInput, Prepared, Runtime,
 };
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
@@ -39,7 +39,9 @@ pub struct GuestResponse {
 pub struct Runner {
     config: Config,
     runtime: Runtime,
-    bundles: Bundles,
+    /// Shared with the runtime, whose compiled artifacts count against the
+    /// bundle cache's disk budget.
+    bundles: Arc<Bundles>,
     /// Global cap on executions in flight; sized like the pooling allocator
     /// so instantiation never fails for lack of a slot.
     slots: Semaphore,
@@ -69,14 +71,7 @@ impl Runner {
     /// # Errors
     /// If the engine cannot be built or the cache directory prepared.
     pub fn new(config: Config) -> anyhow::Result<Runner> {
-        let runtime = Runtime::new(
-            EngineLimits {
-                max_concurrency: config.max_concurrency,
-                max_loaded_components: config.max_loaded_components as usize,
-                max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
-            },
-            &config.cache_dir,
-        )?;
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let objects = BundleObjects::open(&config.storage).map_err(|why| anyhow::anyhow!("bundle store: {why}"))?;
         let verification = Verification {
             required: config.signing_required,
@@ -86,7 +81,24 @@ impl Runner {
                 .as_ref()
                 .map_or_else(|| "none".to_string(), |t| t.id.clone()),
         };
-        let bundles = Bundles::new(objects, &config.cache_dir, config.cache_max_bytes, verification)?;
+        let bundles = Arc::new(Bundles::new(
+            objects,
+            &config.cache_dir,
+            config.cache_max_bytes,
+            verification,
+            metrics.clone(),
+        )?);
+        let runtime = Runtime::new(
+            EngineLimits {
+                max_concurrency: config.max_concurrency,
+                max_loaded_components: config.max_loaded_components as usize,
+                max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
+                compile_concurrency: config.compile_concurrency as usize,
+                max_component_bytes: config.max_component_bytes,
+            },
+            &config.cache_dir,
+            bundles.clone(),
+        )?;
         let slots = Semaphore::new(config.max_concurrency as usize);
         let quotas = crate::quota::Quotas::new(&config)?;
         let secrets = Arc::new(config.secrets.clone());
@@ -95,7 +107,6 @@ impl Runner {
         egress_config.self_addrs.push(config.listen);
         egress_config.self_addrs.extend(config.public_listen);
         let egress = ext_egress::Egress::new(egress_config).map_err(|e| anyhow::anyhow!("egress: {e}"))?;
-        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let debug_sink = (config.debug_redis_url.as_deref())
             .map(|url| crate::host::debug_sink::DebugSink::start(url, metrics.clone()))
             .transpose()?;
@@ -239,24 +250,30 @@ impl Runner {
         // Quotas (quota.rs, A-09): the tenant's and extension's slots and a
         // rate-limit token, refused at once with 429, held to the end.
         let _quota = self.quotas.admit(&envelope.tenant_id, &envelope.extension_id).await?;
-        // `bundle` also pins the cache entry (no eviction) while it executes.
-        let (bundle, pre) = match self.prepare(wanted, envelope).await {
-            // F-02: a cached file that no longer matches its digest is
-            // evicted and the bundle fetched and verified again, once.
-            Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
-                tracing::warn!(request_id, content_hash = %wanted.digest, reason = %failure.message, "cached bundle corrupt; refetching");
-                self.bundles.evict(&wanted.digest);
-                self.prepare(wanted, envelope).await?
-            }
-            other => other?,
-        };
-        *resolved = true;
-
         let timeout_ms = limits::clamp(
             envelope.timeout_ms,
             limits::DEFAULT_TIMEOUT_MS,
             self.config.max_timeout_ms,
         );
+        // waiting for a compile slot counts against the request's
+        // deadline (past it: 503 `compile_busy`).
+        let admission = Admission {
+            tenant: &envelope.tenant_id,
+            deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
+        };
+        // `bundle` also pins the cache entry (no eviction) while it executes.
+        let (bundle, pre) = match self.prepare(wanted, envelope, admission).await {
+            // F-02: a cached file that no longer matches its digest is
+            // evicted and the bundle fetched and verified again, once.
+            Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
+                tracing::warn!(request_id, content_hash = %wanted.digest, reason = %failure.message, "cached bundle corrupt; refetching");
+                self.bundles.evict(&wanted.digest);
+                self.prepare(wanted, envelope, admission).await?
+            }
+            other => other?,
+        };
+        *resolved = true;
+
         let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
 
         let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
@@ -471,6 +488,7 @@ impl Runner {
         &self,
         wanted: BundleRef<'_>,
         envelope: &Envelope,
+        admission: Admission<'_>,
     ) -> Result<(Arc<LoadedBundle>, Prepared), Failure> {
         let bundle = self.bundles.get(wanted).await?;
         // B-02: a bundle signed for one extension is not run as another.
@@ -491,9 +509,9 @@ impl Runner {
             component_path,
             self.config.trust_precompiled,
             self.runtime.engine_tag(),
-        );
+        )?;
         let world = bundle.manifest.component_world(&key.1);
-        let pre = self.runtime.component(&key, source, world).await?;
+        let pre = self.runtime.component(&key, source, world, admission).await?;
         Ok((bundle, pre))
     }
 }
@@ -502,7 +520,21 @@ impl Runner {
 /// all of these hold: the operator trusts precompiled code, the bundle's
 /// signature verified, the component is the bundle's entry, and the
 /// artifact's engine tag is this engine's.
-fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, engine_tag: &str) -> ComponentSource {
+///
+/// # Errors
+/// `bundle_invalid` when the component is not in the bundle's file index.
+fn component_source(
+    bundle: &Arc<LoadedBundle>,
+    path: String,
+    trusted: bool,
+    engine_tag: &str,
+) -> Result<ComponentSource, Failure> {
+    let meta = bundle.files.get(&path).cloned().ok_or_else(|| {
+        Failure::new(
+            ErrorCode::BundleInvalid,
+            format!("bundle {}: no file `{path}`", bundle.digest),
+        )
+    })?;
     let (artifact, tag_file) = crate::engine::precompiled_paths();
     let usable =
         trusted && bundle.signer.is_some() && path == bundle.manifest.entry && bundle.files.contains_key(&artifact);
@@ -525,10 +557,12 @@ fn component_source(bundle: &Arc<LoadedBundle>, path: String, trusted: bool, eng
         None
     };
     let reader = bundle.clone();
-    ComponentSource {
+    Ok(ComponentSource {
         wasm: Box::new(move || reader.read_verified(&path)),
         precompiled,
-    }
+        sha256: meta.sha256,
+        bytes: meta.size,
+    })
 }
 
 /// The incoming request a `wasi:http/proxy` component sees: the envelope's

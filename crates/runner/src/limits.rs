@@ -160,6 +160,35 @@ pub const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// 10 GiB holds thousands of typical bundles (a few MiB unpacked each).
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 << 30;
 
+/// Largest component file the runner compiles (`RUNNER_MAX_COMPONENT_BYTES`),
+/// checked before compiling and by `pack`/`publish`. Compile time and
+/// memory grow with the input; real TypeScript (StarlingMonkey) guests are
+/// about 11.7 MB, so 32 MiB leaves them room while refusing the outliers.
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 32 * 1024 * 1024;
+/// A tenant may hold at most `1/COMPILE_TENANT_SHARE_DIVISOR` of the compile
+/// slots (at least one), so one tenant's compile storm leaves the other half
+/// of the pool to everyone else. The pool itself
+/// (`RUNNER_COMPILE_CONCURRENCY`) defaults to the available cores:
+/// Cranelift is CPU-bound, more at once only queue for the same cores.
+pub const COMPILE_TENANT_SHARE_DIVISOR: usize = 2;
+/// Upper bound of `RUNNER_COMPILE_CONCURRENCY`: beyond this many compiles at
+/// once the machine is thrashing, not compiling faster.
+pub const MAX_COMPILE_CONCURRENCY: u64 = 1024;
+/// `Retry-After` (seconds) of 503 `compile_busy`: a compile takes from a
+/// fraction of a second to several for a big guest, so a few seconds gives
+/// the queue time to drain (and the component may be compiled by then).
+pub const COMPILE_BUSY_RETRY_AFTER_SECS: u32 = 5;
+/// Components refused at load (`unsupported_import`, `component_invalid`,
+/// `unsupported_feature`, `component_too_large`) remembered per (content
+/// hash, component), so the same bundle is not compiled again on every
+/// request; the least recently refused are forgotten beyond this.
+/// Each costs at most [`MAX_REFUSAL_MESSAGE_BYTES`] plus its key, so the
+/// whole memory is bounded to a few MiB.
+pub const MAX_REMEMBERED_REFUSALS: usize = 4096;
+/// Longest refusal message kept (longer ones are cut): enough for a list of
+/// unsupported imports, bounded so remembered refusals stay small.
+pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 1024;
+
 /// How long a request may wait for an execution slot before 503
 /// `overloaded`: a bounded wait that absorbs bursts of sub-millisecond
 /// executions without ever queueing for long (tenant caps do not wait).

@@ -626,6 +626,7 @@ fn print_created(created: &ext_runner::scaffold::Created, lang: Lang) {
 }
 
 async fn run_server(mut config: Config, extension: DevExtension, grace: std::time::Duration) -> anyhow::Result<()> {
+    ignore_file_size_signal();
     let dev = config.dev;
     let dev_key = if dev {
         Some(devloop::trust_dev_key(&mut config)?)
@@ -738,6 +739,27 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// F-04: under a file size limit (`RLIMIT_FSIZE`, e.g. `prlimit --fsize`)
+/// a write past it raises SIGXFSZ, whose default action kills the process.
+/// With a handler installed the write fails with `EFBIG` instead, which the
+/// cache handles like a full disk: the request goes on from memory or gets
+/// 503, and the failure is counted. (Tokio keeps the handler installed for
+/// the life of the process once registered.)
+fn ignore_file_size_signal() {
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")
+    ))]
+    {
+        /// SIGXFSZ's number on Linux for these architectures (MIPS and
+        /// SPARC number it differently).
+        const SIGXFSZ: i32 = 25;
+        if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ)) {
+            tracing::warn!(error = %e, "cannot handle SIGXFSZ; a file size limit would end the process");
+        }
     }
 }
 

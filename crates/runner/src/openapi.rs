@@ -144,7 +144,7 @@ pub fn document() -> Value {
                     "431": error_response(431, "Too many or too large headers in the envelope"),
                     "502": error_response(502, "The bundle cannot be loaded (e.g. `bundle_not_found` for a content hash \
                         that was never published) or the guest failed"),
-                    "503": error_response(503, "Overloaded or bundle store unavailable; see Retry-After"),
+                    "503": error_response(503, "Overloaded, no compile slot before the deadline, or bundle store unavailable; see Retry-After"),
                     "504": error_response(504, "Execution timed out or ran out of fuel")
                 }
             }},

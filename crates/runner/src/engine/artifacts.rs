@@ -13,6 +13,20 @@
 //! 3. files are written as temp file + fsync + rename, never rewritten in
 //!    place, and the file name carries the engine's compatibility hash so a
 //!    different Wasmtime or configuration never reads them.
+//!
+//! Layout: `compiled/<component sha256>/<engine tag>.cwasm` and its
+//! `.sha256` sidecar. Keyed by the component's own content hash (from the
+//! bundle's verified file index), so every bundle carrying the same
+//! component (a new version that changed only its UI) shares one artifact.
+//! Each `<component sha256>` directory is one entry of the disk budget
+//! (`RUNNER_CACHE_MAX_BYTES`, shared with the bundles): the
+//! [`ArtifactBudget`] is told its size after every write and of every use.
+//!
+//! Evicting an artifact is safe at any time: artifacts are read into memory
+//! (`fs::read` + `Component::deserialize`), never mapped from the file, so a
+//! component loaded from one keeps running after its file is gone, and a
+//! write racing the eviction fails or leaves an artifact without a sidecar,
+//! which is never loaded (and is removed at start-up).
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -23,12 +37,36 @@ use ext_bundle::Digest;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 
+/// Where the artifacts' disk use is accounted (the bundle cache's budget,
+/// so bundles and compiled code share `RUNNER_CACHE_MAX_BYTES`).
+pub trait ArtifactBudget: Send + Sync {
+    /// The artifact directory of `component` now takes `bytes` on disk
+    /// (after a write, a removal, or at start-up).
+    fn sized(&self, component: &Digest, bytes: u64);
+    /// The artifact of `component` served a request now (LRU order).
+    fn used(&self, component: &Digest);
+    /// Writing an artifact failed (disk full, read-only, file size limit):
+    /// the request goes on from memory; counted for the alert metric.
+    fn write_failed(&self);
+}
+
+/// No accounting: `ext-runner compile`'s throw-away engine.
+pub struct Unbudgeted;
+
+impl ArtifactBudget for Unbudgeted {
+    fn sized(&self, _: &Digest, _: u64) {}
+    fn used(&self, _: &Digest) {}
+    fn write_failed(&self) {}
+}
+
 /// Owned by the [`super::Runtime`]; cheap to clone into compile tasks.
 #[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
     /// Hex prefix of the engine's precompile compatibility hash.
     engine_tag: String,
+    /// The disk budget the artifacts count against.
+    budget: std::sync::Arc<dyn ArtifactBudget>,
 }
 
 struct Sha256Hasher(Sha256);
@@ -44,20 +82,47 @@ impl Hasher for Sha256Hasher {
 }
 
 impl ArtifactCache {
-    /// Open (creating) the cache directory and remove temp files a killed
-    /// process left behind.
+    /// Open (creating) the cache directory, remove what a killed process
+    /// left behind (temp files, artifacts without their sidecar), and tell
+    /// `budget` the size of every artifact directory, oldest first.
     ///
     /// # Errors
     /// If the directory cannot be created or read.
-    pub fn open(engine: &wasmtime::Engine, dir: &Path) -> std::io::Result<ArtifactCache> {
+    pub fn open(
+        engine: &wasmtime::Engine,
+        dir: &Path,
+        budget: std::sync::Arc<dyn ArtifactBudget>,
+    ) -> std::io::Result<ArtifactCache> {
         fs::create_dir_all(dir)?;
         remove_temp_files(dir)?;
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = Digest::parse(&format!("sha256:{name}")).ok();
+            match digest {
+                Some(digest) if entry.file_type()?.is_dir() => {
+                    let modified = entry
+                        .metadata()?
+                        .modified()
+                        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                    found.push((modified, digest, dir_bytes(&entry.path())));
+                }
+                // Another layout (an older runner) or junk: not ours to keep.
+                _ => remove_any(&entry.path()),
+            }
+        }
+        found.sort_by_key(|(modified, _, _)| *modified);
+        for (_, digest, bytes) in found {
+            budget.sized(&digest, bytes);
+        }
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_tag = hex::encode(&hasher.0.finalize()[..8]);
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
             engine_tag,
+            budget,
         })
     }
 
@@ -67,24 +132,38 @@ impl ArtifactCache {
         &self.engine_tag
     }
 
-    fn paths(&self, digest: &Digest, component_path: &str) -> (PathBuf, PathBuf) {
-        let name = hex::encode(&Sha256::digest(component_path.as_bytes())[..8]);
-        let dir = self.dir.join(digest.hex());
-        let stem = format!("{name}.{}", self.engine_tag);
+    /// The artifact and sidecar paths of `component` (its SHA-256).
+    fn paths(&self, component: &Digest) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join(component.hex());
+        let stem = &self.engine_tag;
         (dir.join(format!("{stem}.cwasm")), dir.join(format!("{stem}.sha256")))
+    }
+
+    /// Whether an artifact of `component` for this engine is on disk (the
+    /// request then needs no compile slot; [`Self::load`] still checks it).
+    pub fn contains(&self, component: &Digest) -> bool {
+        let (artifact, sidecar) = self.paths(component);
+        artifact.is_file() && sidecar.is_file()
+    }
+
+    /// Remove a bad artifact and tell the budget what is left.
+    fn discard(&self, component: &Digest, artifact: &Path, sidecar: &Path) {
+        let _ = fs::remove_file(artifact);
+        let _ = fs::remove_file(sidecar);
+        let dir = artifact.parent().expect("artifact paths have a parent");
+        self.budget.sized(component, dir_bytes(dir));
     }
 
     /// The cached component, if present and intact. Corrupt entries are
     /// removed and reported as absent.
-    pub fn load(&self, engine: &wasmtime::Engine, digest: &Digest, component_path: &str) -> Option<Component> {
-        let (artifact, sidecar) = self.paths(digest, component_path);
+    pub fn load(&self, engine: &wasmtime::Engine, component: &Digest) -> Option<Component> {
+        let (artifact, sidecar) = self.paths(component);
         let bytes = fs::read(&artifact).ok()?;
         let recorded = fs::read_to_string(&sidecar).unwrap_or_default();
         let actual = hex::encode(Sha256::digest(&bytes));
         if recorded.trim() != actual {
             tracing::warn!(path = %artifact.display(), "compiled artifact failed its integrity check; recompiling");
-            let _ = fs::remove_file(&artifact);
-            let _ = fs::remove_file(&sidecar);
+            self.discard(component, &artifact, &sidecar);
             return None;
         }
         // SAFETY: the bytes were produced by `Component::serialize` of this
@@ -94,31 +173,67 @@ impl ArtifactCache {
         #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
-            Ok(component) => Some(component),
+            Ok(loaded) => {
+                self.budget.used(component);
+                Some(loaded)
+            }
             Err(e) => {
                 tracing::warn!(path = %artifact.display(), error = %e, "compiled artifact rejected by the engine; recompiling");
-                let _ = fs::remove_file(&artifact);
-                let _ = fs::remove_file(&sidecar);
+                self.discard(component, &artifact, &sidecar);
                 None
             }
         }
     }
 
+    /// The artifact of `component` served a request from memory: keep it
+    /// recent in the disk budget's LRU order.
+    pub fn touch(&self, component: &Digest) {
+        self.budget.used(component);
+    }
+
     /// Persist a freshly compiled component with its digest sidecar.
     ///
     /// # Errors
-    /// Serialisation or I/O failures; nothing partial is left visible.
-    pub fn store(&self, digest: &Digest, component_path: &str, component: &Component) -> anyhow::Result<()> {
-        let bytes = component.serialize().map_err(|e| anyhow::anyhow!("serialize: {e}"))?;
-        let (artifact, sidecar) = self.paths(digest, component_path);
+    /// Serialisation or I/O failures (then counted by the budget); nothing
+    /// partial is left visible.
+    pub fn store(&self, digest: &Digest, compiled: &Component) -> anyhow::Result<()> {
+        let bytes = compiled.serialize().map_err(|e| anyhow::anyhow!("serialize: {e}"))?;
+        let (artifact, sidecar) = self.paths(digest);
         let dir = artifact.parent().expect("artifact paths have a parent");
-        fs::create_dir_all(dir)?;
-        // The artifact first, then the sidecar that vouches for it: a crash
-        // in between leaves an artifact without a sidecar, which load rejects.
-        write_atomically(&artifact, &bytes)?;
-        write_atomically(&sidecar, hex::encode(Sha256::digest(&bytes)).as_bytes())?;
+        let written = fs::create_dir_all(dir)
+            // The artifact first, then the sidecar that vouches for it: a crash
+            // in between leaves an artifact without a sidecar, which load
+            // rejects and start-up removes.
+            .and_then(|()| write_atomically(&artifact, &bytes))
+            .and_then(|()| write_atomically(&sidecar, hex::encode(Sha256::digest(&bytes)).as_bytes()));
+        if let Err(e) = written {
+            self.budget.write_failed();
+            let _ = fs::remove_file(&artifact);
+            self.budget.sized(digest, dir_bytes(dir));
+            return Err(e.into());
+        }
+        self.budget.sized(digest, dir_bytes(dir));
         Ok(())
     }
+}
+
+/// Bytes of the files directly in `dir` (an artifact directory); 0 if gone.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
+}
+
+fn remove_any(path: &Path) {
+    let _ = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
 }
 
 /// Load a bundle-supplied precompiled artifact.
@@ -151,13 +266,16 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     fs::File::open(dir)?.sync_all()
 }
 
+/// Remove temp files, and artifacts whose sidecar never got written (the
+/// process died between the two renames).
 fn remove_temp_files(dir: &Path) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type()?.is_dir() {
             remove_temp_files(&path)?;
-        } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+        } else if name.starts_with(".tmp-") || (name.ends_with(".cwasm") && !path.with_extension("sha256").is_file()) {
             fs::remove_file(&path)?;
         }
     }

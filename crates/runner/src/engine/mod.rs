@@ -8,10 +8,17 @@
 //! `wasi:http/proxy`); each execution then costs a fresh store plus an
 //! instance from the pooling allocator, nothing more.
 //!
+//! Compiling is bounded: a compile runs on a task of its own that
+//! fills the cache whatever happens to the requests waiting for it, takes a
+//! slot of the compile pool (`pool`), and a component refused at load is
+//! remembered, not compiled again.
+//!
 //! Modules: `artifacts` (integrity-checked on-disk cache of compiled code),
-//! `ticker` (the single epoch thread).
+//! `pool` (compile slots, per-tenant share), `ticker` (the single epoch
+//! thread).
 
 mod artifacts;
+mod pool;
 mod ticker;
 
 use std::collections::HashMap;
@@ -23,7 +30,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ext_bundle::{Digest, World};
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
@@ -35,12 +42,13 @@ use crate::host::bindings::RunnerPre;
 use crate::host::bindings::types::{ExecuteRequest, ExecuteResponse, HttpHeader};
 use crate::host::{self, Invocation};
 use crate::limits::{
-    ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS,
-    MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
+    ASYNC_STACK_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_REFUSAL_MESSAGE_BYTES,
+    MAX_REMEMBERED_REFUSALS, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
 };
 
-pub use artifacts::ArtifactCache;
 pub(crate) use artifacts::write_atomically;
+pub use artifacts::{ArtifactBudget, ArtifactCache, Unbudgeted};
+pub use pool::tenant_share;
 
 /// A failure with the code a client will see and a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +139,19 @@ pub struct EngineLimits {
     pub max_memory_bytes: usize,
     /// Compiled components kept in memory (least recently used dropped).
     pub max_loaded_components: usize,
+    /// Compiles at once (`RUNNER_COMPILE_CONCURRENCY`).
+    pub compile_concurrency: usize,
+    /// Largest component file compiled (`RUNNER_MAX_COMPONENT_BYTES`).
+    pub max_component_bytes: u64,
+}
+
+/// Who is asking for a compile, and until when they may wait for a slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission<'a> {
+    /// The tenant whose share of the compile pool a compile takes.
+    pub tenant: &'a str,
+    /// The request's deadline: waiting for a compile slot counts against it.
+    pub deadline: tokio::time::Instant,
 }
 
 /// The process's engine, linker and compiled-component cache.
@@ -139,11 +160,16 @@ pub struct Runtime {
     /// Linked once at start-up; every component is pre-instantiated with it.
     linker: Linker<Invocation>,
     /// Single-flight compile cache: concurrent first requests for the same
-    /// component wait on one cell and compile once. Failures are not cached.
-    /// Bounded: see [`Loaded`].
-    components: Mutex<Loaded>,
-    /// Compiled code on disk, keyed by content hash + engine compatibility.
+    /// component wait for one compile task, which fills the cache even if
+    /// all of them give up. Refusals are remembered; transient failures are
+    /// not. Bounded: see [`Loaded`]. Shared with the compile tasks.
+    components: Arc<Mutex<Loaded>>,
+    /// Compiled code on disk, keyed by component hash + engine compatibility.
     artifacts: ArtifactCache,
+    /// Compile slots (`RUNNER_COMPILE_CONCURRENCY`, per-tenant share).
+    pool: Arc<pool::CompilePool>,
+    /// `RUNNER_MAX_COMPONENT_BYTES`: larger components are refused unread.
+    max_component_bytes: u64,
     /// Compile and artifact-cache counters (for metrics and tests).
     stats: Arc<Stats>,
     /// Increments the engine epoch every [`crate::limits::EPOCH_TICK`].
@@ -163,15 +189,39 @@ pub struct Stats {
     pub compile_nanos: AtomicU64,
     /// Compiled components dropped from memory to stay within the bound.
     pub unloads: AtomicU64,
+    /// Requests answered with a remembered refusal instead of a compile.
+    pub refusals_remembered: AtomicU64,
+    /// Requests that got no compile slot before their deadline (`compile_busy`).
+    pub compile_busy: AtomicU64,
+}
+
+/// A compile's outcome, as its waiters see it.
+type Outcome = Option<Result<Prepared, Failure>>;
+
+/// One component in memory: being compiled (waiters watch the channel the
+/// compile task answers on), or ready.
+enum Cell {
+    Compiling(watch::Receiver<Outcome>),
+    Ready(Prepared),
+}
+
+/// What the cache knows about a component now.
+enum Lookup {
+    Ready(Prepared),
+    Refused(Failure),
+    Compiling(watch::Receiver<Outcome>),
+    Absent,
 }
 
 /// The in-memory components, each with the tick of its last use. Past
-/// `max` entries the least recently used loaded one is dropped: executions
+/// `max` entries the least recently used ready one is dropped: executions
 /// holding it keep their `Arc`, and the next request reloads it from the
 /// on-disk artifact cache (milliseconds, not a compile). Cells still
-/// compiling are never dropped, so single-flight holds.
+/// compiling are never dropped, so single-flight holds. Refusals are kept
+/// apart, at most [`MAX_REMEMBERED_REFUSALS`] of them.
 struct Loaded {
-    cells: HashMap<ComponentKey, (Arc<OnceCell<Prepared>>, u64)>,
+    cells: HashMap<ComponentKey, (Cell, u64)>,
+    refused: HashMap<ComponentKey, (Failure, u64)>,
     tick: u64,
     max: usize,
 }
@@ -180,47 +230,146 @@ impl Loaded {
     fn new(max: usize) -> Self {
         Loaded {
             cells: HashMap::new(),
+            refused: HashMap::new(),
             tick: 0,
             max: max.max(1),
         }
     }
 
-    /// The cell for `key` (created if absent), marked as used now; and how
-    /// many components were dropped to make room.
-    fn cell(&mut self, key: &ComponentKey) -> (Arc<OnceCell<Prepared>>, u64) {
+    fn next_tick(&mut self) -> u64 {
         self.tick += 1;
-        let tick = self.tick;
-        let cell = match self.cells.get_mut(key) {
-            Some((cell, used)) => {
+        self.tick
+    }
+
+    /// What is known about `key`, marking it used now.
+    fn lookup(&mut self, key: &ComponentKey) -> Lookup {
+        let tick = self.next_tick();
+        if let Some((failure, used)) = self.refused.get_mut(key) {
+            *used = tick;
+            return Lookup::Refused(failure.clone());
+        }
+        match self.cells.get_mut(key) {
+            Some((Cell::Ready(prepared), used)) => {
                 *used = tick;
-                return (cell.clone(), 0);
+                Lookup::Ready(prepared.clone())
             }
-            None => {
-                let cell = Arc::new(OnceCell::new());
-                self.cells.insert(key.clone(), (cell.clone(), tick));
-                cell
+            Some((Cell::Compiling(receiver), _)) => Lookup::Compiling(receiver.clone()),
+            None => Lookup::Absent,
+        }
+    }
+
+    fn start(&mut self, key: &ComponentKey, receiver: watch::Receiver<Outcome>) {
+        let tick = self.next_tick();
+        self.cells.insert(key.clone(), (Cell::Compiling(receiver), tick));
+    }
+
+    /// Record a compile's outcome; returns how many ready components were
+    /// dropped to make room.
+    fn finish(&mut self, key: &ComponentKey, outcome: &Result<Prepared, Failure>) -> u64 {
+        let tick = self.next_tick();
+        match outcome {
+            Ok(prepared) => {
+                self.cells.insert(key.clone(), (Cell::Ready(prepared.clone()), tick));
             }
-        };
+            Err(failure) => {
+                self.cells.remove(key);
+                if is_refusal(failure.code) {
+                    self.refuse(key, failure, tick);
+                }
+            }
+        }
         let mut dropped = 0;
         while self.cells.len() > self.max {
             let oldest = self
                 .cells
                 .iter()
-                // Loaded, or failed and waited on by nobody (failures are
-                // not cached); never one that is compiling.
-                .filter(|(_, (cell, _))| cell.initialized() || Arc::strong_count(cell) == 1)
+                .filter(|(_, (cell, _))| matches!(cell, Cell::Ready(_)))
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(key, _)| key.clone());
             let Some(oldest) = oldest else { break };
             self.cells.remove(&oldest);
             dropped += 1;
         }
-        (cell, dropped)
+        dropped
+    }
+
+    /// A compile task ended without an outcome (cancelled at shutdown).
+    fn abandon(&mut self, key: &ComponentKey) {
+        if matches!(self.cells.get(key), Some((Cell::Compiling(_), _))) {
+            self.cells.remove(key);
+        }
+    }
+
+    fn refuse(&mut self, key: &ComponentKey, failure: &Failure, tick: u64) {
+        if self.refused.len() >= MAX_REMEMBERED_REFUSALS
+            && let Some(oldest) = self
+                .refused
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+        {
+            self.refused.remove(&oldest);
+        }
+        let mut message = failure.message.clone();
+        if message.len() > MAX_REFUSAL_MESSAGE_BYTES {
+            let mut cut = MAX_REFUSAL_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.refused
+            .insert(key.clone(), (Failure::new(failure.code, message), tick));
     }
 
     fn loaded(&self) -> usize {
-        self.cells.values().filter(|(cell, _)| cell.initialized()).count()
+        self.cells
+            .values()
+            .filter(|(cell, _)| matches!(cell, Cell::Ready(_)))
+            .count()
     }
+}
+
+/// Failures that are properties of the component's bytes, so the same
+/// (content hash, component) fails the same way every time: remembered.
+/// Anything else (a read error, a changed file, a failed task) may pass on
+/// the next try and is not.
+fn is_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::UnsupportedImport
+            | ErrorCode::UnsupportedFeature
+            | ErrorCode::ComponentInvalid
+            | ErrorCode::ComponentTooLarge
+    )
+}
+
+/// Removes a compile's cell if its task is dropped before it reports (the
+/// runtime shutting down), so no waiter waits on a dead cell.
+struct Abandon {
+    components: Arc<Mutex<Loaded>>,
+    key: Option<ComponentKey>,
+}
+
+impl Abandon {
+    /// The task reports its own outcome: nothing to clean up.
+    fn disarm(mut self) -> Self {
+        self.key = None;
+        self
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.components).abandon(&key);
+        }
+    }
+}
+
+fn lock(components: &Mutex<Loaded>) -> std::sync::MutexGuard<'_, Loaded> {
+    components.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a component's code comes from: its wasm (read lazily, only when it
@@ -229,6 +378,12 @@ impl Loaded {
 pub struct ComponentSource {
     pub wasm: ReadBytes,
     pub precompiled: Option<ReadBytes>,
+    /// The component file's SHA-256 (from the bundle's verified index):
+    /// the key of its compiled artifact.
+    pub sha256: Digest,
+    /// The component file's size in bytes (from the same index), checked
+    /// against `RUNNER_MAX_COMPONENT_BYTES` before anything is read.
+    pub bytes: u64,
 }
 
 /// Reads one file of a verified bundle, on the compile thread.
@@ -246,24 +401,32 @@ pub fn precompiled_paths() -> (String, String) {
 
 impl Runtime {
     /// Build the engine (pooling allocator, epochs, fuel, closed-off
-    /// proposals), the linker and the artifact cache under `cache_dir`.
+    /// proposals), the linker, the compile pool and the artifact cache
+    /// under `cache_dir`, whose disk use `budget` accounts.
     ///
     /// # Errors
     /// If Wasmtime rejects the configuration (e.g. not enough address space
     /// for the pool) or the cache directory cannot be created.
-    pub fn new(limits: EngineLimits, cache_dir: &Path) -> anyhow::Result<Runtime> {
+    pub fn new(limits: EngineLimits, cache_dir: &Path, budget: Arc<dyn ArtifactBudget>) -> anyhow::Result<Runtime> {
         let engine = wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let linker = host::build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"))?;
+        let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"), budget)?;
         let ticker = ticker::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
             linker,
-            components: Mutex::new(Loaded::new(limits.max_loaded_components)),
+            components: Arc::new(Mutex::new(Loaded::new(limits.max_loaded_components))),
             artifacts,
+            pool: pool::CompilePool::new(limits.compile_concurrency),
+            max_component_bytes: limits.max_component_bytes,
             stats: Arc::default(),
             _ticker: ticker,
         })
+    }
+
+    /// Compiles running now (bounded by `RUNNER_COMPILE_CONCURRENCY`).
+    pub fn compiles_in_progress(&self) -> usize {
+        self.pool.in_use()
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
@@ -285,7 +448,7 @@ impl Runtime {
     /// # Errors
     /// `component_invalid`, `unsupported_feature` or `unsupported_import`.
     pub fn precompile(&self, path: &str, wasm: &[u8], world: World) -> Result<Vec<u8>, Failure> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, &e))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, wasm, &e))?;
         host::check_imports(&self.engine, &component, world).map_err(|names| unsupported(path, &names))?;
         component
             .serialize()
@@ -296,38 +459,137 @@ impl Runtime {
     /// (read lazily) on first use, linked for `world` (a bundle's manifest
     /// gives each component one world, so the key decides it).
     ///
+    /// The compile runs on a task of its own holding a slot of the compile
+    /// pool: it completes and fills the cache even if every caller gives
+    /// up, and later callers wait for it instead of compiling again. A
+    /// caller waits for a free slot (within its tenant's share) until its
+    /// deadline. A refusal is remembered for `key`.
+    ///
     /// # Errors
-    /// `unsupported_import`, `unsupported_feature` or `component_invalid`.
+    /// `unsupported_import`, `unsupported_feature`, `component_invalid`,
+    /// `component_too_large`, or `compile_busy` when no slot freed in time.
     pub async fn component(
         &self,
         key: &ComponentKey,
         source: ComponentSource,
         world: World,
+        admission: Admission<'_>,
     ) -> Result<Prepared, Failure> {
-        let cell = {
-            let mut loaded = self.components.lock().unwrap_or_else(|e| e.into_inner());
-            let (cell, dropped) = loaded.cell(key);
+        if let Some(known) = self.known(key, &source.sha256) {
+            return known.await;
+        }
+        if source.bytes > self.max_component_bytes {
+            let failure = Failure::new(
+                ErrorCode::ComponentTooLarge,
+                format!(
+                    "{}: the component is {} bytes, over this runner's limit of {} bytes (RUNNER_MAX_COMPONENT_BYTES)",
+                    key.1, source.bytes, self.max_component_bytes
+                ),
+            );
+            let mut loaded = lock(&self.components);
+            let tick = loaded.next_tick();
+            loaded.refuse(key, &failure, tick);
+            return Err(failure);
+        }
+        // Only a compile takes a slot: loading a verified artifact from
+        // disk costs milliseconds.
+        let permit = if self.artifacts.contains(&source.sha256) {
+            None
+        } else {
+            match self.pool.acquire(admission.tenant, admission.deadline).await {
+                Some(permit) => Some(permit),
+                None => {
+                    self.stats.compile_busy.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(content_hash = %key.0, component = %key.1, tenant = admission.tenant, "no compile slot before the request's deadline");
+                    return Err(Failure::new(
+                        ErrorCode::CompileBusy,
+                        "every compile slot this tenant may use stayed busy until the request's deadline; retry shortly",
+                    ));
+                }
+            }
+        };
+        let receiver = {
+            let mut loaded = lock(&self.components);
+            match loaded.lookup(key) {
+                // Another request started (or finished) it while this one
+                // waited for a slot; the slot goes back unused.
+                Lookup::Ready(prepared) => return Ok(prepared),
+                Lookup::Refused(failure) => return Err(failure),
+                Lookup::Compiling(receiver) => receiver,
+                Lookup::Absent => {
+                    let (sender, receiver) = watch::channel(None);
+                    loaded.start(key, receiver.clone());
+                    self.spawn_compile(key.clone(), source, world, permit, sender);
+                    receiver
+                }
+            }
+        };
+        wait(receiver).await
+    }
+
+    /// The answer for `key` if it needs no new compile: ready, refused, or
+    /// a compile in progress to wait for.
+    fn known(
+        &self,
+        key: &ComponentKey,
+        component: &Digest,
+    ) -> Option<impl std::future::Future<Output = Result<Prepared, Failure>> + use<>> {
+        let lookup = lock(&self.components).lookup(key);
+        let ready = |result| Some(futures_util::future::Either::Left(std::future::ready(result)));
+        match lookup {
+            Lookup::Ready(prepared) => {
+                // Keep its artifact recent in the disk budget's LRU order.
+                self.artifacts.touch(component);
+                ready(Ok(prepared))
+            }
+            Lookup::Refused(failure) => {
+                self.stats.refusals_remembered.fetch_add(1, Ordering::Relaxed);
+                ready(Err(failure))
+            }
+            Lookup::Compiling(receiver) => Some(futures_util::future::Either::Right(wait(receiver))),
+            Lookup::Absent => None,
+        }
+    }
+
+    /// Compile (or load) on a detached task; its outcome fills the cache
+    /// and is sent to every waiter.
+    fn spawn_compile(
+        &self,
+        key: ComponentKey,
+        source: ComponentSource,
+        world: World,
+        permit: Option<pool::CompilePermit>,
+        sender: watch::Sender<Outcome>,
+    ) {
+        let engine = self.engine.clone();
+        let linker = self.linker.clone();
+        let artifacts = self.artifacts.clone();
+        let stats = self.stats.clone();
+        let task_stats = stats.clone();
+        let components = self.components.clone();
+        let abandon = Abandon {
+            components: components.clone(),
+            key: Some(key.clone()),
+        };
+        tokio::spawn(async move {
+            let task_key = key.clone();
+            // Compiling is CPU-bound (seconds for big guests): keep it off
+            // the async workers. The slot is held until Cranelift is done.
+            let outcome = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                prepare(&engine, &linker, &artifacts, &task_stats, &task_key, source, world)
+            })
+            .await
+            .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))
+            .and_then(|prepared| prepared.map(Arc::new));
+            drop(abandon.disarm());
+            let dropped = lock(&components).finish(&key, &outcome);
             if dropped > 0 {
-                self.stats.unloads.fetch_add(dropped, Ordering::Relaxed);
+                stats.unloads.fetch_add(dropped, Ordering::Relaxed);
                 tracing::debug!(dropped, "compiled components unloaded (RUNNER_MAX_LOADED_COMPONENTS)");
             }
-            cell
-        };
-        cell.get_or_try_init(|| async {
-            let engine = self.engine.clone();
-            let linker = self.linker.clone();
-            let artifacts = self.artifacts.clone();
-            let key = key.clone();
-            let stats = self.stats.clone();
-            // Compiling is CPU-bound (seconds for big guests): keep it off
-            // the async workers.
-            tokio::task::spawn_blocking(move || prepare(&engine, &linker, &artifacts, &stats, &key, source, world))
-                .await
-                .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
-                .map(Arc::new)
-        })
-        .await
-        .cloned()
+            let _ = sender.send(Some(outcome));
+        });
     }
 
     /// Compiled components in memory now (counted when asked: metrics, tests).
@@ -498,6 +760,17 @@ impl Runtime {
     }
 }
 
+/// Wait for a compile task's outcome.
+async fn wait(mut receiver: watch::Receiver<Outcome>) -> Result<Prepared, Failure> {
+    match receiver.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().expect("waited for Some"),
+        Err(_) => Err(Failure::new(
+            ErrorCode::Internal,
+            "the compile task ended without an answer (shutting down?)",
+        )),
+    }
+}
+
 /// A `wasi:http/proxy` guest's response: what it passed to
 /// `response-outparam.set`, with its body read up to `max_bytes`.
 async fn collect_proxy_response(
@@ -588,6 +861,7 @@ fn prepare(
     world: World,
 ) -> Result<PreparedComponent, Failure> {
     let (digest, path) = key;
+    let component_sha256 = source.sha256;
     let supplied = source.precompiled.and_then(|read| match read() {
         Ok(bytes) => match artifacts::load_supplied(engine, &bytes) {
             Ok(component) => Some(component),
@@ -606,7 +880,7 @@ fn prepare(
             stats.precompiled_loads.fetch_add(1, Ordering::Relaxed);
             component
         }
-        None => match artifacts.load(engine, digest, path) {
+        None => match artifacts.load(engine, &component_sha256) {
             Some(component) => {
                 stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
                 component
@@ -615,13 +889,13 @@ fn prepare(
                 let bytes = (source.wasm)()?;
                 stats.compiles.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &e))?;
+                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &bytes, &e))?;
                 stats
                     .compile_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
                 host::check_imports(engine, &component, world).map_err(|names| unsupported(path, &names))?;
-                if let Err(e) = artifacts.store(digest, path, &component) {
+                if let Err(e) = artifacts.store(&component_sha256, &component) {
                     // The cache only saves time; a failed write must not fail the request.
                     tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
                 }
@@ -656,15 +930,31 @@ fn unsupported(path: &str, names: &str) -> Failure {
     )
 }
 
-fn compile_failure(path: &str, error: &wasmtime::Error) -> Failure {
+/// A component Wasmtime would not compile: `unsupported_feature` when it is
+/// valid WebAssembly once every proposal is allowed (so it uses one this
+/// engine keeps off, A-03), else `component_invalid`.
+fn compile_failure(path: &str, wasm: &[u8], error: &wasmtime::Error) -> Failure {
     let detail = format!("{error:#}");
-    let code = if detail.contains("not enabled") || detail.contains("feature") {
+    let valid_with_every_proposal = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(wasm)
+        .is_ok();
+    let code = if valid_with_every_proposal {
         ErrorCode::UnsupportedFeature
     } else {
         ErrorCode::ComponentInvalid
     };
     Failure::new(code, format!("{path}: not a loadable component: {detail}"))
 }
+
+/// proposals switched off by flag, because this build of Wasmtime has
+/// no typed setter for them (its `threads` and `gc` features are off, which
+/// leaves exceptions and shared memories rejected but typed function
+/// references on by default): named here so the refusal does not depend on
+/// a Cargo feature someone might turn on.
+const DISABLED_PROPOSALS: wasmtime::WasmFeatures = wasmtime::WasmFeatures::THREADS
+    .union(wasmtime::WasmFeatures::EXCEPTIONS)
+    .union(wasmtime::WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(wasmtime::WasmFeatures::FUNCTION_REFERENCES);
 
 fn engine_config(limits: EngineLimits) -> Config {
     let n = limits.max_concurrency;
@@ -691,7 +981,16 @@ fn engine_config(limits: EngineLimits) -> Config {
         // a recycled fiber stack never shows one tenant's data to the next.
         .async_stack_zeroing(true)
         // proposals no extension needs stay off, so components using
-        // them are refused at load instead of widening the attack surface.
+        // them are refused at load (`unsupported_feature`) instead of
+        // widening the attack surface: threads (shared memories, atomics
+        // waits), exception handling, typed function references (`call_ref`,
+        // the RUSTSEC-2026-0315/0223 class) and tail calls. Rust wasip2 and
+        // componentize-js (StarlingMonkey) guests use none of them; SIMD,
+        // bulk memory, reference types and multi-value stay on (Wasmtime's
+        // defaults, which those guests use).
+        .wasm_features(DISABLED_PROPOSALS, false)
+        .wasm_shared_everything_threads(false)
+        .wasm_tail_call(false)
         .wasm_gc(false)
         .wasm_stack_switching(false)
         .wasm_memory64(false)

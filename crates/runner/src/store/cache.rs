@@ -10,7 +10,11 @@
 //! directory into place, so a process killed at any point leaves either
 //! nothing or a whole entry; staging left-overs are removed at start-up.
 //! The cache is bounded by bytes (`RUNNER_CACHE_MAX_BYTES`) and evicts the
-//! least recently used entries that nobody is using.
+//! least recently used entries that nobody is using. The compiled artifacts
+//! under `<RUNNER_CACHE_DIR>/compiled/<component sha256>/` (written by the
+//! engine's artifact cache) are entries of the same budget and the same LRU
+//! order ([`Item::Artifact`]): an artifact is never "in use" on disk, since
+//! loaded code lives in memory (see `engine::artifacts`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -86,18 +90,31 @@ impl Staging {
     }
 }
 
+/// One entry of the disk budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Item {
+    /// A verified bundle: `bundles/<content hash>/`.
+    Bundle(Digest),
+    /// A component's compiled code: `compiled/<component sha256>/`; it may
+    /// serve every bundle that carries that component.
+    Artifact(Digest),
+}
+
 /// Least-recently-used bookkeeping for the entries on disk.
 #[derive(Default)]
 struct Lru {
     /// Entry size in bytes and the tick of its last use.
-    entries: HashMap<Digest, (u64, u64)>,
+    entries: HashMap<Item, (u64, u64)>,
     total: u64,
     tick: u64,
 }
 
-/// The bundle cache directory. Shared by all requests of the process.
+/// The bundle cache directory (and the accounting of the compiled
+/// artifacts beside it). Shared by all requests of the process.
 pub struct DiskCache {
     root: PathBuf,
+    /// `<RUNNER_CACHE_DIR>/compiled`: evicted artifacts are removed here.
+    compiled: PathBuf,
     max_bytes: u64,
     lru: Mutex<Lru>,
 }
@@ -105,11 +122,12 @@ pub struct DiskCache {
 impl DiskCache {
     /// Open the cache at `root`: remove staging left-overs and entries
     /// without a readable record, and account for the entries found, oldest
-    /// first by modification time.
+    /// first by modification time. Artifacts under `compiled` are accounted
+    /// when the engine opens them ([`Self::account_artifact`]).
     ///
     /// # Errors
     /// If the directory cannot be created or listed.
-    pub fn open(root: &Path, max_bytes: u64) -> io::Result<DiskCache> {
+    pub fn open(root: &Path, compiled: &Path, max_bytes: u64) -> io::Result<DiskCache> {
         fs::create_dir_all(root)?;
         let mut found = Vec::new();
         for entry in fs::read_dir(root)? {
@@ -139,10 +157,11 @@ impl DiskCache {
         for (_, digest, bytes) in found {
             lru.tick += 1;
             lru.total += bytes;
-            lru.entries.insert(digest, (bytes, lru.tick));
+            lru.entries.insert(Item::Bundle(digest), (bytes, lru.tick));
         }
         Ok(DiskCache {
             root: root.to_path_buf(),
+            compiled: compiled.to_path_buf(),
             max_bytes,
             lru: Mutex::new(lru),
         })
@@ -157,9 +176,37 @@ impl DiskCache {
         self.root.join(digest.hex())
     }
 
-    /// Bytes the cached entries take, as accounted.
+    /// Bytes the cached entries (bundles and artifacts) take, as accounted.
     pub fn total_bytes(&self) -> u64 {
         self.lock().total
+    }
+
+    /// Bytes the compiled artifacts take, as accounted.
+    pub fn artifact_bytes(&self) -> u64 {
+        let lru = self.lock();
+        lru.entries
+            .iter()
+            .filter(|(item, _)| matches!(item, Item::Artifact(_)))
+            .map(|(_, (bytes, _))| bytes)
+            .sum()
+    }
+
+    /// The artifact directory of `component` now takes `bytes` (0: gone);
+    /// it counts as used now.
+    pub fn account_artifact(&self, component: &Digest, bytes: u64) {
+        let mut lru = self.lock();
+        lru.tick += 1;
+        let tick = lru.tick;
+        let item = Item::Artifact(*component);
+        let old = if bytes == 0 {
+            lru.entries.remove(&item)
+        } else {
+            lru.entries.insert(item, (bytes, tick))
+        };
+        if let Some((old, _)) = old {
+            lru.total -= old;
+        }
+        lru.total += bytes;
     }
 
     /// The record of a cached entry, if one is on disk and readable.
@@ -207,7 +254,10 @@ impl DiskCache {
         let mut lru = self.lock();
         lru.tick += 1;
         let tick = lru.tick;
-        if let Some((old, _)) = lru.entries.insert(record.digest, (record.unpacked_bytes, tick)) {
+        if let Some((old, _)) = lru
+            .entries
+            .insert(Item::Bundle(record.digest), (record.unpacked_bytes, tick))
+        {
             lru.total -= old;
         }
         lru.total += record.unpacked_bytes;
@@ -228,28 +278,42 @@ impl DiskCache {
 
     /// Record a use of `digest` (for LRU order).
     pub fn touch(&self, digest: &Digest) {
+        self.touch_item(Item::Bundle(*digest));
+    }
+
+    /// Record a use of a bundle or an artifact (for LRU order).
+    pub fn touch_item(&self, item: Item) {
         let mut lru = self.lock();
         lru.tick += 1;
         let tick = lru.tick;
-        if let Some(entry) = lru.entries.get_mut(digest) {
+        if let Some(entry) = lru.entries.get_mut(&item) {
             entry.1 = tick;
         }
     }
 
     /// Delete the entry for `digest` from disk and from the accounting.
     pub fn remove(&self, digest: &Digest) {
+        self.remove_item(Item::Bundle(*digest));
+    }
+
+    fn remove_item(&self, item: Item) {
         let mut lru = self.lock();
-        if let Some((bytes, _)) = lru.entries.remove(digest) {
+        if let Some((bytes, _)) = lru.entries.remove(&item) {
             lru.total -= bytes;
         }
         drop(lru);
-        remove_any(&self.entry_dir(digest));
+        match item {
+            Item::Bundle(digest) => remove_any(&self.entry_dir(&digest)),
+            Item::Artifact(component) => remove_any(&self.compiled.join(component.hex())),
+        }
     }
 
     /// Evict least-recently-used entries until the cache fits its byte
-    /// budget, skipping entries for which `in_use` is true. Returns the
-    /// evicted digests (the caller drops its in-memory handles for them).
-    pub fn evict_to_fit(&self, in_use: impl Fn(&Digest) -> bool) -> Vec<Digest> {
+    /// budget, skipping bundles for which `in_use` is true (their files are
+    /// read while they run; artifacts never are, see the module doc).
+    /// Returns the evicted entries (the caller drops its in-memory handles
+    /// for evicted bundles).
+    pub fn evict_to_fit(&self, in_use: impl Fn(&Digest) -> bool) -> Vec<Item> {
         let mut evicted = Vec::new();
         loop {
             let victim = {
@@ -259,12 +323,15 @@ impl DiskCache {
                 }
                 lru.entries
                     .iter()
-                    .filter(|(digest, _)| !in_use(digest))
+                    .filter(|(item, _)| match item {
+                        Item::Bundle(digest) => !in_use(digest),
+                        Item::Artifact(_) => true,
+                    })
                     .min_by_key(|(_, (_, tick))| *tick)
-                    .map(|(digest, _)| *digest)
+                    .map(|(item, _)| *item)
             };
             let Some(victim) = victim else { break };
-            self.remove(&victim);
+            self.remove_item(victim);
             evicted.push(victim);
         }
         evicted
@@ -335,7 +402,7 @@ mod tests {
     #[test]
     fn evicts_least_recently_used_first_and_skips_entries_in_use() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DiskCache::open(dir.path(), 250).unwrap();
+        let cache = DiskCache::open(dir.path(), &dir.path().join("compiled"), 250).unwrap();
         let (a, b, c) = (record(b"a", 100), record(b"b", 100), record(b"c", 100));
         stage(&cache, &a);
         stage(&cache, &b);
@@ -343,14 +410,17 @@ mod tests {
         stage(&cache, &c);
         assert_eq!(cache.total_bytes(), 300);
         // b is least recently used.
-        assert_eq!(cache.evict_to_fit(|_| false), vec![b.digest]);
+        assert_eq!(cache.evict_to_fit(|_| false), vec![Item::Bundle(b.digest)]);
         assert!(!cache.entry_dir(&b.digest).exists());
         assert_eq!(cache.total_bytes(), 200);
 
         let d = record(b"d", 100);
         stage(&cache, &d);
         // a is now oldest but in use: c goes instead.
-        assert_eq!(cache.evict_to_fit(|digest| *digest == a.digest), vec![c.digest]);
+        assert_eq!(
+            cache.evict_to_fit(|digest| *digest == a.digest),
+            vec![Item::Bundle(c.digest)]
+        );
         // Nothing evictable: over budget stays over budget.
         let e = record(b"e", 100);
         stage(&cache, &e);
@@ -361,7 +431,7 @@ mod tests {
     #[test]
     fn reopening_keeps_complete_entries_and_drops_staging_and_junk() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DiskCache::open(dir.path(), u64::MAX).unwrap();
+        let cache = DiskCache::open(dir.path(), &dir.path().join("compiled"), u64::MAX).unwrap();
         let a = record(b"a", 10);
         stage(&cache, &a);
         // A fetch that was killed mid-way, and an entry without a record.
@@ -371,7 +441,7 @@ mod tests {
         fs::create_dir_all(junk.join("files")).unwrap();
         drop(cache);
 
-        let cache = DiskCache::open(dir.path(), u64::MAX).unwrap();
+        let cache = DiskCache::open(dir.path(), &dir.path().join("compiled"), u64::MAX).unwrap();
         assert!(!abandoned.exists());
         assert!(!junk.exists());
         assert_eq!(cache.total_bytes(), 10);
@@ -381,7 +451,7 @@ mod tests {
     #[test]
     fn an_uncommitted_staging_directory_vanishes_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DiskCache::open(dir.path(), u64::MAX).unwrap();
+        let cache = DiskCache::open(dir.path(), &dir.path().join("compiled"), u64::MAX).unwrap();
         let staging = cache.staging().unwrap();
         let path = staging.path().to_path_buf();
         fs::write(staging.archive_path(), b"x").unwrap();

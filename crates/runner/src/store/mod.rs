@@ -23,7 +23,7 @@ use ext_bundle::signature::{TrustBundle, VerifyError};
 use ext_bundle::{BundleError, Digest, FileIndex, Manifest, UnpackLimits};
 use tokio::sync::OnceCell;
 
-pub use cache::{DiskCache, EntryRecord};
+pub use cache::{DiskCache, EntryRecord, Item};
 pub use object::{BundleKeys, BundleObjects, ObjectError};
 
 use crate::engine::Failure;
@@ -126,11 +126,21 @@ pub struct Bundles {
     /// extension) triples whose store location was seen, so a cached bundle
     /// is served only to those it was published for (B-02).
     scoped_seen: Mutex<std::collections::HashSet<(Digest, String, String)>>,
+    /// Cache writes that failed (disk full, read-only, file size limit),
+    /// bundles and artifacts alike (F-04).
+    write_failures: AtomicU64,
+    /// Where the failed writes are also counted for alerting
+    /// (`ext_runner_cache_write_failures_total`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Triples remembered in [`Bundles::scoped_seen`]; when full it is cleared,
 /// which costs each live triple one `HEAD` on its next request.
 const MAX_SCOPED_SEEN: usize = 100_000;
+
+/// Help text of the F-04 alert series.
+const WRITE_FAILURES_HELP: &str =
+    "Disk cache writes that failed (disk full, read-only, file size limit), by cache; alert on any increase.";
 
 impl Bundles {
     /// # Errors
@@ -140,10 +150,11 @@ impl Bundles {
         cache_dir: &std::path::Path,
         max_cache_bytes: u64,
         verification: Verification,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> std::io::Result<Bundles> {
         Ok(Bundles {
             objects,
-            cache: DiskCache::open(&cache_dir.join("bundles"), max_cache_bytes)?,
+            cache: DiskCache::open(&cache_dir.join("bundles"), &cache_dir.join("compiled"), max_cache_bytes)?,
             verification,
             limits: UnpackLimits::default(),
             loaded: Mutex::default(),
@@ -152,7 +163,30 @@ impl Bundles {
             hits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             scoped_seen: Mutex::default(),
+            write_failures: AtomicU64::new(0),
+            metrics,
         })
+    }
+
+    /// Cache writes (bundles and artifacts) that failed since start-up.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+
+    fn count_write_failure(&self, cache: &str) {
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.inc(
+            "ext_runner_cache_write_failures_total",
+            WRITE_FAILURES_HELP,
+            &[("cache", cache)],
+            1.0,
+        );
+    }
+
+    /// [`cache_write_failure`], counted.
+    fn write_failure(&self, digest: &Digest, error: &std::io::Error) -> Failure {
+        self.count_write_failure("bundles");
+        cache_write_failure(digest, error)
     }
 
     pub fn objects(&self) -> &BundleObjects {
@@ -279,10 +313,15 @@ impl Bundles {
         if !evicted.is_empty() {
             self.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
             let mut loaded = lock(&self.loaded);
-            for digest in &evicted {
-                loaded.remove(digest);
+            for item in &evicted {
+                if let Item::Bundle(digest) = item {
+                    loaded.remove(digest);
+                }
             }
-            tracing::info!(evicted = evicted.len(), "evicted bundles from the disk cache");
+            tracing::info!(
+                evicted = evicted.len(),
+                "evicted bundles and compiled artifacts from the disk cache"
+            );
         }
     }
 
@@ -334,14 +373,18 @@ impl Bundles {
     async fn fetch(&self, wanted: BundleRef<'_>) -> Result<LoadedBundle, Failure> {
         let digest = wanted.digest;
         let keys = self.objects.keys(&digest, wanted.tenant, wanted.extension);
-        let staging = self.cache.staging().map_err(|e| cache_write_failure(&digest, &e))?;
+        let staging = self.cache.staging().map_err(|e| self.write_failure(&digest, &e))?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let mut file = fs::File::create(staging.archive_path()).map_err(|e| cache_write_failure(&digest, &e))?;
+        let mut file = fs::File::create(staging.archive_path()).map_err(|e| self.write_failure(&digest, &e))?;
         let (actual, archive_bytes) = self
             .objects
             .download(&keys.bundle, &mut file, MAX_BUNDLE_BYTES)
             .await
-            .map_err(|e| object_failure(&digest, "bundle", &e))?;
+            .map_err(|e| match e {
+                // The store answered; this disk did not take the bytes.
+                ObjectError::Io { source, .. } => self.write_failure(&digest, &source),
+                e => object_failure(&digest, "bundle", &e),
+            })?;
         drop(file);
         if actual != digest {
             // B-03: tampered or truncated bytes never reach the unpacker;
@@ -375,8 +418,11 @@ impl Bundles {
                 certificates.as_deref(),
                 &verification,
             )?;
-            let files =
-                ext_bundle::unpack(&archive, &staging.files_dir(), &limits).map_err(|e| bundle_failure(&digest, &e))?;
+            let files = ext_bundle::unpack(&archive, &staging.files_dir(), &limits).map_err(|e| match &e {
+                // The archive is fine; this disk did not take the files.
+                BundleError::Io { source, .. } => cache_write_failure(&digest, source),
+                e => bundle_failure(&digest, e),
+            })?;
             let manifest_bytes = fs::read(staging.files_dir().join("manifest.json"))
                 .map_err(|e| Failure::new(ErrorCode::BundleInvalid, format!("bundle {digest}: manifest.json: {e}")))?;
             let manifest = Manifest::from_slice(&manifest_bytes)
@@ -385,11 +431,17 @@ impl Bundles {
             Ok::<_, Failure>((record, manifest, staging))
         })
         .await
-        .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))??;
+        .map_err(|e| Failure::new(ErrorCode::Internal, format!("bundle task failed: {e}")))?
+        .inspect_err(|failure| {
+            // Only reading or writing the staging directory fails this way.
+            if failure.code == ErrorCode::BundleUnavailable {
+                self.count_write_failure("bundles");
+            }
+        })?;
         let dir = self
             .cache
             .commit(staging, &record)
-            .map_err(|e| cache_write_failure(&digest, &e))?;
+            .map_err(|e| self.write_failure(&digest, &e))?;
         tracing::info!(%digest, signer = record.signer.as_deref().unwrap_or("unsigned"), bytes = archive_bytes, "bundle verified and cached");
         Ok(LoadedBundle {
             digest,
@@ -476,4 +528,21 @@ fn bundle_failure(digest: &Digest, error: &BundleError) -> Failure {
         _ => ErrorCode::BundleInvalid,
     };
     Failure::new(code, format!("bundle {digest}: {error}"))
+}
+
+/// The compiled artifacts count against the same disk budget as the
+/// bundles and leave it in the same LRU order.
+impl crate::engine::ArtifactBudget for Bundles {
+    fn sized(&self, component: &Digest, bytes: u64) {
+        self.cache.account_artifact(component, bytes);
+        self.enforce_budget();
+    }
+
+    fn used(&self, component: &Digest) {
+        self.cache.touch_item(Item::Artifact(*component));
+    }
+
+    fn write_failed(&self) {
+        self.count_write_failure("compiled");
+    }
 }

@@ -78,7 +78,13 @@ async fn artifact_cache_survives_restart_and_detects_corruption() {
     assert_eq!(t.runner.engine_stats().artifact_loads.load(Ordering::Relaxed), 1);
 
     // Flip one byte in every cached artifact.
-    let compiled = t.dir.path().join("cache/compiled").join(digest.hex());
+    // Artifacts are keyed by the component's own SHA-256.
+    let wasm = std::fs::read(ext_test_fixtures::component("echo")).unwrap();
+    let compiled = t
+        .dir
+        .path()
+        .join("cache/compiled")
+        .join(ext_bundle::Digest::of(&wasm).hex());
     let mut flipped = 0;
     for entry in std::fs::read_dir(&compiled).unwrap() {
         let path = entry.unwrap().path();

@@ -347,14 +347,25 @@ async fn cached_verdict_is_rechecked_when_the_trust_bundle_changes() {
     assert!(!entries(&t).join(digest.hex()).exists());
 }
 
+/// Bytes of echo's compiled artifact on this engine.
+async fn echo_artifact_bytes() -> u64 {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    t.runner.bundles().cache().artifact_bytes()
+}
+
 /// LRU by bytes: beyond RUNNER_CACHE_MAX_BYTES the least recently used
-/// entry goes; the cache stays within budget.
+/// entry goes; the cache stays within budget. The three bundles carry the
+/// same component, so they share one compiled artifact, which counts once.
 #[tokio::test]
 async fn lru_eviction_keeps_the_cache_within_its_budget() {
     let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
-    // Room for two bundles of about this size, not three.
-    let budget = (one * 5 / 2).to_string();
-    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget)]);
+    let artifact = echo_artifact_bytes().await;
+    // Room for the artifact and two bundles of about this size, not three.
+    let budget = one * 5 / 2 + artifact;
+    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
     let digests: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|salt| {
@@ -369,12 +380,86 @@ async fn lru_eviction_keeps_the_cache_within_its_budget() {
     assert!(!entries(&t).join(digests[0].hex()).exists(), "oldest entry evicted");
     assert!(entries(&t).join(digests[1].hex()).exists());
     assert!(entries(&t).join(digests[2].hex()).exists());
-    assert!(t.runner.bundles().cache().total_bytes() <= one * 5 / 2);
+    assert!(t.runner.bundles().cache().total_bytes() <= budget);
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), artifact);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        load(&t.runner.engine_stats().compiles),
+        1,
+        "one artifact for three bundles"
+    );
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 2);
 
     // Evicted means refetched (and verified) on next use.
     let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(t.runner.bundles().fetches(), 4);
+}
+
+/// `echo` made a distinct component (another SHA-256, the same code) by a
+/// custom section carrying `salt`.
+fn salted_echo(salt: &str) -> Vec<u8> {
+    let mut wasm = fixture("echo");
+    let name = b"salt";
+    let payload_len = 1 + name.len() + salt.len();
+    assert!(payload_len < 128 && name.len() < 128);
+    wasm.extend_from_slice(&[0, payload_len as u8, name.len() as u8]);
+    wasm.extend_from_slice(name);
+    wasm.extend_from_slice(salt.as_bytes());
+    wasm
+}
+
+/// Item 2 of issue 10: compiled artifacts (`cache/compiled`) count against
+/// RUNNER_CACHE_MAX_BYTES and are evicted in the same LRU order as the
+/// bundles; an evicted artifact is compiled again on next use.
+#[tokio::test]
+async fn compiled_artifacts_count_against_the_cache_budget_and_are_evicted() {
+    let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
+    let artifact = echo_artifact_bytes().await;
+    // Room for two (bundle + artifact) pairs and a half bundle, not three pairs.
+    let budget = 2 * (one + artifact) + one / 2;
+    let t = TestRunner::with_env(&[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
+    let components: Vec<Vec<u8>> = ["a", "b", "c"].iter().map(|salt| salted_echo(salt)).collect();
+    let digests: Vec<_> = components
+        .iter()
+        .enumerate()
+        .map(|(i, wasm)| t.publish_component(&format!("echo_{i}"), wasm))
+        .collect();
+    for digest in &digests {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let cache = t.runner.bundles().cache();
+    assert!(cache.total_bytes() <= budget, "{} > {budget}", cache.total_bytes());
+    let compiled = t.dir.path().join("cache/compiled");
+    let artifact_dir = |wasm: &[u8]| compiled.join(ext_bundle::Digest::of(wasm).hex());
+    assert!(
+        !artifact_dir(&components[0]).exists(),
+        "the oldest artifact was evicted"
+    );
+    assert!(
+        !entries(&t).join(digests[0].hex()).exists(),
+        "the oldest bundle was evicted"
+    );
+    for i in [1, 2] {
+        assert!(artifact_dir(&components[i]).exists(), "artifact {i} kept");
+        assert!(entries(&t).join(digests[i].hex()).exists(), "bundle {i} kept");
+    }
+    assert_eq!(cache.artifact_bytes(), 2 * artifact);
+
+    // After a restart the kept one loads from its artifact; the evicted one
+    // is fetched and compiled again.
+    let TestRunner { dir, .. } = t;
+    let t = TestRunner::in_dir(dir, &[("RUNNER_CACHE_MAX_BYTES", &budget.to_string())]);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, _, _) = t.post(&envelope(&digests[2], "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 0);
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 1);
+    let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 1);
+    assert!(t.runner.bundles().cache().total_bytes() <= budget);
 }
 
 /// Concurrent first requests for one bundle fetch it once (single-flight
@@ -522,15 +607,106 @@ async fn precompiled_artifact_is_used_only_when_trusted() {
     }
 }
 
-/// F-03: SIGKILL the real server at different points of a first fetch (download,
-/// hash, verify, unpack, fsync); after every kill, each entry visible in the
-/// cache is complete and matches its record, and a restarted server answers.
+/// Where a first request's load stands, read from the cache directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadPhase {
+    /// A staging directory without unpacked files: download, hash, verify.
+    Fetch,
+    /// A staging directory with `files/`: unpack, record, fsync.
+    Unpack,
+    /// The bundle entry is committed; its compiled artifact is not there yet.
+    Compile,
+    /// Entry and artifact both there: nothing left to interrupt.
+    Done,
+}
+
+fn load_phase(cache: &Path, bundle: &ext_bundle::Digest, component: &ext_bundle::Digest) -> Option<LoadPhase> {
+    let staging = std::fs::read_dir(cache.join("bundles"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(".tmp-"));
+    if let Some(staging) = staging {
+        return Some(match staging.path().join("files").exists() {
+            true => LoadPhase::Unpack,
+            false => LoadPhase::Fetch,
+        });
+    }
+    if !cache.join("bundles").join(bundle.hex()).join("entry.json").exists() {
+        return None;
+    }
+    let compiled = std::fs::read_dir(cache.join("compiled").join(component.hex()))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().ends_with(".cwasm"));
+    Some(if compiled { LoadPhase::Done } else { LoadPhase::Compile })
+}
+
+/// Every file anywhere under `dir` whose name starts with `.tmp-`.
+fn temp_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            found.push(entry.path());
+        } else if entry.path().is_dir() {
+            found.extend(temp_files(&entry.path()));
+        }
+    }
+    found
+}
+
+/// No partial entry is visible: every bundle entry outside staging matches
+/// its record, every compiled artifact has the sidecar that vouches for it.
+fn assert_no_visible_partial_entry(cache: &Path, context: &str) {
+    for entry in std::fs::read_dir(cache.join("bundles")).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            continue; // staging: never served, removed at start
+        }
+        let record: ext_runner::store::EntryRecord =
+            serde_json::from_slice(&std::fs::read(entry.path().join("entry.json")).unwrap())
+                .unwrap_or_else(|e| panic!("{context}: visible entry {name} without a record: {e}"));
+        for (path, meta) in &record.files {
+            let bytes = std::fs::read(entry.path().join("files").join(path)).unwrap();
+            assert_eq!(ext_bundle::Digest::of(&bytes), meta.sha256, "{context}: {path}");
+        }
+    }
+    for dir in std::fs::read_dir(cache.join("compiled")).into_iter().flatten() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "cwasm") {
+                let sidecar = std::fs::read_to_string(path.with_extension("sha256"))
+                    .unwrap_or_else(|e| panic!("{context}: {} has no sidecar: {e}", path.display()));
+                let bytes = std::fs::read(&path).unwrap();
+                assert_eq!(
+                    sidecar.trim(),
+                    ext_bundle::Digest::of(&bytes).hex(),
+                    "{context}: {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// F-03: SIGKILL the real server in the middle of each step of a first
+/// request: fetch (download, hash, verify), unpack and compile. Each kill is
+/// made once the step is seen under way on disk, and the step is checked to
+/// be still unfinished after the kill (so it really was interrupted). After
+/// every kill no partial bundle entry or compiled artifact is visible; after
+/// a restart no temp files remain, and the first request succeeds and
+/// leaves a complete artifact.
 #[test]
-fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
+fn f03_kill_9_mid_fetch_unpack_or_compile_never_leaves_a_visible_partial_entry() {
     use std::io::{Read as _, Write as _};
     let data = tempfile::tempdir().unwrap();
-    let bundle = bundle_dir_for("echo", &fixture("echo"));
-    // 24 MiB of incompressible bytes make the fetch take a while.
+    // A component that takes a while to compile, in a bundle that takes a
+    // while to fetch and unpack (24 MiB of incompressible bytes).
+    let wasm = crate::compile::slow_echo(1200, 7);
+    let component = ext_bundle::Digest::of(&wasm);
+    let bundle = bundle_dir_for("echo", &wasm);
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let noise: Vec<u8> = (0..24 * 1024 * 1024 / 8)
         .flat_map(|_| {
@@ -545,58 +721,209 @@ fn f03_kill_9_mid_fetch_never_leaves_a_visible_partial_entry() {
     let archive = ext_bundle::pack_dir(bundle.path()).unwrap();
     let digest = store_signed(data.path(), &archive);
     let body = envelope(&digest, "GET", "/").to_string();
-    let cache = data.path().join("cache/bundles");
+    let cache = data.path().join("cache");
 
-    let start = || spawn_serve(data.path(), &[], &[]);
-    let request = |port: u16| {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(&http_request(&body)).unwrap();
+    let request = move |port: u16| {
         let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.write_all(&http_request(&body));
+            let _ = stream.read_to_string(&mut response);
+        }
         response
     };
 
-    for attempt in 0..6u64 {
-        let (mut child, port) = start();
-        std::thread::spawn(move || {
-            let _ = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
-                let _ = s.write_all(&http_request(&envelope(&digest, "GET", "/").to_string()));
-                let _ = s.read_to_end(&mut Vec::new());
-            });
-        });
-        std::thread::sleep(std::time::Duration::from_millis(10 + attempt * 60));
+    let mut interrupted = Vec::new();
+    for attempt in 0..15 {
+        let wanted = [LoadPhase::Fetch, LoadPhase::Unpack, LoadPhase::Compile]
+            .into_iter()
+            .find(|phase| !interrupted.contains(phase));
+        let Some(wanted) = wanted else { break };
+        // Start from nothing for this bundle.
+        let _ = std::fs::remove_dir_all(cache.join("bundles").join(digest.hex()));
+        let _ = std::fs::remove_dir_all(cache.join("compiled"));
+        let (mut child, port) = spawn_serve(data.path(), &[], &[]);
+        let client = {
+            let request = request.clone();
+            std::thread::spawn(move || request(port))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while load_phase(&cache, &digest, &component) != Some(wanted)
+            && !client.is_finished()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        for entry in std::fs::read_dir(&cache).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                continue; // staging: never served, removed at start
-            }
-            let record: ext_runner::store::EntryRecord =
-                serde_json::from_slice(&std::fs::read(entry.path().join("entry.json")).unwrap())
-                    .unwrap_or_else(|e| panic!("attempt {attempt}: visible entry {name} without a record: {e}"));
-            for (path, meta) in &record.files {
-                let bytes = std::fs::read(entry.path().join("files").join(path)).unwrap();
-                assert_eq!(ext_bundle::Digest::of(&bytes), meta.sha256, "attempt {attempt}: {path}");
-            }
+        let _ = client.join();
+        let context = format!("attempt {attempt}, killed while waiting for {wanted:?}");
+        let after = load_phase(&cache, &digest, &component);
+        if let Some(phase) = after.filter(|p| *p != LoadPhase::Done) {
+            interrupted.push(phase);
         }
-        // Start from nothing again unless this attempt completed an entry.
-        if attempt % 2 == 1 {
-            let _ = std::fs::remove_dir_all(cache.join(digest.hex()));
-        }
+        assert_no_visible_partial_entry(&cache, &context);
+    }
+    for phase in [LoadPhase::Fetch, LoadPhase::Unpack, LoadPhase::Compile] {
+        assert!(
+            interrupted.contains(&phase),
+            "no kill interrupted {phase:?}: {interrupted:?}"
+        );
     }
 
-    let (mut child, port) = start();
-    let leftovers = std::fs::read_dir(&cache)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
-        .count();
+    let (mut child, port) = spawn_serve(data.path(), &[], &[]);
+    let leftovers = temp_files(&cache);
     let response = request(port);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(leftovers, 0, "staging directories survived a restart");
+    assert!(leftovers.is_empty(), "temp files survived a restart: {leftovers:?}");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(load_phase(&cache, &digest, &component), Some(LoadPhase::Done));
+    assert_no_visible_partial_entry(&cache, "after the restart");
+}
+
+/// GET a path from the runner on `port` over a fresh connection; the raw response.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// POST an execute envelope to the runner on `port`; the raw response.
+fn execute(port: u16, digest: &ext_bundle::Digest) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(&http_request(&envelope(digest, "GET", "/").to_string()))
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// The value of a series line (`name{labels} value`) in a Prometheus scrape.
+fn series(scrape: &str, line_start: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// F-04: a real mid-write failure. The real binary runs under
+/// `prlimit --fsize` (RLIMIT_FSIZE) set between the size of a small
+/// bundle's files and the size of its compiled artifact, so writes past the
+/// limit fail with EFBIG part-way through (the runner handles SIGXFSZ
+/// instead of dying). The small bundle is served from memory although its
+/// artifact cannot be written; a bundle with a file over the limit gets 503
+/// `bundle_unavailable` with Retry-After; no partial or temp files remain;
+/// `ext_runner_cache_write_failures_total` counts both, by cache. Without
+/// the limit, the same data directory serves both.
+#[tokio::test]
+async fn f04_writes_failing_mid_file_fail_cleanly_and_are_counted() {
+    let artifact = echo_artifact_bytes().await;
+    let echo = fixture("echo");
+    let small = ext_bundle::pack_dir(bundle_dir_for("echo", &echo).path()).unwrap();
+    let big_dir = bundle_dir_for("echo_big", &echo);
+    // 1 MiB of incompressible bytes.
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let noise: Vec<u8> = (0..(1 << 20) / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::create_dir_all(big_dir.path().join("ui")).unwrap();
+    std::fs::write(big_dir.path().join("ui/noise.bin"), &noise).unwrap();
+    let big = ext_bundle::pack_dir(big_dir.path()).unwrap();
+    let limit = small.len().max(echo.len()) as u64 + 64 * 1024;
+    assert!(
+        artifact > limit && big.len() as u64 > limit,
+        "artifact {artifact}, limit {limit}"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let small_digest = store_signed(data.path(), &small);
+    let big_digest = store_signed(data.path(), &big);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--fsize={limit}:{limit}"))
+        .arg(env!("CARGO_BIN_EXE_ext-runner"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("RUNNER_DATA_DIR", data.path())
+        .env("RUNNER_SERVICE_TOKEN", TOKEN)
+        .env("RUNNER_MAX_CONCURRENCY", "8")
+        .env("SIGNING_TRUST_BUNDLE", test_key().public_key_pem())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the runner exited under the file size limit"
+        );
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // Compiled in memory; writing the artifact fails past the limit.
+    for _ in 0..2 {
+        let response = execute(port, &small_digest);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    // The bundle's archive cannot be written: nothing to serve from memory.
+    let response = execute(port, &big_digest);
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("bundle_unavailable"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("retry-after:"), "{response}");
+    // The loaded bundle keeps serving.
+    let response = execute(port, &small_digest);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let scrape = get(port, "/metrics");
+    assert!(child.try_wait().unwrap().is_none(), "the runner died of SIGXFSZ");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let failures = |cache: &str| {
+        series(
+            &scrape,
+            &format!("ext_runner_cache_write_failures_total{{cache=\"{cache}\"}}"),
+        )
+    };
+    assert_eq!(failures("compiled"), Some(1.0), "{scrape}");
+    assert_eq!(failures("bundles"), Some(1.0), "{scrape}");
+    let cache = data.path().join("cache");
+    assert_eq!(temp_files(&cache), Vec::<std::path::PathBuf>::new());
+    assert!(!cache.join("bundles").join(big_digest.hex()).exists());
+    let artifacts: Vec<_> = std::fs::read_dir(cache.join("compiled"))
+        .unwrap()
+        .flat_map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap())
+        .map(|file| file.unwrap().path())
+        .collect();
+    assert!(artifacts.is_empty(), "partial artifact files: {artifacts:?}");
+    assert_no_visible_partial_entry(&cache, "under the file size limit");
+
+    // Without the limit the same directory serves both.
+    let (mut child, port) = spawn_serve(data.path(), &[], &[]);
+    let responses = [execute(port, &big_digest), execute(port, &small_digest)];
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for response in responses {
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
 }
 
 /// F-04: the cache directory stops being writable mid-life (here: replaced

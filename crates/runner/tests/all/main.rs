@@ -5,6 +5,7 @@ mod authoring;
 mod bundles;
 mod cache;
 mod cli;
+mod compile;
 mod connections;
 mod egress;
 mod example;
