@@ -830,7 +830,7 @@ pub fn secrets_keygen() -> String {
 
 /// Seal the JSON object in `input` (or stdin) for (tenant, extension) with
 /// the key from `RUNNER_SECRETS_KEY` / `RUNNER_SECRETS_KEY_FILE`; returns the
-/// `secret_envelope` JSON.
+/// `secret_envelope` JSON. [`secrets_seal_until`] with no expiry.
 ///
 /// # Errors
 /// No key, unreadable input, input that is not an object of strings.
@@ -838,6 +838,23 @@ pub fn secrets_seal(
     env: &std::collections::HashMap<String, String>,
     tenant: &str,
     extension: &str,
+    input: Option<&Path>,
+) -> anyhow::Result<String> {
+    secrets_seal_until(env, tenant, extension, None, input)
+}
+
+/// [`secrets_seal`] with an optional `expires_at` (RFC 3339), written into
+/// the envelope and bound into its ciphertext (K-04): the runner refuses the
+/// envelope after that time, and refuses it as altered if the field is
+/// removed or changed.
+///
+/// # Errors
+/// As [`secrets_seal`], and an `expires_at` that is not an RFC 3339 time.
+pub fn secrets_seal_until(
+    env: &std::collections::HashMap<String, String>,
+    tenant: &str,
+    extension: &str,
+    expires_at: Option<&str>,
     input: Option<&Path>,
 ) -> anyhow::Result<String> {
     let key = match (env.get("RUNNER_SECRETS_KEY"), env.get("RUNNER_SECRETS_KEY_FILE")) {
@@ -866,8 +883,13 @@ pub fn secrets_seal(
     };
     let secrets: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
         .with_context(|| format!("{source}: expected a JSON object of secret name -> string value"))?;
-    let sealed = crate::host::secrets::seal(&key, &secrets, tenant, extension)?;
-    Ok(serde_json::json!({"algorithm": "aes-256-gcm", "ciphertext_b64": sealed}).to_string())
+    let sealed = crate::host::secrets::seal(&key, &secrets, tenant, extension, expires_at)
+        .map_err(|e| anyhow::anyhow!("--expires-at: {e} (like 2026-12-31T23:59:59Z)"))?;
+    let mut envelope = serde_json::json!({"algorithm": "aes-256-gcm", "ciphertext_b64": sealed});
+    if let Some(at) = expires_at {
+        envelope["expires_at"] = serde_json::json!(at);
+    }
+    Ok(envelope.to_string())
 }
 
 #[cfg(test)]

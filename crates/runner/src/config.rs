@@ -531,6 +531,7 @@ pub const ENV_VARS: &[&str] = &[
     "EXT_UI_FRAME_ANCESTORS",
     "EXT_STATIC_MAX_FILE_BYTES",
     "RUNNER_UI_VALIDATE_URL",
+    "RUNNER_UI_VALIDATE_MAX_PER_SECOND",
     "RUNNER_PUBLIC_LISTEN",
     "UI_PROXY_BASE_URL",
     "EXT_GATEWAY_TIMEOUT_MS",
@@ -672,6 +673,12 @@ impl Config {
             1,
             10_000,
         ) as u32;
+        let validate_per_second = number(
+            "RUNNER_UI_VALIDATE_MAX_PER_SECOND",
+            u64::from(crate::ui::DEFAULT_VALIDATIONS_PER_SECOND),
+            1,
+            1_000_000,
+        ) as u32;
         let header_read_timeout = Duration::from_millis(number(
             "RUNNER_HEADER_READ_TIMEOUT_MS",
             limits::DEFAULT_HEADER_READ_TIMEOUT_MS,
@@ -777,9 +784,12 @@ impl Config {
             allow_inline: allow_inline_secrets,
             vault,
         };
-        let mut csp = get("EXT_UI_CONTENT_SECURITY_POLICY")
-            .unwrap_or(crate::ui::DEFAULT_UI_CSP)
-            .to_string();
+        let mut csp =
+            crate::ui::with_sandbox(get("EXT_UI_CONTENT_SECURITY_POLICY").unwrap_or(crate::ui::DEFAULT_UI_CSP))
+                .unwrap_or_else(|why| {
+                    problems.push(format!("EXT_UI_CONTENT_SECURITY_POLICY: {why}"));
+                    crate::ui::DEFAULT_UI_CSP.to_string()
+                });
         if let Some(ancestors) = get("EXT_UI_FRAME_ANCESTORS") {
             csp = format!("{csp}; frame-ancestors {ancestors}");
         }
@@ -805,6 +815,7 @@ impl Config {
             csp,
             max_file_bytes,
             validate_url,
+            validate_per_second,
         };
         let public_listen = get("RUNNER_PUBLIC_LISTEN").and_then(|text| {
             text.parse::<SocketAddr>()

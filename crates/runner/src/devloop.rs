@@ -215,7 +215,7 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
         && let Some(key) = runner.config().secrets.key
     {
         let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
-        let sealed = crate::host::secrets::seal(&key, &secrets, DEV_TENANT, &manifest.name)?;
+        let sealed = crate::host::secrets::seal(&key, &secrets, DEV_TENANT, &manifest.name, None)?;
         println!(
             "Its storage (a visit counter):\n\n  curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"GET\",\"path\":\"/visits\"}}}}'\n\n\
              Its egress with a secret handle (allow an upstream first, e.g. EXT_EGRESS_ALLOWLIST=http://127.0.0.1:8090 \

@@ -12,7 +12,10 @@ use serde_json::Value;
 use crate::engine::Failure;
 use crate::error::ErrorCode;
 use crate::host::UserInfo;
-use crate::limits::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_HEADERS_TOTAL_BYTES};
+use crate::limits::{
+    MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_HEADERS_TOTAL_BYTES, MAX_ID_BYTES, MAX_QUERY_ENTRIES,
+    MAX_USER_ADDITIONAL_FIELDS,
+};
 
 /// A W3C trace context `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, ids
 /// not all zero.
@@ -185,8 +188,11 @@ impl Envelope {
             if value.trim().is_empty() {
                 return Err(invalid(field, "must not be empty"));
             }
-            if value.len() > 256 || value.chars().any(char::is_control) {
-                return Err(invalid(field, "must be at most 256 printable characters"));
+            if value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {MAX_ID_BYTES} bytes of printable characters"),
+                ));
             }
         }
         let content_hash =
@@ -239,6 +245,14 @@ impl Envelope {
                 })
             })
             .transpose()?;
+        if let Some(fields) = user.as_ref().and_then(|u| u.additional_fields.as_ref())
+            && fields.len() > MAX_USER_ADDITIONAL_FIELDS
+        {
+            return Err(invalid(
+                "user.additional_fields",
+                format!("more than {MAX_USER_ADDITIONAL_FIELDS} entries"),
+            ));
+        }
         let endpoint = endpoint.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
         let (timeout_ms, memory_mb, fuel) = match limits {
             Some(l) => (l.timeout_ms, l.memory_mb, l.fuel),
@@ -297,14 +311,16 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
-/// `{"k": "v"}`, `{"k": ["v1", "v2"]}` or `[["k", "v"], ...]`.
+/// `{"k": "v"}`, `{"k": ["v1", "v2"]}` or `[["k", "v"], ...]`, at most
+/// [`MAX_QUERY_ENTRIES`] pairs (refused as soon as one more is seen).
 fn parse_query(value: Value) -> Result<Vec<(String, String)>, Failure> {
-    pairs(value, "http.query", false)
+    pairs(value, "http.query", false, MAX_QUERY_ENTRIES)
 }
 
 /// Same shapes as the query, plus `[{"name": .., "value": ..}]`.
 fn parse_headers(value: Value) -> Result<Vec<(String, String)>, Failure> {
-    let pairs = pairs(value, "http.headers", true)?;
+    // The count cap is a 431 (check_header_limits), not a 400 here.
+    let pairs = pairs(value, "http.headers", true, usize::MAX)?;
     for (name, value) in &pairs {
         if !is_header_name(name) {
             return Err(invalid("http.headers", format!("`{name}` is not a valid header name")));
@@ -319,9 +335,16 @@ fn parse_headers(value: Value) -> Result<Vec<(String, String)>, Failure> {
     Ok(pairs)
 }
 
-fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, String)>, Failure> {
+fn pairs(value: Value, field: &str, lowercase: bool, max: usize) -> Result<Vec<(String, String)>, Failure> {
     let key = |k: String| if lowercase { k.to_ascii_lowercase() } else { k };
     let mut out = Vec::new();
+    let push = |out: &mut Vec<(String, String)>, pair: (String, String)| {
+        if out.len() >= max {
+            return Err(invalid(field, format!("more than {max} entries")));
+        }
+        out.push(pair);
+        Ok(())
+    };
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -330,14 +353,14 @@ fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, Stri
                         for item in items {
                             let text =
                                 scalar(&item).ok_or_else(|| invalid(&format!("{field}.{k}"), "must be a string"))?;
-                            out.push((key(k.clone()), text));
+                            push(&mut out, (key(k.clone()), text))?;
                         }
                     }
                     Value::Null => {}
                     other => {
                         let text =
                             scalar(&other).ok_or_else(|| invalid(&format!("{field}.{k}"), "must be a string"))?;
-                        out.push((key(k), text));
+                        push(&mut out, (key(k), text))?;
                     }
                 }
             }
@@ -351,7 +374,7 @@ fn pairs(value: Value, field: &str, lowercase: bool) -> Result<Vec<(String, Stri
                 };
                 let (k, v) =
                     pair.ok_or_else(|| invalid(&format!("{field}[{i}]"), "must be [name, value] or {name, value}"))?;
-                out.push((key(k), v));
+                push(&mut out, (key(k), v))?;
             }
         }
         _ => return Err(invalid(field, "must be an object or a list of pairs")),
@@ -547,6 +570,48 @@ mod tests {
         let mut v = base();
         v["http"]["headers"] = serde_json::json!({"x-big": "a".repeat(MAX_HEADER_BYTES)});
         assert_eq!(parse(v).unwrap_err().code, ErrorCode::HeadersTooLarge);
+    }
+
+    /// Entry caps of `http.query` and `user.additional_fields` (issue 10,
+    /// the envelope's small limits): at the cap accepted, one more → 400
+    /// naming the field.
+    #[test]
+    fn query_and_additional_fields_have_entry_caps() {
+        let query = |n: usize| Value::Array((0..n).map(|i| serde_json::json!([format!("k{i}"), "v"])).collect());
+        let mut v = base();
+        v["http"]["query"] = query(MAX_QUERY_ENTRIES);
+        assert_eq!(parse(v).unwrap().query.len(), MAX_QUERY_ENTRIES);
+        // Repeated keys count once per value.
+        for over in [
+            query(MAX_QUERY_ENTRIES + 1),
+            serde_json::json!({"tag": vec!["x"; MAX_QUERY_ENTRIES + 1]}),
+        ] {
+            let mut v = base();
+            v["http"]["query"] = over;
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEnvelope);
+            assert_eq!(err.code.status(), http::StatusCode::BAD_REQUEST);
+            assert!(err.message.contains("field `http.query`"), "{}", err.message);
+        }
+
+        let fields = |n: usize| -> serde_json::Map<String, Value> {
+            (0..n).map(|i| (format!("f{i}"), Value::from(i))).collect()
+        };
+        let mut v = base();
+        v["user"] = serde_json::json!({"user_id": "u", "additional_fields": fields(MAX_USER_ADDITIONAL_FIELDS)});
+        assert_eq!(
+            parse(v).unwrap().user.unwrap().additional_fields.len(),
+            MAX_USER_ADDITIONAL_FIELDS
+        );
+        let mut v = base();
+        v["user"] = serde_json::json!({"user_id": "u", "additional_fields": fields(MAX_USER_ADDITIONAL_FIELDS + 1)});
+        let err = parse(v).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvelope);
+        assert!(
+            err.message.contains("field `user.additional_fields`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

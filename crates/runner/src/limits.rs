@@ -32,6 +32,18 @@ pub const MAX_HEADER_COUNT: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Largest sum of all header names and values in the envelope.
 pub const MAX_HEADERS_TOTAL_BYTES: usize = 64 * 1024;
+/// Most entries in the envelope's `http.query` (repeated keys count once
+/// each): real query strings have a few dozen at most, and the cap bounds
+/// the pairs a hostile envelope makes the runner build and hand the guest.
+pub const MAX_QUERY_ENTRIES: usize = 256;
+/// Most entries in the envelope's `user.additional_fields`: a user record
+/// carries a handful of extra claims; the cap bounds what every
+/// `user-v2.get-user` call copies into the guest.
+pub const MAX_USER_ADDITIONAL_FIELDS: usize = 64;
+/// Longest tenant or extension id, in bytes (envelope `context.*_id` and
+/// the UI's `?tenant=` and path id): ids are short slugs or UUIDs, and the
+/// cap bounds every key built from them (cache keys, stream keys, labels).
+pub const MAX_ID_BYTES: usize = 256;
 /// hyper's inbound header limits (count; read buffer, which bounds the size
 /// of the header block). Over them hyper answers 431 itself.
 pub const MAX_INBOUND_HEADERS: usize = 100;

@@ -233,6 +233,11 @@ enum SecretsCommand {
         tenant: String,
         #[arg(long)]
         extension: String,
+        /// RFC 3339 time after which the runner refuses the envelope (e.g.
+        /// 2026-12-31T23:59:59Z); bound into the ciphertext, so it cannot be
+        /// removed or extended.
+        #[arg(long)]
+        expires_at: Option<String>,
         /// JSON file with the secrets (default: standard input).
         #[arg(long = "in")]
         input: Option<PathBuf>,
@@ -478,10 +483,14 @@ fn main() -> ExitCode {
         Command::Secrets(SecretsCommand::Seal {
             tenant,
             extension,
+            expires_at,
             input,
         }) => {
             let env: HashMap<String, String> = std::env::vars().collect();
-            report(cli::secrets_seal(&env, &tenant, &extension, input.as_deref()).map(|json| println!("{json}")))
+            report(
+                cli::secrets_seal_until(&env, &tenant, &extension, expires_at.as_deref(), input.as_deref())
+                    .map(|json| println!("{json}")),
+            )
         }
         Command::Verify {
             bundle,

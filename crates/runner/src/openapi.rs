@@ -110,12 +110,12 @@ pub fn document() -> Value {
                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "206": {"description": "A byte range", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "304": {"description": "Not modified"},
-                "400": error_response(400, "Malformed content hash"),
+                "400": error_response(400, "Malformed content hash, or a tenant or extension id over 256 bytes"),
                 "404": error_response(404, "No such asset, type not served, unknown bundle, or another extension's bundle"),
                 "413": error_response(413, "Asset over EXT_STATIC_MAX_FILE_BYTES"),
                 "416": {"description": "Range not satisfiable"},
                 "502": error_response(502, "The bundle failed verification"),
-                "503": error_response(503, "Bundle store or install check unavailable; retry")
+                "503": error_response(503, "Bundle store or install check unavailable, or install checks over their rate or concurrency limit; retry")
             }
         })
     };

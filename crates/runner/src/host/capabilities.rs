@@ -132,8 +132,11 @@ impl user_v2::Host for Invocation {
 
 /// `cap:secrets.get`: values from the request's sealed envelope, opened on
 /// first use. A name that is not there is `missing`, the same as having no
-/// envelope at all (no oracle for other tenants' names); failures to open
-/// are `expired` or `internal`, with the reason (never the material) logged.
+/// envelope at all, and so is an envelope that does not open for this
+/// request (another tenant's or extension's, altered: K-03, K-04), with no
+/// oracle for other tenants' names; an expired one is `expired`, a refused
+/// algorithm or a failing backend `internal`. The reason (never the
+/// material) is logged.
 impl secrets::Host for Invocation {
     async fn get(&mut self, key: String) -> HostResult<Result<String, SecretError>> {
         self.count("secrets");
@@ -181,8 +184,12 @@ impl Invocation {
             };
             self.secrets.opened = Some(opened);
         }
+        static NONE: std::collections::BTreeMap<String, super::secrets::SecretValue> =
+            std::collections::BTreeMap::new();
         match self.secrets.opened.as_ref().expect("set above") {
             Ok(values) => Ok(values),
+            // Exactly as if there were no envelope (K-03).
+            Err(e) if e.looks_missing() => Ok(&NONE),
             Err(super::secrets::OpenError::Expired(_)) => Err(SecretError::Expired),
             Err(_) => Err(SecretError::Internal),
         }
@@ -361,7 +368,8 @@ fn storage_entry(entry: ext_kv::Entry) -> StorageEntry {
 }
 
 /// `cap:ui.proxy`: `call-route(route, payload)` POSTs the payload to
-/// `UI_PROXY_BASE_URL` + route with the tenant, extension and request id as
+/// `UI_PROXY_BASE_URL` + `/{extension}` + route (checked and rebuilt in
+/// `ui_proxy.rs`, P-01) with the tenant, extension and request id as
 /// headers; 2xx → the body, 404 → `route-not-found`, 400/422 →
 /// `bad-request`, 401/403 → `denied`, anything else → `internal`.
 impl ui_proxy::Host for Invocation {
@@ -370,19 +378,18 @@ impl ui_proxy::Host for Invocation {
         let Some(access) = self.ui_proxy.clone().filter(|_| self.grants.allows(grants::UI_PROXY)) else {
             return Ok(Err(ProxyError::Denied));
         };
-        let valid = route.starts_with('/')
-            && route.len() <= 1024
-            && !route.contains("..")
-            && !route.contains("//")
-            && route.bytes().all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'#');
-        if !valid {
-            return Ok(Err(ProxyError::BadRequest));
-        }
-        let remaining = access.deadline.saturating_duration_since(tokio::time::Instant::now());
         let r = &self.request;
+        let url = match super::ui_proxy::route_url(&access.base_url, &r.extension_id, &route) {
+            Ok(url) => url,
+            Err(why) => {
+                tracing::info!(target: "ext_runner::ui_proxy", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, reason = %why, "ui-proxy route refused");
+                return Ok(Err(ProxyError::BadRequest));
+            }
+        };
+        let remaining = access.deadline.saturating_duration_since(tokio::time::Instant::now());
         let response = access
             .client
-            .post(format!("{}{route}", access.base_url))
+            .post(url)
             .timeout(remaining)
             .header("content-type", "application/octet-stream")
             .header("x-alga-tenant", &r.tenant_id)

@@ -5,6 +5,11 @@
 //! XADD ext-debug:{tenant}:{extension} MAXLEN ~ 1000 * level info source log message … request_id … [version …]
 //! ```
 //!
+//! In the key, `%` and `:` inside an id are written `%25` and `%3A`
+//! ([`stream_key`]), so two different (tenant, extension) pairs never share
+//! a stream (`a:b` + `c` is not `a` + `b:c`); ids without either character,
+//! as gateways send them, keep the plain key.
+//!
 //! Read them with `XRANGE`/`XREAD`. The sink is off the request path: a
 //! line is queued with a non-blocking send on a bounded channel, and one
 //! background task on a thread of its own writes batches to Redis. When
@@ -21,6 +26,27 @@ use crate::metrics::Metrics;
 
 /// Prefix of the stream keys: `ext-debug:{tenant}:{extension}`.
 pub const STREAM_PREFIX: &str = "ext-debug:";
+
+/// The Redis stream of (tenant, extension): `ext-debug:{tenant}:{extension}`
+/// with `%` → `%25` and `:` → `%3A` in each id, so the key names exactly one
+/// pair.
+pub fn stream_key(tenant: &str, extension: &str) -> String {
+    fn escaped(id: &str, out: &mut String) {
+        for c in id.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ':' => out.push_str("%3A"),
+                c => out.push(c),
+            }
+        }
+    }
+    let mut key = String::with_capacity(STREAM_PREFIX.len() + tenant.len() + extension.len() + 1);
+    key.push_str(STREAM_PREFIX);
+    escaped(tenant, &mut key);
+    key.push(':');
+    escaped(extension, &mut key);
+    key
+}
 
 /// Approximate length each stream is trimmed to (`MAXLEN ~`): recent lines
 /// for a person watching, not an archive.
@@ -175,7 +201,7 @@ async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>,
         for line in batch.drain(..) {
             let command = pipe
                 .cmd("XADD")
-                .arg(format!("{STREAM_PREFIX}{}:{}", line.tenant, line.extension))
+                .arg(stream_key(&line.tenant, &line.extension))
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(STREAM_MAX_LEN)
@@ -232,6 +258,34 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0.0, |n| n.parse().unwrap())
+    }
+
+    /// Debug stream keys: a `:` (or `%`) inside an id cannot make two
+    /// different (tenant, extension) pairs share one stream.
+    #[test]
+    fn stream_keys_name_exactly_one_pair() {
+        assert_eq!(stream_key("tenant-1", "com.acme.x"), "ext-debug:tenant-1:com.acme.x");
+        let pairs = [
+            ("a:b", "c"),
+            ("a", "b:c"),
+            ("a%3Ab", "c"),
+            ("a", "b%3Ac"),
+            ("a%", "3Ab:c"),
+            ("a", "b"),
+        ];
+        let keys: std::collections::HashSet<String> = pairs.iter().map(|(t, e)| stream_key(t, e)).collect();
+        assert_eq!(keys.len(), pairs.len(), "{keys:?}");
+        assert_eq!(stream_key("a:b", "c"), "ext-debug:a%3Ab:c");
+        assert_eq!(stream_key("a%3Ab", "c"), "ext-debug:a%253Ab:c");
+        // Exactly one unescaped `:` after the prefix separates the ids.
+        for (t, e) in pairs {
+            let key = stream_key(t, e);
+            assert_eq!(
+                key.strip_prefix(STREAM_PREFIX).unwrap().matches(':').count(),
+                1,
+                "{key}"
+            );
+        }
     }
 
     #[test]

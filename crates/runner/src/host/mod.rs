@@ -9,7 +9,7 @@
 //! `grants` (which capabilities an execution has), `output` (captured
 //! stdout/stderr), `guest_metrics` (`cap:metrics.emit`), `debug_sink` (guest
 //! lines copied to Redis streams), `proxy` (`wasi:http/proxy` components'
-//! outbound requests).
+//! outbound requests), `ui_proxy` (where `ui-proxy.call-route` may go).
 
 pub mod bindings;
 mod capabilities;
@@ -19,6 +19,7 @@ pub mod guest_metrics;
 pub mod output;
 pub mod proxy;
 pub mod secrets;
+pub mod ui_proxy;
 
 use std::sync::Arc;
 

@@ -4,13 +4,28 @@
 //! - `aes-256-gcm` (also when `algorithm` is absent): `ciphertext_b64` is
 //!   base64 of a 12-byte nonce followed by AES-256-GCM ciphertext + tag under
 //!   the runner key (`RUNNER_SECRETS_KEY` / `RUNNER_SECRETS_KEY_FILE`). The
-//!   associated data binds it to `"<tenant>\0<extension>"`, so an envelope
-//!   copied to another tenant or extension does not open (K-03). The
-//!   plaintext is a JSON object of secret name → value. `ext-runner secrets
-//!   seal` makes them.
+//!   associated data is the envelope's [`binding`], so an envelope copied to
+//!   another tenant or extension, or whose `expires_at` was removed,
+//!   added or changed, does not open (K-03, K-04). The plaintext is a JSON
+//!   object of secret name → value. `ext-runner secrets seal` makes them.
 //! - `vault-transit*`: Vault's transit decrypt API (`VAULT_ADDR`, token from
-//!   `VAULT_TOKEN_FILE`), `mount` (default `transit`) and `key_path`; the
-//!   decrypted plaintext is the same JSON object.
+//!   `VAULT_TOKEN_FILE`), `mount` (default `transit`) and `key_path`, each
+//!   one name of `[A-Za-z0-9._-]` (no `/`, no `..`); the decrypted plaintext
+//!   is the same JSON object. The decrypt call carries the [`binding`] as
+//!   the key-derivation `context`, so with a transit key created with
+//!   `derived=true` (which the runner expects, and whoever encrypts must use
+//!   the same context) Vault opens the ciphertext only for the tenant,
+//!   extension and `expires_at` it was encrypted for (K-04). With a key that
+//!   is not derived, Vault ignores the context and that binding is not
+//!   enforced.
+//!
+//! `expires_at` is checked only once the envelope has opened, so it is the
+//! authenticated value that counts. An envelope that does not open for the
+//! request (another tenant's or extension's, altered, or malformed) answers
+//! the guest exactly like no envelope: `get` → `missing`, `list-keys` → `[]`
+//! (no oracle, K-03); the log says why. An expired one is `expired`; an
+//! algorithm the runner does not accept, or a secret backend that is down,
+//! is `internal`.
 //! - `inline/base64`: base64 of the JSON object itself, not encryption; only
 //!   when the operator sets `RUNNER_ALLOW_INLINE_SECRETS=true`.
 //!
@@ -35,6 +50,9 @@ const NONCE_BYTES: usize = 12;
 /// Largest `ciphertext_b64` accepted (secrets are small; this bounds the
 /// work a hostile envelope can cause).
 pub const MAX_SECRET_ENVELOPE_BYTES: usize = 256 * 1024;
+
+/// Longest Vault `mount` or `key_path` name (Vault's own names are short).
+pub const MAX_VAULT_NAME_BYTES: usize = 128;
 
 /// Time limit of one Vault transit decrypt call.
 pub const VAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,10 +152,38 @@ pub enum OpenError {
     Expired(String),
     #[error("secret envelope algorithm `{0}` is not accepted by this runner")]
     Unsupported(String),
+    /// Malformed or altered, or not for this tenant, extension and
+    /// `expires_at`: the guest sees the same as no envelope.
     #[error("the secret envelope does not open: {0}")]
     Invalid(&'static str),
+    /// Vault refused to decrypt it for this binding (altered, another
+    /// tenant's, extension's or expiry's, or another key): as `Invalid`.
+    #[error("the secret envelope does not open: {0}")]
+    Refused(String),
     #[error("the secret backend failed: {0}")]
     Backend(String),
+}
+
+impl OpenError {
+    /// Whether the guest should see this as no envelope at all (`missing`):
+    /// the envelope is not one that opens for this request.
+    pub fn looks_missing(&self) -> bool {
+        matches!(self, OpenError::Invalid(_) | OpenError::Refused(_))
+    }
+}
+
+/// What an envelope is bound to: `"<tenant>\0<extension>"`, plus
+/// `"\0<expires_at>"` when it has one. Ids carry no NUL (the envelope
+/// refuses control characters), so different (tenant, extension, expiry)
+/// triples never share a binding, and envelopes sealed without an expiry
+/// before `expires_at` was bound still open.
+pub fn binding(tenant: &str, extension: &str, expires_at: Option<&str>) -> Vec<u8> {
+    let mut bound = format!("{tenant}\0{extension}");
+    if let Some(at) = expires_at {
+        bound.push('\0');
+        bound.push_str(at);
+    }
+    bound.into_bytes()
 }
 
 /// Open `envelope` for (tenant, extension) into name → value.
@@ -151,14 +197,11 @@ pub async fn open(
     tenant: &str,
     extension: &str,
 ) -> Result<BTreeMap<String, SecretValue>, OpenError> {
-    if let Some(expires_at) = &envelope.expires_at
-        && is_past(expires_at)?
-    {
-        return Err(OpenError::Expired(expires_at.clone()));
-    }
     if envelope.ciphertext_b64.len() > MAX_SECRET_ENVELOPE_BYTES {
         return Err(OpenError::Invalid("ciphertext too large"));
     }
+    let expires_at = envelope.expires_at.as_deref();
+    let bound = binding(tenant, extension, expires_at);
     let algorithm = envelope.algorithm.as_deref().unwrap_or("aes-256-gcm");
     let plaintext = match algorithm {
         "aes-256-gcm" => {
@@ -168,7 +211,7 @@ pub async fn open(
             let sealed = BASE64
                 .decode(envelope.ciphertext_b64.trim())
                 .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
-            unseal(&key, &sealed, tenant, extension)?
+            unseal(&key, &sealed, &bound)?
         }
         "inline/base64" if config.allow_inline => BASE64
             .decode(envelope.ciphertext_b64.trim())
@@ -182,27 +225,42 @@ pub async fn open(
             let vault = config.vault.as_ref().ok_or(OpenError::Unsupported(format!(
                 "{algorithm} (no VAULT_ADDR configured)"
             )))?;
-            vault_decrypt(vault, envelope).await?
+            vault_decrypt(vault, envelope, &bound).await?
         }
         other => return Err(OpenError::Unsupported(other.to_string())),
     };
+    // Only now, with the binding authenticated, does `expires_at` count.
+    if let Some(at) = expires_at
+        && is_past(at)?
+    {
+        return Err(OpenError::Expired(at.to_string()));
+    }
     parse_map(&plaintext)
 }
 
-/// Seal name → value for (tenant, extension) under `key` (`secrets seal`).
+/// Seal name → value for (tenant, extension) and, when given, `expires_at`
+/// (carried beside the ciphertext and bound into it) under `key`
+/// (`secrets seal`).
 ///
 /// # Errors
-/// Only if the cipher fails, which it does not for valid inputs.
+/// `expires_at` that is not an RFC 3339 time; otherwise only if the cipher
+/// fails, which it does not for valid inputs.
 pub fn seal(
     key: &[u8; 32],
     secrets: &BTreeMap<String, String>,
     tenant: &str,
     extension: &str,
+    expires_at: Option<&str>,
 ) -> Result<String, OpenError> {
+    if let Some(at) = expires_at
+        && parse_rfc3339(at).is_none()
+    {
+        return Err(OpenError::Invalid("expires_at is not an RFC 3339 time"));
+    }
     let cipher = Aes256Gcm::new(key.into());
     let nonce: [u8; NONCE_BYTES] = crate::random_bytes();
     let plaintext = serde_json::to_vec(secrets).map_err(|_| OpenError::Invalid("unserialisable secrets"))?;
-    let aad = associated_data(tenant, extension);
+    let aad = binding(tenant, extension, expires_at);
     let ciphertext = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -217,25 +275,24 @@ pub fn seal(
     Ok(BASE64.encode(sealed))
 }
 
-fn associated_data(tenant: &str, extension: &str) -> Vec<u8> {
-    format!("{tenant}\0{extension}").into_bytes()
-}
-
-fn unseal(key: &[u8; 32], sealed: &[u8], tenant: &str, extension: &str) -> Result<Vec<u8>, OpenError> {
+fn unseal(key: &[u8; 32], sealed: &[u8], bound: &[u8]) -> Result<Vec<u8>, OpenError> {
     if sealed.len() < NONCE_BYTES + 16 {
         return Err(OpenError::Invalid("ciphertext too short"));
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-    let aad = associated_data(tenant, extension);
     Aes256Gcm::new(key.into())
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
-                aad: &aad,
+                aad: bound,
             },
         )
-        .map_err(|_| OpenError::Invalid("wrong key, another tenant's or extension's envelope, or tampered"))
+        .map_err(|_| {
+            OpenError::Invalid(
+                "not sealed for this tenant, extension and expires_at, altered, or sealed under another runner key",
+            )
+        })
 }
 
 fn parse_map(plaintext: &[u8]) -> Result<BTreeMap<String, SecretValue>, OpenError> {
@@ -312,21 +369,37 @@ struct VaultData {
     plaintext: String,
 }
 
-async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope) -> Result<Vec<u8>, OpenError> {
+/// A Vault `mount` or `key_path`: one name of `[A-Za-z0-9._-]`, never `.`
+/// or containing `..` (and so never a path of its own, K-04).
+fn vault_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_VAULT_NAME_BYTES
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name != "."
+        && !name.contains("..")
+}
+
+async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope, bound: &[u8]) -> Result<Vec<u8>, OpenError> {
     let key = envelope
         .key_path
         .as_deref()
-        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .filter(|k| vault_name(k))
         .ok_or(OpenError::Invalid(
-            "vault-transit envelopes need a key_path of [A-Za-z0-9._-]",
+            "vault-transit envelopes need a key_path of [A-Za-z0-9._-] without `/` or `..`",
         ))?;
     let mount = envelope.mount.as_deref().unwrap_or("transit");
-    if !mount.chars().all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c)) || mount.contains("..") {
-        return Err(OpenError::Invalid("vault mount has unexpected characters"));
+    if !vault_name(mount) {
+        return Err(OpenError::Invalid(
+            "vault mount must be one name of [A-Za-z0-9._-] without `/` or `..`",
+        ));
     }
     let url = format!("{}/v1/{mount}/decrypt/{key}", vault.addr.trim_end_matches('/'));
     let client = &vault.client;
-    let body = serde_json::json!({ "ciphertext": envelope.ciphertext_b64.trim() }).to_string();
+    let body = serde_json::json!({
+        "ciphertext": envelope.ciphertext_b64.trim(),
+        "context": BASE64.encode(bound),
+    })
+    .to_string();
     let response = client
         .post(&url)
         .header("x-vault-token", &vault.token)
@@ -336,8 +409,17 @@ async fn vault_decrypt(vault: &VaultConfig, envelope: &SecretEnvelope) -> Result
         .await
         .map_err(|e| OpenError::Backend(format!("vault transit decrypt: {}", e.without_url())))?;
     let status = response.status();
-    if !status.is_success() {
-        return Err(OpenError::Backend(format!("vault transit decrypt answered {status}")));
+    match status.as_u16() {
+        200..=299 => {}
+        // Vault's answers for a ciphertext that does not decrypt under this
+        // key and context (400), or a key this runner may not use or that
+        // does not exist (403, 404): this envelope does not open here.
+        400 | 403 | 404 => {
+            return Err(OpenError::Refused(format!(
+                "vault transit decrypt answered {status} (altered, bound to another tenant, extension or expires_at, or another key)"
+            )));
+        }
+        _ => return Err(OpenError::Backend(format!("vault transit decrypt answered {status}"))),
     }
     let bytes = response
         .bytes()
@@ -376,7 +458,7 @@ mod tests {
             key: Some(key),
             ..Default::default()
         };
-        let sealed = seal(&key, &map(&[("api-key", "s3cr3t")]), "t1", "e1").unwrap();
+        let sealed = seal(&key, &map(&[("api-key", "s3cr3t")]), "t1", "e1", None).unwrap();
         let opened = open(&aes(sealed.clone()), &config, "t1", "e1").await.unwrap();
         assert_eq!(opened["api-key"].expose(), "s3cr3t");
         assert!(!format!("{opened:?}").contains("s3cr3t"));
@@ -385,7 +467,7 @@ mod tests {
             let err = open(&aes(sealed.clone()), &config, tenant, extension)
                 .await
                 .unwrap_err();
-            assert!(matches!(err, OpenError::Invalid(_)), "{err}");
+            assert!(matches!(err, OpenError::Invalid(_)) && err.looks_missing(), "{err}");
             assert!(!err.to_string().contains("s3cr3t"));
         }
         let other_key = SecretsConfig {
@@ -425,6 +507,78 @@ mod tests {
             ..inline
         };
         assert!(open(&later, &lax, "t", "e").await.is_ok());
+    }
+
+    /// K-04: `expires_at` is bound into the AES envelope: removed, added or
+    /// changed, it does not open (not even as `expired`); as sealed, it
+    /// opens until then and is `expired` after.
+    #[tokio::test]
+    async fn k04_expires_at_is_authenticated() {
+        let key = [7u8; 32];
+        let config = SecretsConfig {
+            key: Some(key),
+            ..Default::default()
+        };
+        let secrets = map(&[("api-key", "s3cr3t")]);
+        let until = "2999-01-01T00:00:00Z";
+        let sealed = SecretEnvelope {
+            expires_at: Some(until.into()),
+            ..aes(seal(&key, &secrets, "t1", "e1", Some(until)).unwrap())
+        };
+        assert_eq!(
+            open(&sealed, &config, "t1", "e1").await.unwrap()["api-key"].expose(),
+            "s3cr3t"
+        );
+        for altered in [None, Some("3999-01-01T00:00:00Z"), Some("2020-01-01T00:00:00Z")] {
+            let envelope = SecretEnvelope {
+                expires_at: altered.map(String::from),
+                ..sealed.clone()
+            };
+            let err = open(&envelope, &config, "t1", "e1").await.unwrap_err();
+            assert!(err.looks_missing(), "{altered:?}: {err}");
+        }
+        // An expiry added to an envelope sealed without one.
+        let plain = aes(seal(&key, &secrets, "t1", "e1", None).unwrap());
+        let added = SecretEnvelope {
+            expires_at: Some(until.into()),
+            ..plain
+        };
+        assert!(open(&added, &config, "t1", "e1").await.unwrap_err().looks_missing());
+        // Sealed with a past expiry: authentic, so `expired`.
+        let past = "2020-01-01T00:00:00Z";
+        let expired = SecretEnvelope {
+            expires_at: Some(past.into()),
+            ..aes(seal(&key, &secrets, "t1", "e1", Some(past)).unwrap())
+        };
+        assert_eq!(
+            open(&expired, &config, "t1", "e1").await.unwrap_err(),
+            OpenError::Expired(past.into())
+        );
+        assert!(seal(&key, &secrets, "t1", "e1", Some("tomorrow")).is_err());
+        // Bindings are distinct for distinct triples.
+        assert_ne!(binding("a", "b", None), binding("a", "b", Some("")));
+    }
+
+    /// K-04: Vault names are one path segment.
+    #[test]
+    fn k04_vault_mount_and_key_are_single_names() {
+        for good in ["transit", "ext-secrets", "tenant_a.v2"] {
+            assert!(vault_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../sys",
+            "transit/..",
+            "a..b",
+            "a b",
+            "a%2fb",
+            &"x".repeat(129),
+        ] {
+            assert!(!vault_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -6,52 +6,100 @@
 //! immutable by content hash (`Cache-Control: immutable`, a strong `ETag`
 //! from the file's SHA-256, `If-None-Match` → 304), byte ranges are served
 //! (206/416), precompressed `.br`/`.gz` siblings are used when the client
-//! accepts them, HTML gets a Content-Security-Policy, and every response
-//! says `nosniff`. Errors are JSON and never cached.
+//! accepts them, HTML (and SVG, which can script too) gets a
+//! Content-Security-Policy with a `sandbox` directive (U-03), and every
+//! response says `nosniff`. Errors are JSON and never cached. Tenant and
+//! extension ids longer than [`crate::limits::MAX_ID_BYTES`] are a 400.
 //!
-//! Optional install check: with `RUNNER_UI_VALIDATE_URL`, the runner asks
-//! that service whether (tenant, extension, hash) is installed; without it
-//! the bundle's manifest `name` must equal the URL's extension id.
+//! - `files`: where the bytes come from and what is re-checked (small files
+//!   verified into memory, large ones streamed from the verified cache, U-02).
+//! - `install_check`: the optional install check. With
+//!   `RUNNER_UI_VALIDATE_URL`, the runner asks that service whether (tenant,
+//!   extension, hash) is installed, through a bounded cache, single-flight
+//!   and rate and concurrency limits (U-01); without it the bundle's
+//!   manifest `name` must equal the URL's extension id.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod files;
+mod install_check;
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use ext_bundle::Digest;
 
 use crate::engine::Failure;
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::MAX_ID_BYTES;
 use crate::server::AppState;
-use crate::store::{BundleRef, LoadedBundle};
+use crate::store::BundleRef;
+
+pub use files::{
+    LARGE_FILE_CHUNK_BYTES, MAX_CONCURRENT_LARGE_FILE_READS, MEMORY_CACHE_FILE_BYTES, MEMORY_CACHE_TOTAL_BYTES,
+};
+pub use install_check::{
+    DEFAULT_VALIDATIONS_PER_SECOND, MAX_CONCURRENT_VALIDATIONS, MAX_VALIDATION_CACHE_BYTES,
+    MAX_VALIDATION_CACHE_ENTRIES, VALIDATION_SLOT_WAIT, VALIDATION_TIMEOUT, VALIDATION_TTL,
+};
 
 /// Default Content-Security-Policy of UI HTML (`EXT_UI_CONTENT_SECURITY_POLICY`
 /// replaces it): only the bundle's own scripts, styles and images; no
-/// plugins, no `<base>`, no form posts.
+/// plugins, no `<base>`, no form posts; and [`UI_CSP_SANDBOX`].
 pub const DEFAULT_UI_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-form-action 'none'";
+form-action 'none'; sandbox allow-scripts allow-popups allow-modals allow-downloads";
+
+/// U-03: the CSP `sandbox` directive every UI HTML response carries (added
+/// to an operator's `EXT_UI_CONTENT_SECURITY_POLICY` that has none). Without
+/// `allow-same-origin` the document gets an opaque origin even when opened
+/// top-level on the runner's origin, so extensions share no cookies or
+/// storage with each other or with the runner; inside the host's iframe the
+/// iframe's own `sandbox` attribute applies as well (browsers grant only
+/// what both allow: `allow-scripts` with the iframe bridge's default).
+pub const UI_CSP_SANDBOX: &str = "sandbox allow-scripts allow-popups allow-modals allow-downloads";
+
+/// The UI CSP with a `sandbox` directive: `csp` itself when it has one
+/// without `allow-same-origin`, else `csp` plus [`UI_CSP_SANDBOX`].
+///
+/// # Errors
+/// When `csp`'s own `sandbox` directive grants `allow-same-origin` (or
+/// `allow-top-navigation*`), which would give every extension the runner's
+/// origin (U-03).
+pub fn with_sandbox(csp: &str) -> Result<String, String> {
+    let sandbox = csp.split(';').map(str::trim).find(|directive| {
+        directive
+            .split_ascii_whitespace()
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case("sandbox"))
+    });
+    match sandbox {
+        None => {
+            let csp = csp.trim().trim_end_matches(';').trim_end();
+            Ok(if csp.is_empty() {
+                UI_CSP_SANDBOX.to_string()
+            } else {
+                format!("{csp}; {UI_CSP_SANDBOX}")
+            })
+        }
+        Some(directive) => {
+            let refused = directive.split_ascii_whitespace().skip(1).find(|token| {
+                let token = token.to_ascii_lowercase();
+                token == "allow-same-origin" || token.starts_with("allow-top-navigation")
+            });
+            match refused {
+                Some(token) => Err(format!(
+                    "its `sandbox` directive must not grant `{token}` (UI documents get an opaque origin)"
+                )),
+                None => Ok(csp.to_string()),
+            }
+        }
+    }
+}
 
 /// Largest UI file served (`EXT_STATIC_MAX_FILE_BYTES`), else 413.
 pub const DEFAULT_STATIC_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// UI files up to this size are kept in memory after their first verified
-/// read, so hot assets are not re-read and re-hashed per request.
-pub const MEMORY_CACHE_FILE_BYTES: u64 = 1024 * 1024;
-
-/// Total bytes of UI files kept in memory across all bundles; beyond it
-/// files are read (and verified) from the disk cache per request.
-pub const MEMORY_CACHE_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-
-/// How long an install check's answer is reused.
-pub const VALIDATION_TTL: Duration = Duration::from_secs(30);
-
-/// Time limit of one install-check call.
-pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Immutable for a year: the URL names the content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -87,22 +135,41 @@ pub struct UiConfig {
     pub max_file_bytes: u64,
     /// `RUNNER_UI_VALIDATE_URL`.
     pub validate_url: Option<String>,
+    /// `RUNNER_UI_VALIDATE_MAX_PER_SECOND`: install checks started per
+    /// second (and burst).
+    pub validate_per_second: u32,
 }
 
-/// (bundle, path) of a UI file kept in memory.
-type FileKey = (Digest, String);
-
-/// (tenant, extension, bundle) of an install check.
-type InstallKey = (String, String, Digest);
-
-/// Process-wide UI state: verified small files in memory and install-check
-/// answers.
+/// Process-wide UI state, shared by every UI request.
 #[derive(Default)]
 pub struct UiState {
-    /// Verified files by (bundle, path), and their total size.
-    files: Mutex<(HashMap<FileKey, Bytes>, u64)>,
-    validations: Mutex<HashMap<InstallKey, (bool, Instant)>>,
-    client: std::sync::OnceLock<reqwest::Client>,
+    /// Small verified files in memory, the large-read slots (U-02).
+    files: files::UiFiles,
+    /// Install-check answers and the bounds on outbound checks (U-01).
+    checks: install_check::InstallChecks,
+}
+
+impl UiState {
+    /// Install-check answers cached now (at most [`MAX_VALIDATION_CACHE_ENTRIES`]).
+    pub fn install_checks_cached(&self) -> usize {
+        self.checks.cached_entries()
+    }
+
+    /// Bytes charged to cached install-check answers (at most
+    /// [`MAX_VALIDATION_CACHE_BYTES`]).
+    pub fn install_checks_cached_bytes(&self) -> usize {
+        self.checks.cached_bytes()
+    }
+
+    /// Install checks sent to `RUNNER_UI_VALIDATE_URL` since start-up.
+    pub fn install_checks_sent(&self) -> u64 {
+        self.checks.sent()
+    }
+
+    /// Bytes of UI files read from the disk cache since start-up.
+    pub fn disk_bytes_read(&self) -> u64 {
+        self.files.disk_bytes_read()
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -176,11 +243,29 @@ async fn serve_asset(
     let runner = &state.runner;
     let ui = &runner.config().ui;
     let tenant = query.tenant.unwrap_or_default();
+    // U-01: ids become cache and store keys; refuse absurd ones first.
+    for (what, id) in [("tenant", tenant.as_str()), ("extension id", extension)] {
+        if id.len() > MAX_ID_BYTES {
+            return fail(
+                ErrorCode::InvalidEnvelope,
+                format!("{what} must be at most {MAX_ID_BYTES} bytes"),
+            );
+        }
+    }
     if let Some(url) = &ui.validate_url {
-        match validate(&state.ui, url, &tenant, extension, &digest).await {
+        match state
+            .ui
+            .checks
+            .check(url, ui.validate_per_second, &tenant, extension, &digest)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return not_found(),
-            Err(why) => {
+            Err(install_check::CheckError::Busy(why)) => {
+                tracing::warn!(%digest, extension, reason = why, "UI install check refused here");
+                return fail(ErrorCode::Overloaded, format!("{why}; retry shortly"));
+            }
+            Err(install_check::CheckError::Unavailable(why)) => {
                 tracing::warn!(%digest, extension, reason = %why, "UI install check unavailable");
                 return fail(
                     ErrorCode::BundleUnavailable,
@@ -261,7 +346,8 @@ async fn serve_asset(
     } else {
         response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
-    if mime.starts_with("text/html")
+    // SVG documents can run scripts too when opened directly.
+    if (mime.starts_with("text/html") || mime == "image/svg+xml")
         && let Ok(value) = HeaderValue::from_str(&ui.csp)
     {
         response_headers.insert(header::CONTENT_SECURITY_POLICY, value);
@@ -270,23 +356,13 @@ async fn serve_asset(
         return (StatusCode::NOT_MODIFIED, response_headers).into_response();
     }
 
-    let bytes = match read_file(&state.ui, &bundle, &served_key, served_meta.size).await {
-        Ok(bytes) => bytes,
-        Err(Failure { code, message }) => {
-            if code == ErrorCode::BundleIntegrity {
-                // F-02: drop the entry; the next request fetches it again.
-                runner.bundles().evict(&digest);
-            }
-            return fail(code, message);
-        }
-    };
-    let total = bytes.len() as u64;
+    let total = served_meta.size;
     let range = encoding
         .is_none()
         .then(|| headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
         .flatten();
-    let (status, body) = match range.map(|r| parse_range(r, total)) {
-        None | Some(RangeAnswer::Ignore) => (StatusCode::OK, bytes),
+    let (status, start, len) = match range.map(|r| parse_range(r, total)) {
+        None | Some(RangeAnswer::Ignore) => (StatusCode::OK, 0, total),
         Some(RangeAnswer::Unsatisfiable) => {
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
@@ -299,13 +375,38 @@ async fn serve_asset(
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                 response_headers.insert(header::CONTENT_RANGE, v);
             }
-            (StatusCode::PARTIAL_CONTENT, bytes.slice(start as usize..=end as usize))
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
     };
-    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let integrity_failure = |failure: Failure| {
+        if failure.code == ErrorCode::BundleIntegrity {
+            // F-02: drop the entry; the next request fetches it again.
+            runner.bundles().evict(&digest);
+        }
+        fail(failure.code, failure.message)
+    };
+    if total > MEMORY_CACHE_FILE_BYTES {
+        // U-02: streamed from the verified cache, never hashed per request;
+        // HEAD reads nothing, a range only its bytes.
+        if method == Method::HEAD {
+            return (status, response_headers).into_response();
+        }
+        let file = match state.ui.files.open_large(&bundle, &served_key, total).await {
+            Ok(file) => file,
+            Err(failure) => return integrity_failure(failure),
+        };
+        let body = Body::from_stream(state.ui.files.stream(file, start, len));
+        return (status, response_headers, body).into_response();
+    }
+    let bytes = match state.ui.files.small(&bundle, &served_key, total).await {
+        Ok(bytes) => bytes,
+        Err(failure) => return integrity_failure(failure),
+    };
     if method == Method::HEAD {
         return (status, response_headers).into_response();
     }
+    let body = bytes.slice(start as usize..(start + len) as usize);
     (status, response_headers, Body::from(body)).into_response()
 }
 
@@ -391,69 +492,6 @@ fn parse_range(value: &str, total: u64) -> RangeAnswer {
     RangeAnswer::Part(parsed.0, parsed.1)
 }
 
-/// A verified file's bytes: from memory, or read and checked against its
-/// recorded SHA-256 (small files are then kept in memory).
-async fn read_file(ui: &UiState, bundle: &Arc<LoadedBundle>, key: &str, size: u64) -> Result<Bytes, Failure> {
-    let cache_key = (bundle.digest, key.to_string());
-    if let Some(bytes) = ui.files.lock().unwrap_or_else(|e| e.into_inner()).0.get(&cache_key) {
-        return Ok(bytes.clone());
-    }
-    let reader = bundle.clone();
-    let path = key.to_string();
-    let bytes = tokio::task::spawn_blocking(move || reader.read_verified(&path))
-        .await
-        .map_err(|e| Failure::new(ErrorCode::Internal, format!("read task failed: {e}")))??;
-    let bytes = Bytes::from(bytes);
-    if size <= MEMORY_CACHE_FILE_BYTES {
-        let mut files = ui.files.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, total) = &mut *files;
-        if *total + size <= MEMORY_CACHE_TOTAL_BYTES && !map.contains_key(&cache_key) {
-            *total += size;
-            map.insert(cache_key, bytes.clone());
-        }
-    }
-    Ok(bytes)
-}
-
-/// Ask `RUNNER_UI_VALIDATE_URL` whether the bundle is installed: 2xx yes,
-/// 403/404 no (both cached for [`VALIDATION_TTL`]); anything else is an
-/// error and not cached, so a flapping service does not lock users out.
-async fn validate(ui: &UiState, url: &str, tenant: &str, extension: &str, digest: &Digest) -> Result<bool, String> {
-    let key = (tenant.to_string(), extension.to_string(), *digest);
-    if let Some((answer, at)) = ui.validations.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-        && at.elapsed() < VALIDATION_TTL
-    {
-        return Ok(*answer);
-    }
-    let client = ui.client.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(VALIDATION_TIMEOUT)
-            .no_proxy()
-            .build()
-            .unwrap_or_default()
-    });
-    let response = client
-        .get(url)
-        .query(&[
-            ("tenant", tenant),
-            ("extension", extension),
-            ("content_hash", &digest.to_string()),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    let answer = match response.status() {
-        s if s.is_success() => true,
-        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => false,
-        other => return Err(format!("install check answered {other}")),
-    };
-    ui.validations
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, (answer, Instant::now()));
-    Ok(answer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +514,28 @@ mod tests {
         assert_eq!(clean_path("settings/").as_deref(), Some("settings"));
         // Double-encoded dots arrive as a literal name: harmless, just absent.
         assert_eq!(clean_path("%2e%2e/secret").as_deref(), Some("%2e%2e/secret"));
+    }
+
+    /// U-03: every UI CSP carries a `sandbox` without `allow-same-origin`.
+    #[test]
+    fn u03_csp_always_sandboxes_ui_documents() {
+        assert_eq!(with_sandbox(DEFAULT_UI_CSP).unwrap(), DEFAULT_UI_CSP);
+        assert!(DEFAULT_UI_CSP.ends_with(UI_CSP_SANDBOX));
+        assert_eq!(
+            with_sandbox("default-src 'self';").unwrap(),
+            format!("default-src 'self'; {UI_CSP_SANDBOX}")
+        );
+        assert_eq!(with_sandbox("").unwrap(), UI_CSP_SANDBOX);
+        assert_eq!(
+            with_sandbox("default-src 'none'; Sandbox allow-scripts").unwrap(),
+            "default-src 'none'; Sandbox allow-scripts"
+        );
+        for bad in [
+            "default-src 'self'; sandbox allow-scripts allow-same-origin",
+            "sandbox allow-top-navigation-by-user-activation",
+        ] {
+            assert!(with_sandbox(bad).unwrap_err().contains("must not grant"), "{bad}");
+        }
     }
 
     #[test]
