@@ -421,21 +421,24 @@ impl Egress {
         } = head;
         let limit = config.max_response_bytes;
         let mut received = Vec::new();
-        while has_body {
-            let (end, phase) = self.bound(config.idle_timeout, total, Phase::Idle);
-            let frame = match timeout_at(end, body.frame()).await {
-                Err(_) => return Err(EgressError::Timeout { phase }),
-                Ok(None) => break,
-                Ok(Some(frame)) => frame.map_err(|source| EgressError::Http { source })?,
-            };
-            if let Ok(data) = frame.into_data() {
-                tally.received += data.len() as u64;
-                if (received.len() + data.len()) as u64 > limit {
-                    return Err(EgressError::ResponseTooLarge { limit });
+        // A HEAD, 204 or 304 response has no body to read.
+        if has_body {
+            loop {
+                let (end, phase) = self.bound(config.idle_timeout, total, Phase::Idle);
+                let frame = match timeout_at(end, body.frame()).await {
+                    Err(_) => return Err(EgressError::Timeout { phase }),
+                    Ok(None) => break,
+                    Ok(Some(frame)) => frame.map_err(|source| EgressError::Http { source })?,
+                };
+                if let Ok(data) = frame.into_data() {
+                    tally.received += data.len() as u64;
+                    if (received.len() + data.len()) as u64 > limit {
+                        return Err(EgressError::ResponseTooLarge { limit });
+                    }
+                    // the invocation's responses together stay under its budget.
+                    budget.take(data.len() as u64)?;
+                    received.extend_from_slice(&data);
                 }
-                // the invocation's responses together stay under its budget.
-                budget.take(data.len() as u64)?;
-                received.extend_from_slice(&data);
             }
         }
         Ok(EgressResponse {
