@@ -11,12 +11,17 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -27,10 +32,10 @@ use tokio::time::{Instant, timeout_at};
 use crate::addr::classify;
 use crate::config::{EgressConfig, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS};
 use crate::error::{EgressError, Phase, RequestPart, UrlProblem, printable};
-use crate::headers::{CheckedHeaders, SecretSource};
+use crate::headers::{BodyLength, CheckedHeaders, SecretSource};
 use crate::policy::{Destination, HostName, Policy, Scheme};
 use crate::resolve::{Resolve, ResolveError, SystemResolver};
-use crate::stats::{EgressStats, Outcome, RequestBudget};
+use crate::stats::{EgressStats, Outcome, RequestBudget, ResponseAllowance};
 use crate::tls;
 
 /// A guest's request, as the WIT `http-request` record carries it.
@@ -53,6 +58,121 @@ impl fmt::Debug for EgressRequest {
             .field("headers", &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>())
             .field("body_len", &self.body.as_ref().map(Vec::len))
             .finish()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body produced while the request is under way (a `wasi:http` guest's outgoing
+/// body): sent as it comes, chunked unless the request declares a `Content-Length` (which
+/// hyper then enforces), under [`EgressConfig::max_request_body_bytes`] and the idle timeout
+/// between its pieces. See [`Egress::fetch_streamed`].
+pub struct StreamedBody {
+    body: UnsyncBoxBody<Bytes, BoxError>,
+    sent: Arc<AtomicU64>,
+}
+
+impl StreamedBody {
+    pub fn new<B>(body: B) -> StreamedBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        StreamedBody {
+            body: body.map_err(Into::into).boxed_unsync(),
+            sent: Arc::default(),
+        }
+    }
+
+    /// Body bytes handed to the connection so far (a shared counter, still readable after
+    /// the body was given to [`Egress::fetch_streamed`]).
+    pub fn sent(&self) -> Arc<AtomicU64> {
+        self.sent.clone()
+    }
+}
+
+impl fmt::Debug for StreamedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamedBody")
+            .field("sent", &self.sent.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a streamed body stopped; carried through hyper's error as its source.
+#[derive(Debug, thiserror::Error)]
+enum BodyStop {
+    #[error("request body over the limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("request body idle")]
+    Idle,
+    #[error("request body failed")]
+    Source(#[source] BoxError),
+}
+
+/// The body hyper sends: buffered (`http.fetch`) or streamed and metered (`wasi:http`).
+enum OutBody {
+    Full(Full<Bytes>),
+    Streamed {
+        body: UnsyncBoxBody<Bytes, BoxError>,
+        sent: Arc<AtomicU64>,
+        limit: u64,
+        idle: Duration,
+        /// Fires when the producer has been silent for `idle`: started when it first has
+        /// nothing to give, cleared by every frame.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
+}
+
+impl Body for OutBody {
+    type Data = Bytes;
+    type Error = BodyStop;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyStop>>> {
+        match self.get_mut() {
+            OutBody::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            OutBody::Streamed {
+                body,
+                sent,
+                limit,
+                idle,
+                timer,
+            } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let size = sent.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                        if size > *limit {
+                            return Poll::Ready(Some(Err(BodyStop::TooLarge { size, limit: *limit })));
+                        }
+                    }
+                    *timer = None;
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyStop::Source(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => {
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
+                    match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(BodyStop::Idle))),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OutBody::Full(full) => full.is_end_stream(),
+            OutBody::Streamed { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OutBody::Full(full) => full.size_hint(),
+            OutBody::Streamed { body, .. } => body.size_hint(),
+        }
     }
 }
 
@@ -140,17 +260,21 @@ impl Drop for AbortOnDrop {
 
 /// Records one request in [`EgressStats`] when dropped, so a request cut off by the runner's
 /// outer timeout is counted too (as failed).
-struct Tally<'a> {
-    stats: &'a EgressStats,
-    tenant: &'a str,
+/// Owned, so a streamed response's body can carry it until it ends.
+struct Tally {
+    stats: Arc<EgressStats>,
+    tenant: String,
     outcome: Outcome,
     sent: u64,
     received: u64,
+    /// A streamed request body's counter, read when the tally is recorded.
+    streamed_sent: Option<Arc<AtomicU64>>,
 }
 
-impl Drop for Tally<'_> {
+impl Drop for Tally {
     fn drop(&mut self) {
-        self.stats.record(self.tenant, self.outcome, self.sent, self.received);
+        let sent = self.sent + self.streamed_sent.as_ref().map_or(0, |s| s.load(Ordering::Relaxed));
+        self.stats.record(&self.tenant, self.outcome, sent, self.received);
     }
 }
 
@@ -188,10 +312,15 @@ impl Egress {
         &self.inner.stats
     }
 
-    /// A fresh request counter for one invocation
-    /// ([`EgressConfig::max_requests_per_invocation`]).
+    /// A fresh request and response-byte counter for one invocation
+    /// ([`EgressConfig::max_requests_per_invocation`],
+    /// [`EgressConfig::max_response_bytes_per_invocation`]).
     pub fn budget(&self) -> RequestBudget {
-        RequestBudget::new(self.inner.config.max_requests_per_invocation)
+        let config = &self.inner.config;
+        RequestBudget::with_response_bytes(
+            config.max_requests_per_invocation,
+            config.max_response_bytes_per_invocation,
+        )
     }
 
     /// Sends `request` if every check passes and returns the upstream's response as is
@@ -200,45 +329,168 @@ impl Egress {
     /// # Errors
     /// [`EgressError`]; [`EgressError::kind`] gives the WIT `http-error` for the guest.
     pub async fn fetch(&self, request: EgressRequest, ctx: FetchContext<'_>) -> Result<EgressResponse, EgressError> {
-        let mut tally = Tally {
-            stats: &self.inner.stats,
-            tenant: ctx.tenant,
+        let mut tally = self.tally(&ctx, None);
+        let result = match self.start(request, None, &ctx, &mut tally).await {
+            Ok(head) => self.read_whole(head, &mut tally).await,
+            Err(e) => Err(e),
+        };
+        tally.outcome = outcome(&result);
+        result
+    }
+
+    /// [`Egress::fetch`] for a `wasi:http` guest: the request body is sent while it is
+    /// produced (`request.body` must be `None`), and the response is handed over as soon as its
+    /// head arrives, its body read as the caller reads it. So an upstream may answer before the
+    /// request body ends, and the body's producer may wait for that answer (a guest piping its
+    /// upstream's echo back, Wasmtime's "double-echo"); nothing is buffered whole. The same
+    /// checks, caps, timeouts (each body phase inside the request's total and the invocation
+    /// deadline) and counters apply.
+    ///
+    /// # Errors
+    /// As [`Egress::fetch`], up to the response head. A request body over
+    /// [`EgressConfig::max_request_body_bytes`] (or a declared `Content-Length` over it) is
+    /// [`EgressError::RequestTooLarge`], a producer silent for the idle timeout is
+    /// [`EgressError::Timeout`], one that broke off is [`EgressError::RequestBody`]; errors
+    /// after the head come out of the response body.
+    pub async fn fetch_streamed(
+        &self,
+        request: EgressRequest,
+        body: StreamedBody,
+        ctx: FetchContext<'_>,
+    ) -> Result<StreamedResponse, EgressError> {
+        let mut tally = self.tally(&ctx, Some(body.sent()));
+        if request.body.is_some() {
+            return Err(internal("a streamed request also carried a buffered body"));
+        }
+        let head = self.start(request, Some(body), &ctx, &mut tally).await;
+        tally.outcome = outcome(&head);
+        let head = head?;
+        let headers = response_headers(&head.parts);
+        let config = &self.inner.config;
+        Ok(StreamedResponse {
+            status: head.parts.status.as_u16(),
+            headers,
+            body: ResponseBody {
+                body: head.has_body.then_some(head.body),
+                _connection: head.connection,
+                limit: config.max_response_bytes,
+                received: 0,
+                idle: config.idle_timeout,
+                total: head.total,
+                timer: None,
+                budget: ctx.budget.response_allowance(),
+                tally,
+            },
+        })
+    }
+
+    fn tally(&self, ctx: &FetchContext<'_>, streamed_sent: Option<Arc<AtomicU64>>) -> Tally {
+        Tally {
+            stats: self.inner.stats.clone(),
+            tenant: ctx.tenant.to_owned(),
             outcome: Outcome::Failed,
             sent: 0,
             received: 0,
-        };
-        let result = match ctx.budget.take() {
-            Ok(()) => self.fetch_inner(request, &ctx, &mut tally).await,
-            Err(e) => Err(e),
-        };
-        tally.outcome = match &result {
-            Ok(_) => Outcome::Success,
-            Err(e) if e.is_denial() => Outcome::Denied,
-            Err(_) => Outcome::Failed,
-        };
-        result
+            streamed_sent,
+        }
+    }
+
+    /// Takes a request from the budget and runs it up to the response head.
+    async fn start(
+        &self,
+        request: EgressRequest,
+        streamed: Option<StreamedBody>,
+        ctx: &FetchContext<'_>,
+        tally: &mut Tally,
+    ) -> Result<Head, EgressError> {
+        ctx.budget.take()?;
+        self.fetch_inner(request, streamed, ctx, tally).await
+    }
+
+    /// Reads a response body whole, under the response cap, the idle timeout and the
+    /// invocation's response budget.
+    async fn read_whole(&self, head: Head, tally: &mut Tally) -> Result<EgressResponse, EgressError> {
+        let config = &self.inner.config;
+        let Head {
+            parts,
+            mut body,
+            has_body,
+            total,
+            budget,
+            connection: _connection,
+        } = head;
+        let limit = config.max_response_bytes;
+        let mut received = Vec::new();
+        // A HEAD, 204 or 304 response has no body to read.
+        if has_body {
+            loop {
+                let (end, phase) = self.bound(config.idle_timeout, total, Phase::Idle);
+                let frame = match timeout_at(end, body.frame()).await {
+                    Err(_) => return Err(EgressError::Timeout { phase }),
+                    Ok(None) => break,
+                    Ok(Some(frame)) => frame.map_err(|source| EgressError::Http { source })?,
+                };
+                if let Ok(data) = frame.into_data() {
+                    tally.received += data.len() as u64;
+                    if (received.len() + data.len()) as u64 > limit {
+                        return Err(EgressError::ResponseTooLarge { limit });
+                    }
+                    // the invocation's responses together stay under its budget.
+                    budget.take(data.len() as u64)?;
+                    received.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(EgressResponse {
+            status: parts.status.as_u16(),
+            headers: response_headers(&parts),
+            body: received,
+        })
     }
 
     async fn fetch_inner(
         &self,
         request: EgressRequest,
+        streamed: Option<StreamedBody>,
         ctx: &FetchContext<'_>,
-        tally: &mut Tally<'_>,
-    ) -> Result<EgressResponse, EgressError> {
+        tally: &mut Tally,
+    ) -> Result<Head, EgressError> {
         let config = &self.inner.config;
         let total = ctx.deadline.min(Instant::now() + config.total_timeout);
+        let too_large = |size: u64| EgressError::RequestTooLarge {
+            part: RequestPart::Body,
+            size,
+            limit: config.max_request_body_bytes,
+        };
 
         let method = parse_method(&request.method)?;
         let destination = Destination::parse(&request.url)?;
-        let body = request.body.unwrap_or_default();
-        if body.len() as u64 > config.max_request_body_bytes {
-            return Err(EgressError::RequestTooLarge {
-                part: RequestPart::Body,
-                size: body.len() as u64,
-                limit: config.max_request_body_bytes,
-            });
-        }
-        let headers = CheckedHeaders::check(&request.headers, body.len())?;
+        let (body, headers) = match streamed {
+            None => {
+                let body = request.body.unwrap_or_default();
+                if body.len() as u64 > config.max_request_body_bytes {
+                    return Err(too_large(body.len() as u64));
+                }
+                let headers = CheckedHeaders::check(&request.headers, body.len())?;
+                (OutBody::Full(Full::new(Bytes::from(body))), headers)
+            }
+            Some(StreamedBody { body, sent }) => {
+                let headers = CheckedHeaders::check_for(&request.headers, BodyLength::Streamed)?;
+                if let Some(declared) = headers.declared_length()
+                    && declared > config.max_request_body_bytes
+                {
+                    return Err(too_large(declared));
+                }
+                let body = OutBody::Streamed {
+                    body,
+                    sent,
+                    limit: config.max_request_body_bytes,
+                    idle: config.idle_timeout,
+                    timer: None,
+                };
+                (body, headers)
+            }
+        };
 
         // An IP literal is vetted before the allowlist, so an internal address is always
         // reported as such (S-01); a name is resolved only once the allowlist admits it, so
@@ -272,14 +524,18 @@ impl Egress {
         let uri: http::Uri = destination.origin_form().parse().map_err(|_| EgressError::InvalidUrl {
             problem: UrlProblem::InvalidRequestTarget,
         })?;
-        let mut http_request = Request::new(Full::new(Bytes::from(body)));
+        let mut http_request = Request::new(body);
         *http_request.method_mut() = method;
         *http_request.uri_mut() = uri;
         *http_request.headers_mut() = header_map;
 
         let tcp = self.connect(&addrs, total).await?;
+        let exchange = Exchange {
+            total,
+            budget: ctx.budget.response_allowance(),
+        };
         match destination.scheme() {
-            Scheme::Http => self.exchange(tcp, http_request, total, tally).await,
+            Scheme::Http => self.exchange(tcp, http_request, exchange, tally).await,
             Scheme::Https => {
                 let server_name = match destination.host() {
                     HostName::Domain(name) => ServerName::try_from(name.clone()).map_err(|e| EgressError::Tls {
@@ -296,7 +552,7 @@ impl Egress {
                         host: destination.host().to_string(),
                         source,
                     })?;
-                self.exchange(stream, http_request, total, tally).await
+                self.exchange(stream, http_request, exchange, tally).await
             }
         }
     }
@@ -403,40 +659,45 @@ impl Egress {
         Err(last.unwrap_or_else(|| internal("no address to connect to")))
     }
 
-    /// One HTTP/1.1 exchange on a fresh connection: no pooling, no redirects, no upgrades.
+    /// One HTTP/1.1 exchange on a fresh connection, up to the response head: no pooling, no
+    /// redirects, no upgrades. A streamed request body goes on being sent while the response
+    /// is read (the connection task runs until the [`Head`] is dropped).
     async fn exchange<IO>(
         &self,
         io: IO,
-        request: Request<Full<Bytes>>,
-        total: Instant,
-        tally: &mut Tally<'_>,
-    ) -> Result<EgressResponse, EgressError>
+        request: Request<OutBody>,
+        exchange: Exchange,
+        tally: &mut Tally,
+    ) -> Result<Head, EgressError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.inner.config;
-        let http_error = |source| EgressError::Http { source };
+        let Exchange { total, budget } = exchange;
+        let http_error = |source: hyper::Error| body_stop(&source).unwrap_or(EgressError::Http { source });
         let (mut sender, connection) = http1::Builder::new()
             .max_headers(MAX_RESPONSE_HEADERS)
             .max_header_size(MAX_RESPONSE_HEADER_BYTES)
             .handshake(TokioIo::new(io))
             .await
             .map_err(http_error)?;
-        let _connection = AbortOnDrop(tokio::spawn(async move {
+        let connection = AbortOnDrop(tokio::spawn(async move {
             // Its errors surface through `send_request` and the body.
             let _ = connection.await;
         }));
 
-        let body_len = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(0);
+        // A buffered body's length is known; a streamed one's is counted as it goes.
+        if let OutBody::Full(full) = request.body() {
+            tally.sent += full.size_hint().exact().unwrap_or(0);
+        }
         let head = request.method() == Method::HEAD;
         let (end, phase) = self.bound(config.first_byte_timeout, total, Phase::FirstByte);
         let response = timeout_at(end, sender.send_request(request))
             .await
             .map_err(|_| EgressError::Timeout { phase })?
             .map_err(http_error)?;
-        tally.sent += body_len;
 
-        let (parts, mut body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let limit = config.max_response_bytes;
         // A HEAD, 204 or 304 response declares a length it does not send.
         let has_body = !head && !matches!(parts.status.as_u16(), 204 | 304);
@@ -447,38 +708,173 @@ impl Egress {
         if has_body && declared.is_some_and(|len| len > limit) {
             return Err(EgressError::ResponseTooLarge { limit });
         }
-        let mut received = Vec::new();
-        loop {
-            let (end, phase) = self.bound(config.idle_timeout, total, Phase::Idle);
-            let frame = match timeout_at(end, body.frame()).await {
-                Err(_) => return Err(EgressError::Timeout { phase }),
-                Ok(None) => break,
-                Ok(Some(frame)) => frame.map_err(http_error)?,
-            };
-            if let Ok(data) = frame.into_data() {
-                tally.received += data.len() as u64;
-                if (received.len() + data.len()) as u64 > limit {
-                    return Err(EgressError::ResponseTooLarge { limit });
-                }
-                received.extend_from_slice(&data);
-            }
-        }
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        Ok(EgressResponse {
-            status: parts.status.as_u16(),
-            headers,
-            body: received,
+        Ok(Head {
+            parts,
+            body,
+            has_body,
+            total,
+            budget,
+            connection,
         })
     }
+}
+
+/// A response up to its head, with the connection that carries its body.
+struct Head {
+    parts: http::response::Parts,
+    body: hyper::body::Incoming,
+    has_body: bool,
+    /// The request's end, which bounds reading the body too.
+    total: Instant,
+    budget: Arc<ResponseAllowance>,
+    connection: AbortOnDrop,
+}
+
+fn response_headers(parts: &http::response::Parts) -> Vec<(String, String)> {
+    parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn outcome<T>(result: &Result<T, EgressError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.is_denial() => Outcome::Denied,
+        Err(_) => Outcome::Failed,
+    }
+}
+
+/// [`Egress::fetch_streamed`]'s answer: the head, and a body read as the caller reads it.
+#[derive(Debug)]
+pub struct StreamedResponse {
+    pub status: u16,
+    /// As in [`EgressResponse::headers`].
+    pub headers: Vec<(String, String)>,
+    pub body: ResponseBody,
+}
+
+/// A streamed upstream response body: at most [`EgressConfig::max_response_bytes`], each
+/// piece within the idle timeout and all of it within the request's total timeout (and the
+/// invocation deadline), charged to the invocation's response budget. Dropping it closes the
+/// connection; its bytes are counted in [`EgressStats`] when it ends or is dropped.
+pub struct ResponseBody {
+    body: Option<hyper::body::Incoming>,
+    _connection: AbortOnDrop,
+    limit: u64,
+    received: u64,
+    idle: Duration,
+    total: Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    budget: Arc<ResponseAllowance>,
+    tally: Tally,
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("received", &self.received)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    fn fail(&mut self, error: EgressError) -> Poll<Option<Result<Frame<Bytes>, EgressError>>> {
+        self.body = None;
+        self.tally.outcome = Outcome::Failed;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = EgressError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, EgressError>>> {
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.body = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(source))) => this.fail(EgressError::Http { source }),
+            Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
+                let Some(data) = frame.data_ref() else {
+                    return Poll::Ready(Some(Ok(frame)));
+                };
+                let len = data.len() as u64;
+                this.tally.received += len;
+                this.received += len;
+                if this.received > this.limit {
+                    return this.fail(EgressError::ResponseTooLarge { limit: this.limit });
+                }
+                if let Err(e) = this.budget.take(len) {
+                    return this.fail(e);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                let (idle, total) = (this.idle, this.total);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(total.min(Instant::now() + idle))));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let phase = if Instant::now() >= total {
+                    Phase::Total
+                } else {
+                    Phase::Idle
+                };
+                this.fail(EgressError::Timeout { phase })
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+}
+
+/// What one exchange needs besides the connection and the request.
+struct Exchange {
+    /// The request's end (its total timeout or the invocation deadline).
+    total: Instant,
+    /// The invocation's response budget.
+    budget: Arc<ResponseAllowance>,
+}
+
+/// The egress error behind a hyper error caused by a streamed body, if that is its cause.
+fn body_stop(error: &hyper::Error) -> Option<EgressError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(stop) = cause.downcast_ref::<BodyStop>() {
+            return Some(match stop {
+                BodyStop::TooLarge { size, limit } => EgressError::RequestTooLarge {
+                    part: RequestPart::Body,
+                    size: *size,
+                    limit: *limit,
+                },
+                BodyStop::Idle => EgressError::Timeout { phase: Phase::Idle },
+                BodyStop::Source(e) => EgressError::RequestBody {
+                    source: e.to_string().into(),
+                },
+            });
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The six methods WHATWG fetch normalises to upper case; anything else must already be a

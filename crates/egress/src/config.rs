@@ -32,6 +32,11 @@ pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Response body bytes buffered for the guest (S-10): the body is handed over in one piece
 /// (`list<u8>`), so this is host memory per in-flight request.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 10 * 1024 * 1024;
+/// Response body bytes one invocation may receive in all: each response is buffered by
+/// the host, outside the guest's memory limit, until the guest has read it, so without a sum
+/// `max_requests_per_invocation` responses of the per-response cap (32 × 10 MiB) could be held
+/// at once. Three full-size responses, or many ordinary API answers.
+pub const DEFAULT_MAX_RESPONSE_BYTES_PER_INVOCATION: u64 = 32 * 1024 * 1024;
 /// Request body bytes forwarded per request. The guest already holds them in memory; the cap
 /// keeps one invocation from turning the runner into a bulk uploader.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -67,7 +72,9 @@ pub struct EgressConfig {
     pub total_timeout: Duration,
     /// See [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub max_response_bytes: u64,
-    /// See [`DEFAULT_MAX_REQUEST_BODY_BYTES`].
+    /// See [`DEFAULT_MAX_RESPONSE_BYTES_PER_INVOCATION`]; used by [`crate::Egress::budget`].
+    pub max_response_bytes_per_invocation: u64,
+    /// See [`DEFAULT_MAX_REQUEST_BODY_BYTES`]; enforced while a streamed body is sent too.
     pub max_request_body_bytes: u64,
     /// See [`DEFAULT_MAX_REQUESTS_PER_INVOCATION`]; used by [`crate::Egress::budget`].
     pub max_requests_per_invocation: u32,
@@ -95,6 +102,7 @@ impl Default for EgressConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_response_bytes_per_invocation: DEFAULT_MAX_RESPONSE_BYTES_PER_INVOCATION,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
             max_requests_per_invocation: DEFAULT_MAX_REQUESTS_PER_INVOCATION,
             addresses: AddressPolicy::default(),
@@ -125,6 +133,8 @@ pub const ENV_TOTAL_TIMEOUT_MS: &str = "EXT_EGRESS_TOTAL_TIMEOUT_MS";
 pub const ENV_MAX_RESPONSE_BYTES: &str = "EXT_EGRESS_MAX_RESPONSE_BYTES";
 /// [`EgressConfig::max_request_body_bytes`].
 pub const ENV_MAX_REQUEST_BODY_BYTES: &str = "EXT_EGRESS_MAX_REQUEST_BODY_BYTES";
+/// [`EgressConfig::max_response_bytes_per_invocation`].
+pub const ENV_MAX_RESPONSE_BYTES_PER_INVOCATION: &str = "EXT_EGRESS_MAX_RESPONSE_BYTES_PER_INVOCATION";
 /// [`EgressConfig::max_requests_per_invocation`].
 pub const ENV_MAX_REQUESTS: &str = "EXT_EGRESS_MAX_REQUESTS_PER_INVOCATION";
 /// [`EgressConfig::secrets_require_https`], `true` or `false`.
@@ -142,6 +152,7 @@ pub const ENV_VARS: &[&str] = &[
     ENV_TOTAL_TIMEOUT_MS,
     ENV_MAX_RESPONSE_BYTES,
     ENV_MAX_REQUEST_BODY_BYTES,
+    ENV_MAX_RESPONSE_BYTES_PER_INVOCATION,
     ENV_MAX_REQUESTS,
     ENV_SECRETS_REQUIRE_HTTPS,
 ];
@@ -303,6 +314,9 @@ impl Settings {
         if let Some(v) = positive(ENV_MAX_REQUEST_BODY_BYTES) {
             config.max_request_body_bytes = v;
         }
+        if let Some(v) = positive(ENV_MAX_RESPONSE_BYTES_PER_INVOCATION) {
+            config.max_response_bytes_per_invocation = v;
+        }
         if let Some(v) = positive(ENV_MAX_REQUESTS) {
             config.max_requests_per_invocation = u32::try_from(v).unwrap_or(u32::MAX);
         }
@@ -369,6 +383,7 @@ mod tests {
             (ENV_TOTAL_TIMEOUT_MS, "4000"),
             (ENV_MAX_RESPONSE_BYTES, "1024"),
             (ENV_MAX_REQUEST_BODY_BYTES, "2048"),
+            (ENV_MAX_RESPONSE_BYTES_PER_INVOCATION, "4096"),
             (ENV_MAX_REQUESTS, "3"),
             (ENV_SECRETS_REQUIRE_HTTPS, "false"),
         ]))
@@ -380,6 +395,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(3));
         assert_eq!(c.total_timeout, Duration::from_secs(4));
         assert_eq!((c.max_response_bytes, c.max_request_body_bytes), (1024, 2048));
+        assert_eq!(c.max_response_bytes_per_invocation, 4096);
         assert_eq!(c.max_requests_per_invocation, 3);
         assert!(!c.secrets_require_https);
         assert_eq!(c.addresses.allowances().len(), 2);

@@ -116,6 +116,16 @@ pub enum EgressError {
     /// The response body passed the response byte cap (S-10).
     #[error("response body over the limit of {limit} bytes")]
     ResponseTooLarge { limit: u64 },
+    /// The invocation's responses together passed its response byte budget (A-22: the host
+    /// buffers them outside the guest's memory limit).
+    #[error("responses of this invocation over their budget of {limit} bytes")]
+    ResponseBudgetExceeded { limit: u64 },
+    /// A streamed request body failed while it was being sent (its producer broke off).
+    #[error("request body stream failed")]
+    RequestBody {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     // ---- internal ----
     /// The host failed in a way unrelated to the request (TLS setup, request assembly).
@@ -150,7 +160,9 @@ impl EgressError {
             | Timeout { .. }
             | Tls { .. }
             | Http { .. }
-            | ResponseTooLarge { .. } => HttpErrorKind::Transport,
+            | ResponseTooLarge { .. }
+            | ResponseBudgetExceeded { .. }
+            | RequestBody { .. } => HttpErrorKind::Transport,
             Internal { .. } => HttpErrorKind::Internal,
         }
     }
@@ -185,6 +197,8 @@ impl EgressError {
             Tls { .. } => "tls_failed",
             Http { .. } => "http_protocol_error",
             ResponseTooLarge { .. } => "response_too_large",
+            ResponseBudgetExceeded { .. } => "response_budget_exceeded",
+            RequestBody { .. } => "request_body_failed",
             Internal { .. } => "internal",
         }
     }
@@ -286,7 +300,7 @@ pub enum Phase {
     Connect,
     /// Waiting for the response head.
     FirstByte,
-    /// Silence between two pieces of the response body.
+    /// Silence between two pieces of the response body, or of a streamed request body.
     Idle,
     /// The whole request, or the invocation deadline, whichever came first.
     Total,

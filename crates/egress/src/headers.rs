@@ -115,6 +115,19 @@ fn parse_template(value: &str) -> Result<Vec<Piece>, HeaderProblem> {
 #[derive(Debug)]
 pub(crate) struct CheckedHeaders {
     entries: Vec<(HeaderName, Vec<Piece>)>,
+    /// A streamed body's declared `Content-Length`, sent as is (hyper then frames the body by
+    /// it and fails the request if the body is shorter or longer).
+    declared_length: Option<u64>,
+}
+
+/// The body a set of headers goes with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BodyLength {
+    /// A buffered body of this many bytes.
+    Known(usize),
+    /// A body still being produced (its length is whatever `Content-Length` declares, or it
+    /// is sent chunked).
+    Streamed,
 }
 
 impl CheckedHeaders {
@@ -125,6 +138,15 @@ impl CheckedHeaders {
     /// [`EgressError::RequestTooLarge`], [`EgressError::InvalidHeader`] or
     /// [`EgressError::ForbiddenHeader`].
     pub(crate) fn check(headers: &[(String, String)], body_len: usize) -> Result<CheckedHeaders, EgressError> {
+        CheckedHeaders::check_for(headers, BodyLength::Known(body_len))
+    }
+
+    /// [`CheckedHeaders::check`] for a body of `length`: a streamed body's `Content-Length`
+    /// must be a number, and is kept.
+    ///
+    /// # Errors
+    /// As [`CheckedHeaders::check`].
+    pub(crate) fn check_for(headers: &[(String, String)], length: BodyLength) -> Result<CheckedHeaders, EgressError> {
         if headers.len() > MAX_REQUEST_HEADERS {
             return Err(EgressError::RequestTooLarge {
                 part: RequestPart::HeaderCount,
@@ -141,6 +163,7 @@ impl CheckedHeaders {
             });
         }
         let mut entries = Vec::with_capacity(headers.len());
+        let mut declared_length = None;
         for (raw_name, value) in headers {
             let invalid = |problem| EgressError::InvalidHeader {
                 name: printable(raw_name),
@@ -156,15 +179,31 @@ impl CheckedHeaders {
                 return Err(invalid(HeaderProblem::InvalidValue));
             }
             if name == http::header::CONTENT_LENGTH {
-                if value.trim().parse::<usize>().ok() != Some(body_len) {
-                    return Err(invalid(HeaderProblem::ContentLengthMismatch));
+                let parsed = value.trim().parse::<u64>().ok();
+                match length {
+                    BodyLength::Known(body_len) if parsed != Some(body_len as u64) => {
+                        return Err(invalid(HeaderProblem::ContentLengthMismatch));
+                    }
+                    BodyLength::Known(_) => {}
+                    BodyLength::Streamed => match (parsed, declared_length) {
+                        (Some(len), None) => declared_length = Some(len),
+                        _ => return Err(invalid(HeaderProblem::ContentLengthMismatch)),
+                    },
                 }
                 continue;
             }
             let pieces = parse_template(value).map_err(invalid)?;
             entries.push((name, pieces));
         }
-        Ok(CheckedHeaders { entries })
+        Ok(CheckedHeaders {
+            entries,
+            declared_length,
+        })
+    }
+
+    /// A streamed body's declared length, if it has one.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        self.declared_length
     }
 
     /// The first secret referenced, if any.
@@ -210,6 +249,9 @@ impl CheckedHeaders {
             })?;
             header.set_sensitive(sensitive);
             map.append(name.clone(), header);
+        }
+        if let Some(len) = self.declared_length {
+            map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         Ok(())
     }
@@ -284,6 +326,28 @@ mod tests {
         assert_eq!(CheckedHeaders::check(&many, 0).unwrap_err().code(), "request_too_large");
         let big = headers(&[("x-big", &"v".repeat(MAX_REQUEST_HEADER_BYTES))]);
         assert_eq!(CheckedHeaders::check(&big, 0).unwrap_err().code(), "request_too_large");
+    }
+
+    /// Item 10: a streamed body keeps its declared length (one, numeric); a buffered body's is
+    /// checked against the body and left to the client.
+    #[test]
+    fn streamed_body_keeps_its_declared_length() {
+        let checked = CheckedHeaders::check_for(&headers(&[("Content-Length", "5")]), BodyLength::Streamed).unwrap();
+        assert_eq!(checked.declared_length(), Some(5));
+        let mut map = HeaderMap::new();
+        checked.render(&NoSecrets, &mut map).unwrap();
+        assert_eq!(map["content-length"], "5");
+        let none = CheckedHeaders::check_for(&headers(&[("X-A", "1")]), BodyLength::Streamed).unwrap();
+        assert_eq!(none.declared_length(), None);
+        for bad in [
+            &[("Content-Length", "five")][..],
+            &[("Content-Length", "1"), ("content-length", "1")],
+        ] {
+            let err = CheckedHeaders::check_for(&headers(bad), BodyLength::Streamed).unwrap_err();
+            assert_eq!(err.code(), "invalid_header", "{bad:?}");
+        }
+        let buffered = CheckedHeaders::check(&headers(&[("Content-Length", "3")]), 3).unwrap();
+        assert_eq!(buffered.declared_length(), None);
     }
 
     #[test]

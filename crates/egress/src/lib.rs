@@ -8,7 +8,9 @@
 //! - [`addr`]: the address table (smokescreen's, plus the IPv4-carrying IPv6 forms) and the
 //!   operator's CIDR allowances ([`AddressPolicy`]).
 //! - [`resolve`]: the resolver seam ([`Resolve`]), the system resolver and a fake one.
-//! - [`client`]: [`Egress`], [`EgressRequest`], [`EgressResponse`], [`FetchContext`].
+//! - [`client`]: [`Egress`], [`EgressRequest`], [`EgressResponse`], [`FetchContext`], and
+//!   [`StreamedBody`] for a request body produced while the request is under way
+//!   ([`Egress::fetch_streamed`], a `wasi:http` guest's outgoing body).
 //! - [`headers`]: request header rules and secret handles (`{{secret:NAME}}`, [`SecretSource`]).
 //! - [`stats`]: per-tenant counters ([`EgressStats`]) and the per-invocation [`RequestBudget`].
 //! - [`config`]: the limit stack (`DEFAULT_*`/`MAX_*`), [`EgressConfig`], and the `EXT_EGRESS_*`
@@ -27,7 +29,7 @@
 //! |---|---|
 //! | `invalid-url` | `InvalidUrl` (`invalid_url`), `InvalidMethod` (`invalid_method`), `InvalidHeader` (`invalid_header`: CR/LF/NUL, bad name, malformed secret reference, Content-Length mismatch), `RequestTooLarge` (`request_too_large`) |
 //! | `not-allowed` | `SchemeNotAllowed`, `UserinfoNotAllowed`, `NotAllowed` (`destination_not_allowed`), `IpLiteralNotAllowed`, `DestinationIpProhibited`, `SelfConnection`, `ForbiddenHeader`, `UnknownSecret`, `SecretRequiresHttps`, `RequestLimitExceeded` |
-//! | `transport` | `Dns` (`dns_error`), `DnsTimeout`, `Connect` (`connect_failed`), `Timeout` (`connect_timeout`, `first_byte_timeout`, `idle_timeout`, `total_timeout`), `Tls` (`tls_failed`), `Http` (`http_protocol_error`), `ResponseTooLarge` |
+//! | `transport` | `Dns` (`dns_error`), `DnsTimeout`, `Connect` (`connect_failed`), `Timeout` (`connect_timeout`, `first_byte_timeout`, `idle_timeout`, `total_timeout`), `Tls` (`tls_failed`), `Http` (`http_protocol_error`), `ResponseTooLarge`, `ResponseBudgetExceeded` (`response_budget_exceeded`), `RequestBody` (`request_body_failed`: a streamed body broke off) |
 //! | `internal` | `Internal` |
 //!
 //! For a `wasi:http` guest the same errors map onto `error-code`: `DestinationIpProhibited`
@@ -48,12 +50,15 @@ pub mod stats;
 mod tls;
 
 pub use addr::{AddressPolicy, Cidr, CidrError, Prohibited, Range};
-pub use client::{Egress, EgressRequest, EgressResponse, FetchContext, SetupError};
+pub use client::{
+    Egress, EgressRequest, EgressResponse, FetchContext, ResponseBody, SetupError, StreamedBody, StreamedResponse,
+};
 pub use config::{
     ConfigError, ConfigErrors, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_REQUESTS_PER_INVOCATION,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TOTAL_TIMEOUT, EgressConfig, MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS,
-    MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS, MAX_SECRET_NAME_BYTES, MAX_URL_BYTES, Settings,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES_PER_INVOCATION, DEFAULT_TOTAL_TIMEOUT, EgressConfig,
+    MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS,
+    MAX_SECRET_NAME_BYTES, MAX_URL_BYTES, Settings,
 };
 pub use error::{EgressError, HeaderProblem, HttpErrorKind, Phase, RequestPart, UrlProblem};
 pub use headers::{NoSecrets, SecretSource, StaticSecrets};

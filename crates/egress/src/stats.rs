@@ -1,5 +1,5 @@
 //! Per-tenant egress counters ([`EgressStats`]) for the runner to export, and the
-//! per-invocation request counter ([`RequestBudget`], S-10).
+//! per-invocation request and response-byte counter ([`RequestBudget`], S-10, A-22).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -100,26 +100,68 @@ fn snapshot(c: &Counters) -> TenantEgress {
     }
 }
 
-/// How many requests one invocation may still make (S-10). The runner creates one per
-/// invocation ([`crate::Egress::budget`]) and passes it in every [`crate::FetchContext`].
+/// How many requests one invocation may still make (S-10), and how many upstream response
+/// body bytes it may still receive (A-22: responses are buffered by the host, outside the
+/// guest's memory limit, so their sum per invocation is capped, not only each one). The runner
+/// creates one per invocation ([`crate::Egress::budget`]) and passes it in every
+/// [`crate::FetchContext`].
 #[derive(Debug)]
 pub struct RequestBudget {
     limit: u32,
     used: AtomicU32,
+    /// Shared with the invocation's streamed response bodies, which outlive the fetch call.
+    response: Arc<ResponseAllowance>,
+}
+
+/// The response bytes an invocation may still receive.
+#[derive(Debug)]
+pub(crate) struct ResponseAllowance {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl ResponseAllowance {
+    /// Takes `bytes`, or nothing if they do not fit.
+    pub(crate) fn take(&self, bytes: u64) -> Result<(), EgressError> {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|_| EgressError::ResponseBudgetExceeded { limit: self.limit })
+    }
 }
 
 impl RequestBudget {
-    /// A budget of `limit` requests.
+    /// A budget of `limit` requests and no cap on their response bytes beyond each one's.
     pub fn new(limit: u32) -> RequestBudget {
+        RequestBudget::with_response_bytes(limit, u64::MAX)
+    }
+
+    /// A budget of `limit` requests receiving at most `response_bytes` body bytes in all.
+    pub fn with_response_bytes(limit: u32, response_bytes: u64) -> RequestBudget {
         RequestBudget {
             limit,
             used: AtomicU32::new(0),
+            response: Arc::new(ResponseAllowance {
+                limit: response_bytes,
+                used: AtomicU64::new(0),
+            }),
         }
     }
 
     /// Requests taken so far (refused attempts past the limit are not counted).
     pub fn used(&self) -> u32 {
         self.used.load(Ordering::SeqCst)
+    }
+
+    /// Response body bytes received so far.
+    pub fn response_bytes(&self) -> u64 {
+        self.response.used.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn response_allowance(&self) -> Arc<ResponseAllowance> {
+        self.response.clone()
     }
 
     /// Takes one request.
@@ -134,6 +176,15 @@ impl RequestBudget {
             .map(|_| ())
             .map_err(|_| EgressError::RequestLimitExceeded { limit: self.limit })
     }
+
+    /// Takes `bytes` of response body from the invocation's allowance (before they are kept).
+    ///
+    /// # Errors
+    /// [`EgressError::ResponseBudgetExceeded`] when the invocation's responses would exceed it
+    /// (nothing is taken then).
+    pub fn take_response_bytes(&self, bytes: u64) -> Result<(), EgressError> {
+        self.response.take(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +198,20 @@ mod tests {
         assert_eq!(budget.take().unwrap_err().code(), "request_limit_exceeded");
         assert_eq!(budget.used(), 2);
         assert!(RequestBudget::new(0).take().is_err());
+    }
+
+    /// response bytes add up across an invocation's requests; a refused take takes
+    /// nothing, so a smaller one may still fit.
+    #[test]
+    fn a22_response_bytes_add_up_to_their_limit() {
+        let budget = RequestBudget::with_response_bytes(4, 100);
+        assert!(budget.take_response_bytes(60).is_ok());
+        let refused = budget.take_response_bytes(41).unwrap_err();
+        assert_eq!(refused.code(), "response_budget_exceeded");
+        assert_eq!(budget.response_bytes(), 60);
+        assert!(budget.take_response_bytes(40).is_ok());
+        assert!(budget.take_response_bytes(1).is_err());
+        assert!(RequestBudget::new(1).take_response_bytes(u64::MAX).is_ok());
     }
 
     #[test]

@@ -232,6 +232,44 @@ pub const MAX_GUEST_LOG_LINES: u32 = 1_000;
 /// Longest single guest log message kept (longer ones are truncated).
 pub const MAX_GUEST_LOG_MESSAGE_BYTES: usize = 8 * 1024;
 
+/// Resources one store may hold at once: streams, pollables,
+/// `wasi:http` header sets, requests, bodies, futures. Every one is host
+/// memory outside the guest's limit, and Wasmtime's default (1,000,000)
+/// lets a guest loop its way to gigabytes. A guest fanning out the 32
+/// outbound requests egress allows uses about ten each; real TypeScript
+/// and wstd guests stay under a hundred. Beyond it the call traps.
+pub const MAX_RESOURCES_PER_STORE: usize = 1_000;
+/// In-memory overhead wasmtime-wasi-http counts per header entry (a name
+/// and a value), on top of their bytes.
+const FIELD_ENTRY_OVERHEAD_BYTES: usize = size_of::<http::HeaderName>() + size_of::<http::HeaderValue>();
+/// Bytes one `wasi:http` header set (`fields`) may hold, as
+/// wasmtime-wasi-http accounts them (A-22; its default is 128 KiB): the
+/// most headers egress sends (100, 64 KiB of names and values) with their
+/// per-entry overhead. Beyond it `append`/`set` fail with a typed error.
+pub const MAX_FIELDS_BYTES: usize =
+    ext_egress::MAX_REQUEST_HEADER_BYTES + ext_egress::MAX_REQUEST_HEADERS * FIELD_ENTRY_OVERHEAD_BYTES;
+/// Header bytes one store can hold in all: every resource a full
+/// header set is the most `fields.clone` + `append` in a loop can reach
+/// (about 70 MiB), since each copy is a resource and each is capped.
+pub const MAX_FIELDS_BYTES_PER_STORE: usize = MAX_RESOURCES_PER_STORE * MAX_FIELDS_BYTES;
+// A header set holds what egress may send, and the per-store bound stays
+// well below the guest memory default.
+const _: () = assert!(MAX_FIELDS_BYTES >= ext_egress::MAX_REQUEST_HEADER_BYTES);
+const _: () = assert!(MAX_FIELDS_BYTES_PER_STORE < 100 * 1024 * 1024);
+/// Wasmtime's "hostcall fuel" above the largest legitimate transfer:
+/// the bytes one guest→host call (or a guest export's result) may make the
+/// host allocate. The largest transfers are a response body (up to the
+/// response cap) and an `http.fetch` request body (up to egress's cap);
+/// this covers their headers and record overhead. Wasmtime's default is
+/// 128 MiB per call whatever the caps are; over it the call traps.
+pub const HOSTCALL_FUEL_OVERHEAD_BYTES: u64 = 1024 * 1024;
+
+/// Hostcall fuel for a store whose largest legitimate guest→host transfer
+/// is `largest_transfer` bytes.
+pub fn hostcall_fuel(largest_transfer: u64) -> usize {
+    usize::try_from(largest_transfer.saturating_add(HOSTCALL_FUEL_OVERHEAD_BYTES)).unwrap_or(usize::MAX)
+}
+
 /// Clamp a requested value into `1..=max`, using `default` when absent.
 pub fn clamp(requested: Option<u64>, default: u64, max: u64) -> u64 {
     requested.unwrap_or(default).clamp(1, max.max(1))
@@ -243,6 +281,13 @@ pub const MAX_UI_PROXY_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// the hostcall fuel carries the largest transfer plus overhead.
+    #[test]
+    fn a07_hostcall_fuel() {
+        assert_eq!(hostcall_fuel(10), 10 + 1024 * 1024);
+        assert_eq!(hostcall_fuel(u64::MAX), usize::MAX);
+    }
 
     #[test]
     fn clamp_table() {

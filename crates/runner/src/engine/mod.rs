@@ -614,8 +614,11 @@ impl Runtime {
         limits: ExecLimits,
     ) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
         let started = Instant::now();
+        let hostcall_fuel = invocation.hostcall_fuel;
         let mut store = Store::new(&self.engine, invocation);
         store.limiter(|s| &mut s.limiter);
+        // what one guest→host call may make the host allocate.
+        store.set_hostcall_fuel(hostcall_fuel);
         let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
         if let Err(e) = store.set_fuel(fuel_budget) {
             return (

@@ -33,7 +33,8 @@ pub use ext_bundle::World;
 use self::bindings::Runner;
 use self::output::CapturedOutput;
 use crate::limits::{
-    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
+    DEFAULT_MAX_RESPONSE_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_FIELDS_BYTES, MAX_MEMORIES_PER_COMPONENT,
+    MAX_RESOURCES_PER_STORE, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
 };
 
 /// Who is calling, for the guest's `context` and for log attribution.
@@ -96,6 +97,10 @@ pub struct Invocation {
     /// Where guest log and output lines are copied for live debugging
     /// (`RUNNER_DEBUG_REDIS_URL`); `None` when not configured.
     pub(crate) debug_sink: Option<debug_sink::DebugSink>,
+    /// Bytes one guest→host call may transfer (Wasmtime's hostcall fuel,
+    /// A-07), set on the store by `Runtime::execute`: the largest
+    /// legitimate transfer this execution may make, plus overhead.
+    pub(crate) hostcall_fuel: usize,
 }
 
 /// Where `ui-proxy.call-route` goes (`UI_PROXY_BASE_URL`), for one execution.
@@ -137,10 +142,15 @@ impl Invocation {
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false);
+        // host memory a guest can make the host hold is capped per store.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES_PER_STORE);
+        let mut http_ctx = WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(MAX_FIELDS_BYTES);
         Invocation {
             wasi: builder.build(),
-            table: ResourceTable::new(),
-            http_ctx: WasiHttpCtx::new(),
+            table,
+            http_ctx,
             outbound: proxy::OutboundHooks::new(request.clone()),
             limiter: GuestLimiter::new(memory_bytes),
             request,
@@ -157,7 +167,18 @@ impl Invocation {
             guest_metrics: None,
             metric_calls: 0,
             debug_sink: None,
+            hostcall_fuel: crate::limits::hostcall_fuel(
+                DEFAULT_MAX_RESPONSE_BYTES.max(ext_egress::DEFAULT_MAX_REQUEST_BODY_BYTES),
+            ),
         }
+    }
+
+    /// The largest response body this execution may return
+    /// (`RUNNER_MAX_RESPONSE_BYTES`): raises the hostcall fuel to carry it.
+    #[must_use]
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> Self {
+        self.hostcall_fuel = self.hostcall_fuel.max(crate::limits::hostcall_fuel(bytes));
+        self
     }
 
     /// Give the execution `cap:metrics.emit` (only when granted).
@@ -193,6 +214,9 @@ impl Invocation {
     /// Give the execution egress (only when `cap:http.fetch` is granted).
     #[must_use]
     pub fn with_http(mut self, access: HttpAccess) -> Self {
+        // An `http.fetch` request body is one transfer: the fuel must carry it.
+        let body = access.egress.config().max_request_body_bytes;
+        self.hostcall_fuel = self.hostcall_fuel.max(crate::limits::hostcall_fuel(body));
         // One grant for `http.fetch` and a proxy component's outbound wasi:http.
         self.outbound.access = Some(Arc::new(access));
         self

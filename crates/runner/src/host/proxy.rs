@@ -5,16 +5,19 @@
 //! Outbound requests need `cap:http.fetch` like `http.fetch` does; without
 //! it the guest gets `HTTP-request-denied`. A granted request is checked by
 //! ext-egress exactly as a fetch is (allowlists, address table, timeouts
-//! inside the execution deadline, size caps, request count) and its response
-//! is read whole (bounded) before the guest sees it. Secret handles
+//! inside the execution deadline, size caps, request count). Both bodies
+//! stream (item 10): the guest's outgoing body is sent as it writes it, and
+//! the response is handed over at its head, its body read as the guest reads
+//! it, so a guest may pipe its upstream's echo back before it finishes its
+//! request body (Wasmtime's "double-echo"), and no response sits whole in
+//! host memory outside the guest's limit. Secret handles
 //! (`{{secret:NAME}}`) are an `alga:extension` feature and are not expanded
 //! here: a proxy component has no secrets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::{HttpAccess, RequestInfo};
@@ -80,12 +83,6 @@ impl WasiHttpHooks for OutboundHooks {
                 return Err(HttpError::HttpRequestDenied);
             };
             let (parts, body) = request.into_parts();
-            let limit = access.egress.config().max_request_body_bytes;
-            let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-                .collect()
-                .await
-                .map_err(|_| HttpError::HttpRequestBodySize(None))?
-                .to_bytes();
             let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
             for (name, value) in &parts.headers {
                 let value = value.to_str().map_err(|_| HttpError::HttpRequestHeaderSize {
@@ -99,12 +96,19 @@ impl WasiHttpHooks for OutboundHooks {
             {
                 headers.push(("traceparent".to_string(), crate::otlp::child_traceparent(parent)));
             }
-            let sent = body.len() as u64;
+            // Both directions are counted as their bytes pass.
+            let sent_usage = usage.clone();
+            let body = body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    sent_usage.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                frame
+            });
             let egress_request = ext_egress::EgressRequest {
                 method: parts.method.to_string(),
                 url: parts.uri.to_string(),
                 headers,
-                body: (!body.is_empty()).then(|| body.to_vec()),
+                body: None,
             };
             let no_secrets = ext_egress::StaticSecrets(Default::default());
             let context = ext_egress::FetchContext {
@@ -114,22 +118,30 @@ impl WasiHttpHooks for OutboundHooks {
                 budget: &access.budget,
                 secrets: &no_secrets,
             };
-            let response = match access.egress.fetch(egress_request, context).await {
+            let streamed = ext_egress::StreamedBody::new(body);
+            let response = match access.egress.fetch_streamed(egress_request, streamed, context).await {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::info!(target: "ext_runner::egress", request_id = %info.request_id, tenant = %info.tenant_id, extension = %info.extension_id, code = error.code(), error = %error, "outbound wasi:http refused or failed");
                     return Err(wasi_error(&error));
                 }
             };
-            usage
-                .bytes
-                .fetch_add(sent + response.body.len() as u64, Ordering::Relaxed);
             let mut builder = http::Response::builder().status(response.status);
             for (name, value) in response.headers {
                 builder = builder.header(name, value);
             }
-            let body = Full::new(Bytes::from(response.body))
-                .map_err(|never| match never {})
+            let body = response
+                .body
+                .map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        usage.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    frame
+                })
+                .map_err(|error| {
+                    tracing::info!(target: "ext_runner::egress", code = error.code(), error = %error, "outbound wasi:http response body failed");
+                    wasi_error(&error)
+                })
                 .boxed_unsync();
             let response = builder
                 .body(body)
@@ -166,7 +178,8 @@ fn wasi_error(error: &ext_egress::EgressError) -> HttpError {
         },
         E::Tls { .. } => HttpError::TlsProtocolError,
         E::Http { .. } => HttpError::HttpProtocolError,
-        E::ResponseTooLarge { .. } => HttpError::HttpResponseBodySize(None),
+        E::ResponseTooLarge { .. } | E::ResponseBudgetExceeded { .. } => HttpError::HttpResponseBodySize(None),
+        E::RequestBody { .. } => HttpError::HttpProtocolError,
         E::Internal { .. } => HttpError::InternalError(None),
         _ if error.is_denial() => HttpError::HttpRequestDenied,
         _ => HttpError::InternalError(None),

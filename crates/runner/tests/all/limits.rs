@@ -399,3 +399,68 @@ async fn a01_fuel_exhausted_during_instantiation_is_504() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(error_code(&body), "fuel_exhausted");
 }
+
+/// one huge argument to a host API (a 100 MiB log message) is refused
+/// by the hostcall fuel before the host copies it: a trap, 502; a message of
+/// honest size still passes.
+#[tokio::test]
+async fn a07_huge_host_call_argument_is_refused() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("limits_host_alloc");
+    let mut env = envelope(&digest, "GET", "/?mib=100");
+    env["limits"] = json!({"memory_mb": 256});
+    let (status, _, body) = t.post(&env).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(error_code(&body), "extension_trap");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fuel allocated for hostcalls"), "{message}");
+
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/?mib=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    next_request_succeeds(&t).await;
+}
+
+/// `memory.fill` and `memory.copy` over most of a 96 MiB memory, in a
+/// loop: each instruction runs at host speed, but the deadline still ends
+/// the execution (504) within the deadline plus a margin.
+#[tokio::test]
+async fn a08_bulk_memory_loop_ends_at_the_deadline() {
+    // The fixture really uses both instructions.
+    let wasm = std::fs::read(ext_test_fixtures::component("limits_bulk_memory")).unwrap();
+    let (mut fill, mut copy) = (false, false);
+    let mut stack = vec![wasm.as_slice()];
+    while let Some(bytes) = stack.pop() {
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload.unwrap() {
+                wasmparser::Payload::ModuleSection { unchecked_range, .. }
+                | wasmparser::Payload::ComponentSection { unchecked_range, .. } => {
+                    stack.push(&bytes[unchecked_range]);
+                }
+                wasmparser::Payload::CodeSectionEntry(body) => {
+                    for op in body.get_operators_reader().unwrap() {
+                        match op.unwrap() {
+                            wasmparser::Operator::MemoryFill { .. } => fill = true,
+                            wasmparser::Operator::MemoryCopy { .. } => copy = true,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(fill && copy, "memory.fill {fill}, memory.copy {copy}");
+
+    let t = TestRunner::new();
+    let digest = t.publish_component("limits_bulk_memory", &wasm);
+    let mut env = envelope(&digest, "GET", "/?mib=96");
+    env["limits"] = json!({"timeout_ms": 300});
+    let _ = t.post(&env).await; // compile outside the measurement
+    let started = Instant::now();
+    let (status, _, body) = t.post(&env).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(error_code(&body), "execution_timeout");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    next_request_succeeds(&t).await;
+}
