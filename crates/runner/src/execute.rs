@@ -330,6 +330,7 @@ impl Runner {
             invocation = invocation.with_debug_sink(sink.clone());
         }
         let invocation = invocation
+            .with_max_response_bytes(self.config.max_response_bytes)
             .with_grants(grants)
             .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone());
         let input = match pre.world() {
