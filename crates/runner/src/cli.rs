@@ -537,13 +537,7 @@ pub fn compile_with_env(
         .or_insert_with(|| "compile-only-token-0000".into());
     let config = Config::load(&env, &crate::config::Overrides::default())?;
     let runtime = crate::engine::Runtime::new(
-        crate::engine::EngineLimits {
-            max_concurrency: config.max_concurrency,
-            max_loaded_components: config.max_loaded_components as usize,
-            max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
-            compile_concurrency: config.compile_concurrency as usize,
-            max_component_bytes: config.max_component_bytes,
-        },
+        crate::engine::EngineLimits::from_config(&config)?,
         &config.cache_dir,
         Arc::new(crate::engine::Unbudgeted),
     )?;

@@ -89,13 +89,7 @@ impl Runner {
             metrics.clone(),
         )?);
         let runtime = Runtime::new(
-            EngineLimits {
-                max_concurrency: config.max_concurrency,
-                max_loaded_components: config.max_loaded_components as usize,
-                max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
-                compile_concurrency: config.compile_concurrency as usize,
-                max_component_bytes: config.max_component_bytes,
-            },
+            EngineLimits::from_config(&config)?,
             &config.cache_dir,
             bundles.clone(),
         )?;

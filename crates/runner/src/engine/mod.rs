@@ -145,6 +145,22 @@ pub struct EngineLimits {
     pub max_component_bytes: u64,
 }
 
+impl EngineLimits {
+    /// The sizing `config` asks for.
+    ///
+    /// # Errors
+    /// If `RUNNER_MAX_MEMORY_MB` does not fit this platform's address size.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<EngineLimits> {
+        Ok(EngineLimits {
+            max_concurrency: config.max_concurrency,
+            max_loaded_components: config.max_loaded_components as usize,
+            max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
+            compile_concurrency: config.compile_concurrency as usize,
+            max_component_bytes: config.max_component_bytes,
+        })
+    }
+}
+
 /// Who is asking for a compile, and until when they may wait for a slot.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission<'a> {

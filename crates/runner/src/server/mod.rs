@@ -332,7 +332,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let bundles = runner.bundles();
     m.set(
         "ext_runner_bundle_cache_bytes",
-        "Bytes of verified bundles on disk.",
+        "Bytes of verified bundles and compiled artifacts on disk (RUNNER_CACHE_MAX_BYTES).",
         &[],
         bundles.cache().total_bytes() as f64,
     );
