@@ -88,11 +88,7 @@ impl Runner {
             verification,
             metrics.clone(),
         )?);
-        let runtime = Runtime::new(
-            EngineLimits::from_config(&config)?,
-            &config.cache_dir,
-            bundles.clone(),
-        )?;
+        let runtime = Runtime::new(EngineLimits::from_config(&config)?, &config.cache_dir, bundles.clone())?;
         let slots = Semaphore::new(config.max_concurrency as usize);
         let quotas = crate::quota::Quotas::new(&config)?;
         let secrets = Arc::new(config.secrets.clone());
