@@ -540,6 +540,7 @@ pub fn compile_with_env(
         crate::engine::EngineLimits::from_config(&config)?,
         &config.cache_dir,
         Arc::new(crate::engine::Unbudgeted),
+        None,
     )?;
     let artifact = runtime
         .precompile(&manifest.entry, &wasm, manifest.component_world(&manifest.entry))

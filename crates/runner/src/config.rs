@@ -47,9 +47,20 @@ pub struct Config {
     pub extension_max_concurrency: u32,
     /// `RUNNER_TENANT_RATE_LIMIT`: token bucket per tenant; `None` is off.
     pub tenant_rate_limit: Option<crate::quota::RateLimit>,
-    /// `RUNNER_RATE_LIMIT_REDIS_URL`: keep the buckets in Redis, shared by
-    /// every runner pointing there (may hold a password: redacted in `Debug`).
+    /// `RUNNER_RATE_LIMIT_REDIS_URL`: keep the rate-limit buckets and CPU
+    /// budgets in Redis, shared by every runner pointing there (may hold a
+    /// password: redacted in `Debug`).
     pub rate_limit_redis_url: Option<String>,
+    /// `RUNNER_GUEST_THREADS`: threads that run guest code (default: the
+    /// available cores); also the CPU slices the fair share hands out.
+    pub guest_threads: u32,
+    /// `RUNNER_TENANT_CPU_QUEUE`: a tenant's executions that may wait for
+    /// their first slice while other tenants compete.
+    pub tenant_cpu_queue: u32,
+    /// `RUNNER_TENANT_CPU_WEIGHTS`: `tenant=weight,…`; others weigh 1.
+    pub tenant_cpu_weights: HashMap<String, u32>,
+    /// `RUNNER_TENANT_CPU_MS_PER_SEC`: CPU budget per tenant; `None` is off.
+    pub tenant_cpu_budget: Option<crate::quota::cpu_budget::CpuLimit>,
     /// `RUNNER_DEBUG_REDIS_URL`: copy guest log and output lines to Redis
     /// streams `ext-debug:{tenant}:{extension}` (redacted in `Debug`).
     pub debug_redis_url: Option<String>,
@@ -430,6 +441,10 @@ impl fmt::Debug for Config {
             .field("tenant_max_concurrency", &self.tenant_max_concurrency)
             .field("extension_max_concurrency", &self.extension_max_concurrency)
             .field("tenant_rate_limit", &self.tenant_rate_limit)
+            .field("guest_threads", &self.guest_threads)
+            .field("tenant_cpu_queue", &self.tenant_cpu_queue)
+            .field("tenant_cpu_weights", &self.tenant_cpu_weights)
+            .field("tenant_cpu_budget", &self.tenant_cpu_budget)
             .field(
                 "rate_limit_redis_url",
                 &self.rate_limit_redis_url.as_ref().map(|_| "[redacted]"),
@@ -507,6 +522,10 @@ pub const ENV_VARS: &[&str] = &[
     "RUNNER_EXTENSION_MAX_CONCURRENCY",
     "RUNNER_TENANT_RATE_LIMIT",
     "RUNNER_RATE_LIMIT_REDIS_URL",
+    "RUNNER_GUEST_THREADS",
+    "RUNNER_TENANT_CPU_QUEUE",
+    "RUNNER_TENANT_CPU_WEIGHTS",
+    "RUNNER_TENANT_CPU_MS_PER_SEC",
     "RUNNER_DEBUG_REDIS_URL",
     "RUNNER_HEADER_READ_TIMEOUT_MS",
     "RUNNER_BODY_READ_TIMEOUT_MS",
@@ -657,10 +676,17 @@ impl Config {
         ) as u32;
         let compile_concurrency = number(
             "RUNNER_COMPILE_CONCURRENCY",
-            default_compile_concurrency(),
+            available_cores(),
             1,
             limits::MAX_COMPILE_CONCURRENCY,
         ) as u32;
+        let guest_threads = number(
+            "RUNNER_GUEST_THREADS",
+            available_cores(),
+            1,
+            limits::MAX_COMPILE_CONCURRENCY,
+        ) as u32;
+        let tenant_cpu_queue = number("RUNNER_TENANT_CPU_QUEUE", limits::DEFAULT_TENANT_CPU_QUEUE, 1, 10_000) as u32;
         let tenant_max_concurrency = number(
             "RUNNER_TENANT_MAX_CONCURRENCY",
             u64::from(limits::DEFAULT_TENANT_MAX_CONCURRENCY),
@@ -878,12 +904,25 @@ impl Config {
             problems.push(format!("RUNNER_TENANT_RATE_LIMIT: {why}"));
             None
         });
+        let tenant_cpu_budget =
+            crate::quota::cpu_budget::CpuLimit::parse(get("RUNNER_TENANT_CPU_MS_PER_SEC").unwrap_or("off"))
+                .unwrap_or_else(|why| {
+                    problems.push(format!("RUNNER_TENANT_CPU_MS_PER_SEC: {why}"));
+                    None
+                });
+        let tenant_cpu_weights = parse_weights(get("RUNNER_TENANT_CPU_WEIGHTS").unwrap_or("")).unwrap_or_else(|why| {
+            problems.push(format!("RUNNER_TENANT_CPU_WEIGHTS: {why}"));
+            HashMap::new()
+        });
         let rate_limit_redis_url = get("RUNNER_RATE_LIMIT_REDIS_URL").map(|url| {
             if let Err(why) = crate::quota::check_redis_url(url) {
                 problems.push(format!("RUNNER_RATE_LIMIT_REDIS_URL: {why}"));
-            } else if tenant_rate_limit.is_none() && get("RUNNER_TENANT_RATE_LIMIT").is_none() {
+            } else if tenant_rate_limit.is_none()
+                && get("RUNNER_TENANT_RATE_LIMIT").is_none()
+                && get("RUNNER_TENANT_CPU_MS_PER_SEC").is_none()
+            {
                 problems.push(
-                    "RUNNER_RATE_LIMIT_REDIS_URL: set, but RUNNER_TENANT_RATE_LIMIT is not (nothing to share)"
+                    "RUNNER_RATE_LIMIT_REDIS_URL: set, but neither RUNNER_TENANT_RATE_LIMIT nor RUNNER_TENANT_CPU_MS_PER_SEC is (nothing to share)"
                         .to_string(),
                 );
             }
@@ -927,6 +966,10 @@ impl Config {
             extension_max_concurrency,
             tenant_rate_limit,
             rate_limit_redis_url,
+            guest_threads,
+            tenant_cpu_queue,
+            tenant_cpu_weights,
+            tenant_cpu_budget,
             debug_redis_url,
             header_read_timeout,
             body_read_timeout,
@@ -1056,10 +1099,38 @@ pub fn secrets_key(text: &str) -> Result<[u8; 32], String> {
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("decodes to {} bytes; 32 are required", bytes.len()))
 }
 
-/// `RUNNER_COMPILE_CONCURRENCY`'s default: one compile per available core
-/// (Cranelift is CPU-bound; see `limits::COMPILE_TENANT_SHARE_DIVISOR`).
-fn default_compile_concurrency() -> u64 {
+/// The default of `RUNNER_COMPILE_CONCURRENCY` (Cranelift is CPU-bound; see
+/// `limits::COMPILE_TENANT_SHARE_DIVISOR`) and `RUNNER_GUEST_THREADS`: the
+/// cores this process may use.
+fn available_cores() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// `RUNNER_TENANT_CPU_WEIGHTS`: `tenant=weight` pairs separated by commas
+/// (`acme=4,globex=2`), weights in 1..=[`limits::MAX_TENANT_CPU_WEIGHT`].
+fn parse_weights(text: &str) -> Result<HashMap<String, u32>, String> {
+    let mut weights = HashMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let shape = || format!("`{pair}` must be `<tenant id>=<weight>`, e.g. `acme=4`");
+        let (tenant, weight) = pair.rsplit_once('=').ok_or_else(shape)?;
+        let tenant = tenant.trim();
+        if tenant.is_empty() || tenant.len() > limits::MAX_ID_BYTES {
+            return Err(shape());
+        }
+        let weight = match weight.trim().parse::<u32>() {
+            Ok(w) if (1..=limits::MAX_TENANT_CPU_WEIGHT).contains(&w) => w,
+            _ => {
+                return Err(format!(
+                    "`{pair}`: the weight must be an integer in 1..={}",
+                    limits::MAX_TENANT_CPU_WEIGHT
+                ));
+            }
+        };
+        if weights.insert(tenant.to_string(), weight).is_some() {
+            return Err(format!("`{tenant}` is named twice"));
+        }
+    }
+    Ok(weights)
 }
 
 /// `123`, `512KiB`, `64MiB`, `10GiB` (binary units; `KB`/`MB`/`GB` too).

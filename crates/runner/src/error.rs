@@ -52,6 +52,11 @@ pub enum ErrorCode {
     RateLimited {
         retry_after_secs: u32,
     },
+    /// The tenant's CPU budget is used up, or it is over its share of the
+    /// CPU with its start queue full (`cpu`, `quota::cpu_budget`).
+    TenantCpuExceeded {
+        retry_after_secs: u32,
+    },
     /// Every execution slot of this runner is busy (`RUNNER_MAX_CONCURRENCY`).
     Overloaded,
     /// No compile slot freed before the request's deadline
@@ -95,6 +100,7 @@ impl ErrorCode {
         ErrorCode::TenantConcurrencyExceeded,
         ErrorCode::ExtensionConcurrencyExceeded,
         ErrorCode::RateLimited { retry_after_secs: 1 },
+        ErrorCode::TenantCpuExceeded { retry_after_secs: 1 },
         ErrorCode::Overloaded,
         ErrorCode::CompileBusy,
         ErrorCode::Internal,
@@ -133,6 +139,7 @@ impl ErrorCode {
             ErrorCode::TenantConcurrencyExceeded => "tenant_concurrency_exceeded",
             ErrorCode::ExtensionConcurrencyExceeded => "extension_concurrency_exceeded",
             ErrorCode::RateLimited { .. } => "rate_limited",
+            ErrorCode::TenantCpuExceeded { .. } => "tenant_cpu_exceeded",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::CompileBusy => "compile_busy",
             ErrorCode::Internal => "internal_error",
@@ -153,7 +160,8 @@ impl ErrorCode {
             // The tenant's own quota: others are served meanwhile.
             ErrorCode::TenantConcurrencyExceeded
             | ErrorCode::ExtensionConcurrencyExceeded
-            | ErrorCode::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ErrorCode::RateLimited { .. }
+            | ErrorCode::TenantCpuExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The whole runner is full, or the object store or the cache is
             // down: worth retrying.
             ErrorCode::Overloaded | ErrorCode::CompileBusy | ErrorCode::BundleUnavailable => {
@@ -184,7 +192,9 @@ impl ErrorCode {
             ErrorCode::TenantConcurrencyExceeded | ErrorCode::ExtensionConcurrencyExceeded | ErrorCode::Overloaded => {
                 Some(crate::limits::CONCURRENCY_RETRY_AFTER_SECS)
             }
-            ErrorCode::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            ErrorCode::RateLimited { retry_after_secs } | ErrorCode::TenantCpuExceeded { retry_after_secs } => {
+                Some(retry_after_secs)
+            }
             ErrorCode::BundleUnavailable => Some(5),
             ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
             _ => None,
@@ -319,11 +329,12 @@ mod tests {
                 ErrorCode::Internal => 31,
                 ErrorCode::ComponentTooLarge => 32,
                 ErrorCode::CompileBusy => 33,
+                ErrorCode::TenantCpuExceeded { .. } => 34,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..34).collect::<Vec<_>>());
+        assert_eq!(seen, (0..35).collect::<Vec<_>>());
     }
 }

@@ -65,6 +65,9 @@ pub struct Runner {
     ui_proxy_client: reqwest::Client,
     /// Set on SIGTERM; `/readyz` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
+    /// The guest threads and how tenants share them (fair share, CPU
+    /// budget); compiles run at their priority too.
+    cpu: crate::cpu::GuestCpu,
 }
 
 impl Runner {
@@ -88,7 +91,13 @@ impl Runner {
             verification,
             metrics.clone(),
         )?);
-        let runtime = Runtime::new(EngineLimits::from_config(&config)?, &config.cache_dir, bundles.clone())?;
+        let cpu = crate::cpu::GuestCpu::new(&config)?;
+        let runtime = Runtime::new(
+            EngineLimits::from_config(&config)?,
+            &config.cache_dir,
+            bundles.clone(),
+            Some(cpu.compile_handle()),
+        )?;
         let slots = Semaphore::new(config.max_concurrency as usize);
         let quotas = crate::quota::Quotas::new(&config)?;
         let secrets = Arc::new(config.secrets.clone());
@@ -113,6 +122,7 @@ impl Runner {
             metrics,
             debug_sink,
             draining: std::sync::atomic::AtomicBool::new(false),
+            cpu,
             ui_proxy_client: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
@@ -192,6 +202,11 @@ impl Runner {
         self.egress.stats()
     }
 
+    /// The guest threads' fair share and the CPU budget.
+    pub fn cpu(&self) -> &crate::cpu::GuestCpu {
+        &self.cpu
+    }
+
     /// The engine (for `compile`).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -240,6 +255,9 @@ impl Runner {
         // Quotas (quota.rs, A-09): the tenant's and extension's slots and a
         // rate-limit token, refused at once with 429, held to the end.
         let _quota = self.quotas.admit(&envelope.tenant_id, &envelope.extension_id).await?;
+        // The tenant's CPU budget and start queue (cpu/), before any fetch
+        // or compile; the place in the fair share is held to the end.
+        let cpu_share = self.cpu.admit(&envelope.tenant_id).await?;
         let timeout_ms = limits::clamp(
             envelope.timeout_ms,
             limits::DEFAULT_TIMEOUT_MS,
@@ -355,7 +373,10 @@ impl Runner {
             timeout: Duration::from_millis(timeout_ms),
             fuel: envelope.fuel,
         };
-        let (outcome, report) = self.runtime.execute(&pre, invocation, input, limits).await;
+        let guest = self.runtime.execute(pre, invocation, input, limits);
+        let ((outcome, mut report), usage) = self.cpu.run(cpu_share, guest).await;
+        report.cpu_ms = usage.cpu.as_secs_f64() * 1000.0;
+        report.cpu_wait_ms = usage.waited.as_secs_f64() * 1000.0;
         *report_slot = Some(report.clone());
         let response = outcome?;
 
@@ -443,6 +464,19 @@ impl Runner {
             crate::metrics::MEMORY_BUCKETS,
             &[("tenant", tenant), ("extension", extension)],
             report.peak_memory_bytes as f64,
+        );
+        m.inc(
+            "ext_runner_cpu_seconds_total",
+            "Thread CPU time spent running guests (cpu/scheduled.rs).",
+            &[("tenant", tenant), ("extension", extension)],
+            report.cpu_ms / 1000.0,
+        );
+        m.observe(
+            "ext_runner_cpu_wait_seconds",
+            "Time a guest was ready to run but waited for a CPU slice, per execution.",
+            crate::metrics::DURATION_BUCKETS,
+            &[("tenant", tenant)],
+            report.cpu_wait_ms / 1000.0,
         );
         m.inc(
             "ext_runner_fuel_consumed_total",

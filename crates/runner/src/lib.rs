@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod devloop;
 pub mod engine;
 pub mod envelope;

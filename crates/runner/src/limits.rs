@@ -206,9 +206,34 @@ pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 1024;
 /// executions without ever queueing for long (tenant caps do not wait).
 pub const CONCURRENCY_WAIT: Duration = Duration::from_millis(100);
 
-/// One process-wide epoch ticker drives every deadline; a guest loop is
-/// interrupted at most one tick after its deadline.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// One process-wide epoch ticker drives every deadline, and each tick ends
+/// a running guest's CPU slice (it yields and the fair share decides who
+/// runs next). 1 ms: a waiting tenant is at most about a slice behind a
+/// spinning neighbour, against the budget of +2 ms at p99; a
+/// guest loop is interrupted at most one tick after its deadline; a tick
+/// costs one atomic increment and, per running guest, one yield (a few
+/// microseconds).
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Nice value of the guest threads and compile threads (HTTP workers run at
+/// 0). Under the kernel's fair scheduler nice 10 weighs about a tenth of
+/// nice 0, so a waking HTTP worker gets a core at once while guests still
+/// use every idle cycle; unprivileged processes may always raise it.
+pub const GUEST_THREAD_NICE: i32 = 10;
+/// A tenant's executions that may wait for their first CPU slice while
+/// other tenants compete (`RUNNER_TENANT_CPU_QUEUE`); beyond it new ones
+/// get 429 `tenant_cpu_exceeded` at once. Eight keep a tenant's share of a
+/// few cores busy; more would only wait longer for the same share.
+pub const DEFAULT_TENANT_CPU_QUEUE: u64 = 8;
+/// Largest tenant CPU weight (`RUNNER_TENANT_CPU_WEIGHTS`): weights are
+/// relative, and 1..=100 covers every tiering a platform uses.
+pub const MAX_TENANT_CPU_WEIGHT: u32 = 100;
+/// Largest `RUNNER_TENANT_CPU_MS_PER_SEC`: 1,024 cores' worth.
+pub const MAX_CPU_BUDGET_MS_PER_SECOND: f64 = 1_024_000.0;
+/// How often a runner sends a tenant's CPU charges to Redis and takes the
+/// fleet's balance back (on that tenant's admissions): one round trip per
+/// tenant per interval, and a fleet acts on balances at most this old.
+pub const CPU_BUDGET_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Guest wasm stack. Kept well below [`ASYNC_STACK_BYTES`] so a stack
 /// overflow is a clean trap and host calls still have room.

@@ -117,6 +117,12 @@ pub struct ExecutionReport {
     pub wall_ms: f64,
     /// Fuel consumed (Wasmtime units; every execution is metered).
     pub fuel_used: u64,
+    /// Thread CPU time spent running the guest (its code, instantiation
+    /// and the host calls it makes inline), charged to the tenant's share
+    /// and budget.
+    pub cpu_ms: f64,
+    /// Time the guest was ready to run but waited for a CPU slice.
+    pub cpu_wait_ms: f64,
     /// Largest linear memory the guest was granted.
     pub peak_memory_bytes: u64,
     /// Host calls by interface.
@@ -188,6 +194,9 @@ pub struct Runtime {
     max_component_bytes: u64,
     /// Compile and artifact-cache counters (for metrics and tests).
     stats: Arc<Stats>,
+    /// Where compiles' blocking work runs: the guest threads' runtime
+    /// (their lower priority), or the caller's when `None`.
+    compile_on: Option<tokio::runtime::Handle>,
     /// Increments the engine epoch every [`crate::limits::EPOCH_TICK`].
     _ticker: ticker::EpochTicker,
 }
@@ -418,12 +427,18 @@ pub fn precompiled_paths() -> (String, String) {
 impl Runtime {
     /// Build the engine (pooling allocator, epochs, fuel, closed-off
     /// proposals), the linker, the compile pool and the artifact cache
-    /// under `cache_dir`, whose disk use `budget` accounts.
+    /// under `cache_dir`, whose disk use `budget` accounts. Compiles run on
+    /// `compile_on`'s blocking threads (or the caller's runtime).
     ///
     /// # Errors
     /// If Wasmtime rejects the configuration (e.g. not enough address space
     /// for the pool) or the cache directory cannot be created.
-    pub fn new(limits: EngineLimits, cache_dir: &Path, budget: Arc<dyn ArtifactBudget>) -> anyhow::Result<Runtime> {
+    pub fn new(
+        limits: EngineLimits,
+        cache_dir: &Path,
+        budget: Arc<dyn ArtifactBudget>,
+        compile_on: Option<tokio::runtime::Handle>,
+    ) -> anyhow::Result<Runtime> {
         let engine = wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let linker = host::build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"), budget)?;
@@ -436,6 +451,7 @@ impl Runtime {
             pool: pool::CompilePool::new(limits.compile_concurrency),
             max_component_bytes: limits.max_component_bytes,
             stats: Arc::default(),
+            compile_on,
             _ticker: ticker,
         })
     }
@@ -583,6 +599,7 @@ impl Runtime {
         let stats = self.stats.clone();
         let task_stats = stats.clone();
         let components = self.components.clone();
+        let compile_on = self.compile_on.clone().unwrap_or_else(tokio::runtime::Handle::current);
         let abandon = Abandon {
             components: components.clone(),
             key: Some(key.clone()),
@@ -591,13 +608,14 @@ impl Runtime {
             let task_key = key.clone();
             // Compiling is CPU-bound (seconds for big guests): keep it off
             // the async workers. The slot is held until Cranelift is done.
-            let outcome = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                prepare(&engine, &linker, &artifacts, &task_stats, &task_key, source, world)
-            })
-            .await
-            .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))
-            .and_then(|prepared| prepared.map(Arc::new));
+            let outcome = compile_on
+                .spawn_blocking(move || {
+                    let _permit = permit;
+                    prepare(&engine, &linker, &artifacts, &task_stats, &task_key, source, world)
+                })
+                .await
+                .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))
+                .and_then(|prepared| prepared.map(Arc::new));
             drop(abandon.disarm());
             let dropped = lock(&components).finish(&key, &outcome);
             if dropped > 0 {
@@ -622,161 +640,178 @@ impl Runtime {
     /// # Errors
     /// A [`Failure`] with the matching code: timeouts, fuel, traps, memory,
     /// a missing or oversized response.
-    pub async fn execute(
+    pub fn execute(
         &self,
-        pre: &PreparedComponent,
+        pre: Prepared,
         invocation: Invocation,
         input: GuestInput,
         limits: ExecLimits,
-    ) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
-        let started = Instant::now();
-        let hostcall_fuel = invocation.hostcall_fuel;
-        let mut store = Store::new(&self.engine, invocation);
-        store.limiter(|s| &mut s.limiter);
-        // what one guest→host call may make the host allocate.
-        store.set_hostcall_fuel(hostcall_fuel);
-        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
-        if let Err(e) = store.set_fuel(fuel_budget) {
-            return (
-                Err(Failure::new(ErrorCode::Internal, format!("fuel: {e}"))),
-                ExecutionReport::default(),
-            );
-        }
-        let deadline = Instant::now() + limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            // Yielding every tick lets the async timeout and other requests
-            // run even while this guest spins.
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
+    ) -> impl std::future::Future<Output = (Result<ExecuteResponse, Failure>, ExecutionReport)> + Send + 'static {
+        run_guest(self.engine.clone(), pre, invocation, input, limits)
+    }
+}
 
-        // A proxy component's response arrives through its outparam and its
-        // body is read on a task of its own while the guest writes it.
-        let mut collector: Option<tokio::task::JoinHandle<Result<ExecuteResponse, Failure>>> = None;
-        let run = async {
-            match (pre, input) {
-                (PreparedComponent::Runner(pre), GuestInput::Runner(request)) => {
-                    let runner = pre
-                        .instantiate_async(&mut store)
-                        .await
-                        .map_err(InstantiateOrCall::Instantiate)?;
-                    runner
-                        .call_handler(&mut store, &request)
-                        .await
-                        .map(Some)
-                        .map_err(InstantiateOrCall::Call)
-                }
-                (
-                    PreparedComponent::Proxy(pre),
-                    GuestInput::Proxy {
-                        request,
-                        max_response_bytes,
-                    },
-                ) => {
-                    let (sender, receiver) = tokio::sync::oneshot::channel();
-                    let mut http = store.data_mut().http();
-                    let resources = http
-                        .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
-                        .and_then(|request| Ok((request, http.new_response_outparam(sender)?)));
-                    let (request, outparam) = resources.map_err(InstantiateOrCall::Instantiate)?;
-                    collector = Some(tokio::spawn(collect_proxy_response(receiver, max_response_bytes)));
-                    let proxy = pre
-                        .instantiate_async(&mut store)
-                        .await
-                        .map_err(InstantiateOrCall::Instantiate)?;
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, request, outparam)
-                        .await
-                        .map(|()| None)
-                        .map_err(InstantiateOrCall::Call)
-                }
-                _ => Err(InstantiateOrCall::Instantiate(wasmtime::Error::msg(
-                    "the component's world and the request's do not match",
-                ))),
+/// [`Runtime::execute`]'s future: owns everything it touches, so it can run
+/// on the guest threads.
+async fn run_guest(
+    engine: wasmtime::Engine,
+    pre: Prepared,
+    invocation: Invocation,
+    input: GuestInput,
+    limits: ExecLimits,
+) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
+    let started = Instant::now();
+    let hostcall_fuel = invocation.hostcall_fuel;
+    let mut store = Store::new(&engine, invocation);
+    store.limiter(|s| &mut s.limiter);
+    // what one guest→host call may make the host allocate.
+    store.set_hostcall_fuel(hostcall_fuel);
+    let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
+    if let Err(e) = store.set_fuel(fuel_budget) {
+        return (
+            Err(Failure::new(ErrorCode::Internal, format!("fuel: {e}"))),
+            ExecutionReport::default(),
+        );
+    }
+    let deadline = Instant::now() + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        // Every tick ends the guest's CPU slice: it yields, gives its
+        // slice back (cpu::scheduled) and the fair share picks who runs
+        // next. Tokio's own `yield_now` puts the task behind the others
+        // instead of re-polling it at once (wasmtime#10667).
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+
+    // A proxy component's response arrives through its outparam and its
+    // body is read on a task of its own while the guest writes it.
+    let mut collector: Option<tokio::task::JoinHandle<Result<ExecuteResponse, Failure>>> = None;
+    let run = async {
+        match (&*pre, input) {
+            (PreparedComponent::Runner(pre), GuestInput::Runner(request)) => {
+                let runner = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(InstantiateOrCall::Instantiate)?;
+                runner
+                    .call_handler(&mut store, &request)
+                    .await
+                    .map(Some)
+                    .map_err(InstantiateOrCall::Call)
             }
-        };
-        let outcome = tokio::time::timeout_at(deadline.into(), run).await;
-        let result = match outcome {
+            (
+                PreparedComponent::Proxy(pre),
+                GuestInput::Proxy {
+                    request,
+                    max_response_bytes,
+                },
+            ) => {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let mut http = store.data_mut().http();
+                let resources = http
+                    .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
+                    .and_then(|request| Ok((request, http.new_response_outparam(sender)?)));
+                let (request, outparam) = resources.map_err(InstantiateOrCall::Instantiate)?;
+                collector = Some(tokio::spawn(collect_proxy_response(receiver, max_response_bytes)));
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(InstantiateOrCall::Instantiate)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, outparam)
+                    .await
+                    .map(|()| None)
+                    .map_err(InstantiateOrCall::Call)
+            }
+            _ => Err(InstantiateOrCall::Instantiate(wasmtime::Error::msg(
+                "the component's world and the request's do not match",
+            ))),
+        }
+    };
+    let outcome = tokio::time::timeout_at(deadline.into(), run).await;
+    let result = match outcome {
+        Err(_elapsed) => Err(Failure::new(
+            ErrorCode::ExecutionTimeout,
+            "execution exceeded its time limit",
+        )),
+        Ok(Ok(response)) => Ok(response),
+        // Start-up code (component initialisers) runs under the same
+        // fuel and deadline: running out there is the same limit.
+        Ok(Err(InstantiateOrCall::Instantiate(error)))
+            if matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel | Trap::Interrupt)) =>
+        {
+            Err(classify_trap(&error, false))
+        }
+        Ok(Err(InstantiateOrCall::Instantiate(error))) => Err(Failure::new(
+            ErrorCode::InstantiationFailed,
+            format!("instantiation failed: {}", error.root_cause()),
+        )),
+        Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
+    };
+    let truncated = store.data().flush_output();
+    let data = store.data();
+    let mut host_calls = data.host_calls.clone();
+    let outbound = data.outbound.usage.clone();
+    let outbound_requests = outbound.requests.load(std::sync::atomic::Ordering::Relaxed);
+    if outbound_requests > 0 {
+        host_calls.insert("wasi:http", outbound_requests);
+    }
+    let egress_bytes = outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let peak_memory_bytes = data.limiter.peak_memory_bytes as u64;
+    let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
+    // Dropping the store closes whatever the guest left open (an
+    // unfinished body ends), so the collector cannot wait on it.
+    drop(store);
+    let result = match (result, collector) {
+        (Ok(Some(response)), _) => Ok(response),
+        (Ok(None), Some(collector)) => match tokio::time::timeout_at(deadline.into(), collector).await {
+            Ok(Ok(collected)) => collected,
+            Ok(Err(e)) => Err(Failure::new(ErrorCode::Internal, format!("response task failed: {e}"))),
             Err(_elapsed) => Err(Failure::new(
                 ErrorCode::ExecutionTimeout,
-                "execution exceeded its time limit",
+                "execution exceeded its time limit while writing its response",
             )),
-            Ok(Ok(response)) => Ok(response),
-            // Start-up code (component initialisers) runs under the same
-            // fuel and deadline: running out there is the same limit.
-            Ok(Err(InstantiateOrCall::Instantiate(error)))
-                if matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel | Trap::Interrupt)) =>
-            {
-                Err(classify_trap(&error, false))
+        },
+        (Ok(None), None) => Err(Failure::new(ErrorCode::Internal, "no response collector")),
+        // A guest that failed because its body stopped being read over
+        // the cap is answered as the cap, not as its trap.
+        (Err(failure), Some(collector)) if collector.is_finished() => match collector.await {
+            Ok(Err(cap)) if cap.code == ErrorCode::ResponseTooLarge => Err(cap),
+            _ => Err(failure),
+        },
+        (Err(failure), collector) => {
+            if let Some(collector) = collector {
+                collector.abort();
             }
-            Ok(Err(InstantiateOrCall::Instantiate(error))) => Err(Failure::new(
-                ErrorCode::InstantiationFailed,
-                format!("instantiation failed: {}", error.root_cause()),
-            )),
-            Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
-        };
-        let truncated = store.data().flush_output();
-        let data = store.data();
-        let mut host_calls = data.host_calls.clone();
-        let outbound = data.outbound.usage.clone();
-        let outbound_requests = outbound.requests.load(std::sync::atomic::Ordering::Relaxed);
-        if outbound_requests > 0 {
-            host_calls.insert("wasi:http", outbound_requests);
+            Err(failure)
         }
-        let egress_bytes = outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
-        let peak_memory_bytes = data.limiter.peak_memory_bytes as u64;
-        let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
-        // Dropping the store closes whatever the guest left open (an
-        // unfinished body ends), so the collector cannot wait on it.
-        drop(store);
-        let result = match (result, collector) {
-            (Ok(Some(response)), _) => Ok(response),
-            (Ok(None), Some(collector)) => match tokio::time::timeout_at(deadline.into(), collector).await {
-                Ok(Ok(collected)) => collected,
-                Ok(Err(e)) => Err(Failure::new(ErrorCode::Internal, format!("response task failed: {e}"))),
-                Err(_elapsed) => Err(Failure::new(
-                    ErrorCode::ExecutionTimeout,
-                    "execution exceeded its time limit while writing its response",
-                )),
+    };
+    let report = ExecutionReport {
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+        fuel_used,
+        // Filled in by the caller, which measures the CPU around this future.
+        cpu_ms: 0.0,
+        cpu_wait_ms: 0.0,
+        peak_memory_bytes,
+        host_calls,
+        egress_bytes,
+        logs_truncated: truncated,
+        limit_hit: match &result {
+            Err(f) => match f.code {
+                ErrorCode::ExecutionTimeout => Some("timeout"),
+                ErrorCode::FuelExhausted => Some("fuel"),
+                ErrorCode::MemoryLimitExceeded => Some("memory"),
+                _ => None,
             },
-            (Ok(None), None) => Err(Failure::new(ErrorCode::Internal, "no response collector")),
-            // A guest that failed because its body stopped being read over
-            // the cap is answered as the cap, not as its trap.
-            (Err(failure), Some(collector)) if collector.is_finished() => match collector.await {
-                Ok(Err(cap)) if cap.code == ErrorCode::ResponseTooLarge => Err(cap),
-                _ => Err(failure),
-            },
-            (Err(failure), collector) => {
-                if let Some(collector) = collector {
-                    collector.abort();
-                }
-                Err(failure)
-            }
-        };
-        let report = ExecutionReport {
-            wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-            fuel_used,
-            peak_memory_bytes,
-            host_calls,
-            egress_bytes,
-            logs_truncated: truncated,
-            limit_hit: match &result {
-                Err(f) => match f.code {
-                    ErrorCode::ExecutionTimeout => Some("timeout"),
-                    ErrorCode::FuelExhausted => Some("fuel"),
-                    ErrorCode::MemoryLimitExceeded => Some("memory"),
-                    _ => None,
-                },
-                Ok(_) => None,
-            },
-        };
-        (result, report)
-    }
+            Ok(_) => None,
+        },
+    };
+    (result, report)
 }
 
 /// Wait for a compile task's outcome.

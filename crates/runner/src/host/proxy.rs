@@ -78,11 +78,13 @@ impl WasiHttpHooks for OutboundHooks {
         let info = self.request.clone();
         let usage = self.usage.clone();
         Box::new(async move {
+            let (parts, body) = request.into_parts();
             let Some(access) = access else {
                 tracing::info!(target: "ext_runner::egress", request_id = %info.request_id, tenant = %info.tenant_id, extension = %info.extension_id, "outbound wasi:http refused: cap:http.fetch not granted");
+                tokio::spawn(discard(body));
                 return Err(HttpError::HttpRequestDenied);
             };
-            let (parts, body) = request.into_parts();
+            let body = keep_accepting(body, access.deadline);
             let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
             for (name, value) in &parts.headers {
                 let value = value.to_str().map_err(|_| HttpError::HttpRequestHeaderSize {
@@ -150,6 +152,45 @@ impl WasiHttpHooks for OutboundHooks {
             Ok((response, done))
         })
     }
+}
+
+/// The guest's outgoing body, passed on through a channel; when the egress
+/// side stops reading it (a refusal before the body is sent, an upstream
+/// that answered early), the rest is read and dropped until the guest
+/// finishes it or the deadline passes. A guest writing its body while it
+/// waits for the response (as `wstd`'s client does) then sees the request's
+/// own error code rather than a reset stream, whatever order the two tasks
+/// run in.
+fn keep_accepting<B>(
+    body: B,
+    deadline: tokio::time::Instant,
+) -> impl hyper::body::Body<Data = bytes::Bytes, Error = HttpError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = HttpError> + Send + Unpin + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut body = body;
+        let pump = async {
+            while let Some(frame) = body.frame().await {
+                if sender.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            discard(body).await;
+        };
+        let _ = tokio::time::timeout_at(deadline, pump).await;
+    });
+    let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|frame| (frame, receiver))
+    });
+    http_body_util::StreamBody::new(frames)
+}
+
+/// Read `body` to its end, dropping what it carries (bounded by the guest:
+/// its store, and so the body, ends at the execution's deadline).
+async fn discard<B: hyper::body::Body + Unpin>(mut body: B) {
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// The `wasi:http` error code for an egress refusal or failure. Address

@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod compile;
 mod connections;
+mod cpu;
 mod egress;
 mod example;
 mod execute;

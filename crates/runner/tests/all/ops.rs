@@ -7,19 +7,6 @@ use tower::ServiceExt as _;
 
 use crate::support::*;
 
-async fn get_text(t: &TestRunner, uri: &str) -> (StatusCode, String) {
-    let response = ext_runner::server::router(t.state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8_lossy(&bytes).to_string())
-}
-
 #[tokio::test]
 async fn execute_response_carries_a_report() {
     let t = TestRunner::new();

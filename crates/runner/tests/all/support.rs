@@ -208,6 +208,20 @@ pub fn hello_dir() -> PathBuf {
     ext_test_fixtures::hello_bundle_dir()
 }
 
+/// `GET uri` through the router: status and body text.
+pub async fn get_text(t: &TestRunner, uri: &str) -> (StatusCode, String) {
+    let response = router(t.state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).to_string())
+}
+
 /// Serve a test runner on a real loopback socket; returns the address and
 /// a handle that stops the server when dropped.
 pub struct Served {

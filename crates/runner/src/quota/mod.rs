@@ -27,9 +27,13 @@ use crate::config::Config;
 use crate::engine::Failure;
 use crate::error::ErrorCode;
 use crate::limits::{
-    MAX_RATE_LIMIT_BURST, MAX_RATE_LIMIT_PER_SECOND, MIN_RATE_LIMIT_PER_SECOND, RATE_LIMIT_REDIS_RETRY_INTERVAL,
-    RATE_LIMIT_REDIS_TIMEOUT, RATE_LIMIT_SWEEP_INTERVAL,
+    MAX_RATE_LIMIT_BURST, MAX_RATE_LIMIT_PER_SECOND, MIN_RATE_LIMIT_PER_SECOND, RATE_LIMIT_SWEEP_INTERVAL,
 };
+
+pub mod cpu_budget;
+pub mod shared_redis;
+
+use self::shared_redis::SharedRedis;
 
 /// Prefix of the Redis keys holding the shared buckets: `ext-rl:<tenant id>`.
 pub const REDIS_KEY_PREFIX: &str = "ext-rl:";
@@ -250,7 +254,7 @@ impl Drop for QuotaPermit<'_> {
 }
 
 /// `Retry-After` seconds for a wait: rounded up, at least 1.
-fn retry_after_secs(wait: Duration) -> u32 {
+pub fn retry_after_secs(wait: Duration) -> u32 {
     let secs = wait.as_secs_f64().ceil();
     if secs >= f64::from(u32::MAX) {
         u32::MAX
@@ -425,10 +429,8 @@ impl RateLimiter {
         Ok(RateLimiter {
             limit,
             store: BucketStore::Redis(Box::new(RedisBuckets {
-                client: redis::Client::open(url)?,
-                connection: tokio::sync::OnceCell::new(),
+                redis: SharedRedis::open(url, "rate limit")?,
                 script: redis::Script::new(TOKEN_BUCKET_LUA),
-                paused_until: Mutex::new(None),
             })),
         })
     }
@@ -482,61 +484,22 @@ return {allowed, wait}
 
 /// Buckets shared by a fleet through Redis.
 struct RedisBuckets {
-    client: redis::Client,
-    /// Created on first use (it needs the Tokio runtime); reconnects by
-    /// itself after I/O errors.
-    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    redis: SharedRedis,
     script: redis::Script,
-    /// After a failure Redis is skipped (fail open) until this instant, so
-    /// a dead Redis costs one timeout per interval rather than per request.
-    paused_until: Mutex<Option<Instant>>,
 }
 
 impl RedisBuckets {
     async fn take(&self, tenant: &str, limit: &RateLimit, stats: &QuotaStats) -> Result<(), Duration> {
-        let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if paused.is_some_and(|until| Instant::now() < until) {
-            stats.rate_limit_fail_open.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+        let mut invocation = self.script.key(format!("{REDIS_KEY_PREFIX}{tenant}"));
+        invocation.arg(limit.per_second).arg(limit.burst);
+        match self.redis.invoke::<(u8, u64)>(invocation).await {
+            Some((1, _)) => Ok(()),
+            Some((_, wait_us)) => Err(Duration::from_micros(wait_us)),
+            None => {
+                stats.rate_limit_fail_open.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
         }
-        let answer = tokio::time::timeout(RATE_LIMIT_REDIS_TIMEOUT, self.call(tenant, limit)).await;
-        let error = match answer {
-            Ok(Ok((1, _))) => return Ok(()),
-            Ok(Ok((_, wait_us))) => return Err(Duration::from_micros(wait_us)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} ms", RATE_LIMIT_REDIS_TIMEOUT.as_millis()),
-        };
-        stats.rate_limit_fail_open.fetch_add(1, Ordering::Relaxed);
-        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + RATE_LIMIT_REDIS_RETRY_INTERVAL);
-        tracing::warn!(
-            %error,
-            retry_in_ms = RATE_LIMIT_REDIS_RETRY_INTERVAL.as_millis() as u64,
-            "rate limit: Redis unavailable; admitting requests without the shared rate limit (fail open)"
-        );
-        Ok(())
-    }
-
-    /// Run the bucket script: (1, 0) or (0, microseconds to wait).
-    async fn call(&self, tenant: &str, limit: &RateLimit) -> redis::RedisResult<(u8, u64)> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(RATE_LIMIT_REDIS_TIMEOUT))
-                    .set_response_timeout(Some(RATE_LIMIT_REDIS_TIMEOUT))
-                    // Our own pause handles retries; a request never waits for reconnect backoff.
-                    .set_number_of_retries(0);
-                redis::aio::ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await?;
-        let mut connection = connection.clone();
-        self.script
-            .key(format!("{REDIS_KEY_PREFIX}{tenant}"))
-            .arg(limit.per_second)
-            .arg(limit.burst)
-            .invoke_async(&mut connection)
-            .await
     }
 }
 
@@ -825,6 +788,6 @@ mod tests {
         let BucketStore::Redis(redis) = &q.rate.as_ref().unwrap().store else {
             panic!("not the Redis store")
         };
-        assert!(redis.paused_until.lock().unwrap().is_some());
+        assert!(redis.redis.paused_until.lock().unwrap().is_some());
     }
 }
