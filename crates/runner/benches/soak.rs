@@ -12,19 +12,19 @@
 //! ext-runner --bench soak`. `scripts/test` runs a 60 s soak on the test
 //! build.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Client, Publisher, Server, percentiles};
 use ext_bundle::signature::{KeyAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "soak-service-token-0123456789";
 /// Load-generator connections (keep-alive, one request at a time each).
 const CONNECTIONS: usize = 16;
 /// Tenants the requests are spread over.
@@ -59,16 +59,17 @@ fn main() {
     let data = tempfile::tempdir().expect("temp dir");
     let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
     let upstream = start_upstream();
-    let publish = |fixture: &str, capabilities: &[&str], hosts: &[String]| {
-        let wasm = std::fs::read(ext_test_fixtures::component(fixture)).expect("fixture");
-        publish(data.path(), &key, fixture, &wasm, capabilities, hosts)
+    let publisher = Publisher {
+        data: data.path(),
+        key: &key,
+        namespace: "soak",
     };
     let base = ["cap:context.read", "cap:log.emit"];
     let kinds = vec![
         Kind {
             name: "good",
             weight: 12,
-            digest: publish("echo", &base, &[]),
+            digest: publisher.fixture("echo", &base, &[]),
             path: "/soak?x=1",
             body: None,
             limits: json!({}),
@@ -77,7 +78,7 @@ fn main() {
         Kind {
             name: "trap",
             weight: 3,
-            digest: publish("trap", &base, &[]),
+            digest: publisher.fixture("trap", &base, &[]),
             path: "/",
             body: None,
             limits: json!({}),
@@ -86,7 +87,7 @@ fn main() {
         Kind {
             name: "loop",
             weight: 1,
-            digest: publish("limits_infinite_loop", &base, &[]),
+            digest: publisher.fixture("limits_infinite_loop", &base, &[]),
             path: "/",
             body: None,
             limits: json!({"timeout_ms": 50}),
@@ -95,7 +96,7 @@ fn main() {
         Kind {
             name: "memory",
             weight: 1,
-            digest: publish("limits_memory_hog", &base, &[]),
+            digest: publisher.fixture("limits_memory_hog", &base, &[]),
             path: "/",
             body: None,
             limits: json!({"memory_mb": 16}),
@@ -104,7 +105,7 @@ fn main() {
         Kind {
             name: "egress",
             weight: 3,
-            digest: publish(
+            digest: publisher.fixture(
                 "fetch_probe",
                 &["cap:context.read", "cap:log.emit", "cap:http.fetch"],
                 &[format!("http://{upstream}")],
@@ -116,7 +117,7 @@ fn main() {
         },
     ];
     let mut server = start_server(data.path(), &key, upstream);
-    let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().expect("addr");
+    let addr = server.addr();
     // Which kind each slot of the mix is (weights out of 20).
     let mix: Arc<Vec<usize>> = Arc::new(
         kinds
@@ -154,7 +155,7 @@ fn main() {
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (samples, stop, pid) = (samples.clone(), stop.clone(), server.child.id());
+        let (samples, stop, pid) = (samples.clone(), stop.clone(), server.pid());
         std::thread::spawn(move || {
             let started = Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -350,15 +351,6 @@ fn report(kinds: &[Kind], results: &[Outcome], samples: &[Sample], seconds: u64)
     failed
 }
 
-fn percentiles(mut latencies: Vec<Duration>) -> (f64, f64) {
-    if latencies.is_empty() {
-        return (0.0, 0.0);
-    }
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
-    (at(0.50), at(0.99))
-}
-
 /// What the sampler read off the server process and its `/metrics`.
 #[derive(Clone)]
 struct Sample {
@@ -382,7 +374,10 @@ impl Sample {
                 .unwrap_or(0)
         };
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-        let metrics = Client::connect(addr).get_text("/metrics");
+        let metrics = Client::connect(addr)
+            .get("/metrics")
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
         let gauge = |name: &str| -> f64 {
             metrics
                 .lines()
@@ -410,97 +405,13 @@ fn request_bytes(kind: &Kind, tenant: usize) -> Vec<u8> {
             .encode(body.to_string())
             .into();
     }
-    let envelope = json!({
-        "context": {
-            "tenant_id": format!("soak-tenant-{tenant}"),
-            "extension_id": format!("com.soak.{}", kind.name),
-            "content_hash": kind.digest.to_string()
-        },
-        "http": http,
-        "limits": kind.limits,
-    })
-    .to_string();
-    format!(
-        "POST /v1/execute HTTP/1.1\r\nhost: soak\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{envelope}",
-        envelope.len()
+    common::execute_request(
+        &format!("soak-tenant-{tenant}"),
+        &format!("com.soak.{}", kind.name),
+        &kind.digest,
+        &http,
+        &kind.limits,
     )
-    .into_bytes()
-}
-
-/// A blocking HTTP/1.1 keep-alive client: enough for the runner's answers
-/// (always with `content-length`).
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to the runner");
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        Client {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    /// Send `request`; the runner's status, the guest's status (200 answers)
-    /// or the error code, and whether to reconnect.
-    fn exchange(&mut self, request: &[u8]) -> (u16, String, bool) {
-        match self.send(request) {
-            Ok((status, body)) => {
-                let json: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let detail = if status == 200 {
-                    // A guest answer; the egress probe reports a failed fetch as `{"error"}`.
-                    use base64::Engine as _;
-                    let body = base64::engine::general_purpose::STANDARD
-                        .decode(json["body_b64"].as_str().unwrap_or_default())
-                        .unwrap_or_default();
-                    let guest: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    match guest["error"].as_str() {
-                        Some(error) => format!("{}:{error}", json["status"]),
-                        None => json["status"].to_string(),
-                    }
-                } else {
-                    json["error"]["code"].as_str().unwrap_or("?").to_string()
-                };
-                (status, detail, false)
-            }
-            Err(e) => (0, format!("io: {}", e.kind()), true),
-        }
-    }
-
-    fn get_text(&mut self, path: &str) -> String {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: soak\r\n\r\n");
-        self.send(request.as_bytes())
-            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn send(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        self.reader.get_mut().write_all(request)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok((status, body))
-    }
 }
 
 /// A loopback upstream for the egress kind: answers every request `ok`.
@@ -525,83 +436,14 @@ fn start_upstream() -> SocketAddr {
     addr
 }
 
-/// Pack, sign and store a one-component bundle of `wasm` in the data dir's
-/// file store, as `publish` would.
-fn publish(
-    data: &Path,
-    key: &SigningKey,
-    name: &str,
-    wasm: &[u8],
-    capabilities: &[&str],
-    hosts: &[String],
-) -> ext_bundle::Digest {
-    let dir = tempfile::tempdir().expect("bundle dir");
-    let manifest = json!({
-        "name": format!("com.soak.{}", name.replace('_', "-")),
-        "publisher": "soak",
-        "version": "1.0.0",
-        "runtime": "wasm-rust@1",
-        "capabilities": capabilities,
-        "network": {"allowed_hosts": hosts},
-        "entry": "dist/main.wasm"
-    });
-    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).expect("manifest");
-    std::fs::create_dir_all(dir.path().join("dist")).expect("dist");
-    std::fs::write(dir.path().join("dist/main.wasm"), wasm).expect("wasm");
-    let archive = ext_bundle::pack_dir(dir.path()).expect("pack");
-    let digest = ext_bundle::Digest::of(&archive);
-    let store = data.join("bundles/sha256").join(digest.hex());
-    std::fs::create_dir_all(&store).expect("store");
-    std::fs::write(store.join("bundle.tar.zst"), &archive).expect("bundle");
-    std::fs::write(
-        store.join("bundle.sig"),
-        ext_bundle::signature::encode_signature(&key.sign(&archive)),
-    )
-    .expect("signature");
-    digest
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// `ext-runner serve` on a free loopback port, trusting `key`, allowed to
-/// reach `upstream`; returns once it accepts connections.
-fn start_server(data: &Path, key: &SigningKey, upstream: SocketAddr) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("RUNNER_DATA_DIR", data)
-        .env("RUNNER_SERVICE_TOKEN", TOKEN)
-        .env("SIGNING_TRUST_BUNDLE", key.public_key_pem())
-        .env("EXT_EGRESS_ALLOWLIST", format!("http://{upstream}"))
-        .env("EXT_EGRESS_ALLOW_PRIVATE_CIDRS", "127.0.0.1/32")
+/// `ext-runner serve` trusting `key`, allowed to reach `upstream`.
+fn start_server(data: &std::path::Path, key: &SigningKey, upstream: SocketAddr) -> Server {
+    let env = [
+        ("EXT_EGRESS_ALLOWLIST", format!("http://{upstream}")),
+        ("EXT_EGRESS_ALLOW_PRIVATE_CIDRS", "127.0.0.1/32".to_string()),
         // The mix never needs more than the connections in flight.
-        .env("RUNNER_TENANT_MAX_CONCURRENCY", CONNECTIONS.to_string())
-        .env("RUNNER_EXTENSION_MAX_CONCURRENCY", CONNECTIONS.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ext-runner serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "ext-runner serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, port }
+        ("RUNNER_TENANT_MAX_CONCURRENCY", CONNECTIONS.to_string()),
+        ("RUNNER_EXTENSION_MAX_CONCURRENCY", CONNECTIONS.to_string()),
+    ];
+    Server::start(data, key, env.map(|(k, v)| (k.to_string(), v)))
 }
