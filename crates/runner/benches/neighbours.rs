@@ -115,6 +115,9 @@ struct Phase {
     /// From the end of the ramp until the flood was told to stop.
     window: Duration,
     b: Vec<Duration>,
+    /// Per B sample: the report's `cpu_wait_ms` and `wall_ms` (where the
+    /// time went: waiting for a CPU slice, in the guest, or elsewhere).
+    b_reports: Vec<(f64, f64)>,
     /// How long B took for its samples.
     b_time: Duration,
     /// B's failures by runner status and code (or guest status, or `wrong answer`).
@@ -364,7 +367,12 @@ fn sample_b(addr: SocketAddr, probe: &Probe, deadline: Instant, phase: &mut Phas
         let answer = client.execute(&request);
         phase.b.push(sent.elapsed());
         let error = match answer {
-            Ok(answer) => check_b(&answer, &path),
+            Ok(answer) => {
+                let report = &answer.json["report"];
+                let field = |name: &str| report[name].as_f64().unwrap_or(0.0);
+                phase.b_reports.push((field("cpu_wait_ms"), field("wall_ms")));
+                check_b(&answer, &path)
+            }
             Err(e) => {
                 client = Client::connect(addr);
                 Some((0, format!("io: {}", e.kind())))
@@ -494,6 +502,7 @@ fn report(probe: &Probe, solo: &Phase, floods: &[Flood], results: &[(Phase, Phas
             with_b.healthz.len(),
             counts(&with_b.healthz_errors)
         );
+        println!("  B's slowest 1 %: {}", slowest(with_b));
         println!("  A alone:  {}", counts(&alone.a));
         println!("  A with B: {}", counts(&with_b.a));
         println!(
@@ -513,6 +522,30 @@ fn report(probe: &Probe, solo: &Phase, floods: &[Flood], results: &[(Phase, Phas
         println!("\nneighbours: FAILED: B got {errors} errors or wrong answers");
     }
     errors > 0
+}
+
+/// Where B's slowest 1 % of samples spent their time, on average: waiting
+/// for a CPU slice, running in the guest, and the rest (HTTP, admission,
+/// the hop to the guest threads and back).
+fn slowest(phase: &Phase) -> String {
+    let mut samples: Vec<(f64, f64, f64)> = phase
+        .b
+        .iter()
+        .zip(&phase.b_reports)
+        .map(|(total, (wait, wall))| (total.as_secs_f64() * 1000.0, *wait, *wall))
+        .collect();
+    if samples.is_empty() {
+        return "no samples".to_string();
+    }
+    samples.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let top = &samples[..samples.len().div_ceil(100)];
+    let mean = |f: fn(&(f64, f64, f64)) -> f64| top.iter().map(f).sum::<f64>() / top.len() as f64;
+    let (total, wait, wall) = (mean(|s| s.0), mean(|s| s.1), mean(|s| s.2));
+    format!(
+        "{total:.3} ms = CPU wait {wait:.3} + guest {wall:.3} + rest {:.3} (means of {})",
+        total - wait - wall,
+        top.len()
+    )
 }
 
 /// `status code count, …`, or `none`.

@@ -98,6 +98,7 @@ impl Runner {
             bundles.clone(),
             Some(cpu.compile_handle()),
         )?;
+        cpu.preempt_with(runtime.engine().clone());
         let slots = Semaphore::new(config.max_concurrency as usize);
         let quotas = crate::quota::Quotas::new(&config)?;
         let secrets = Arc::new(config.secrets.clone());

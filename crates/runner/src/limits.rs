@@ -215,16 +215,22 @@ pub const CONCURRENCY_WAIT: Duration = Duration::from_millis(100);
 /// microseconds).
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Nice value of the guest threads and compile threads (HTTP workers run at
-/// 0). Under the kernel's fair scheduler nice 10 weighs about a tenth of
-/// nice 0, so a waking HTTP worker gets a core at once while guests still
-/// use every idle cycle; unprivileged processes may always raise it.
-pub const GUEST_THREAD_NICE: i32 = 10;
+/// Nice value of the compile threads (Cranelift's rayon pool; everything
+/// else runs at 0). Under the kernel's fair scheduler nice 10 weighs about
+/// a tenth of nice 0, so seconds of compiling for one tenant's cold
+/// component take idle cycles rather than other tenants' and HTTP's; an
+/// unprivileged process may always raise it. Guest threads stay at 0:
+/// measured at nice 10, an HTTP flood of refused requests starved them and
+/// cut a flooding tenant's own throughput by three quarters
+/// (`bench/neighbours`, 2026-12-03).
+pub const COMPILE_THREAD_NICE: i32 = 10;
 /// A tenant's executions that may wait for their first CPU slice while
 /// other tenants compete (`RUNNER_TENANT_CPU_QUEUE`); beyond it new ones
-/// get 429 `tenant_cpu_exceeded` at once. Eight keep a tenant's share of a
-/// few cores busy; more would only wait longer for the same share.
-pub const DEFAULT_TENANT_CPU_QUEUE: u64 = 8;
+/// get 429 `tenant_cpu_exceeded` at once. The default equals the default
+/// tenant cap, so by default a tenant over its share only waits: at 8, the
+/// soak's ordinary mixed load (four tenants at 70 % of capacity) already
+/// had good requests refused. Lower it to refuse earlier.
+pub const DEFAULT_TENANT_CPU_QUEUE: u64 = 16;
 /// Largest tenant CPU weight (`RUNNER_TENANT_CPU_WEIGHTS`): weights are
 /// relative, and 1..=100 covers every tiering a platform uses.
 pub const MAX_TENANT_CPU_WEIGHT: u32 = 100;

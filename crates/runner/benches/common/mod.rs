@@ -47,7 +47,9 @@ impl Server {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ext-runner"))
+        // `BENCH_RUNNER_BIN` runs another build (e.g. an older commit's) under the same load.
+        let binary = std::env::var("BENCH_RUNNER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ext-runner").to_string());
+        let mut child = Command::new(binary)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_clear()
             .env("RUST_LOG", "error")

@@ -1,16 +1,15 @@
-//! The guest threads: a Tokio runtime of their own, so guest code never
-//! runs on the workers that accept connections, parse HTTP and answer
-//! health checks and UI assets, and at a lower OS priority
-//! ([`GUEST_THREAD_NICE`]) so those workers get a core at once when they
-//! wake. Compiles (their blocking threads and Cranelift's rayon pool) run at
-//! the same priority: they are tenant work too.
+//! The guest threads: a Tokio runtime of their own, so guest code does not
+//! run on the workers that accept connections, parse HTTP and answer
+//! health checks and UI assets (the one exception, a light tenant's first
+//! slice, is `GuestCpu::run`'s). Cranelift's rayon pool, where compiles do
+//! their work, runs at a lower OS priority ([`COMPILE_THREAD_NICE`]).
 
 use std::future::Future;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
 
-use crate::limits::GUEST_THREAD_NICE;
+use crate::limits::COMPILE_THREAD_NICE;
 
 /// The guest runtime. Dropping it stops its threads without waiting.
 pub struct GuestExecutor {
@@ -27,7 +26,6 @@ impl GuestExecutor {
         let runtime = Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("ext-runner-guest")
-            .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
         // Wasmtime's parallel compilation uses rayon's global pool; it is
@@ -44,7 +42,8 @@ impl GuestExecutor {
         })
     }
 
-    /// Where compiles' blocking work is spawned.
+    /// Where compiles' blocking work is spawned (their Cranelift work runs
+    /// on the rayon pool).
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
@@ -88,9 +87,9 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Raise the calling thread's nice value (on Linux, `setpriority` with
 /// `who = 0` applies to the calling thread only). Lowering one's own
 /// priority needs no privilege; if it fails anyway the thread runs at the
-/// normal priority and the fair share still holds.
+/// normal priority.
 fn lower_priority() {
-    if let Err(error) = rustix::process::setpriority_process(None, GUEST_THREAD_NICE) {
-        tracing::debug!(%error, "could not lower a guest thread's priority");
+    if let Err(error) = rustix::process::setpriority_process(None, COMPILE_THREAD_NICE) {
+        tracing::debug!(%error, "could not lower a compile thread's priority");
     }
 }

@@ -32,6 +32,13 @@ pub struct FairShare {
     state: Mutex<State>,
     /// Executions refused because their tenant's start queue was full.
     pub refused: AtomicU64,
+    /// Ends every running slice now (the engine's epoch increment), called
+    /// when an execution that should run before every current holder has
+    /// to wait: it then waits for a guest's next epoch check, microseconds,
+    /// rather than for the next tick.
+    preempt: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Times `preempt` was called.
+    pub preemptions: AtomicU64,
 }
 
 struct State {
@@ -85,7 +92,14 @@ impl FairShare {
                 next_id: 0,
             }),
             refused: AtomicU64::new(0),
+            preempt: std::sync::OnceLock::new(),
+            preemptions: AtomicU64::new(0),
         })
+    }
+
+    /// Set how running slices are ended early (once; later calls are ignored).
+    pub fn set_preemption(&self, preempt: impl Fn() + Send + Sync + 'static) {
+        let _ = self.preempt.set(Box::new(preempt));
     }
 
     /// Register one execution of `tenant`. Refused when other tenants are
@@ -201,6 +215,13 @@ impl Execution {
         &self.tenant
     }
 
+    /// This is its tenant's only live execution: a tenant using little,
+    /// whose first slice may run where it is (`GuestCpu::run`).
+    pub fn is_alone(&self) -> bool {
+        let state = self.share.lock();
+        state.tenants.get(&self.tenant).is_some_and(|t| t.live == 1)
+    }
+
     /// Ready once this execution holds a slice.
     pub fn poll_slice(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.holds {
@@ -244,7 +265,20 @@ impl Execution {
         if !self.started {
             tenant.waiting_to_start += 1;
         }
+        let vtime = tenant.vtime;
         self.queued = true;
+        // Every slice is held by other tenants that have used at least as
+        // much (the holders are mid-slice, so in fact more): this one is
+        // next, so end their slices now instead of at the next tick.
+        let holders_ahead = state
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.running > 0)
+            .all(|(id, t)| *id != self.tenant && t.vtime >= vtime);
+        if holders_ahead && let Some(preempt) = self.share.preempt.get() {
+            self.share.preemptions.fetch_add(1, Ordering::Relaxed);
+            preempt();
+        }
         Poll::Pending
     }
 
@@ -258,6 +292,30 @@ impl Execution {
         let tenant = state.tenants.get_mut(&self.tenant).expect("registered tenant");
         tenant.running -= 1;
         tenant.vtime += used.as_secs_f64() / tenant.weight;
+        state.hand_over();
+    }
+
+    /// Give the slice back as [`Execution::release`] does, but stay in line
+    /// for the next one (the execution is runnable at once: it only
+    /// yielded at an epoch tick). It competes for the slice it gave back
+    /// with its new virtual time, so it keeps running if it is still the
+    /// tenant that has used the least; `waker` is woken when it is granted.
+    pub fn yield_slice(&mut self, used: Duration, waker: &Waker) {
+        if !self.holds {
+            return;
+        }
+        self.holds = false;
+        let mut state = self.share.lock();
+        let tenant = state.tenants.get_mut(&self.tenant).expect("registered tenant");
+        tenant.running -= 1;
+        tenant.vtime += used.as_secs_f64() / tenant.weight;
+        tenant.waiting.push_back(Waiter {
+            id: self.id,
+            waker: waker.clone(),
+            started: true,
+            granted: self.granted.clone(),
+        });
+        self.queued = true;
         state.hand_over();
     }
 }
@@ -315,10 +373,51 @@ mod tests {
         assert!(poll(&mut backlog[0]), "alone, the tenant's own waiter gets the slice");
         assert!(!poll(&mut running), "back into the queue behind its own backlog");
         let mut light = share.register("b").unwrap();
+        assert!(light.is_alone() && !backlog[1].is_alone());
         assert!(!poll(&mut light));
         backlog[0].release(SLICE);
         assert!(poll(&mut light), "b has used nothing: it goes before a's five waiters");
         assert!(backlog[1..].iter_mut().all(|e| !poll(e)));
+    }
+
+    #[test]
+    fn a_yielding_execution_keeps_its_place_in_line() {
+        let share = FairShare::new(1, HashMap::new(), 100);
+        let mut light = share.register("b").unwrap();
+        assert!(poll(&mut light));
+        let mut busy = share.register("a").unwrap();
+        assert!(!poll(&mut busy));
+        // b yields having used little; a has used nothing yet, so a goes next.
+        light.yield_slice(Duration::from_micros(10), Waker::noop());
+        assert!(poll(&mut busy) && !poll(&mut light));
+        // a yields after a whole slice: b, already in line, is granted at once.
+        busy.yield_slice(SLICE, Waker::noop());
+        assert!(poll(&mut light), "b was in line and has used less");
+        assert!(!poll(&mut busy));
+    }
+
+    #[test]
+    fn a_tenant_behind_every_holder_preempts_them_and_one_among_them_does_not() {
+        let share = FairShare::new(1, HashMap::new(), 100);
+        let calls = Arc::new(AtomicU64::new(0));
+        let counter = calls.clone();
+        share.set_preemption(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let mut busy = share.register("a").unwrap();
+        assert!(poll(&mut busy));
+        busy.yield_slice(SLICE, Waker::noop());
+        assert!(poll(&mut busy), "alone, it keeps the slice");
+        // Another of a's executions is not ahead of a: no preemption.
+        let mut more = share.register("a").unwrap();
+        assert!(!poll(&mut more));
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+        // b has used nothing since it became active: it preempts a.
+        let mut light = share.register("b").unwrap();
+        assert!(!poll(&mut light));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        busy.yield_slice(SLICE, Waker::noop());
+        assert!(poll(&mut light));
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod fair;
 pub mod scheduled;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 pub use scheduled::CpuUsage;
@@ -85,10 +87,13 @@ impl GuestCpu {
         })
     }
 
-    /// Run `future` on the guest threads under `execution`'s slices. The
-    /// first slice is waited for here, so the execution is in line before
-    /// its task reaches the guest threads. Dropping this future aborts the
-    /// guest task.
+    /// Run `future` under `execution`'s slices. The first slice is waited
+    /// for here, so the execution is in line before it moves. A tenant's
+    /// only execution (a tenant using little) then runs its first slice
+    /// here, on the HTTP worker: most calls finish within it, with no hop
+    /// to the guest threads and back; a tenant with several at once, and
+    /// anything that outlasts its first slice or waits on I/O, runs on the
+    /// guest threads. Dropping this future aborts the guest task.
     pub async fn run<F>(&self, mut execution: fair::Execution, future: F) -> (F::Output, CpuUsage)
     where
         F: Future + Send + 'static,
@@ -96,12 +101,30 @@ impl GuestCpu {
     {
         let waiting = Instant::now();
         std::future::poll_fn(|cx| execution.poll_slice(cx)).await;
-        let task = scheduled::Scheduled::new(future, execution, self.budget.clone(), waiting.elapsed());
+        let inline = execution.is_alone();
+        let mut task = scheduled::Scheduled::new(future, execution, self.budget.clone(), waiting.elapsed());
+        if inline {
+            let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut task).poll(cx))).await;
+            if let Poll::Ready(done) = first {
+                return done;
+            }
+        }
         match self.executor.spawn(task).await {
             Ok(done) => done,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => unreachable!("the guest task is aborted only when this future is dropped: {error}"),
         }
+    }
+
+    /// End running slices early through `engine`'s epoch, for an execution
+    /// that is next in line (`fair`).
+    pub fn preempt_with(&self, engine: wasmtime::Engine) {
+        self.share.set_preemption(move || engine.increment_epoch());
+    }
+
+    /// Times running slices were ended early for a waiting execution.
+    pub fn preemptions(&self) -> u64 {
+        self.share.preemptions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where compiles' blocking work runs (the guest threads' priority).

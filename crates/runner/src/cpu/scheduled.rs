@@ -6,7 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::fair::Execution;
@@ -27,6 +28,23 @@ pub struct CpuUsage {
 pub fn thread_cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// A waker that notes it was woken before passing the wake on.
+struct WokenFlag {
+    woken: AtomicBool,
+    inner: Waker,
+}
+
+impl Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        self.inner.wake_by_ref();
+    }
 }
 
 /// `inner` under `execution`'s slices.
@@ -68,11 +86,23 @@ impl<F: Future> Future for Scheduled<F> {
         if let Some(since) = this.waiting_since.take() {
             this.usage.waited += since.elapsed();
         }
+        // A future that wakes itself while polled (the epoch-tick yield) is
+        // runnable at once and stays in line for the next slice; any other
+        // `Pending` waits on I/O and leaves the line until it is woken.
+        let woken = Arc::new(WokenFlag {
+            woken: AtomicBool::new(false),
+            inner: cx.waker().clone(),
+        });
+        let waker = Waker::from(woken.clone());
         let before = thread_cpu_time();
-        let outcome = this.inner.as_mut().poll(cx);
+        let outcome = this.inner.as_mut().poll(&mut Context::from_waker(&waker));
         let used = thread_cpu_time().saturating_sub(before);
         this.usage.cpu += used;
-        this.execution.release(used);
+        if outcome.is_pending() && woken.woken.load(Ordering::Relaxed) {
+            this.execution.yield_slice(used, cx.waker());
+        } else {
+            this.execution.release(used);
+        }
         if let Some(budget) = &this.budget {
             budget.charge(this.execution.tenant(), used);
         }

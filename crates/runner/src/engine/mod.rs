@@ -676,14 +676,16 @@ async fn run_guest(
     let deadline = Instant::now() + limits.timeout;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        // Every tick ends the guest's CPU slice: it yields, gives its
-        // slice back (cpu::scheduled) and the fair share picks who runs
-        // next. Tokio's own `yield_now` puts the task behind the others
-        // instead of re-polling it at once (wasmtime#10667).
+        // Every tick ends the guest's CPU slice: it yields (waking itself),
+        // gives its slice back in line for the next (cpu::scheduled) and
+        // the fair share picks who runs next. The fair share, not Tokio's
+        // run queue, decides the order, so the plain self-waking yield is
+        // the right one (Tokio's deferred `yield_now` would let the slice
+        // go to someone else before this execution is back in line).
         Ok(if Instant::now() >= deadline {
             UpdateDeadline::Interrupt
         } else {
-            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            UpdateDeadline::Yield(1)
         })
     });
 
