@@ -1,14 +1,15 @@
 //! Guest CPU: where guest code runs and how tenants share it.
 //!
-//! - `executor`: the guest threads, a runtime apart from the HTTP workers
-//!   and at a lower OS priority, so connections, health checks and UI
-//!   assets never wait behind guests.
+//! - `executor`: the guest threads, a runtime apart from the HTTP workers,
+//!   so connections, health checks and UI assets do not wait behind guests
+//!   (but for a light tenant's first slice, see [`GuestCpu::run`]).
 //! - `fair`: the slices of those threads, shared between tenants by
-//!   start-time fair queueing (weighted, work-conserving), with a cap on a
-//!   tenant's executions waiting to start while others compete.
+//!   start-time fair queueing (weighted, work-conserving, preempting the
+//!   holders for a tenant behind none of them), with a cap on a tenant's
+//!   executions waiting to start while others compete.
 //! - `scheduled`: the future wrapper that takes a slice before each poll,
-//!   measures the poll's thread CPU time and charges it to the tenant's
-//!   share and budget.
+//!   measures the poll's thread CPU time, charges it to the tenant's share
+//!   and budget, and keeps a yielding execution in line.
 //!
 //! The tenant CPU budget over time (`RUNNER_TENANT_CPU_MS_PER_SEC`) is a
 //! quota and lives with the others in `quota::cpu_budget`.
