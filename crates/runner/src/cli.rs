@@ -1,6 +1,9 @@
-//! The authoring and operations commands: `pack`, `publish`, `inspect`,
-//! `exec`. Each returns text for the user or an error whose message names
-//! the file or field at fault; `main.rs` prints it and sets the exit code.
+//! The authoring and operations commands: `pack` (with its component,
+//! import and world checks), `publish`, `compile`, `inspect`, `exec`,
+//! `keygen`, `sign`, `verify` and `secrets keygen` / `seal`. Each returns
+//! text for the user or an error whose message names the file or field at
+//! fault; `main.rs` prints it and sets the exit code. (`new` is in
+//! `scaffold`, `dev` in `devloop`, `serve` in `main.rs`.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use crate::engine::{
 };
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
-use crate::host::bindings::types::{ContextData, ExecuteRequest, HttpHeader, HttpRequest};
+use crate::host::bindings::types::{ContextData, ExecuteRequest, ExecuteResponse, HttpHeader, HttpRequest};
 use crate::host::grants::{self, Grants};
 use crate::host::{Invocation, RequestInfo};
 use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
@@ -238,6 +238,9 @@ impl Runner {
         (result, report)
     }
 
+    /// The stages: admit (quotas, CPU) → resolve (bundle, component) →
+    /// a global slot → prepare (the guest's capabilities and input) →
+    /// invoke (on the guest threads) → respond (status, size, headers).
     /// `resolved` is set once the envelope's bundle is verified and its
     /// component prepared: from then on its ids are the bundle's, not only
     /// the caller's claim (M-01).
@@ -248,42 +251,20 @@ impl Runner {
         report_slot: &mut Option<ExecutionReport>,
         resolved: &mut bool,
     ) -> Result<GuestResponse, Failure> {
-        let wanted = BundleRef {
-            digest: envelope.content_hash,
-            tenant: &envelope.tenant_id,
-            extension: &envelope.extension_id,
-        };
-        // Quotas (quota.rs, A-09): the tenant's and extension's slots and a
+        // Quotas (quota/, A-09): the tenant's and extension's slots and a
         // rate-limit token, refused at once with 429, held to the end.
         let _quota = self.quotas.admit(&envelope.tenant_id, &envelope.extension_id).await?;
         // The tenant's CPU budget and start queue (cpu/), before any fetch
         // or compile; the place in the fair share is held to the end.
         let cpu_share = self.cpu.admit(&envelope.tenant_id).await?;
-        let timeout_ms = limits::clamp(
+        let timeout = Duration::from_millis(limits::clamp(
             envelope.timeout_ms,
             limits::DEFAULT_TIMEOUT_MS,
             self.config.max_timeout_ms,
-        );
-        // waiting for a compile slot counts against the request's
-        // deadline (past it: 503 `compile_busy`).
-        let admission = Admission {
-            tenant: &envelope.tenant_id,
-            deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
-        };
+        ));
         // `bundle` also pins the cache entry (no eviction) while it executes.
-        let (bundle, pre) = match self.prepare(wanted, envelope, admission).await {
-            // F-02: a cached file that no longer matches its digest is
-            // evicted and the bundle fetched and verified again, once.
-            Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
-                tracing::warn!(request_id, content_hash = %wanted.digest, reason = %failure.message, "cached bundle corrupt; refetching");
-                self.bundles.evict(&wanted.digest);
-                self.prepare(wanted, envelope, admission).await?
-            }
-            other => other?,
-        };
+        let (bundle, pre) = self.resolve(envelope, request_id, timeout).await?;
         *resolved = true;
-
-        let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
 
         let _slot = tokio::time::timeout(CONCURRENCY_WAIT, self.slots.acquire())
             .await
@@ -298,6 +279,62 @@ impl Runner {
             version_id: envelope.version_id.clone(),
             traceparent: envelope.traceparent.clone(),
         });
+        let invocation = self.invocation(envelope, &bundle, request.clone(), timeout).await?;
+        let input = self.guest_input(envelope, pre.world(), &request)?;
+        let limits = ExecLimits {
+            timeout,
+            fuel: envelope.fuel,
+        };
+        let guest = self.runtime.execute(pre, invocation, input, limits);
+        let ((outcome, mut report), usage) = self.cpu.run(cpu_share, guest).await;
+        report.cpu_ms = usage.cpu.as_secs_f64() * 1000.0;
+        report.cpu_wait_ms = usage.waited.as_secs_f64() * 1000.0;
+        *report_slot = Some(report.clone());
+        self.respond(outcome?, report, request_id)
+    }
+
+    /// The verified bundle and prepared component the envelope names.
+    /// F-02: a cached file that no longer matches its digest is evicted and
+    /// the bundle fetched and verified again, once.
+    async fn resolve(
+        &self,
+        envelope: &Envelope,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<(Arc<LoadedBundle>, Prepared), Failure> {
+        let wanted = BundleRef {
+            digest: envelope.content_hash,
+            tenant: &envelope.tenant_id,
+            extension: &envelope.extension_id,
+        };
+        // waiting for a compile slot counts against the request's
+        // deadline (past it: 503 `compile_busy`).
+        let admission = Admission {
+            tenant: &envelope.tenant_id,
+            deadline: tokio::time::Instant::now() + timeout,
+        };
+        match self.prepare(wanted, envelope, admission).await {
+            Err(failure) if failure.code == ErrorCode::BundleIntegrity => {
+                tracing::warn!(request_id, content_hash = %wanted.digest, reason = %failure.message, "cached bundle corrupt; refetching");
+                self.bundles.evict(&wanted.digest);
+                self.prepare(wanted, envelope, admission).await
+            }
+            other => other,
+        }
+    }
+
+    /// The guest's store state: its grants (manifest ∩ providers) and a
+    /// slot per granted capability.
+    async fn invocation(
+        &self,
+        envelope: &Envelope,
+        bundle: &LoadedBundle,
+        request: Arc<RequestInfo>,
+        timeout: Duration,
+    ) -> Result<Invocation, Failure> {
+        let request_id = request.request_id.as_str();
+        let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
+        let deadline = tokio::time::Instant::now() + timeout;
         let grants = Grants::effective(&bundle.manifest.capabilities, envelope.providers.as_deref());
         let mut invocation = Invocation::new(
             request.clone(),
@@ -320,7 +357,7 @@ impl Runner {
                 egress: self.egress.clone(),
                 policy,
                 budget: self.egress.budget(),
-                deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
+                deadline,
             });
         }
         if grants.allows(grants::UI_PROXY)
@@ -329,7 +366,7 @@ impl Runner {
             invocation = invocation.with_ui_proxy(crate::host::UiProxyAccess {
                 client: self.ui_proxy_client.clone(),
                 base_url: base_url.clone(),
-                deadline: tokio::time::Instant::now() + Duration::from_millis(timeout_ms),
+                deadline,
             });
         }
         if grants.allows(crate::host::guest_metrics::CAPABILITY) {
@@ -338,11 +375,21 @@ impl Runner {
         if let Some(sink) = &self.debug_sink {
             invocation = invocation.with_debug_sink(sink.clone());
         }
-        let invocation = invocation
+        Ok(invocation
             .with_max_response_bytes(self.config.max_response_bytes)
             .with_grants(grants)
-            .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone());
-        let input = match pre.world() {
+            .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone()))
+    }
+
+    /// The guest's input for its world: the `execute-request` record, or a
+    /// `wasi:http` incoming request.
+    fn guest_input(
+        &self,
+        envelope: &Envelope,
+        world: ext_bundle::World,
+        request: &RequestInfo,
+    ) -> Result<GuestInput, Failure> {
+        Ok(match world {
             ext_bundle::World::Runner => GuestInput::Runner(ExecuteRequest {
                 context: ContextData {
                     request_id: Some(request.request_id.clone()),
@@ -369,18 +416,17 @@ impl Runner {
                 request: proxy_request(envelope)?,
                 max_response_bytes: self.config.max_response_bytes,
             },
-        };
-        let limits = ExecLimits {
-            timeout: Duration::from_millis(timeout_ms),
-            fuel: envelope.fuel,
-        };
-        let guest = self.runtime.execute(pre, invocation, input, limits);
-        let ((outcome, mut report), usage) = self.cpu.run(cpu_share, guest).await;
-        report.cpu_ms = usage.cpu.as_secs_f64() * 1000.0;
-        report.cpu_wait_ms = usage.waited.as_secs_f64() * 1000.0;
-        *report_slot = Some(report.clone());
-        let response = outcome?;
+        })
+    }
 
+    /// The guest's answer after the runner's checks: a valid status, the
+    /// body within the cap, headers through the allowlist.
+    fn respond(
+        &self,
+        response: ExecuteResponse,
+        report: ExecutionReport,
+        request_id: &str,
+    ) -> Result<GuestResponse, Failure> {
         let status = response.status;
         if !(100..=599).contains(&status) {
             return Err(Failure::new(

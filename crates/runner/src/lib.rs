@@ -5,12 +5,14 @@
 //! - [`config`]: one validated configuration (defaults < env < flags);
 //! - [`server`]: `router(state)` and `serve(listener, state, shutdown)`;
 //! - [`execute`]: the pipeline shared by the server, `exec` and benches;
+//! - [`quota`]: tenant concurrency caps, rate limit and CPU budget (memory or Redis);
+//! - [`cpu`]: the guest threads and the tenants' fair share of them;
 //! - [`envelope`]: the execute envelope and its validation;
 //! - [`engine`]: the shared Wasmtime engine, compile cache and limits;
 //! - [`host`]: the guest contract's host side (capabilities, WASI subset);
 //! - [`store`]: bundle store and the verified, unpacked bundle cache;
 //! - [`ui`]: the extensions' iframe UI assets (`/ext-ui/…`);
-//! - [`cli`]: the `pack`, `publish`, `inspect` and `exec` commands;
+//! - [`cli`]: `pack`, `publish`, `compile`, `inspect`, `exec`, `keygen`, `sign`, `verify`, `secrets`;
 //! - [`scaffold`]: `new`, extension projects from the embedded templates;
 //! - [`devloop`]: what `serve --dev` and `dev` share, and `dev`'s rebuild loop;
 //! - [`error`]: error codes and the one mapping to HTTP;

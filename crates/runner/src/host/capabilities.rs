@@ -1,9 +1,11 @@
 //! The WIT `Host` implementations for the `alga:extension` interfaces.
 //!
-//! Always-granted capabilities (`context.read`, `log.emit`, `user.read`) are
-//! implemented here. `secrets`, `http`, `storage` and `ui-proxy` are linked
-//! so every guest instantiates, and answer the typed deny error of compat §1
-//! (never a trap) until their capability exists in this runner.
+//! Always-granted capabilities (`context.read`, `log.emit`, `user.read`) and
+//! the granted ones (`secrets`, `http.fetch`, `storage.kv`, `ui-proxy`) are
+//! implemented here, the latter through their slots on [`Invocation`]
+//! (`host/secrets.rs`, ext-egress, ext-kv, `host/ui_proxy.rs`). Every
+//! interface is linked so every guest instantiates; a capability not
+//! granted answers the typed deny error of compat §1, never a trap.
 
 use super::bindings::alga::extension::{context, http, logging, secrets, storage, types, ui_proxy, user, user_v2};
 use super::bindings::types::{

@@ -8,6 +8,7 @@ mod cli;
 mod compile;
 mod connections;
 mod cpu;
+mod docs;
 mod egress;
 mod example;
 mod execute;
