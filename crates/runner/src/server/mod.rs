@@ -101,16 +101,17 @@ fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
 /// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
 /// JSON 404/405.
 pub fn router(state: Arc<AppState>) -> Router {
-    ui_routes(
-        Router::new()
-            .route("/v1/execute", post(execute))
-            .route("/metrics", get(metrics))
-            .route("/readyz", get(readyz))
-            .route("/openapi.json", get(openapi)),
-    )
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .with_state(state)
+    // Answers about this moment (executions, metrics, readiness) are never
+    // cached: `no-store` unless the handler chose otherwise.
+    let api = Router::new()
+        .route("/v1/execute", post(execute))
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .layer(axum::middleware::map_response(no_store));
+    ui_routes(api.route("/openapi.json", get(openapi)))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
 }
 
 /// The browser-facing listener (`RUNNER_PUBLIC_LISTEN`): UI assets and
@@ -122,12 +123,22 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// `get` also answers `HEAD` (axum drops the body).
+/// `get` also answers `HEAD` (axum drops the body). The UI handlers set
+/// their own caching (immutable assets, `no-store` index and errors).
 fn ui_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
     router
         .route("/ext-ui/{extension}/{hash}/", get(crate::ui::index))
         .route("/ext-ui/{extension}/{hash}/{*path}", get(crate::ui::asset))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz).layer(axum::middleware::map_response(no_store)))
+}
+
+/// `cache-control: no-store`, unless the response already says how to cache.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A request id we are willing to echo: short, printable, no separators.
@@ -264,15 +275,10 @@ fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
         headers.insert("x-request-id", value.clone());
         headers.insert("x-ext-request-id", value);
     }
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 async fn healthz() -> Response {
-    let mut response = (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response();
-    response
-        .headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
 async fn openapi() -> Response {
@@ -442,7 +448,6 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -477,11 +482,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut response = (status, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    (status, axum::Json(body)).into_response()
 }
 
 async fn not_found(request: Request<Body>) -> Response {

@@ -334,3 +334,21 @@ fn otlp_receiver_gets_the_execute_span() {
     assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
     assert!(export.contains("tenant-a"), "{export}");
 }
+
+/// Answers about this moment are never cached: health, readiness, metrics
+/// and execute answers carry `cache-control: no-store` (one layer sets it).
+#[tokio::test]
+async fn api_answers_are_never_cached() {
+    let t = TestRunner::new();
+    for uri in ["/healthz", "/readyz", "/metrics"] {
+        let response = ext_runner::server::router(t.state.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store", "{uri}");
+    }
+    let digest = t.publish_fixture("echo");
+    let (status, headers, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+}
