@@ -38,7 +38,7 @@ pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MAX_VALIDATION_CACHE_ENTRIES: usize = 4_096;
 
 /// Bytes the install-check answers may take, counted as the ids' lengths
-/// plus [`VALIDATION_ENTRY_OVERHEAD_BYTES`] each: 1 MiB is ~10,000 entries
+/// plus `VALIDATION_ENTRY_OVERHEAD_BYTES` each: 1 MiB is ~10,000 entries
 /// with typical ids and ~1,700 with ids at the length cap.
 pub const MAX_VALIDATION_CACHE_BYTES: usize = 1024 * 1024;
 
