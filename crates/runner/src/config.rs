@@ -680,12 +680,7 @@ impl Config {
             1,
             limits::MAX_COMPILE_CONCURRENCY,
         ) as u32;
-        let guest_threads = number(
-            "RUNNER_GUEST_THREADS",
-            available_cores(),
-            1,
-            limits::MAX_COMPILE_CONCURRENCY,
-        ) as u32;
+        let guest_threads = number("RUNNER_GUEST_THREADS", available_cores(), 1, limits::MAX_GUEST_THREADS) as u32;
         let tenant_cpu_queue = number("RUNNER_TENANT_CPU_QUEUE", limits::DEFAULT_TENANT_CPU_QUEUE, 1, 10_000) as u32;
         let tenant_max_concurrency = number(
             "RUNNER_TENANT_MAX_CONCURRENCY",

@@ -186,6 +186,9 @@ pub const COMPILE_TENANT_SHARE_DIVISOR: usize = 2;
 /// Upper bound of `RUNNER_COMPILE_CONCURRENCY`: beyond this many compiles at
 /// once the machine is thrashing, not compiling faster.
 pub const MAX_COMPILE_CONCURRENCY: u64 = 1024;
+/// Most guest threads (`RUNNER_GUEST_THREADS`): one per core of the largest
+/// machines a runner is deployed on.
+pub const MAX_GUEST_THREADS: u64 = 1024;
 /// `Retry-After` (seconds) of 503 `compile_busy`: a compile takes from a
 /// fraction of a second to several for a big guest, so a few seconds gives
 /// the queue time to drain (and the component may be compiled by then).

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Weight of tenants not named in `RUNNER_TENANT_CPU_WEIGHTS`.
+const DEFAULT_WEIGHT: u32 = 1;
+
 /// Slices, tenant weights and the start queue cap.
 pub struct FairShare {
-    /// Weight of tenants not named in `weights`.
-    default_weight: u32,
     weights: HashMap<String, u32>,
     /// A tenant's executions that may wait for their first slice while other
     /// tenants compete (`RUNNER_TENANT_CPU_QUEUE`).
@@ -82,7 +83,6 @@ impl FairShare {
     /// `slices` slices (the guest threads), weights per tenant id.
     pub fn new(slices: usize, weights: HashMap<String, u32>, queue_cap: usize) -> Arc<FairShare> {
         Arc::new(FairShare {
-            default_weight: 1,
             weights,
             queue_cap,
             state: Mutex::new(State {
@@ -127,7 +127,7 @@ impl FairShare {
             }
         }
         let now = state.now;
-        let weight = f64::from(self.weights.get(tenant).copied().unwrap_or(self.default_weight).max(1));
+        let weight = f64::from(self.weights.get(tenant).copied().unwrap_or(DEFAULT_WEIGHT).max(1));
         let id = state.next_id;
         state.next_id += 1;
         let key: Arc<str> = match state.tenants.get_key_value(tenant) {
@@ -284,15 +284,7 @@ impl Execution {
 
     /// Give the slice back, charging `used` CPU time to the tenant.
     pub fn release(&mut self, used: Duration) {
-        if !self.holds {
-            return;
-        }
-        self.holds = false;
-        let mut state = self.share.lock();
-        let tenant = state.tenants.get_mut(&self.tenant).expect("registered tenant");
-        tenant.running -= 1;
-        tenant.vtime += used.as_secs_f64() / tenant.weight;
-        state.hand_over();
+        self.give_back(used, None);
     }
 
     /// Give the slice back as [`Execution::release`] does, but stay in line
@@ -301,6 +293,12 @@ impl Execution {
     /// with its new virtual time, so it keeps running if it is still the
     /// tenant that has used the least; `waker` is woken when it is granted.
     pub fn yield_slice(&mut self, used: Duration, waker: &Waker) {
+        self.give_back(used, Some(waker));
+    }
+
+    /// Charge `used`, queue again when `requeue` says how to be woken, and
+    /// hand the slice on.
+    fn give_back(&mut self, used: Duration, requeue: Option<&Waker>) {
         if !self.holds {
             return;
         }
@@ -309,13 +307,15 @@ impl Execution {
         let tenant = state.tenants.get_mut(&self.tenant).expect("registered tenant");
         tenant.running -= 1;
         tenant.vtime += used.as_secs_f64() / tenant.weight;
-        tenant.waiting.push_back(Waiter {
-            id: self.id,
-            waker: waker.clone(),
-            started: true,
-            granted: self.granted.clone(),
-        });
-        self.queued = true;
+        if let Some(waker) = requeue {
+            tenant.waiting.push_back(Waiter {
+                id: self.id,
+                waker: waker.clone(),
+                started: true,
+                granted: self.granted.clone(),
+            });
+            self.queued = true;
+        }
         state.hand_over();
     }
 }

@@ -43,16 +43,11 @@ impl CpuLimit {
     /// A message saying what is wrong with `text`.
     pub fn parse(text: &str) -> Result<Option<CpuLimit>, String> {
         let text = text.trim();
-        if text.eq_ignore_ascii_case("off") {
+        let Some((ms_per_second, burst)) =
+            super::rate_and_burst(text, "`<CPU ms per second>[:<burst ms>]`, e.g. `500` or `250:2000`")?
+        else {
             return Ok(None);
-        }
-        let shape =
-            || format!("`{text}` must be `off` or `<CPU ms per second>[:<burst ms>]`, e.g. `500` or `250:2000`");
-        let (rate, burst) = match text.split_once(':') {
-            Some((rate, burst)) => (rate.trim(), Some(burst.trim())),
-            None => (text, None),
         };
-        let ms_per_second: f64 = rate.parse().map_err(|_| shape())?;
         if !(1.0..=MAX_CPU_BUDGET_MS_PER_SECOND).contains(&ms_per_second) {
             return Err(format!(
                 "`{text}`: the budget must be between 1 and {MAX_CPU_BUDGET_MS_PER_SECOND} CPU ms per second"
@@ -236,11 +231,6 @@ impl CpuBudget {
                 self.fail_open.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-
-    /// Buckets held (for tests).
-    pub fn tenants_held(&self) -> usize {
-        self.lock().tenants.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Balances> {

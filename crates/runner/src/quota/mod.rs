@@ -60,15 +60,11 @@ impl RateLimit {
     /// A message saying what is wrong with `text`.
     pub fn parse(text: &str) -> Result<Option<RateLimit>, String> {
         let text = text.trim();
-        if text.eq_ignore_ascii_case("off") {
+        let Some((per_second, burst)) =
+            rate_and_burst(text, "`<per second>[:<burst>]`, e.g. `10`, `10:50` or `0.5:3`")?
+        else {
             return Ok(None);
-        }
-        let shape = || format!("`{text}` must be `off` or `<per second>[:<burst>]`, e.g. `10`, `10:50` or `0.5:3`");
-        let (rate, burst) = match text.split_once(':') {
-            Some((rate, burst)) => (rate.trim(), Some(burst.trim())),
-            None => (text, None),
         };
-        let per_second: f64 = rate.parse().map_err(|_| shape())?;
         if !(MIN_RATE_LIMIT_PER_SECOND..=MAX_RATE_LIMIT_PER_SECOND).contains(&per_second) {
             return Err(format!(
                 "`{text}`: the rate must be between {MIN_RATE_LIMIT_PER_SECOND} and {MAX_RATE_LIMIT_PER_SECOND} per second"
@@ -94,6 +90,25 @@ impl std::fmt::Display for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/s (burst {})", self.per_second, self.burst)
     }
+}
+
+/// The shape both bucket settings share (`RUNNER_TENANT_RATE_LIMIT`,
+/// `RUNNER_TENANT_CPU_MS_PER_SEC`): `off` (`None`), or a rate and an
+/// optional burst after `:`, the rate already a number; `shape` describes
+/// the setting for the error message.
+///
+/// # Errors
+/// The rate is not a number.
+pub(crate) fn rate_and_burst<'t>(text: &'t str, shape: &str) -> Result<Option<(f64, Option<&'t str>)>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (rate, burst) = match text.split_once(':') {
+        Some((rate, burst)) => (rate.trim(), Some(burst.trim())),
+        None => (text, None),
+    };
+    let rate = rate.parse().map_err(|_| format!("`{text}` must be `off` or {shape}"))?;
+    Ok(Some((rate, burst)))
 }
 
 /// Check `RUNNER_RATE_LIMIT_REDIS_URL` without connecting.

@@ -442,6 +442,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         &[],
         load(&quotas.rate_limit_fail_open),
     );
+    runner.cpu().export(m);
     let mut response = m.render().into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -15,16 +15,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// The Redis server `scripts/test` starts on loopback.
-fn redis_url() -> String {
-    std::env::var("EXT_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!(
-            "EXT_TEST_REDIS_URL is not set: this test needs a real Redis; run scripts/test, which starts Redis \
-             (or `eval \"$(scripts/services/redis start target/services/redis)\"` before cargo test)"
-        )
-    })
-}
-
 /// An envelope for `digest` from `tenant` and `extension`.
 fn envelope_for(digest: &ext_bundle::Digest, path: &str, tenant: &str, extension: &str) -> Value {
     let mut env = envelope(digest, "GET", path);
@@ -350,13 +340,7 @@ async fn rate_limit_shared_through_redis_by_two_runners() {
     }
 
     // The bucket is one key per tenant that expires once it would be full again.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(format!("ext-rl:{tenant}"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let ttl_ms = redis_ttl_ms(&url, &format!("ext-rl:{tenant}")).await;
     assert!(ttl_ms > 0 && ttl_ms <= 31_000, "ttl {ttl_ms} ms");
 }
 

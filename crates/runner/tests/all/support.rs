@@ -208,6 +208,30 @@ pub fn hello_dir() -> PathBuf {
     ext_test_fixtures::hello_bundle_dir()
 }
 
+/// The Redis server `scripts/test` starts on loopback.
+pub fn redis_url() -> String {
+    std::env::var("EXT_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "EXT_TEST_REDIS_URL is not set: this test needs a real Redis; run scripts/test, which starts Redis \
+             (or `eval \"$(scripts/services/redis start target/services/redis)\"` before cargo test)"
+        )
+    })
+}
+
+/// `PTTL key` in the Redis at `url`: milliseconds until it expires.
+pub async fn redis_ttl_ms(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PTTL").arg(key).query_async(&mut connection).await.unwrap()
+}
+
+/// The value of the series `line_start` (name and labels, as rendered) in
+/// Prometheus text, if it is there.
+pub fn metric_value(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
+}
+
 /// `GET uri` through the router: status and body text.
 pub async fn get_text(t: &TestRunner, uri: &str) -> (StatusCode, String) {
     let response = router(t.state.clone())
