@@ -14,9 +14,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use ext_bundle::{Digest, UnpackLimits};
 
-use crate::config::{Config, StorageSettings};
+use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::execute::{GuestResponse, Runner};
+use crate::store::StorageSettings;
 use crate::store::object::{BundleObjects, PutOutcome};
 
 /// Pack a bundle directory into a deterministic `bundle.tar.zst`.
@@ -182,17 +183,6 @@ pub struct UndeclaredImport {
     pub capability: &'static str,
 }
 
-/// The interfaces (unversioned) that need a declared capability: those of
-/// `alga:extension`, and a `wasi:http/proxy` component's outbound requests.
-const GATED_INTERFACES: &[(&str, &str)] = &[
-    ("wasi:http/outgoing-handler", crate::host::grants::HTTP_FETCH),
-    ("alga:extension/storage", crate::host::grants::STORAGE_KV),
-    ("alga:extension/http", crate::host::grants::HTTP_FETCH),
-    ("alga:extension/secrets", crate::host::grants::SECRETS_GET),
-    ("alga:extension/ui-proxy", crate::host::grants::UI_PROXY),
-    ("alga:extension/metrics", crate::host::guest_metrics::CAPABILITY),
-];
-
 /// Every component of the extension in `dir` (entry and handlers) that
 /// imports a capability interface its manifest does not declare.
 ///
@@ -207,16 +197,21 @@ pub fn undeclared_capabilities(dir: &Path) -> anyhow::Result<Vec<UndeclaredImpor
         let path = dir.join(&component);
         let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let imports = component_imports(&wasm).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
-        for (interface, capability) in GATED_INTERFACES {
-            let imported = imports
-                .iter()
-                .any(|name| name.split_once('@').map_or(name.as_str(), |(base, _)| base) == *interface);
-            if imported && !manifest.capabilities.iter().any(|c| c == capability) {
-                found.push(UndeclaredImport {
-                    component: component.clone(),
-                    interface,
-                    capability,
-                });
+        // The interfaces a capability gates (the registry's table), minus
+        // the always-granted ones, which need no declaration.
+        let gated = crate::host::registry::CAPABILITIES.iter().filter(|c| !c.always_granted);
+        for capability in gated {
+            for interface in capability.interfaces {
+                let imported = imports
+                    .iter()
+                    .any(|name| name.split_once('@').map_or(name.as_str(), |(base, _)| base) == *interface);
+                if imported && !manifest.capabilities.iter().any(|c| c == capability.name) {
+                    found.push(UndeclaredImport {
+                        component: component.clone(),
+                        interface,
+                        capability: capability.name,
+                    });
+                }
             }
         }
     }
@@ -540,7 +535,7 @@ pub fn compile_with_env(
         .or_insert_with(|| "compile-only-token-0000".into());
     let config = Config::load(&env, &crate::config::Overrides::default())?;
     let runtime = crate::engine::Runtime::new(
-        crate::engine::EngineLimits::from_config(&config)?,
+        crate::engine::EngineLimits::new(&config.engine, &config.limits)?,
         &config.cache_dir,
         Arc::new(crate::engine::Unbudgeted),
         None,
@@ -628,7 +623,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<GuestResponse> {
     let work = tempfile::tempdir().context("creating a temporary directory")?;
     let mut config = Config::for_dir(work.path());
     // A local run of the author's own files: there is no signature to check.
-    config.signing_required = false;
+    config.bundles.signing_required = false;
     let runner = Arc::new(Runner::new(config)?);
     let digest = Digest::of(&archive);
     let keys = runner.bundle_objects().keys(&digest, &args.tenant, &manifest.name);
@@ -647,8 +642,11 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<GuestResponse> {
         },
         "limits": {"timeout_ms": args.timeout_ms},
     });
-    let envelope = Envelope::parse(envelope_json.to_string().as_bytes(), runner.config().max_request_bytes)
-        .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.message))?;
+    let envelope = Envelope::parse(
+        envelope_json.to_string().as_bytes(),
+        runner.config().limits.max_request_bytes,
+    )
+    .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.message))?;
     let request_id = uuid::Uuid::new_v4().to_string();
     match runner.execute(&envelope, &request_id).await {
         Ok(response) => Ok(response),
@@ -857,11 +855,11 @@ pub fn secrets_seal_until(
 ) -> anyhow::Result<String> {
     let key = match (env.get("RUNNER_SECRETS_KEY"), env.get("RUNNER_SECRETS_KEY_FILE")) {
         (Some(text), _) => {
-            crate::config::secrets_key(text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY: {why}"))?
+            crate::host::secrets::secrets_key(text).map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY: {why}"))?
         }
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("RUNNER_SECRETS_KEY_FILE: {path}"))?;
-            crate::config::secrets_key(&text)
+            crate::host::secrets::secrets_key(&text)
                 .map_err(|why| anyhow::anyhow!("RUNNER_SECRETS_KEY_FILE: {path}: {why}"))?
         }
         (None, None) => {

@@ -22,9 +22,10 @@ use base64::Engine as _;
 use ext_bundle::signature::{KeyAlgorithm, SigningKey};
 use ext_bundle::{Digest, Manifest};
 
-use crate::config::{Config, TrustSettings};
+use crate::config::Config;
 use crate::execute::Runner;
 use crate::scaffold::Lang;
+use crate::store::TrustSettings;
 
 /// How often `dev` looks at the sources' modification times: quick enough
 /// to feel immediate after a save, rare enough to cost nothing.
@@ -63,12 +64,12 @@ pub fn dev_secrets_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join("dev-secrets-key");
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        return crate::config::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
+        return crate::host::secrets::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
     }
     let text = crate::cli::secrets_keygen();
     std::fs::create_dir_all(data_dir)?;
     crate::cli::write_new_file(&path, text.as_bytes(), 0o600)?;
-    crate::config::secrets_key(&text).map_err(anyhow::Error::msg)
+    crate::host::secrets::secrets_key(&text).map_err(anyhow::Error::msg)
 }
 
 /// `serve --dev`: load (or create once) the dev signing key under the data
@@ -88,10 +89,16 @@ pub fn trust_dev_key(config: &mut Config) -> anyhow::Result<SigningKey> {
         crate::cli::write_new_file(&path, key.to_pkcs8_pem().as_bytes(), 0o600)?;
         key
     };
-    let mut text = config.trust.as_ref().map(|t| t.text.clone()).unwrap_or_default();
+    let mut text = config
+        .bundles
+        .trust
+        .as_ref()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
     text.push('\n');
     text.push_str(&key.public_key_pem());
-    config.trust = Some(TrustSettings::parse(&text, "SIGNING_TRUST_BUNDLE + dev key").map_err(anyhow::Error::msg)?);
+    config.bundles.trust =
+        Some(TrustSettings::parse(&text, "SIGNING_TRUST_BUNDLE + dev key").map_err(anyhow::Error::msg)?);
     tracing::info!(key = %path.display(), fingerprint = %key.fingerprint(), "dev signing key trusted");
     Ok(key)
 }
@@ -178,7 +185,7 @@ fn example_request(manifest: &Manifest) -> (String, String) {
 /// Sealing the demo secret fails (a bad dev secrets key).
 pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str) -> anyhow::Result<()> {
     let Packed { manifest, digest, .. } = packed;
-    let auth = match runner.config().service_tokens.first() {
+    let auth = match runner.config().server.service_tokens.first() {
         Some(_) => " -H \"authorization: Bearer $RUNNER_SERVICE_TOKEN\"",
         None => "",
     };
@@ -192,6 +199,7 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
     );
     let base = runner
         .config()
+        .server
         .public_base
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
@@ -212,7 +220,7 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
     // and a fetch whose API key is a secret handle (sealed here with the dev
     // secrets key for a demo value).
     if manifest.endpoints.iter().any(|e| e.path == "/visits")
-        && let Some(key) = runner.config().secrets.key
+        && let Some(key) = runner.config().host.secrets.key
     {
         let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
         let sealed = crate::host::secrets::seal(&key, &secrets, DEV_TENANT, &manifest.name, None)?;

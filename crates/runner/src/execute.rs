@@ -17,10 +17,10 @@ use crate::engine::{
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
 use crate::host::bindings::types::{ContextData, ExecuteRequest, ExecuteResponse, HttpHeader, HttpRequest};
-use crate::host::grants::{self, Grants};
+use crate::host::grants::Grants;
 use crate::host::{Invocation, RequestInfo};
 use crate::limits::{self, CONCURRENCY_WAIT, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
-use crate::store::{BundleObjects, BundleRef, Bundles, LoadedBundle, Verification};
+use crate::store::{BundleObjects, BundleRef, Bundles, LoadedBundle};
 
 /// A guest's answer after the runner's header policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,19 +50,11 @@ pub struct Runner {
     /// Per-tenant and per-extension concurrency caps and the tenant rate
     /// limit (quota.rs), checked before any fetch or compile.
     quotas: crate::quota::Quotas,
-    /// The `cap:storage.kv` store, opened on first use (or eagerly by
-    /// `serve` through [`Runner::open_kv`], so a bad URL fails start-up).
-    kv: tokio::sync::OnceCell<ext_kv::Kv>,
-    /// How `secret_envelope`s are opened (keys, Vault, inline policy).
-    secrets: Arc<crate::host::secrets::SecretsConfig>,
-    /// The `http.fetch` engine (address policy, TLS, per-tenant counters).
-    egress: ext_egress::Egress,
+    /// The capabilities' shared handles (key-value store, egress engine,
+    /// secret settings, ui-proxy client, guest metrics, debug sink).
+    host: crate::host::Shared,
     /// Execution metrics (`/metrics`); shared with the server's own series.
     metrics: Arc<crate::metrics::Metrics>,
-    /// Copies guest log and output lines to Redis (`RUNNER_DEBUG_REDIS_URL`).
-    debug_sink: Option<crate::host::debug_sink::DebugSink>,
-    /// HTTP client for `ui-proxy.call-route` (no proxies from the environment).
-    ui_proxy_client: reqwest::Client,
     /// Set on SIGTERM; `/readyz` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
     /// The guest threads and how tenants share them (fair share, CPU
@@ -76,40 +68,28 @@ impl Runner {
     pub fn new(config: Config) -> anyhow::Result<Runner> {
         let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let objects = BundleObjects::open(&config.storage).map_err(|why| anyhow::anyhow!("bundle store: {why}"))?;
-        let verification = Verification {
-            required: config.signing_required,
-            trust: config.trust.as_ref().map(|t| t.bundle.clone()),
-            trust_id: config
-                .trust
-                .as_ref()
-                .map_or_else(|| "none".to_string(), |t| t.id.clone()),
-        };
         let bundles = Arc::new(Bundles::new(
             objects,
             &config.cache_dir,
-            config.cache_max_bytes,
-            verification,
+            config.bundles.cache_max_bytes,
+            config.bundles.verification(),
             metrics.clone(),
         )?);
-        let cpu = crate::cpu::GuestCpu::new(&config)?;
+        let cpu = crate::cpu::GuestCpu::new(&config.cpu, &config.quota)?;
         let runtime = Runtime::new(
-            EngineLimits::from_config(&config)?,
+            EngineLimits::new(&config.engine, &config.limits)?,
             &config.cache_dir,
             bundles.clone(),
             Some(cpu.compile_handle()),
         )?;
         cpu.preempt_with(runtime.engine().clone());
-        let slots = Semaphore::new(config.max_concurrency as usize);
-        let quotas = crate::quota::Quotas::new(&config)?;
-        let secrets = Arc::new(config.secrets.clone());
-        let mut egress_config = config.egress.config.clone();
+        let slots = Semaphore::new(config.limits.max_concurrency as usize);
+        let quotas = crate::quota::Quotas::new(&config.quota)?;
         // S-09: the runner's own listeners are never egress destinations.
-        egress_config.self_addrs.push(config.listen);
-        egress_config.self_addrs.extend(config.public_listen);
-        let egress = ext_egress::Egress::new(egress_config).map_err(|e| anyhow::anyhow!("egress: {e}"))?;
-        let debug_sink = (config.debug_redis_url.as_deref())
-            .map(|url| crate::host::debug_sink::DebugSink::start(url, metrics.clone()))
-            .transpose()?;
+        let self_addrs: Vec<_> = std::iter::once(config.server.listen)
+            .chain(config.server.public_listen)
+            .collect();
+        let host = crate::host::Shared::new(&config.host, metrics.clone(), &self_addrs)?;
         Ok(Runner {
             config,
             runtime,
@@ -117,18 +97,10 @@ impl Runner {
             slots,
             headers_dropped: AtomicU64::new(0),
             quotas,
-            kv: tokio::sync::OnceCell::new(),
-            secrets,
-            egress,
+            host,
             metrics,
-            debug_sink,
             draining: std::sync::atomic::AtomicBool::new(false),
             cpu,
-            ui_proxy_client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| anyhow::anyhow!("ui-proxy client: {e}"))?,
         })
     }
 
@@ -166,21 +138,12 @@ impl Runner {
     /// # Errors
     /// The store cannot be opened (bad URL, database down, locked file).
     pub async fn open_kv(&self) -> Result<&ext_kv::Kv, Failure> {
-        self.kv
-            .get_or_try_init(|| async {
-                ext_kv::Kv::open(&self.config.storage_kv_url, ext_kv::Quotas::default())
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "storage.kv backend cannot be opened");
-                        Failure::new(ErrorCode::Internal, "the key-value store is unavailable")
-                    })
-            })
-            .await
+        self.host.storage.open().await
     }
 
     /// Executions holding a slot now.
     pub fn in_flight(&self) -> usize {
-        (self.config.max_concurrency as usize).saturating_sub(self.slots.available_permits())
+        (self.config.limits.max_concurrency as usize).saturating_sub(self.slots.available_permits())
     }
 
     /// Readiness goes false from here on (SIGTERM): load balancers stop
@@ -200,7 +163,7 @@ impl Runner {
 
     /// Egress counters per tenant.
     pub fn egress_stats(&self) -> &Arc<ext_egress::EgressStats> {
-        self.egress.stats()
+        self.host.http.stats()
     }
 
     /// The guest threads' fair share and the CPU budget.
@@ -260,7 +223,7 @@ impl Runner {
         let timeout = Duration::from_millis(limits::clamp(
             envelope.timeout_ms,
             limits::DEFAULT_TIMEOUT_MS,
-            self.config.max_timeout_ms,
+            self.config.limits.max_timeout_ms,
         ));
         // `bundle` also pins the cache entry (no eviction) while it executes.
         let (bundle, pre) = self.resolve(envelope, request_id, timeout).await?;
@@ -332,53 +295,24 @@ impl Runner {
         request: Arc<RequestInfo>,
         timeout: Duration,
     ) -> Result<Invocation, Failure> {
-        let request_id = request.request_id.as_str();
-        let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, self.config.max_memory_mb);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let ceilings = &self.config.limits;
+        let memory_mb = limits::clamp(envelope.memory_mb, limits::DEFAULT_MEMORY_MB, ceilings.max_memory_mb);
         let grants = Grants::effective(&bundle.manifest.capabilities, envelope.providers.as_deref());
-        let mut invocation = Invocation::new(
-            request.clone(),
-            envelope.user.clone().map(Arc::new),
-            (memory_mb * 1024 * 1024) as usize,
-        );
-        if grants.allows(grants::STORAGE_KV) {
-            let kv = self.open_kv().await?.clone();
-            let scope = ext_kv::Scope::new(envelope.tenant_id.as_str(), envelope.extension_id.as_str())
-                .map_err(|e| Failure::new(ErrorCode::InvalidEnvelope, format!("invalid envelope: context: {e}")))?;
-            invocation = invocation.with_kv(kv, scope);
-        }
-        if grants.allows(grants::HTTP_FETCH) {
-            let declared = ext_egress::Allowlist::parse(bundle.manifest.allowed_hosts.iter()).unwrap_or_else(|e| {
-                tracing::warn!(request_id, error = %e, "manifest network.allowed_hosts unusable; egress denied");
-                ext_egress::Allowlist::new(Vec::new())
-            });
-            let policy = ext_egress::Policy::new(declared, &self.config.egress.operator, &envelope.tenant_id, None);
-            invocation = invocation.with_http(crate::host::HttpAccess {
-                egress: self.egress.clone(),
-                policy,
-                budget: self.egress.budget(),
-                deadline,
-            });
-        }
-        if grants.allows(grants::UI_PROXY)
-            && let Some(base_url) = &self.config.ui_proxy_base_url
-        {
-            invocation = invocation.with_ui_proxy(crate::host::UiProxyAccess {
-                client: self.ui_proxy_client.clone(),
-                base_url: base_url.clone(),
-                deadline,
-            });
-        }
-        if grants.allows(crate::host::guest_metrics::CAPABILITY) {
-            invocation = invocation.with_metrics(self.metrics.clone());
-        }
-        if let Some(sink) = &self.debug_sink {
-            invocation = invocation.with_debug_sink(sink.clone());
-        }
-        Ok(invocation
-            .with_max_response_bytes(self.config.max_response_bytes)
-            .with_grants(grants)
-            .with_secrets(envelope.secret_envelope.clone(), self.secrets.clone()))
+        let prepare = crate::host::Prepare {
+            info: &request,
+            manifest: &bundle.manifest,
+            grants: &grants,
+            deadline: tokio::time::Instant::now() + timeout,
+        };
+        let store_limits = crate::host::StoreLimits {
+            memory_bytes: (memory_mb * 1024 * 1024) as usize,
+            max_response_bytes: ceilings.max_response_bytes,
+        };
+        let user = envelope.user.clone().map(Arc::new);
+        let secrets = envelope.secret_envelope.clone();
+        self.host
+            .invocation(prepare, request.clone(), user, secrets, store_limits)
+            .await
     }
 
     /// The guest's input for its world: the `execute-request` record, or a
@@ -414,7 +348,7 @@ impl Runner {
             }),
             ext_bundle::World::Proxy => GuestInput::Proxy {
                 request: proxy_request(envelope)?,
-                max_response_bytes: self.config.max_response_bytes,
+                max_response_bytes: self.config.limits.max_response_bytes,
             },
         })
     }
@@ -435,12 +369,12 @@ impl Runner {
             ));
         }
         let body_len = response.body.as_ref().map_or(0, Vec::len);
-        if body_len as u64 > self.config.max_response_bytes {
+        if body_len as u64 > self.config.limits.max_response_bytes {
             return Err(Failure::new(
                 ErrorCode::ResponseTooLarge,
                 format!(
                     "response body of {body_len} bytes exceeds the limit of {} bytes",
-                    self.config.max_response_bytes
+                    self.config.limits.max_response_bytes
                 ),
             ));
         }
@@ -564,7 +498,7 @@ impl Runner {
     ) -> Result<(Arc<LoadedBundle>, Prepared), Failure> {
         let bundle = self.bundles.get(wanted).await?;
         // B-02: a bundle signed for one extension is not run as another.
-        if self.config.require_extension_match && bundle.manifest.name != envelope.extension_id {
+        if self.config.bundles.require_extension_match && bundle.manifest.name != envelope.extension_id {
             tracing::warn!(content_hash = %bundle.digest, manifest_name = %bundle.manifest.name, extension = %envelope.extension_id, "bundle refused: signed for another extension");
             return Err(Failure::new(
                 ErrorCode::BundleSignatureInvalid,
@@ -579,7 +513,7 @@ impl Runner {
         let source = component_source(
             &bundle,
             component_path,
-            self.config.trust_precompiled,
+            self.config.bundles.trust_precompiled,
             self.runtime.engine_tag(),
         )?;
         let world = bundle.manifest.component_world(&key.1);

@@ -338,3 +338,36 @@ mod tests {
         }
     }
 }
+
+/// The operator's ceilings on one execution and the global slot count
+/// (`RUNNER_MAX_*`), read once at start-up.
+#[derive(Clone, Debug)]
+pub struct ExecutionLimits {
+    /// `RUNNER_MAX_MEMORY_MB`: ceiling of `limits.memory_mb`.
+    pub max_memory_mb: u64,
+    /// `RUNNER_MAX_TIMEOUT_MS` (default `EXT_GATEWAY_TIMEOUT_MS`, else
+    /// [`DEFAULT_MAX_TIMEOUT_MS`]): ceiling of `limits.timeout_ms`.
+    pub max_timeout_ms: u64,
+    /// `RUNNER_MAX_REQUEST_BYTES`: largest execute request body.
+    pub max_request_bytes: u64,
+    /// `RUNNER_MAX_RESPONSE_BYTES`: largest guest response body.
+    pub max_response_bytes: u64,
+    /// `RUNNER_MAX_CONCURRENCY`: executions in flight in this process.
+    pub max_concurrency: u32,
+}
+
+impl ExecutionLimits {
+    pub fn from_source(source: &crate::config::source::Source) -> ExecutionLimits {
+        // The seed's EXT_GATEWAY_TIMEOUT_MS (the gateway's own timeout) is
+        // the default ceiling when RUNNER_MAX_TIMEOUT_MS is not set.
+        let gateway_timeout_ms = source.number("EXT_GATEWAY_TIMEOUT_MS", DEFAULT_MAX_TIMEOUT_MS, 1..=3_600_000);
+        ExecutionLimits {
+            max_memory_mb: source.number("RUNNER_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_MB, 1..=4096),
+            max_timeout_ms: source.number("RUNNER_MAX_TIMEOUT_MS", gateway_timeout_ms, 1..=3_600_000),
+            max_request_bytes: source.number("RUNNER_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, 0..=1 << 30),
+            max_response_bytes: source.number("RUNNER_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES, 0..=1 << 30),
+            max_concurrency: source.number("RUNNER_MAX_CONCURRENCY", u64::from(DEFAULT_MAX_CONCURRENCY), 1..=10_000)
+                as u32,
+        }
+    }
+}

@@ -279,7 +279,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let _otlp = init_logging(
-                config.log_format,
+                config.server.log_format,
                 env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
                     .map(String::as_str)
                     .filter(|v| !v.is_empty()),
@@ -329,7 +329,7 @@ fn main() -> ExitCode {
                     dir.display()
                 )));
             };
-            let _logging = init_logging(config.log_format, None);
+            let _logging = init_logging(config.server.log_format, None);
             eprintln!("building {}", dir.display());
             if let Err(e) = devloop::build(&dir, lang) {
                 return report(Err(e.context(format!("building {}", dir.display()))));
@@ -545,12 +545,10 @@ fn load_config(
     file: Option<&std::path::Path>,
     overrides: &Overrides,
 ) -> Result<Config, ExitCode> {
-    ext_runner::config::with_file(env, file)
-        .and_then(|env| Config::load(&env, overrides))
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        })
+    Config::load_with_file(env, file, overrides).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -636,17 +634,17 @@ fn print_created(created: &ext_runner::scaffold::Created, lang: Lang) {
 
 async fn run_server(mut config: Config, extension: DevExtension, grace: std::time::Duration) -> anyhow::Result<()> {
     ignore_file_size_signal();
-    let dev = config.dev;
+    let dev = config.server.dev;
     let dev_key = if dev {
         Some(devloop::trust_dev_key(&mut config)?)
     } else {
         None
     };
-    if dev && config.secrets.key.is_none() {
-        config.secrets.key = Some(devloop::dev_secrets_key(&config.data_dir)?);
+    if dev && config.host.secrets.key.is_none() {
+        config.host.secrets.key = Some(devloop::dev_secrets_key(&config.data_dir)?);
     }
-    let listen = config.listen;
-    let no_token = config.service_tokens.is_empty();
+    let listen = config.server.listen;
+    let no_token = config.server.service_tokens.is_empty();
     let runner = Arc::new(Runner::new(config)?);
     // Fail start-up, not the first request, on a bad STORAGE_KV_URL.
     runner
@@ -679,7 +677,7 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: std::tim
             _rebuilding = Some(AbortOnDrop(tokio::spawn(dev_loop.run())));
         }
     }
-    let public = match runner.config().public_listen {
+    let public = match runner.config().server.public_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -692,7 +690,7 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: std::tim
     // accepting for the drain delay so load balancers notice, then they
     // stop accepting and in-flight work finishes within the grace period.
     let draining = state.clone();
-    let drain_delay = state.runner.config().drain_delay;
+    let drain_delay = state.runner.config().server.drain_delay;
     let shutdown_signal = move || {
         let draining = draining.clone();
         async move {

@@ -215,7 +215,7 @@ pub fn document() -> Value {
                     }},
                     "providers": {"type": "array", "description": "The install's capability grants (short forms such as \
                                   `storage.kv` are accepted too); absent: as the manifest declares",
-                                  "items": {"enum": crate::host::grants::KNOWN}},
+                                  "items": {"enum": crate::host::registry::known_names().collect::<Vec<_>>()}},
                     "secret_envelope": {"type": "object", "required": ["ciphertext_b64"], "properties": {
                         "ciphertext_b64": {"type": "string"},
                         "algorithm": {"type": "string"},

@@ -17,6 +17,7 @@
 pub mod executor;
 pub mod fair;
 pub mod scheduled;
+mod settings;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +26,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 pub use scheduled::CpuUsage;
+pub use settings::{CpuSettings, available_cores};
 
 use crate::engine::Failure;
 use crate::error::ErrorCode;
@@ -42,18 +44,18 @@ pub struct GuestCpu {
 impl GuestCpu {
     /// # Errors
     /// The guest threads cannot be started, or the budget's Redis URL is unusable.
-    pub fn new(config: &crate::config::Config) -> anyhow::Result<GuestCpu> {
-        let threads = config.guest_threads as usize;
-        let budget = match config.tenant_cpu_budget {
+    pub fn new(settings: &CpuSettings, quota: &crate::quota::QuotaSettings) -> anyhow::Result<GuestCpu> {
+        let threads = settings.guest_threads as usize;
+        let budget = match quota.tenant_cpu_budget {
             None => None,
-            Some(limit) => Some(Arc::new(CpuBudget::new(limit, config.rate_limit_redis_url.as_deref())?)),
+            Some(limit) => Some(Arc::new(CpuBudget::new(limit, quota.redis_url.as_deref())?)),
         };
         Ok(GuestCpu {
             executor: executor::GuestExecutor::start(threads)?,
             share: fair::FairShare::new(
                 threads,
-                config.tenant_cpu_weights.clone(),
-                config.tenant_cpu_queue as usize,
+                settings.tenant_cpu_weights.clone(),
+                settings.tenant_cpu_queue as usize,
             ),
             budget,
         })

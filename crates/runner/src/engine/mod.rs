@@ -151,18 +151,54 @@ pub struct EngineLimits {
     pub max_component_bytes: u64,
 }
 
+/// The engine's own settings (the rest of [`EngineLimits`] comes from the
+/// execution limits).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// `RUNNER_MAX_LOADED_COMPONENTS`: compiled components kept in memory.
+    pub max_loaded_components: u32,
+    /// `RUNNER_COMPILE_CONCURRENCY`: compiles at once (default: the
+    /// available cores); a tenant holds at most half of them.
+    pub compile_concurrency: u32,
+    /// `RUNNER_MAX_COMPONENT_BYTES`: largest component file compiled.
+    pub max_component_bytes: u64,
+}
+
+impl EngineSettings {
+    pub fn from_source(source: &crate::config::source::Source) -> EngineSettings {
+        let cores = crate::cpu::available_cores();
+        EngineSettings {
+            max_loaded_components: source.number(
+                "RUNNER_MAX_LOADED_COMPONENTS",
+                u64::from(crate::limits::DEFAULT_MAX_LOADED_COMPONENTS),
+                1..=100_000,
+            ) as u32,
+            compile_concurrency: source.number(
+                "RUNNER_COMPILE_CONCURRENCY",
+                cores,
+                1..=crate::limits::MAX_COMPILE_CONCURRENCY,
+            ) as u32,
+            max_component_bytes: source.bytes(
+                "RUNNER_MAX_COMPONENT_BYTES",
+                crate::limits::DEFAULT_MAX_COMPONENT_BYTES,
+                1,
+            ),
+        }
+    }
+}
+
 impl EngineLimits {
-    /// The sizing `config` asks for.
+    /// The sizing the engine settings and execution limits ask for.
     ///
     /// # Errors
     /// If `RUNNER_MAX_MEMORY_MB` does not fit this platform's address size.
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<EngineLimits> {
+    pub fn new(engine: &EngineSettings, limits: &crate::limits::ExecutionLimits) -> anyhow::Result<EngineLimits> {
         Ok(EngineLimits {
-            max_concurrency: config.max_concurrency,
-            max_loaded_components: config.max_loaded_components as usize,
-            max_memory_bytes: usize::try_from(config.max_memory_mb * 1024 * 1024)?,
-            compile_concurrency: config.compile_concurrency as usize,
-            max_component_bytes: config.max_component_bytes,
+            max_concurrency: limits.max_concurrency,
+            max_loaded_components: engine.max_loaded_components as usize,
+            max_memory_bytes: usize::try_from(limits.max_memory_mb * 1024 * 1024)?,
+            compile_concurrency: engine.compile_concurrency as usize,
+            max_component_bytes: engine.max_component_bytes,
         })
     }
 }
@@ -755,16 +791,9 @@ async fn run_guest(
         )),
         Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
     };
-    let truncated = store.data().flush_output();
-    let data = store.data();
-    let mut host_calls = data.host_calls.clone();
-    let outbound = data.outbound.usage.clone();
-    let outbound_requests = outbound.requests.load(std::sync::atomic::Ordering::Relaxed);
-    if outbound_requests > 0 {
-        host_calls.insert("wasi:http", outbound_requests);
-    }
-    let egress_bytes = outbound.bytes.load(std::sync::atomic::Ordering::Relaxed);
-    let peak_memory_bytes = data.limiter.peak_memory_bytes as u64;
+    // The host reports what it counted; the engine adds fuel and memory.
+    let usage = store.data().finish();
+    let peak_memory_bytes = store.data().limiter.peak_memory_bytes as u64;
     let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
     // Dropping the store closes whatever the guest left open (an
     // unfinished body ends), so the collector cannot wait on it.
@@ -800,9 +829,9 @@ async fn run_guest(
         cpu_ms: 0.0,
         cpu_wait_ms: 0.0,
         peak_memory_bytes,
-        host_calls,
-        egress_bytes,
-        logs_truncated: truncated,
+        host_calls: usage.host_calls,
+        egress_bytes: usage.egress_bytes,
+        logs_truncated: usage.logs_truncated,
         limit_hit: match &result {
             Err(f) => match f.code {
                 ErrorCode::ExecutionTimeout => Some("timeout"),

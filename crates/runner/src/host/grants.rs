@@ -8,32 +8,7 @@
 
 use std::collections::BTreeSet;
 
-/// Granted to every extension whatever the manifest or install says.
-pub const ALWAYS_GRANTED: &[&str] = &["cap:context.read", "cap:log.emit", "cap:user.read"];
-
-/// Every capability this runner knows, in canonical form. The product
-/// interfaces (`scheduler.manage`, `invoice.manual.create`, `client.read`,
-/// `service.read`) are known names without a host implementation yet, so an
-/// install may carry them without being refused.
-pub const KNOWN: &[&str] = &[
-    "cap:context.read",
-    "cap:log.emit",
-    "cap:user.read",
-    "cap:secrets.get",
-    "cap:http.fetch",
-    "cap:storage.kv",
-    "cap:ui.proxy",
-    "cap:metrics.emit",
-    "cap:scheduler.manage",
-    "cap:invoice.manual.create",
-    "cap:client.read",
-    "cap:service.read",
-];
-
-pub const STORAGE_KV: &str = "cap:storage.kv";
-pub const SECRETS_GET: &str = "cap:secrets.get";
-pub const HTTP_FETCH: &str = "cap:http.fetch";
-pub const UI_PROXY: &str = "cap:ui.proxy";
+use super::registry;
 
 /// The capabilities of one execution.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,14 +20,15 @@ impl Grants {
     /// `declared`: the manifest's canonical capabilities; `providers`: the
     /// install's validated grants ([`canonical_providers`]), if any.
     pub fn effective(declared: &[String], providers: Option<&[String]>) -> Grants {
-        let mut granted: BTreeSet<&'static str> = ALWAYS_GRANTED.iter().copied().collect();
-        for known in KNOWN {
-            let declared = declared.iter().any(|d| d == known);
-            let installed = providers.is_none_or(|list| list.iter().any(|p| p == known));
-            if declared && installed {
-                granted.insert(known);
-            }
-        }
+        let granted = registry::CAPABILITIES
+            .iter()
+            .filter(|c| {
+                let declared = declared.iter().any(|d| d == c.name);
+                let installed = providers.is_none_or(|list| list.iter().any(|p| p == c.name));
+                c.always_granted || (declared && installed)
+            })
+            .map(|c| c.name)
+            .collect();
         Grants { granted }
     }
 
@@ -77,12 +53,13 @@ pub fn canonical_providers(providers: &[String]) -> Result<Vec<String>, (usize, 
         .enumerate()
         .map(|(index, raw)| {
             let canonical = ext_bundle::normalise_capability(raw).map_err(|why| (index, why))?;
-            if KNOWN.contains(&canonical.as_str()) {
+            if registry::is_known(&canonical) {
                 Ok(canonical)
             } else {
+                let known: Vec<&str> = registry::known_names().collect();
                 Err((
                     index,
-                    format!("unknown capability `{raw}` (known: {})", KNOWN.join(", ")),
+                    format!("unknown capability `{raw}` (known: {})", known.join(", ")),
                 ))
             }
         })
@@ -92,6 +69,19 @@ pub fn canonical_providers(providers: &[String]) -> Result<Vec<String>, (usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{http, secrets, storage};
+
+    const STORAGE_KV: &str = storage::CAPABILITY;
+    const HTTP_FETCH: &str = http::CAPABILITY;
+    const SECRETS_GET: &str = secrets::CAPABILITY;
+
+    fn always_granted() -> Vec<&'static str> {
+        registry::CAPABILITIES
+            .iter()
+            .filter(|c| c.always_granted)
+            .map(|c| c.name)
+            .collect()
+    }
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -103,7 +93,7 @@ mod tests {
         let as_declared = Grants::effective(&declared, None);
         assert!(as_declared.allows(STORAGE_KV) && as_declared.allows(HTTP_FETCH));
         assert!(!as_declared.allows("cap:made.up") && !as_declared.allows(SECRETS_GET));
-        assert!(ALWAYS_GRANTED.iter().all(|c| as_declared.allows(c)));
+        assert!(always_granted().iter().all(|c| as_declared.allows(c)));
 
         let narrowed = Grants::effective(&declared, Some(&strings(&["cap:storage.kv", "cap:secrets.get"])));
         assert!(narrowed.allows(STORAGE_KV));
@@ -111,7 +101,7 @@ mod tests {
         assert!(!narrowed.allows(SECRETS_GET), "installed but not declared");
 
         let none = Grants::effective(&declared, Some(&[]));
-        assert_eq!(none.names().collect::<Vec<_>>().len(), ALWAYS_GRANTED.len());
+        assert_eq!(none.names().collect::<Vec<_>>(), always_granted());
     }
 
     #[test]

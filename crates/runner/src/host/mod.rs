@@ -3,23 +3,25 @@
 //!
 //! Lifecycle: *link once* ([`build_linker`] at start-up), *validate per
 //! component* ([`check_imports`] when a component is first loaded), *build per
-//! execution* ([`Invocation::new`] for each request's store).
+//! execution* ([`Shared::invocation`] for each request's store).
 //!
-//! Modules: `bindings` (generated), `capabilities` (the WIT `Host` impls),
-//! `grants` (which capabilities an execution has), `output` (captured
-//! stdout/stderr), `guest_metrics` (`cap:metrics.emit`), `debug_sink` (guest
-//! lines copied to Redis streams), `proxy` (`wasi:http/proxy` components'
-//! outbound requests), `ui_proxy` (where `ui-proxy.call-route` may go).
+//! One folder per capability (`context`, `user`, `logging`, `secrets`,
+//! `http`, `storage`, `ui_proxy`, `metrics`), each with its settings, its
+//! shared handle, its per-execution state (`prepare`) and its WIT `Host`
+//! impl; `registry` is the table of them all, `grants` which ones an
+//! execution has, `bindings` the generated code.
 
 pub mod bindings;
-mod capabilities;
-pub mod debug_sink;
+pub mod context;
 pub mod grants;
-pub mod guest_metrics;
-pub mod output;
-pub mod proxy;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod registry;
 pub mod secrets;
+pub mod storage;
 pub mod ui_proxy;
+pub mod user;
 
 use std::sync::Arc;
 
@@ -29,13 +31,128 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use ext_bundle::World;
+pub use user::UserInfo;
 
 use self::bindings::Runner;
-use self::output::CapturedOutput;
+use self::bindings::types::ContextData;
+use crate::engine::Failure;
 use crate::limits::{
-    DEFAULT_MAX_RESPONSE_BYTES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_FIELDS_BYTES, MAX_MEMORIES_PER_COMPONENT,
-    MAX_RESOURCES_PER_STORE, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_FIELDS_BYTES, MAX_MEMORIES_PER_COMPONENT, MAX_RESOURCES_PER_STORE,
+    MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
 };
+
+/// The capabilities' settings, one field per capability that has any.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub storage: storage::Settings,
+    /// Egress (`http.fetch`): engine limits and the operator's allowlists
+    /// (`EXT_EGRESS_*`, read by ext-egress).
+    pub http: Arc<ext_egress::Settings>,
+    pub secrets: secrets::SecretsConfig,
+    pub ui_proxy: ui_proxy::Settings,
+    pub logging: logging::Settings,
+}
+
+impl Settings {
+    pub fn from_source(source: &crate::config::Source, data_dir: &std::path::Path) -> Settings {
+        // ext-egress names its own settings; each is read through the source.
+        let lookup = |key: &str| {
+            let known = ext_egress::config::ENV_VARS.iter().find(|k| **k == key)?;
+            source.text(known).map(String::from)
+        };
+        let http = ext_egress::Settings::from_lookup(lookup)
+            .map_err(|errors| errors.0.iter().for_each(|e| source.problem(e.to_string())))
+            .unwrap_or_default();
+        Settings {
+            storage: storage::Settings::from_source(source, data_dir),
+            http: Arc::new(http),
+            secrets: secrets::SecretsConfig::from_source(source),
+            ui_proxy: ui_proxy::Settings::from_source(source),
+            logging: logging::Settings::from_source(source),
+        }
+    }
+}
+
+/// The capabilities' shared handles (stores, clients, registries): one per
+/// runner, handed to each execution that is granted them.
+pub struct Shared {
+    pub storage: storage::Shared,
+    pub http: http::Shared,
+    secrets: Arc<secrets::SecretsConfig>,
+    ui_proxy: ui_proxy::Shared,
+    metrics: Arc<crate::metrics::Metrics>,
+    debug_sink: Option<logging::debug_sink::DebugSink>,
+}
+
+/// What one execution's capabilities are prepared from.
+pub struct Prepare<'a> {
+    pub info: &'a RequestInfo,
+    pub manifest: &'a ext_bundle::Manifest,
+    /// Manifest ∩ providers ∪ always-granted.
+    pub grants: &'a grants::Grants,
+    /// The execution's deadline: no capability call outlives it.
+    pub deadline: tokio::time::Instant,
+}
+
+/// Per-execution sizing the host needs from the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreLimits {
+    /// Largest linear memory the guest may grow to.
+    pub memory_bytes: usize,
+    /// Largest response body the guest may return (the hostcall fuel must carry it).
+    pub max_response_bytes: u64,
+}
+
+impl Shared {
+    /// `self_addrs`: the runner's own listeners, never egress destinations.
+    ///
+    /// # Errors
+    /// A client, the egress engine or the debug sink cannot be built.
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<crate::metrics::Metrics>,
+        self_addrs: &[std::net::SocketAddr],
+    ) -> anyhow::Result<Shared> {
+        let debug_sink = (settings.logging.debug_redis_url.as_deref())
+            .map(|url| logging::debug_sink::DebugSink::start(url, metrics.clone()))
+            .transpose()?;
+        Ok(Shared {
+            storage: storage::Shared::new(&settings.storage),
+            http: http::Shared::new(&settings.http, self_addrs)?,
+            secrets: Arc::new(settings.secrets.clone()),
+            ui_proxy: ui_proxy::Shared::new(&settings.ui_proxy)?,
+            metrics,
+            debug_sink,
+        })
+    }
+
+    /// The store state of one execution: its grants, and a slot per
+    /// capability filled only when granted.
+    ///
+    /// # Errors
+    /// A granted capability cannot be prepared (the key-value store is down).
+    pub async fn invocation(
+        &self,
+        prepare: Prepare<'_>,
+        request: Arc<RequestInfo>,
+        user: Option<Arc<UserInfo>>,
+        secret_envelope: Option<Arc<secrets::SecretEnvelope>>,
+        limits: StoreLimits,
+    ) -> Result<Invocation, Failure> {
+        let mut outbound = http::proxy::OutboundHooks::new(request.clone());
+        outbound.access = self.http.prepare(&prepare).map(Arc::new);
+        let caps = Slots {
+            user,
+            logging: logging::State::new(self.debug_sink.clone()),
+            secrets: secrets::State::prepare(&self.secrets, secret_envelope),
+            http: outbound,
+            storage: self.storage.prepare(&prepare).await?,
+            ui_proxy: self.ui_proxy.prepare(&prepare),
+            metrics: metrics::prepare(&self.metrics, &prepare),
+        };
+        Ok(Invocation::new(request, prepare.grants.clone(), caps, limits))
+    }
+}
 
 /// Who is calling, for the guest's `context` and for log attribution.
 #[derive(Clone, Debug, Default)]
@@ -49,17 +166,49 @@ pub struct RequestInfo {
     pub traceparent: Option<String>,
 }
 
-/// The end user on whose behalf the gateway calls, when it says.
-#[derive(Clone, Debug, Default)]
-pub struct UserInfo {
-    pub user_id: String,
-    pub user_email: String,
-    pub user_name: String,
-    pub user_type: String,
-    pub client_name: String,
-    pub client_id: Option<String>,
-    /// Sorted by key (compat §1).
-    pub additional_fields: Vec<(String, String)>,
+impl RequestInfo {
+    /// The guest's `context` record.
+    pub fn context_data(&self) -> ContextData {
+        ContextData {
+            request_id: Some(self.request_id.clone()),
+            tenant_id: self.tenant_id.clone(),
+            extension_id: self.extension_id.clone(),
+            install_id: self.install_id.clone(),
+            version_id: self.version_id.clone(),
+        }
+    }
+}
+
+/// One slot per capability: filled only when the execution is granted it.
+pub(crate) struct Slots {
+    pub user: user::State,
+    pub logging: logging::State,
+    pub secrets: secrets::State,
+    /// `http.fetch` and a proxy component's outbound wasi:http share the
+    /// grant; `access` is `None` without it.
+    pub http: http::proxy::OutboundHooks,
+    pub storage: Option<storage::State>,
+    pub ui_proxy: Option<ui_proxy::State>,
+    pub metrics: metrics::State,
+}
+
+/// What the host counted during one execution (for the report).
+#[derive(Debug, Default)]
+pub struct HostUsage {
+    /// Host calls made, by interface.
+    pub host_calls: std::collections::BTreeMap<&'static str, u32>,
+    /// Bytes sent and received through `http.fetch` and outbound wasi:http.
+    pub egress_bytes: u64,
+    /// Guest log lines or output dropped by the caps.
+    pub logs_truncated: bool,
+}
+
+/// Counters kept while the guest runs.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub host_calls: std::collections::BTreeMap<&'static str, u32>,
+    /// `metrics` calls made (capped per execution).
+    pub metric_calls: u32,
 }
 
 /// Everything one execution's store owns. Dropped with the store.
@@ -68,78 +217,26 @@ pub struct Invocation {
     table: ResourceTable,
     /// `wasi:http` state (used by `wasi:http/proxy` components only).
     http_ctx: WasiHttpCtx,
-    /// Egress for `http.fetch` and a proxy component's outbound `wasi:http`
-    /// (its `access` is `None` when `cap:http.fetch` is not granted).
-    pub(crate) outbound: proxy::OutboundHooks,
     pub(crate) limiter: GuestLimiter,
     pub(crate) request: Arc<RequestInfo>,
-    pub(crate) user: Option<Arc<UserInfo>>,
-    pub(crate) stdout: CapturedOutput,
-    pub(crate) stderr: CapturedOutput,
-    pub(crate) log_lines: u32,
-    pub(crate) log_dropped: u32,
     /// What this execution may call beyond the always-granted interfaces.
     pub(crate) grants: grants::Grants,
-    /// The tenant's key-value store, scoped to (tenant, extension); `None`
-    /// when `cap:storage.kv` is not granted.
-    pub(crate) kv: Option<(ext_kv::Kv, ext_kv::Scope)>,
-    /// The request's sealed secrets, opened on the guest's first call.
-    pub(crate) secrets: SecretsState,
-    /// `ui-proxy.call-route` target; `None` when not granted or not configured.
-    pub(crate) ui_proxy: Option<Arc<UiProxyAccess>>,
-    /// Host calls made, by interface (for the execution report).
-    pub(crate) host_calls: std::collections::BTreeMap<&'static str, u32>,
-    /// The registry guest metrics go to; `None` when `cap:metrics.emit` is
-    /// not granted.
-    pub(crate) guest_metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// `metrics` calls made (capped per execution).
-    pub(crate) metric_calls: u32,
-    /// Where guest log and output lines are copied for live debugging
-    /// (`RUNNER_DEBUG_REDIS_URL`); `None` when not configured.
-    pub(crate) debug_sink: Option<debug_sink::DebugSink>,
+    pub(crate) caps: Slots,
+    pub(crate) usage: Counters,
     /// Bytes one guest→host call may transfer (Wasmtime's hostcall fuel,
     /// A-07), set on the store by `Runtime::execute`: the largest
     /// legitimate transfer this execution may make, plus overhead.
     pub(crate) hostcall_fuel: usize,
 }
 
-/// Where `ui-proxy.call-route` goes (`UI_PROXY_BASE_URL`), for one execution.
-pub struct UiProxyAccess {
-    pub client: reqwest::Client,
-    /// Base URL without a trailing slash.
-    pub base_url: String,
-    pub deadline: tokio::time::Instant,
-}
-
-/// What one execution may reach through `http.fetch`.
-pub struct HttpAccess {
-    pub egress: ext_egress::Egress,
-    /// Manifest ∩ operator (∩ install) destinations.
-    pub policy: ext_egress::Policy,
-    /// Requests left for this execution.
-    pub budget: ext_egress::RequestBudget,
-    /// No egress phase may outlive the execution.
-    pub deadline: tokio::time::Instant,
-}
-
-/// A request's `secret_envelope` and, once opened, its values.
-#[derive(Default)]
-pub struct SecretsState {
-    pub envelope: Option<Arc<secrets::SecretEnvelope>>,
-    pub config: Arc<secrets::SecretsConfig>,
-    pub opened: Option<Result<std::collections::BTreeMap<String, secrets::SecretValue>, secrets::OpenError>>,
-}
-
 impl Invocation {
     /// A closed WASI context: no preopens, env, args or network; empty stdin;
     /// stdout/stderr captured. Clocks and randomness are the host's.
-    pub fn new(request: Arc<RequestInfo>, user: Option<Arc<UserInfo>>, memory_bytes: usize) -> Self {
-        let stdout = CapturedOutput::default();
-        let stderr = CapturedOutput::default();
+    fn new(request: Arc<RequestInfo>, grants: grants::Grants, caps: Slots, limits: StoreLimits) -> Self {
         let mut builder = WasiCtx::builder();
         builder
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(caps.logging.stdout.clone())
+            .stderr(caps.logging.stderr.clone())
             .allow_tcp(false)
             .allow_udp(false);
         // host memory a guest can make the host hold is capped per store.
@@ -147,143 +244,50 @@ impl Invocation {
         table.set_max_capacity(MAX_RESOURCES_PER_STORE);
         let mut http_ctx = WasiHttpCtx::new();
         http_ctx.set_field_size_limit(MAX_FIELDS_BYTES);
+        // The largest single transfer: a response body, or an `http.fetch`
+        // request body when egress is granted.
+        let fetch_body = caps
+            .http
+            .access
+            .as_ref()
+            .map_or(0, |a| a.egress.config().max_request_body_bytes);
+        let largest = limits
+            .max_response_bytes
+            .max(ext_egress::DEFAULT_MAX_REQUEST_BODY_BYTES)
+            .max(crate::limits::DEFAULT_MAX_RESPONSE_BYTES)
+            .max(fetch_body);
         Invocation {
             wasi: builder.build(),
             table,
             http_ctx,
-            outbound: proxy::OutboundHooks::new(request.clone()),
-            limiter: GuestLimiter::new(memory_bytes),
+            limiter: GuestLimiter::new(limits.memory_bytes),
             request,
-            user,
-            stdout,
-            stderr,
-            log_lines: 0,
-            log_dropped: 0,
-            grants: grants::Grants::default(),
-            kv: None,
-            secrets: SecretsState::default(),
-            ui_proxy: None,
-            host_calls: std::collections::BTreeMap::new(),
-            guest_metrics: None,
-            metric_calls: 0,
-            debug_sink: None,
-            hostcall_fuel: crate::limits::hostcall_fuel(
-                DEFAULT_MAX_RESPONSE_BYTES.max(ext_egress::DEFAULT_MAX_REQUEST_BODY_BYTES),
-            ),
+            grants,
+            caps,
+            usage: Counters::default(),
+            hostcall_fuel: crate::limits::hostcall_fuel(largest),
         }
-    }
-
-    /// The largest response body this execution may return
-    /// (`RUNNER_MAX_RESPONSE_BYTES`): raises the hostcall fuel to carry it.
-    #[must_use]
-    pub fn with_max_response_bytes(mut self, bytes: u64) -> Self {
-        self.hostcall_fuel = self.hostcall_fuel.max(crate::limits::hostcall_fuel(bytes));
-        self
-    }
-
-    /// Give the execution `cap:metrics.emit` (only when granted).
-    #[must_use]
-    pub fn with_metrics(mut self, registry: Arc<crate::metrics::Metrics>) -> Self {
-        self.guest_metrics = Some(registry);
-        self
-    }
-
-    /// Copy the execution's log and output lines to the debug sink.
-    #[must_use]
-    pub fn with_debug_sink(mut self, sink: debug_sink::DebugSink) -> Self {
-        self.debug_sink = Some(sink);
-        self
-    }
-
-    /// Queue one guest line for the debug sink, if there is one.
-    pub(crate) fn debug_line(&self, level: &'static str, source: &'static str, message: &str) {
-        if let Some(sink) = &self.debug_sink {
-            let r = &self.request;
-            sink.send(debug_sink::DebugLine {
-                tenant: r.tenant_id.clone(),
-                extension: r.extension_id.clone(),
-                request_id: r.request_id.clone(),
-                version: r.version_id.clone(),
-                level,
-                source,
-                message: message.to_string(),
-            });
-        }
-    }
-
-    /// Give the execution egress (only when `cap:http.fetch` is granted).
-    #[must_use]
-    pub fn with_http(mut self, access: HttpAccess) -> Self {
-        // An `http.fetch` request body is one transfer: the fuel must carry it.
-        let body = access.egress.config().max_request_body_bytes;
-        self.hostcall_fuel = self.hostcall_fuel.max(crate::limits::hostcall_fuel(body));
-        // One grant for `http.fetch` and a proxy component's outbound wasi:http.
-        self.outbound.access = Some(Arc::new(access));
-        self
-    }
-
-    /// Give the execution `ui-proxy.call-route` (only when granted).
-    #[must_use]
-    pub fn with_ui_proxy(mut self, access: UiProxyAccess) -> Self {
-        self.ui_proxy = Some(Arc::new(access));
-        self
     }
 
     /// Count one host call to `interface`.
     pub(crate) fn count(&mut self, interface: &'static str) {
-        *self.host_calls.entry(interface).or_default() += 1;
+        *self.usage.host_calls.entry(interface).or_default() += 1;
     }
 
-    /// Give the execution the request's sealed secrets.
-    #[must_use]
-    pub fn with_secrets(
-        mut self,
-        envelope: Option<Arc<secrets::SecretEnvelope>>,
-        config: Arc<secrets::SecretsConfig>,
-    ) -> Self {
-        self.secrets = SecretsState {
-            envelope,
-            config,
-            opened: None,
-        };
-        self
-    }
-
-    /// Set the execution's capabilities (default: none beyond the
-    /// always-granted ones' host functions, which do not check grants).
-    #[must_use]
-    pub fn with_grants(mut self, grants: grants::Grants) -> Self {
-        self.grants = grants;
-        self
-    }
-
-    /// Give the execution its key-value store (only when granted).
-    #[must_use]
-    pub fn with_kv(mut self, kv: ext_kv::Kv, scope: ext_kv::Scope) -> Self {
-        self.kv = Some((kv, scope));
-        self
-    }
-
-    /// Write captured guest output into the log, attributed to the request.
-    /// Returns whether any output or log line was dropped by the caps.
-    pub fn flush_output(&self) -> bool {
-        let mut truncated = self.log_dropped > 0;
-        let r = &self.request;
-        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let (lines, dropped) = captured.take_lines();
-            for line in lines {
-                tracing::info!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, "{line}");
-                self.debug_line("info", stream, &line);
-            }
-            truncated |= dropped > 0;
-            if dropped > 0 {
-                tracing::warn!(target: "ext_runner::guest", stream, request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_bytes = dropped, "guest output over the cap was dropped");
-            }
+    /// Write captured output to the log and return what the host counted.
+    pub fn finish(&self) -> HostUsage {
+        let logs_truncated = self.caps.logging.flush(&self.request);
+        let mut host_calls = self.usage.host_calls.clone();
+        let outbound = &self.caps.http.usage;
+        let outbound_requests = outbound.requests.load(std::sync::atomic::Ordering::Relaxed);
+        if outbound_requests > 0 {
+            host_calls.insert("wasi:http", outbound_requests);
         }
-        if self.log_dropped > 0 {
-            tracing::warn!(target: "ext_runner::guest", request_id = %r.request_id, tenant = %r.tenant_id, extension = %r.extension_id, dropped_lines = self.log_dropped, "guest log lines over the cap were dropped");
+        HostUsage {
+            host_calls,
+            egress_bytes: outbound.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            logs_truncated,
         }
-        truncated
     }
 }
 
@@ -301,7 +305,7 @@ impl WasiHttpView for Invocation {
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut self.caps.http,
         }
     }
 }
@@ -383,11 +387,6 @@ const ALLOWED_WASI_INTERFACES: &[&str] = &[
 /// (their outbound requests go through the egress policy, see `proxy`).
 const PROXY_INTERFACES: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
 
-/// Interfaces of the `alga:extension` package this runner provides.
-const ALGA_INTERFACES: &[&str] = &[
-    "types", "context", "secrets", "http", "storage", "logging", "ui-proxy", "user", "user-v2", "metrics",
-];
-
 /// Whether an import name (e.g. `wasi:cli/stdout@0.2.3`) is one we provide
 /// to components of `world`.
 pub fn is_supported_import(name: &str, world: World) -> bool {
@@ -395,8 +394,8 @@ pub fn is_supported_import(name: &str, world: World) -> bool {
         Some((base, version)) => (base, Some(version)),
         None => (name, None),
     };
-    if let Some(interface) = unversioned.strip_prefix("alga:extension/") {
-        return version.is_none() && ALGA_INTERFACES.contains(&interface);
+    if unversioned.starts_with(registry::ALGA) {
+        return version.is_none() && registry::provides_alga(unversioned);
     }
     let wasi = ALLOWED_WASI_INTERFACES.contains(&unversioned)
         || (world == World::Proxy && PROXY_INTERFACES.contains(&unversioned));

@@ -23,7 +23,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
 use crate::engine::Failure;
 use crate::error::ErrorCode;
 use crate::limits::{
@@ -31,7 +30,10 @@ use crate::limits::{
 };
 
 pub mod cpu_budget;
+mod settings;
 pub mod shared_redis;
+
+pub use settings::QuotaSettings;
 
 use self::shared_redis::SharedRedis;
 
@@ -151,20 +153,20 @@ pub struct Quotas {
 }
 
 impl Quotas {
-    /// The quotas `config` asks for. Nothing connects yet: Redis is reached
+    /// The quotas `settings` ask for. Nothing connects yet: Redis is reached
     /// on first use.
     ///
     /// # Errors
     /// An unusable Redis URL (already refused by `Config::load`).
-    pub fn new(config: &Config) -> Result<Quotas, redis::RedisError> {
-        let rate = match (config.tenant_rate_limit, &config.rate_limit_redis_url) {
+    pub fn new(settings: &QuotaSettings) -> Result<Quotas, redis::RedisError> {
+        let rate = match (settings.tenant_rate_limit, &settings.redis_url) {
             (None, _) => None,
             (Some(limit), None) => Some(RateLimiter::memory(limit)),
             (Some(limit), Some(url)) => Some(RateLimiter::redis(limit, url)?),
         };
         Ok(Quotas {
-            tenant_cap: config.tenant_max_concurrency,
-            extension_cap: config.extension_max_concurrency,
+            tenant_cap: settings.tenant_max_concurrency,
+            extension_cap: settings.extension_max_concurrency,
             in_flight: Mutex::new(InFlight::default()),
             rate,
             stats: QuotaStats::default(),
@@ -566,25 +568,25 @@ mod tests {
         }
     }
 
-    fn load(pairs: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+    fn load(pairs: &[(&str, &str)]) -> Result<crate::Config, crate::config::ConfigError> {
         let mut env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.insert("RUNNER_SERVICE_TOKEN".into(), "a-long-enough-token".into());
-        Config::load(&env, &crate::config::Overrides::default())
+        crate::Config::load(&env, &crate::config::Overrides::default())
     }
 
     #[test]
     fn config_defaults_and_values() {
         let config = load(&[]).unwrap();
         assert_eq!(
-            config.tenant_max_concurrency,
+            config.quota.tenant_max_concurrency,
             crate::limits::DEFAULT_TENANT_MAX_CONCURRENCY
         );
         assert_eq!(
-            config.extension_max_concurrency,
+            config.quota.extension_max_concurrency,
             crate::limits::DEFAULT_EXTENSION_MAX_CONCURRENCY
         );
-        assert_eq!(config.tenant_rate_limit, None);
-        assert_eq!(config.rate_limit_redis_url, None);
+        assert_eq!(config.quota.tenant_rate_limit, None);
+        assert_eq!(config.quota.redis_url, None);
 
         let config = load(&[
             ("RUNNER_TENANT_MAX_CONCURRENCY", "4"),
@@ -593,9 +595,9 @@ mod tests {
             ("RUNNER_RATE_LIMIT_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
         ])
         .unwrap();
-        assert_eq!(config.tenant_max_concurrency, 4);
-        assert_eq!(config.extension_max_concurrency, 2);
-        assert_eq!(config.tenant_rate_limit, Some(limit(20.0, 40)));
+        assert_eq!(config.quota.tenant_max_concurrency, 4);
+        assert_eq!(config.quota.extension_max_concurrency, 2);
+        assert_eq!(config.quota.tenant_rate_limit, Some(limit(20.0, 40)));
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2"), "{text}");
     }
@@ -744,11 +746,11 @@ mod tests {
     }
 
     fn quotas(tenant_cap: u32, extension_cap: u32, rate: Option<&str>) -> Quotas {
-        let mut config = Config::for_dir(std::path::Path::new("/tmp/ext-runner-quota-test"));
-        config.tenant_max_concurrency = tenant_cap;
-        config.extension_max_concurrency = extension_cap;
-        config.tenant_rate_limit = rate.map(|r| RateLimit::parse(r).unwrap().unwrap());
-        Quotas::new(&config).unwrap()
+        let mut config = crate::Config::for_dir(std::path::Path::new("/tmp/ext-runner-quota-test"));
+        config.quota.tenant_max_concurrency = tenant_cap;
+        config.quota.extension_max_concurrency = extension_cap;
+        config.quota.tenant_rate_limit = rate.map(|r| RateLimit::parse(r).unwrap().unwrap());
+        Quotas::new(&config.quota).unwrap()
     }
 
     #[tokio::test]
@@ -790,10 +792,10 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut config = Config::for_dir(std::path::Path::new("/tmp/ext-runner-quota-test"));
-        config.tenant_rate_limit = Some(limit(0.001, 1));
-        config.rate_limit_redis_url = Some(format!("redis://127.0.0.1:{port}"));
-        let q = Quotas::new(&config).unwrap();
+        let mut config = crate::Config::for_dir(std::path::Path::new("/tmp/ext-runner-quota-test"));
+        config.quota.tenant_rate_limit = Some(limit(0.001, 1));
+        config.quota.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+        let q = Quotas::new(&config.quota).unwrap();
         // Far more than the limit passes: nobody can say no.
         for _ in 0..5 {
             drop(q.admit("t", "x").await.unwrap());

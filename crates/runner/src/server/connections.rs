@@ -53,13 +53,13 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The limits `config` sets.
-    pub fn from_config(config: &crate::config::Config) -> ConnectionLimits {
+    /// The limits the server settings set.
+    pub fn new(settings: &super::ServerSettings) -> ConnectionLimits {
         ConnectionLimits {
-            max_connections: config.max_connections,
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            write_stall_timeout: config.write_stall_timeout,
+            max_connections: settings.max_connections,
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
+            write_stall_timeout: settings.write_stall_timeout,
         }
     }
 }

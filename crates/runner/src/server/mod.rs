@@ -29,6 +29,9 @@ use crate::execute::Runner;
 use crate::limits::ENVELOPE_OVERHEAD_BYTES;
 
 pub mod connections;
+mod settings;
+
+pub use settings::{LogFormat, ServerSettings};
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -48,8 +51,8 @@ impl AppState {
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
         let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
         let config = runner.config();
-        let token_digests = config.service_tokens.iter().map(digest).collect();
-        let metrics_token_digest = config.metrics_token.as_ref().map(digest);
+        let token_digests = config.server.service_tokens.iter().map(digest).collect();
+        let metrics_token_digest = config.server.metrics_token.as_ref().map(digest);
         Arc::new(AppState {
             ui: crate::ui::UiState::default(),
             token_digests,
@@ -183,7 +186,7 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         );
     }
     let config = state.runner.config();
-    let max_envelope = config.max_request_bytes / 3 * 4 + ENVELOPE_OVERHEAD_BYTES;
+    let max_envelope = config.limits.max_request_bytes / 3 * 4 + ENVELOPE_OVERHEAD_BYTES;
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -198,7 +201,12 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         );
     }
     let limited = http_body_util::Limited::new(request.into_body(), max_envelope as usize);
-    let bytes = match tokio::time::timeout(config.body_read_timeout, http_body_util::BodyExt::collect(limited)).await {
+    let bytes = match tokio::time::timeout(
+        config.server.body_read_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await
+    {
         Err(_) => {
             return fail(
                 ErrorCode::RequestTimeout,
@@ -222,7 +230,7 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let mut envelope = match Envelope::parse(&bytes, config.max_request_bytes) {
+    let mut envelope = match Envelope::parse(&bytes, config.limits.max_request_bytes) {
         Ok(envelope) => envelope,
         Err(Failure { code, message }) => return fail(code, message, &request_id),
     };
@@ -555,7 +563,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send,
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    let limits = connections::ConnectionLimits::from_config(state.runner.config());
+    let limits = connections::ConnectionLimits::new(&state.runner.config().server);
     connections::accept_loop(listener, app, limits, state.connections(kind).clone(), shutdown, grace).await;
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 mod cache;
 pub mod object;
+mod settings;
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,6 +26,7 @@ use tokio::sync::OnceCell;
 
 pub use cache::{DiskCache, EntryRecord, Item};
 pub use object::{BundleKeys, BundleObjects, ObjectError};
+pub use settings::{BundleSettings, S3Settings, StorageSettings, StoreUrl, TrustSettings};
 
 use crate::engine::Failure;
 use crate::error::ErrorCode;

@@ -30,7 +30,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
-use crate::config::{S3Settings, StorageSettings, StoreUrl};
+use super::settings::{S3Settings, StorageSettings, StoreUrl};
 
 /// Key of a bundle when `BUNDLE_STORAGE_KEY_LAYOUT` is unset.
 pub const DEFAULT_KEY_LAYOUT: &str = "sha256/{hex}/bundle.tar.zst";

@@ -128,16 +128,46 @@ const MIME_TYPES: &[(&str, &str)] = &[
     ("wasm", "application/wasm"),
 ];
 
-/// UI settings (from `Config`).
+/// UI settings.
 #[derive(Clone, Debug)]
 pub struct UiConfig {
+    /// `EXT_UI_CONTENT_SECURITY_POLICY` (+ `EXT_UI_FRAME_ANCESTORS`), with
+    /// the `sandbox` directive.
     pub csp: String,
+    /// `EXT_STATIC_MAX_FILE_BYTES`.
     pub max_file_bytes: u64,
     /// `RUNNER_UI_VALIDATE_URL`.
     pub validate_url: Option<String>,
     /// `RUNNER_UI_VALIDATE_MAX_PER_SECOND`: install checks started per
     /// second (and burst).
     pub validate_per_second: u32,
+}
+
+impl UiConfig {
+    pub fn from_source(source: &crate::config::source::Source) -> UiConfig {
+        let mut csp = source.parsed(
+            "EXT_UI_CONTENT_SECURITY_POLICY",
+            DEFAULT_UI_CSP,
+            with_sandbox,
+            DEFAULT_UI_CSP.to_string(),
+        );
+        if let Some(ancestors) = source.text("EXT_UI_FRAME_ANCESTORS") {
+            csp = format!("{csp}; frame-ancestors {ancestors}");
+        }
+        if csp.contains(['\r', '\n']) {
+            source.problem("EXT_UI_CONTENT_SECURITY_POLICY/EXT_UI_FRAME_ANCESTORS: must be one line");
+        }
+        UiConfig {
+            csp,
+            max_file_bytes: source.bytes("EXT_STATIC_MAX_FILE_BYTES", DEFAULT_STATIC_MAX_FILE_BYTES, 0),
+            validate_url: source.http_url("RUNNER_UI_VALIDATE_URL"),
+            validate_per_second: source.number(
+                "RUNNER_UI_VALIDATE_MAX_PER_SECOND",
+                u64::from(DEFAULT_VALIDATIONS_PER_SECOND),
+                1..=1_000_000,
+            ) as u32,
+        }
+    }
 }
 
 /// Process-wide UI state, shared by every UI request.

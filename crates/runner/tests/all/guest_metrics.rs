@@ -205,7 +205,7 @@ async fn guest_metrics_refuse_invalid_names_labels_and_kinds() {
 async fn guest_metrics_cardinality_cap_per_extension() {
     let t = TestRunner::new();
     let digest = metrics_bundle(&t, &["cap:metrics.emit"]);
-    let cap = ext_runner::host::guest_metrics::MAX_SERIES_PER_EXTENSION;
+    let cap = ext_runner::host::metrics::MAX_SERIES_PER_EXTENSION;
     let mut spread = op("counter", "items_total", json!(1), &[]);
     spread["spread"] = json!(cap + 50);
     let results = emit(&t, &digest, A, None, json!([spread])).await;
@@ -252,7 +252,7 @@ async fn guest_metrics_cardinality_cap_per_extension() {
 async fn guest_metrics_call_cap_per_execution() {
     let t = TestRunner::new();
     let digest = metrics_bundle(&t, &["cap:metrics.emit"]);
-    let cap = ext_runner::host::guest_metrics::MAX_CALLS_PER_INVOCATION as usize;
+    let cap = ext_runner::host::metrics::MAX_CALLS_PER_INVOCATION as usize;
     let calls = vec![op("counter", "calls_total", json!(1), &[]); cap + 1];
     let results = emit(&t, &digest, A, None, Value::Array(calls)).await;
     assert!(results[..cap].iter().all(|r| r["ok"] == true));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ext_bundle::Digest;
-use ext_runner::config::StorageSettings;
+use ext_runner::store::StorageSettings;
 use ext_runner::store::object::{BundleObjects, ObjectError, PutOutcome};
 use http::StatusCode;
 

@@ -358,7 +358,7 @@ impl TestS3 {
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
-        let settings = ext_runner::config::StorageSettings::load(&env["BUNDLE_STORAGE_URL"], &env).unwrap();
+        let settings = ext_runner::store::StorageSettings::load(&env["BUNDLE_STORAGE_URL"], &env).unwrap();
         ext_runner::store::object::BundleObjects::open(&settings).unwrap()
     }
 }

@@ -1,4 +1,4 @@
-//! `cap:secrets.get`: opening the envelope's `secret_envelope`.
+//! The secret envelope: its format, sealing, and opening it for a request.
 //!
 //! Backends, chosen by the envelope's `algorithm`:
 //! - `aes-256-gcm` (also when `algorithm` is absent): `ciphertext_b64` is
@@ -109,6 +109,68 @@ pub struct SecretsConfig {
     pub allow_inline: bool,
     /// Vault address and token for `vault-transit` envelopes.
     pub vault: Option<VaultConfig>,
+}
+
+impl SecretsConfig {
+    /// `RUNNER_SECRETS_KEY(_FILE)`, `RUNNER_ALLOW_INLINE_SECRETS`,
+    /// `VAULT_ADDR` + `VAULT_TOKEN_FILE`.
+    pub fn from_source(source: &crate::config::source::Source) -> SecretsConfig {
+        let key = match (
+            source.text("RUNNER_SECRETS_KEY"),
+            source.text("RUNNER_SECRETS_KEY_FILE"),
+        ) {
+            (Some(_), Some(_)) => {
+                source.problem("RUNNER_SECRETS_KEY and RUNNER_SECRETS_KEY_FILE: set one, not both");
+                None
+            }
+            (Some(text), None) => secrets_key(text)
+                .map_err(|why| source.problem(format!("RUNNER_SECRETS_KEY: {why}")))
+                .ok(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("`{path}`: {e}"))
+                .and_then(|text| secrets_key(&text))
+                .map_err(|why| source.problem(format!("RUNNER_SECRETS_KEY_FILE: {why}")))
+                .ok(),
+            (None, None) => None,
+        };
+        let vault = match (source.text("VAULT_ADDR"), source.text("VAULT_TOKEN_FILE")) {
+            (None, None) => None,
+            (Some(addr), Some(path)) => {
+                if !crate::config::source::is_http_url(addr) {
+                    source.problem(format!("VAULT_ADDR: `{addr}` must be an http(s) URL"));
+                }
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("VAULT_TOKEN_FILE: `{path}`: {e}"))
+                    .and_then(|token| {
+                        VaultConfig::new(addr.to_string(), token.trim().to_string())
+                            .map_err(|why| format!("VAULT_ADDR: {why}"))
+                    })
+                    .map_err(|why| source.problem(why))
+                    .ok()
+            }
+            _ => {
+                source.problem("VAULT_ADDR and VAULT_TOKEN_FILE: set both or neither");
+                None
+            }
+        };
+        SecretsConfig {
+            key,
+            allow_inline: source.flag("RUNNER_ALLOW_INLINE_SECRETS", false),
+            vault,
+        }
+    }
+}
+
+/// A 32-byte AES key given as base64 (what `ext-runner secrets keygen` prints).
+///
+/// # Errors
+/// A message saying what is wrong (never the key).
+pub fn secrets_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "not base64 (expected 32 random bytes in base64, see `ext-runner secrets keygen`)".to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("decodes to {} bytes; 32 are required", bytes.len()))
 }
 
 impl fmt::Debug for SecretsConfig {

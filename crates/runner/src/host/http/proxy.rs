@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{HttpAccess, RequestInfo};
+use super::HttpAccess;
+use crate::host::RequestInfo;
 
 /// What egress one execution used: bytes of `http.fetch` and of outbound
 /// `wasi:http`, and the count of the latter (read for the report after the

@@ -18,6 +18,7 @@
 //! reset while the process runs); the caps bound what they can cost.
 
 use super::Invocation;
+use super::bindings::alga::extension::metrics;
 use super::bindings::alga::extension::metrics::MetricsError;
 use crate::metrics::{Metrics, OwnedCaps, OwnedRefusal, Update};
 
@@ -214,15 +215,52 @@ impl Invocation {
     }
 
     fn try_emit_metric(&mut self, name: &str, emit_call: Emit, labels: Vec<(String, String)>) -> Result<(), Refusal> {
-        let Some(registry) = self.guest_metrics.clone().filter(|_| self.grants.allows(CAPABILITY)) else {
+        let Some(registry) = self.caps.metrics.clone().filter(|_| self.grants.allows(CAPABILITY)) else {
             return Err(Refusal::Denied);
         };
-        if self.metric_calls >= MAX_CALLS_PER_INVOCATION {
+        if self.usage.metric_calls >= MAX_CALLS_PER_INVOCATION {
             return Err(Refusal::Calls);
         }
-        self.metric_calls += 1;
+        self.usage.metric_calls += 1;
         let r = &self.request;
         emit(&registry, &r.tenant_id, &r.extension_id, name, emit_call, labels, CAPS)
+    }
+}
+
+/// The registry guest series go to; `None` when not granted.
+pub type State = Option<std::sync::Arc<Metrics>>;
+
+/// Only when granted.
+pub fn prepare(registry: &std::sync::Arc<Metrics>, request: &super::Prepare<'_>) -> State {
+    request.grants.allows(CAPABILITY).then(|| registry.clone())
+}
+
+impl metrics::Host for Invocation {
+    fn counter_add(
+        &mut self,
+        name: String,
+        value: u64,
+        labels: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), MetricsError>> {
+        Ok(self.emit_metric(name, Emit::CounterAdd(value), labels))
+    }
+
+    fn gauge_set(
+        &mut self,
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), MetricsError>> {
+        Ok(self.emit_metric(name, Emit::GaugeSet(value), labels))
+    }
+
+    fn histogram_observe(
+        &mut self,
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), MetricsError>> {
+        Ok(self.emit_metric(name, Emit::HistogramObserve(value), labels))
     }
 }
 
