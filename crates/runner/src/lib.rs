@@ -3,7 +3,8 @@
 //!
 //! Main modules:
 //! - [`config`]: one validated configuration (defaults < env < flags);
-//! - [`server`]: `router(state)` and `serve(listener, state, shutdown)`;
+//! - [`serve`]: the process: bind the listeners, serve, drain, stop;
+//! - [`server`]: the routers and `serve(listener, state, shutdown)` for one listener;
 //! - [`execute`]: the pipeline shared by the server, `exec` and benches;
 //! - [`quota`]: tenant concurrency caps, rate limit and CPU budget (memory or Redis);
 //! - [`cpu`]: the guest threads and the tenants' fair share of them;
@@ -12,7 +13,7 @@
 //! - [`host`]: the guest contract's host side (capabilities, WASI subset);
 //! - [`store`]: bundle store and the verified, unpacked bundle cache;
 //! - [`ui`]: the extensions' iframe UI assets (`/ext-ui/…`);
-//! - [`cli`]: `pack`, `publish`, `compile`, `inspect`, `exec`, `keygen`, `sign`, `verify`, `secrets`;
+//! - [`cli`]: the command line (one clap `Args` per command) and the functions behind it;
 //! - [`scaffold`]: `new`, extension projects from the embedded templates;
 //! - [`devloop`]: what `serve --dev` and `dev` share, and `dev`'s rebuild loop;
 //! - [`error`]: error codes and the one mapping to HTTP;
@@ -36,6 +37,7 @@ pub mod openapi;
 pub mod otlp;
 pub mod quota;
 pub mod scaffold;
+pub mod serve;
 pub mod server;
 pub mod store;
 pub mod ui;
