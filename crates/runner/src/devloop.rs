@@ -66,9 +66,9 @@ pub fn dev_secrets_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return crate::host::secrets::secrets_key(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()));
     }
-    let text = crate::cli::secrets_keygen();
+    let text = crate::cli::secrets::secrets_keygen();
     std::fs::create_dir_all(data_dir)?;
-    crate::cli::write_new_file(&path, text.as_bytes(), 0o600)?;
+    crate::cli::files::write_new_file(&path, text.as_bytes(), 0o600)?;
     crate::host::secrets::secrets_key(&text).map_err(anyhow::Error::msg)
 }
 
@@ -86,7 +86,7 @@ pub fn trust_dev_key(config: &mut Config) -> anyhow::Result<SigningKey> {
     } else {
         let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
         std::fs::create_dir_all(&config.data_dir)?;
-        crate::cli::write_new_file(&path, key.to_pkcs8_pem().as_bytes(), 0o600)?;
+        crate::cli::files::write_new_file(&path, key.to_pkcs8_pem().as_bytes(), 0o600)?;
         key
     };
     let mut text = config
@@ -114,10 +114,10 @@ pub struct Packed {
 /// print a warning for each capability its components import undeclared.
 ///
 /// # Errors
-/// As [`crate::cli::pack_dir`].
+/// As [`crate::cli::bundle::pack_dir`].
 pub fn pack(dir: &Path) -> anyhow::Result<Packed> {
-    let archive = crate::cli::pack_dir(dir)?;
-    for warning in crate::cli::capability_warnings(dir) {
+    let archive = crate::cli::bundle::pack_dir(dir)?;
+    for warning in crate::cli::imports::capability_warnings(dir) {
         eprintln!("warning: {warning}");
     }
     let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;

@@ -9,8 +9,8 @@ use ext_bundle::Digest;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 use crate::host::UserInfo;
 use crate::limits::{
     MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_HEADERS_TOTAL_BYTES, MAX_ID_BYTES, MAX_QUERY_ENTRIES,

@@ -65,6 +65,22 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// A failure with the code a client will see and a message safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 impl ErrorCode {
     /// Every code a client can see (the OpenAPI `error.code` enum); the
     /// `all_lists_every_code` test fails when a variant is missing.
@@ -210,7 +226,7 @@ pub struct ApiError {
     pub request_id: String,
     /// What the guest used before it failed, when it ran (`limit_hit` says
     /// which limit stopped it).
-    pub report: Option<crate::engine::ExecutionReport>,
+    pub report: Option<crate::report::ExecutionReport>,
 }
 
 impl ApiError {
@@ -225,7 +241,7 @@ impl ApiError {
 
     /// The error of an execution that ran, with its usage report.
     #[must_use]
-    pub fn with_report(mut self, report: Option<crate::engine::ExecutionReport>) -> Self {
+    pub fn with_report(mut self, report: Option<crate::report::ExecutionReport>) -> Self {
         self.report = report;
         self
     }
@@ -248,7 +264,7 @@ struct ErrorBody<'a> {
     status: u16,
     error: ErrorDetail<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<&'a crate::engine::ExecutionReport>,
+    report: Option<&'a crate::report::ExecutionReport>,
 }
 
 #[derive(Serialize)]

@@ -16,7 +16,8 @@
 //! - [`cli`]: the command line (one clap `Args` per command) and the functions behind it;
 //! - [`scaffold`]: `new`, extension projects from the embedded templates;
 //! - [`devloop`]: what `serve --dev` and `dev` share, and `dev`'s rebuild loop;
-//! - [`error`]: error codes and the one mapping to HTTP;
+//! - [`error`]: error codes, [`error::Failure`] and the one mapping to HTTP;
+//! - [`report`]: what one execution used;
 //! - [`limits`]: every limit and its default;
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
 //! - [`openapi`]: the OpenAPI description served at `/openapi.json`;
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod otlp;
 pub mod quota;
+pub mod report;
 pub mod scaffold;
 pub mod serve;
 pub mod server;

@@ -177,7 +177,7 @@ pub fn new_project(args: &NewArgs) -> anyhow::Result<Created> {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        crate::cli::write_new_file(&target, text.as_bytes(), 0o644)?;
+        crate::cli::files::write_new_file(&target, text.as_bytes(), 0o644)?;
     }
     #[cfg(unix)]
     {

@@ -14,15 +14,15 @@
 //! - `secrets`: `secrets keygen`, `secrets seal`;
 //! - `files`: file helpers; `logging`: the log subscriber.
 
-mod bundle;
-mod exec;
-mod files;
-mod imports;
+pub mod bundle;
+pub mod exec;
+pub mod files;
+pub mod imports;
 mod logging;
 mod new;
-mod secrets;
+pub mod secrets;
 mod serve;
-mod signing;
+pub mod signing;
 #[cfg(test)]
 mod tests;
 

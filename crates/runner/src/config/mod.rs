@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use self::source::{ConfigError, Source};
-pub use crate::server::LogFormat;
+pub use crate::server::settings::LogFormat;
 
 /// Fully validated runner configuration.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ pub struct Config {
     /// Unpacked bundles and compiled artifacts (`RUNNER_CACHE_DIR`, `--cache-dir`).
     pub cache_dir: PathBuf,
     /// Listeners, tokens, connection limits, drain, logging.
-    pub server: crate::server::ServerSettings,
+    pub server: crate::server::settings::ServerSettings,
     /// The operator's ceilings on one execution (`RUNNER_MAX_*`).
     pub limits: crate::limits::ExecutionLimits,
     /// Compile and component-cache sizing.
@@ -107,7 +107,7 @@ impl Config {
             source.accept(key);
         }
         Config {
-            server: crate::server::ServerSettings::from_source(source),
+            server: crate::server::settings::ServerSettings::from_source(source),
             limits: crate::limits::ExecutionLimits::from_source(source),
             engine: crate::engine::EngineSettings::from_source(source),
             storage: crate::store::StorageSettings::from_source(source, data_dir.join("bundles")),

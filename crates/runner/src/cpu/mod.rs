@@ -28,8 +28,8 @@ use std::time::Instant;
 pub use scheduled::CpuUsage;
 pub use settings::{CpuSettings, available_cores};
 
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 use crate::quota::cpu_budget::CpuBudget;
 
 /// The guest threads, their fair share and the tenant CPU budget. One per

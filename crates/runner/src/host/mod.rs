@@ -35,7 +35,7 @@ pub use user::UserInfo;
 
 use self::bindings::Runner;
 use self::bindings::types::ContextData;
-use crate::engine::Failure;
+use crate::error::Failure;
 use crate::limits::{
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_FIELDS_BYTES, MAX_MEMORIES_PER_COMPONENT, MAX_RESOURCES_PER_STORE,
     MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
@@ -54,7 +54,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_source(source: &crate::config::Source, data_dir: &std::path::Path) -> Settings {
+    pub fn from_source(source: &crate::config::source::Source, data_dir: &std::path::Path) -> Settings {
         // ext-egress names its own settings; each is read through the source.
         let lookup = |key: &str| {
             let known = ext_egress::config::ENV_VARS.iter().find(|k| **k == key)?;

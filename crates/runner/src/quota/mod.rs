@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 use crate::limits::{
     MAX_RATE_LIMIT_BURST, MAX_RATE_LIMIT_PER_SECOND, MIN_RATE_LIMIT_PER_SECOND, RATE_LIMIT_SWEEP_INTERVAL,
 };

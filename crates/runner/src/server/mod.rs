@@ -22,14 +22,14 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::engine::Failure;
 use crate::envelope::Envelope;
+use crate::error::Failure;
 use crate::error::{ApiError, ErrorCode};
 use crate::execute::Runner;
 use crate::limits::ENVELOPE_OVERHEAD_BYTES;
 
 pub mod connections;
-mod settings;
+pub mod settings;
 
 pub use settings::{LogFormat, ServerSettings};
 
@@ -37,7 +37,7 @@ pub use settings::{LogFormat, ServerSettings};
 pub struct AppState {
     pub runner: Arc<Runner>,
     /// Verified UI files kept in memory and install-check answers.
-    pub ui: crate::ui::UiState,
+    pub ui: Arc<crate::ui::UiState>,
     /// SHA-256 of each accepted service token: comparing fixed-size digests
     /// in constant time leaks neither content nor length.
     token_digests: Vec<[u8; 32]>,
@@ -47,6 +47,16 @@ pub struct AppState {
     connections: [Arc<connections::ConnectionStats>; 2],
 }
 
+/// The UI handlers' part of the state.
+impl axum::extract::FromRef<Arc<AppState>> for crate::ui::UiContext {
+    fn from_ref(state: &Arc<AppState>) -> Self {
+        crate::ui::UiContext {
+            runner: state.runner.clone(),
+            ui: state.ui.clone(),
+        }
+    }
+}
+
 impl AppState {
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
         let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
@@ -54,7 +64,7 @@ impl AppState {
         let token_digests = config.server.service_tokens.iter().map(digest).collect();
         let metrics_token_digest = config.server.metrics_token.as_ref().map(digest);
         Arc::new(AppState {
-            ui: crate::ui::UiState::default(),
+            ui: Arc::default(),
             token_digests,
             metrics_token_digest,
             connections: Default::default(),

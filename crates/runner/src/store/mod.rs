@@ -10,6 +10,7 @@
 //!   commit to the cache, once per content hash however many requests ask.
 
 mod cache;
+mod layout;
 pub mod object;
 mod settings;
 
@@ -28,8 +29,8 @@ pub use cache::{DiskCache, EntryRecord, Item};
 pub use object::{BundleKeys, BundleObjects, ObjectError};
 pub use settings::{BundleSettings, S3Settings, StorageSettings, StoreUrl, TrustSettings};
 
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 
 /// Largest compressed bundle the runner will fetch.
 pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;

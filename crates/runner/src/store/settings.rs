@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::object::KeyLayout;
+use super::layout::KeyLayout;
 use crate::config::source::{ConfigError, Source};
 use crate::limits;
 

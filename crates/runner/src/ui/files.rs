@@ -34,8 +34,8 @@ use ext_bundle::Digest;
 use futures_util::Stream;
 use tokio::sync::Semaphore;
 
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 use crate::store::LoadedBundle;
 
 /// UI files up to this size are kept in memory after their first verified

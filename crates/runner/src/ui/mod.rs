@@ -30,10 +30,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ext_bundle::Digest;
 
-use crate::engine::Failure;
+use crate::error::Failure;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::MAX_ID_BYTES;
-use crate::server::AppState;
 use crate::store::BundleRef;
 
 pub use files::{
@@ -170,6 +169,15 @@ impl UiConfig {
     }
 }
 
+/// What the UI handlers need: the runner (bundles, settings, metrics) and
+/// the UI's own state. The server's state hands it out (axum `FromRef`),
+/// so this module does not know the server.
+#[derive(Clone)]
+pub struct UiContext {
+    pub runner: Arc<crate::Runner>,
+    pub ui: Arc<UiState>,
+}
+
 /// Process-wide UI state, shared by every UI request.
 #[derive(Default)]
 pub struct UiState {
@@ -210,7 +218,7 @@ pub struct UiQuery {
 
 /// `/ext-ui/{ext}/{hash}/` (the index).
 pub async fn index(
-    State(state): State<Arc<AppState>>,
+    State(state): State<UiContext>,
     Path((extension, hash)): Path<(String, String)>,
     Query(query): Query<UiQuery>,
     method: Method,
@@ -221,7 +229,7 @@ pub async fn index(
     response
 }
 
-fn count(state: &AppState, response: &Response) {
+fn count(state: &UiContext, response: &Response) {
     state.runner.metrics().inc(
         "ext_runner_ui_requests_total",
         "UI asset requests by response status.",
@@ -232,7 +240,7 @@ fn count(state: &AppState, response: &Response) {
 
 /// `/ext-ui/{ext}/{hash}/{*path}`.
 pub async fn asset(
-    State(state): State<Arc<AppState>>,
+    State(state): State<UiContext>,
     Path((extension, hash, path)): Path<(String, String, String)>,
     Query(query): Query<UiQuery>,
     method: Method,
@@ -245,7 +253,7 @@ pub async fn asset(
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_asset(
-    state: &AppState,
+    state: &UiContext,
     extension: &str,
     hash: &str,
     path: &str,

@@ -24,7 +24,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_source(source: &crate::config::Source) -> Settings {
+    pub fn from_source(source: &crate::config::source::Source) -> Settings {
         let debug_redis_url = source.text("RUNNER_DEBUG_REDIS_URL").map(|url| {
             if let Err(why) = debug_sink::check_url(url) {
                 source.problem(format!("RUNNER_DEBUG_REDIS_URL: {why}"));

@@ -6,8 +6,8 @@
 use super::bindings::alga::extension::storage;
 use super::bindings::types::{StorageEntry, StorageError};
 use super::{Invocation, Prepare};
-use crate::engine::Failure;
 use crate::error::ErrorCode;
+use crate::error::Failure;
 
 pub const CAPABILITY: &str = "cap:storage.kv";
 
@@ -19,7 +19,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_source(source: &crate::config::Source, data_dir: &std::path::Path) -> Settings {
+    pub fn from_source(source: &crate::config::source::Source, data_dir: &std::path::Path) -> Settings {
         Settings {
             url: source
                 .text("STORAGE_KV_URL")

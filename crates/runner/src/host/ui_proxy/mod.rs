@@ -24,7 +24,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_source(source: &crate::config::Source) -> Settings {
+    pub fn from_source(source: &crate::config::source::Source) -> Settings {
         Settings {
             base_url: source
                 .http_url("UI_PROXY_BASE_URL")
