@@ -168,7 +168,8 @@ fn unknown_signer(trusted_keys: usize, checked: usize) -> String {
     if checked == 0 {
         format!(
             "unknown signer: none of the {trusted_keys} trusted keys makes this kind of signature \
-             (a DER ECDSA signature needs a trusted P-256 key, a 64-byte Ed25519 signature a trusted Ed25519 key)"
+             (a DER ECDSA signature needs a trusted P-256 key, a 64-byte Ed25519 signature a trusted Ed25519 key, \
+             an RSA signature a trusted RSA key of its size)"
         )
     } else {
         // A bare signature names no key, so "another key signed it" and "the
@@ -193,6 +194,9 @@ pub enum MissingUsage {
     CertificateAuthority,
     /// An issuing CA has a keyUsage without `keyCertSign`.
     KeyCertSign,
+    /// The leaf is a CA certificate (`basicConstraints cA` true); webpki
+    /// takes only end-entity certificates as leaves.
+    EndEntity,
 }
 
 impl fmt::Display for MissingUsage {
@@ -207,6 +211,10 @@ impl fmt::Display for MissingUsage {
             }
             MissingUsage::KeyCertSign => {
                 "issues a certificate on the path but its keyUsage does not include keyCertSign"
+            }
+            MissingUsage::EndEntity => {
+                "signs but is a CA certificate (basicConstraints cA is true); the signer must be an end-entity \
+                 certificate"
             }
         })
     }
@@ -223,6 +231,12 @@ pub enum ChainProblem {
     /// Certificates with the issuer's name exist, but none of their keys
     /// verifies this certificate's signature (a forged or re-keyed issuer).
     SignatureMismatch,
+    /// A CA above it limits names (`nameConstraints`), and this
+    /// certificate's names are outside the limits.
+    NameConstraints,
+    /// The path runs through a CA key that webpki distrusts outright (its
+    /// list of publicly distrusted CAs).
+    Distrusted,
 }
 
 impl ChainProblem {
@@ -235,6 +249,12 @@ impl ChainProblem {
             ChainProblem::SignatureMismatch => format!(
                 "names `{issuer}` as its issuer, but its signature verifies under the key of no certificate of that name"
             ),
+            ChainProblem::NameConstraints => {
+                format!("was issued by `{issuer}`, but its names are outside the nameConstraints of a CA on the path")
+            }
+            ChainProblem::Distrusted => {
+                format!("was issued by `{issuer}`, but the path runs through a CA key that webpki distrusts")
+            }
         }
     }
 }

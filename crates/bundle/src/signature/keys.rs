@@ -1,6 +1,8 @@
 //! Keys: the [`SigningKey`] an author signs archives with (ECDSA P-256 or
-//! Ed25519), and the [`PublicKey`] that checks archive signatures and, for
-//! certificate authorities, certificate signatures (P-256, P-384, Ed25519).
+//! Ed25519), and the [`PublicKey`] that checks archive signatures (P-256,
+//! Ed25519, RSA) or stands for a certificate's key (those and P-384).
+//! Certificate signatures are webpki's business (see `chain`); these keys
+//! only ever check signatures over archives.
 //!
 //! Private keys are read from the PEM that `openssl` writes: PKCS#8
 //! (`PRIVATE KEY`, from `openssl genpkey`) or SEC1 (`EC PRIVATE KEY`, from
@@ -13,12 +15,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use const_oid::ObjectIdentifier;
-use der::asn1::OctetStringRef;
-use der::{Reader as _, SliceReader, TagMode, TagNumber};
+use der::asn1::{AnyRef, BitStringRef, OctetStringRef, UintRef};
+use der::{Encode as _, Reader as _, SliceReader, TagMode, TagNumber};
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _};
-use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use sha2::Digest as _;
 use spki::SubjectPublicKeyInfoRef;
 
 use super::oid;
@@ -26,7 +26,15 @@ use super::pem::{self, PemError};
 use crate::Digest;
 
 /// What may sign an archive, for error messages.
-pub(crate) const SIGNER_ALGORITHMS: &str = "ECDSA P-256 with SHA-256, or Ed25519";
+pub(crate) const SIGNER_ALGORITHMS: &str = "ECDSA P-256 with SHA-256, Ed25519, or RSA (2048 to 8192 bits) with \
+     SHA-256 and PKCS#1 v1.5 or PSS padding (MGF1 with SHA-256, a 32-byte salt)";
+
+/// What a [`SigningKey`] can be, for error messages: the archive signer
+/// itself makes no RSA signatures (openssl does, and they verify).
+const SIGNING_KEY_ALGORITHMS: &str = "ECDSA P-256 (SHA-256) or Ed25519 keys";
+
+/// The RSA moduli that verify: what ring's (and webpki's) RSA algorithms take.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 /// PEM label of an unencrypted PKCS#8 private key.
 const PKCS8_LABEL: &str = "PRIVATE KEY";
@@ -106,7 +114,9 @@ pub enum KeyError {
         label: String,
     },
     /// A key of another algorithm or curve.
-    #[error("PEM block {index} (`{label}`) holds a {algorithm} key; bundles are signed with {SIGNER_ALGORITHMS}")]
+    #[error(
+        "PEM block {index} (`{label}`) holds a {algorithm} key; bundles are signed here with {SIGNING_KEY_ALGORITHMS}"
+    )]
     Unsupported {
         /// Which block, from 1.
         index: usize,
@@ -368,6 +378,12 @@ enum Public {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
+    /// An `rsaEncryption` key: its DER RSAPublicKey (what ring verifies
+    /// with) and the modulus size.
+    Rsa {
+        public_key: Vec<u8>,
+        bits: usize,
+    },
 }
 
 impl fmt::Debug for PublicKey {
@@ -430,34 +446,21 @@ pub(crate) enum MessageProblem {
     Unsupported(&'static str),
 }
 
-/// Why a certificate's signature did not verify under a candidate issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CertSignatureProblem {
-    /// The certificate's signature algorithm does not fit the issuer key.
-    Unsupported(String),
-    /// The signature bytes are not valid for the algorithm.
-    Encoding(String),
-    /// Well-formed, but not made by this key over these bytes.
-    Mismatch,
-}
-
 impl PublicKey {
     fn new(key: Public) -> Self {
         // Encoding a valid in-memory key cannot fail.
-        let spki = match &key {
-            Public::P256(k) => p256::PublicKey::from(k).to_public_key_der(),
-            Public::P384(k) => p384::PublicKey::from(k).to_public_key_der(),
-            Public::Ed25519(k) => k.to_public_key_der(),
+        let spki_der = match &key {
+            Public::P256(k) => p256::PublicKey::from(k).to_public_key_der().map(|d| d.into_vec()),
+            Public::P384(k) => p384::PublicKey::from(k).to_public_key_der().map(|d| d.into_vec()),
+            Public::Ed25519(k) => k.to_public_key_der().map(|d| d.into_vec()),
+            Public::Rsa { public_key, .. } => rsa_spki_der(public_key),
         }
         .expect("encoding a public key as SubjectPublicKeyInfo");
-        Self {
-            key,
-            spki_der: spki.as_bytes().to_vec(),
-        }
+        Self { key, spki_der }
     }
 
     /// Reads a DER SubjectPublicKeyInfo: EC P-256 or P-384 (named curve),
-    /// or Ed25519.
+    /// Ed25519, or RSA (`rsaEncryption`, 2048 to 8192 bits).
     pub(crate) fn from_spki_der(der: &[u8]) -> Result<Self, KeyProblem> {
         let spki = SubjectPublicKeyInfoRef::try_from(der)
             .map_err(|e| KeyProblem::Invalid(format!("not a SubjectPublicKeyInfo ({e})")))?;
@@ -493,22 +496,38 @@ impl PublicKey {
                 ed25519_dalek::VerifyingKey::from_bytes(bytes)
                     .map_err(|_| KeyProblem::Invalid("not a valid Ed25519 point".to_string()))?,
             )
+        } else if algorithm == oid::RSA_ENCRYPTION {
+            if !spki.algorithm.parameters.is_some_and(|p| p.is_null()) {
+                return Err(KeyProblem::Invalid(
+                    "RSA keys have NULL algorithm parameters (RFC 3279)".to_string(),
+                ));
+            }
+            let bits = rsa_modulus_bits(bytes)?;
+            if !RSA_BITS.contains(&bits) {
+                return Err(KeyProblem::Unsupported(format!("{bits}-bit RSA")));
+            }
+            Public::Rsa {
+                public_key: bytes.to_vec(),
+                bits,
+            }
         } else {
             return Err(KeyProblem::Unsupported(oid::name(&algorithm)));
         };
         Ok(Self::new(key))
     }
 
-    /// The algorithm, for messages: `ECDSA P-256`, `ECDSA P-384`, `Ed25519`.
+    /// The algorithm, for messages: `ECDSA P-256`, `ECDSA P-384`, `Ed25519`,
+    /// `RSA`.
     pub fn algorithm_name(&self) -> &'static str {
         match self.key {
             Public::P256(_) => "ECDSA P-256",
             Public::P384(_) => "ECDSA P-384",
             Public::Ed25519(_) => "Ed25519",
+            Public::Rsa { .. } => "RSA",
         }
     }
 
-    /// Whether this key can sign archives (P-256 or Ed25519).
+    /// Whether this key can sign archives (P-256, Ed25519 or RSA).
     pub fn signs_archives(&self) -> bool {
         !matches!(self.key, Public::P384(_))
     }
@@ -552,59 +571,67 @@ impl PublicKey {
                     .map_err(|_| MessageProblem::Mismatch)
             }
             Public::P384(_) => Err(MessageProblem::Unsupported("ECDSA P-384")),
+            Public::Rsa { public_key, bits } => {
+                let len = bits.div_ceil(8);
+                if signature.len() != len {
+                    return Err(MessageProblem::Encoding(format!(
+                        "{} bytes, but a signature by a {bits}-bit RSA key is {len} bytes",
+                        signature.len()
+                    )));
+                }
+                // The key says RSA, not which padding, so both are taken:
+                // `openssl dgst -sha256 -sign`, and the same with `-sigopt
+                // rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest` (ring
+                // takes PSS salts as long as the hash only).
+                let verifies = |algorithm: &'static ring::signature::RsaParameters| {
+                    ring::signature::UnparsedPublicKey::new(algorithm, public_key)
+                        .verify(message, signature)
+                        .is_ok()
+                };
+                if verifies(&ring::signature::RSA_PKCS1_2048_8192_SHA256)
+                    || verifies(&ring::signature::RSA_PSS_2048_8192_SHA256)
+                {
+                    Ok(())
+                } else {
+                    Err(MessageProblem::Mismatch)
+                }
+            }
         }
     }
+}
 
-    /// Checks a certificate signature made with `algorithm` (from the
-    /// certificate itself) over the DER `tbs` bytes: ECDSA with SHA-256,
-    /// SHA-384 or SHA-512 for an EC key, Ed25519 for an Ed25519 key.
-    pub(crate) fn verify_certificate(
-        &self,
-        algorithm: &ObjectIdentifier,
-        has_parameters: bool,
-        tbs: &[u8],
-        signature: &[u8],
-    ) -> Result<(), CertSignatureProblem> {
-        let mismatch = || {
-            CertSignatureProblem::Unsupported(format!("{} by an {} key", oid::name(algorithm), self.algorithm_name()))
-        };
-        if has_parameters {
-            // RFC 5758 and RFC 8410: these algorithms have absent parameters.
-            return Err(CertSignatureProblem::Encoding(format!(
-                "the {} algorithm identifier has parameters",
-                oid::name(algorithm)
-            )));
-        }
-        let prehash = if *algorithm == oid::ECDSA_WITH_SHA256 {
-            sha2::Sha256::digest(tbs).to_vec()
-        } else if *algorithm == oid::ECDSA_WITH_SHA384 {
-            sha2::Sha384::digest(tbs).to_vec()
-        } else if *algorithm == oid::ECDSA_WITH_SHA512 {
-            sha2::Sha512::digest(tbs).to_vec()
-        } else if *algorithm == oid::ED25519 {
-            let Public::Ed25519(key) = &self.key else {
-                return Err(mismatch());
-            };
-            let signature = ed25519_dalek::Signature::from_slice(signature)
-                .map_err(|_| CertSignatureProblem::Encoding("an Ed25519 signature is 64 bytes".to_string()))?;
-            return key
-                .verify_strict(tbs, &signature)
-                .map_err(|_| CertSignatureProblem::Mismatch);
-        } else {
-            return Err(mismatch());
-        };
-        let bad_der = |_| CertSignatureProblem::Encoding("not a DER ECDSA signature".to_string());
-        match &self.key {
-            Public::P256(key) => {
-                let signature = p256::ecdsa::Signature::from_der(signature).map_err(bad_der)?;
-                key.verify_prehash(&prehash, &signature)
-            }
-            Public::P384(key) => {
-                let signature = p384::ecdsa::Signature::from_der(signature).map_err(bad_der)?;
-                key.verify_prehash(&prehash, &signature)
-            }
-            Public::Ed25519(_) => return Err(mismatch()),
-        }
-        .map_err(|_| CertSignatureProblem::Mismatch)
+/// The SubjectPublicKeyInfo of a DER RSAPublicKey, as `openssl pkey -pubout`
+/// writes it: `rsaEncryption` with NULL parameters.
+fn rsa_spki_der(public_key: &[u8]) -> spki::Result<Vec<u8>> {
+    let spki = SubjectPublicKeyInfoRef {
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid: oid::RSA_ENCRYPTION,
+            parameters: Some(AnyRef::NULL),
+        },
+        subject_public_key: BitStringRef::from_bytes(public_key)?,
+    };
+    Ok(spki.to_der()?)
+}
+
+/// The size in bits of the modulus of a DER RSAPublicKey (RFC 8017 A.1.1),
+/// after checking what ring needs of the key: an odd modulus and an odd
+/// public exponent from 3 to 2^33 - 1.
+fn rsa_modulus_bits(der: &[u8]) -> Result<usize, KeyProblem> {
+    let invalid = |reason: &str| KeyProblem::Invalid(format!("not a usable RSA public key: {reason}"));
+    let (modulus, exponent) = SliceReader::new(der)
+        .and_then(|mut r| {
+            let pair = r.sequence(|r| Ok((r.decode::<UintRef<'_>>()?, r.decode::<UintRef<'_>>()?)))?;
+            r.finish(pair)
+        })
+        .map_err(|e| invalid(&e.to_string()))?;
+    let (n, e) = (modulus.as_bytes(), exponent.as_bytes());
+    let odd = |bytes: &[u8]| bytes.last().is_some_and(|b| b & 1 == 1);
+    if !odd(n) {
+        return Err(invalid("the modulus is even"));
     }
+    let exponent_bits = e.len() * 8 - e.first().map_or(8, |b| b.leading_zeros() as usize);
+    if !odd(e) || e == [1] || exponent_bits > 33 {
+        return Err(invalid("the public exponent is not an odd number from 3 to 2^33 - 1"));
+    }
+    Ok(n.len() * 8 - n[0].leading_zeros() as usize)
 }

@@ -1,19 +1,22 @@
 //! Detached bundle signatures that standard tools make and check.
 //!
 //! A signature file is the base64 (standard alphabet, one line) of the raw
-//! signature over the archive bytes: a DER ECDSA-P256-SHA256 signature, or a
-//! 64-byte Ed25519 signature. Those are exactly the bytes that
-//! `openssl dgst -sha256 -sign key.pem bundle.tar.zst | base64 -w0` (or
+//! signature over the archive bytes: a DER ECDSA-P256-SHA256 signature, a
+//! 64-byte Ed25519 signature, or an RSA signature with SHA-256 (PKCS#1 v1.5,
+//! or PSS with a 32-byte salt). Those are exactly the bytes that
+//! `openssl dgst -sha256 -sign key.pem bundle.tar.zst | base64 -w0` (with
+//! `-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest` for PSS,
 //! `openssl pkeyutl -sign -rawin` for Ed25519) and `cosign sign-blob --key`
 //! produce, so bundles signed with them verify here and the other way round.
+//! The signer here makes P-256 and Ed25519 signatures only.
 //!
 //! - [`keys`]: [`SigningKey`] generation, PEM import/export and signing.
 //! - [`trust`]: the [`TrustBundle`] of trusted signer keys and root
 //!   certificates (`SIGNING_TRUST_BUNDLE`).
 //! - [`verify`] / [`verify_expected`]: who signed an archive, or the precise
-//!   [`VerifyError`]; certificate chains are checked in `chain` (attack
-//!   catalogue B-01), and [`certificate_bundle`] assembles the signer's
-//!   `bundle.pem`.
+//!   [`VerifyError`]; certificate paths are built and checked by webpki in
+//!   `chain`, with the checks webpki leaves out (attack catalogue B-01), and
+//!   [`certificate_bundle`] assembles the signer's `bundle.pem`.
 //! - `pem` and `oid`: the PEM blocks and object identifiers all of the
 //!   above read.
 //!
@@ -243,10 +246,11 @@ pub fn verify_expected(
 ///
 /// Without `certs`, the signature must verify under one of the trust
 /// bundle's public keys. With `certs` (PEM: the leaf first, then
-/// intermediates), the leaf must chain to a root certificate in the trust
-/// bundle, every certificate on the path must be valid at `now`, the leaf
-/// must allow code signing, and the signature must verify under the leaf's
-/// key.
+/// intermediates), webpki must find a path from the leaf to a root
+/// certificate in the trust bundle, every certificate on the path must be
+/// valid at `now`, the leaf must allow code signing, and the signature must
+/// verify under the leaf's key (which must be one that signs archives: not
+/// P-384).
 ///
 /// # Errors
 /// A [`VerifyError`] that names the precise reason; [`VerifyError::code`]

@@ -11,6 +11,8 @@ pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10
 pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 /// `id-Ed25519` (RFC 8410): both the key type and the signature algorithm.
 pub const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+/// `rsaEncryption` (RFC 3279): an RSA key, with NULL parameters.
+pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// `ecdsa-with-SHA256` (RFC 5758).
 pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 /// `ecdsa-with-SHA384` (RFC 5758).
@@ -22,15 +24,20 @@ pub const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1
 /// `anyExtendedKeyUsage` (RFC 5280 4.2.1.12): a CA not restricted by EKU.
 pub const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 
-/// The certificate extensions path validation understands; any other
-/// extension marked critical makes a certificate unusable (RFC 5280 4.2).
-pub const UNDERSTOOD_EXTENSIONS: [ObjectIdentifier; 6] = [
-    ObjectIdentifier::new_unwrap("2.5.29.14"), // subjectKeyIdentifier
-    ObjectIdentifier::new_unwrap("2.5.29.15"), // keyUsage
-    ObjectIdentifier::new_unwrap("2.5.29.17"), // subjectAltName (informational here)
-    ObjectIdentifier::new_unwrap("2.5.29.19"), // basicConstraints
-    ObjectIdentifier::new_unwrap("2.5.29.35"), // authorityKeyIdentifier
-    ObjectIdentifier::new_unwrap("2.5.29.37"), // extendedKeyUsage
+/// The certificate extensions webpki processes (its `remember_cert_extension`:
+/// keyUsage, subjectAltName, basicConstraints, nameConstraints,
+/// cRLDistributionPoints, extendedKeyUsage and the SCT list). webpki refuses
+/// a leaf or intermediate with any other extension marked critical (RFC 5280
+/// 4.2) without saying which; this list names it, and applies the same rule
+/// to the trusted roots, which webpki reads as bare trust anchors.
+pub const UNDERSTOOD_EXTENSIONS: [ObjectIdentifier; 7] = [
+    ObjectIdentifier::new_unwrap("2.5.29.15"),               // keyUsage
+    ObjectIdentifier::new_unwrap("2.5.29.17"),               // subjectAltName
+    ObjectIdentifier::new_unwrap("2.5.29.19"),               // basicConstraints
+    ObjectIdentifier::new_unwrap("2.5.29.30"),               // nameConstraints
+    ObjectIdentifier::new_unwrap("2.5.29.31"),               // cRLDistributionPoints
+    ObjectIdentifier::new_unwrap("2.5.29.37"),               // extendedKeyUsage
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2"), // signed certificate timestamps
 ];
 
 /// A readable name for an OID in an error message; the dotted form for
@@ -45,6 +52,8 @@ pub fn name(oid: &ObjectIdentifier) -> String {
         (ECDSA_WITH_SHA384, "ecdsa-with-SHA384"),
         (CODE_SIGNING, "codeSigning"),
         (ANY_EXTENDED_KEY_USAGE, "anyExtendedKeyUsage"),
+        (ObjectIdentifier::new_unwrap("2.5.29.14"), "subjectKeyIdentifier"),
+        (ObjectIdentifier::new_unwrap("2.5.29.35"), "authorityKeyIdentifier"),
         (ObjectIdentifier::new_unwrap("2.5.29.30"), "nameConstraints"),
         (ObjectIdentifier::new_unwrap("2.5.29.32"), "certificatePolicies"),
         (ObjectIdentifier::new_unwrap("2.5.29.36"), "policyConstraints"),
@@ -54,7 +63,7 @@ pub fn name(oid: &ObjectIdentifier) -> String {
         (ObjectIdentifier::new_unwrap("1.3.101.113"), "Ed448"),
         (ObjectIdentifier::new_unwrap("1.2.840.10045.4.1"), "ecdsa-with-SHA1"),
         (ECDSA_WITH_SHA512, "ecdsa-with-SHA512"),
-        (ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"), "RSA"),
+        (RSA_ENCRYPTION, "RSA"),
         (
             ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5"),
             "sha1WithRSAEncryption",

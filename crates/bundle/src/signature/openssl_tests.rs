@@ -1,8 +1,9 @@
 //! Interoperability with the `openssl` command-line tool: keys and
 //! signatures it makes verify here, signatures made here verify there, and
-//! a small CA (root → intermediate → leaf) built with `openssl req`/`x509`
-//! and extension files drives the certificate cases of attack catalogue
-//! B-01. The tests fail (they do not skip) when `openssl` is missing.
+//! a small CA (root → intermediate → leaf, EC, Ed25519 or RSA with PKCS#1
+//! v1.5 or PSS) built with `openssl req`/`x509` and extension files drives
+//! the certificate cases of attack catalogue B-01. The tests fail (they do
+//! not skip) when `openssl` is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,20 @@ authorityKeyIdentifier = keyid:always
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 extendedKeyUsage = serverAuth
+[intermediate_pathlen0]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+[intermediate_no_cert_sign]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature
+[intermediate_critical_policy]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+certificatePolicies = critical, 1.2.3.4
+[root_server_only]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+extendedKeyUsage = serverAuth
 [leaf]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -49,6 +64,14 @@ extendedKeyUsage = serverAuth
 [leaf_no_eku]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
+[leaf_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature, keyCertSign
+extendedKeyUsage = codeSigning
+[leaf_no_digital_signature]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, keyEncipherment
+extendedKeyUsage = codeSigning
 [leaf_critical_policy]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -64,7 +87,13 @@ enum Kind {
     P256,
     P384,
     Ed25519,
+    /// RSA, 2048 bits.
+    Rsa,
 }
+
+/// The openssl options of RSA-PSS signatures that ring and webpki take:
+/// MGF1 with the signature's hash and a salt as long as the hash.
+const PSS: [&str; 4] = ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"];
 
 /// A scratch directory with the openssl CA config in it.
 struct Pki {
@@ -129,6 +158,15 @@ impl Pki {
                 &out,
             ]),
             Kind::Ed25519 => self.openssl(&["genpkey", "-algorithm", "ed25519", "-out", &out]),
+            Kind::Rsa => self.openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &out,
+            ]),
         };
     }
 
@@ -140,15 +178,22 @@ impl Pki {
 
     /// A self-signed root `<name>.pem` with a fresh `<name>.key`.
     fn root(&self, name: &str, subject: &str, kind: Kind, section: &str) {
+        self.root_with(name, subject, kind, section, &[]);
+    }
+
+    /// [`Pki::root`], with extra signing options for `openssl req`.
+    fn root_with(&self, name: &str, subject: &str, kind: Kind, section: &str, sign_args: &[&str]) {
         self.genkey(name, kind);
         let days = DAYS.to_string();
         let serial = self.next_serial();
-        self.openssl(&[
+        let key = format!("{name}.key");
+        let out = format!("{name}.pem");
+        let mut args = vec![
             "req",
             "-x509",
             "-new",
             "-key",
-            &format!("{name}.key"),
+            &key,
             "-subj",
             subject,
             "-days",
@@ -160,13 +205,30 @@ impl Pki {
             "-extensions",
             section,
             "-out",
-            &format!("{name}.pem"),
-        ]);
+            &out,
+        ];
+        args.extend_from_slice(sign_args);
+        self.openssl(&args);
     }
 
     /// `<name>.pem` for a fresh `<name>.key`, issued by `issuer`; `digest`
     /// is the hash for an ECDSA issuer (`None` for Ed25519 issuers).
     fn issue(&self, name: &str, subject: &str, kind: Kind, issuer: &str, section: &str, digest: Option<&str>) {
+        let digest = digest.map(|digest| format!("-{digest}"));
+        self.issue_with(name, subject, kind, issuer, section, digest.as_slice());
+    }
+
+    /// [`Pki::issue`], with the signing options for `openssl x509 -req`
+    /// given in full (`-sha384`, [`PSS`]).
+    fn issue_with(
+        &self,
+        name: &str,
+        subject: &str,
+        kind: Kind,
+        issuer: &str,
+        section: &str,
+        sign_args: &[impl AsRef<str>],
+    ) {
         self.genkey(name, kind);
         self.openssl(&[
             "req",
@@ -202,9 +264,7 @@ impl Pki {
             "-out".to_string(),
             format!("{name}.pem"),
         ];
-        if let Some(digest) = digest {
-            args.push(format!("-{digest}"));
-        }
+        args.extend(sign_args.iter().map(|arg| arg.as_ref().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.openssl(&args);
     }
@@ -223,9 +283,42 @@ impl Pki {
         let key = format!("{key}.key");
         let signature = match kind {
             Kind::Ed25519 => self.openssl(&["pkeyutl", "-sign", "-rawin", "-inkey", &key, "-in", "archive.bin"]),
-            Kind::P256 | Kind::P384 => self.openssl(&["dgst", "-sha256", "-sign", &key, "archive.bin"]),
+            // For RSA keys: PKCS#1 v1.5.
+            Kind::P256 | Kind::P384 | Kind::Rsa => self.openssl(&["dgst", "-sha256", "-sign", &key, "archive.bin"]),
         };
         encode_signature(&signature)
+    }
+
+    /// The base64 RSA-PSS (SHA-256) signature of the archive by `<key>.key`.
+    fn openssl_sign_pss(&self, key: &str) -> String {
+        let key = format!("{key}.key");
+        let mut args = vec!["dgst", "-sha256", "-sign", &key];
+        args.extend(PSS);
+        args.push("archive.bin");
+        encode_signature(&self.openssl(&args))
+    }
+
+    /// An all-RSA CA: root → intermediate → code-signing leaf (`leaf`,
+    /// `CN=RSA Release`), every certificate signed with PKCS#1 v1.5 or with
+    /// PSS; the intermediate signs with SHA-384, the root with SHA-256.
+    fn rsa(&self, padding: Padding) {
+        let sign = |digest: &'static str| -> Vec<&'static str> {
+            let mut args = vec![digest];
+            if padding == Padding::Pss {
+                args.extend(PSS);
+            }
+            args
+        };
+        self.root_with("root", "/O=Example/CN=RSA Root", Kind::Rsa, "root", &sign("-sha256"));
+        self.issue_with(
+            "int",
+            "/O=Example/CN=RSA Intermediate",
+            Kind::Rsa,
+            "root",
+            "intermediate",
+            &sign("-sha256"),
+        );
+        self.issue_with("leaf", "/CN=RSA Release", Kind::Rsa, "int", "leaf", &sign("-sha384"));
     }
 
     /// The standard CA: P-256 root → P-384 intermediate (which signs with
@@ -249,6 +342,13 @@ impl Pki {
             Some("sha384"),
         );
     }
+}
+
+/// How an RSA key signs, in [`Pki::rsa`] and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    Pkcs1,
+    Pss,
 }
 
 fn now() -> SystemTime {
@@ -726,41 +826,13 @@ fn b01_unknown_critical_extension_is_refused() {
     assert!(err.to_string().contains("certificatePolicies"), "{err}");
 }
 
-/// B-01 (wrong signature algorithm): an RSA root cannot be trusted, and a
-/// P-384 leaf cannot sign archives; the algorithm comes from the key.
+/// B-01 (wrong signature algorithm): a P-384 leaf cannot sign archives
+/// (the algorithm comes from the key), an ECDSA signature with SHA-512 on a
+/// certificate is not one webpki checks with ring, and an RSA root of
+/// fewer than 2048 bits cannot be trusted.
 #[test]
 fn b01_unsupported_algorithms_are_named() {
     let pki = Pki::new();
-    pki.openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        "rsa.key",
-    ]);
-    pki.openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "rsa.key",
-        "-subj",
-        "/CN=RSA Root",
-        "-days",
-        "30",
-        "-config",
-        "ca.cnf",
-        "-extensions",
-        "root",
-        "-out",
-        "rsa.pem",
-    ]);
-    let err = TrustBundle::parse(&pki.read("rsa.pem")).unwrap_err();
-    assert!(matches!(err, TrustError::UnsupportedKey { index: 1, .. }), "{err}");
-    assert!(err.to_string().contains("RSA"), "{err}");
-
     pki.standard();
     pki.issue("p384leaf", "/CN=P-384 Leaf", Kind::P384, "int", "leaf", Some("sha384"));
     let signature = pki.openssl_sign("p384leaf", Kind::P384);
@@ -774,6 +846,388 @@ fn b01_unsupported_algorithms_are_named() {
     .unwrap_err();
     assert_eq!(err.code(), "unsupported_algorithm", "{err}");
     assert!(err.to_string().contains("P-384"), "{err}");
+
+    pki.issue(
+        "sha512leaf",
+        "/CN=SHA-512 Leaf",
+        Kind::P256,
+        "int",
+        "leaf",
+        Some("sha512"),
+    );
+    let signature = pki.openssl_sign("sha512leaf", Kind::P256);
+    let err = verify(
+        ARCHIVE,
+        &signature,
+        Some(&pki.chain(&["sha512leaf", "int"])),
+        &pki.trust(&["root"]),
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "unsupported_algorithm", "{err}");
+    assert!(
+        err.to_string()
+            .contains("the signature on certificate `CN=SHA-512 Leaf` uses ecdsa-with-SHA512"),
+        "{err}"
+    );
+
+    pki.openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+        "rsa1024.key",
+    ]);
+    pki.openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "rsa1024.key",
+        "-subj",
+        "/CN=Small RSA Root",
+        "-days",
+        "30",
+        "-config",
+        "ca.cnf",
+        "-extensions",
+        "root",
+        "-out",
+        "rsa1024.pem",
+    ]);
+    let err = TrustBundle::parse(&pki.read("rsa1024.pem")).unwrap_err();
+    assert!(
+        matches!(&err, TrustError::UnsupportedKey { index: 1, algorithm, .. } if algorithm == "1024-bit RSA"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("2048 to 8192 bits"), "{err}");
+
+    // Nor can such a key issue certificates further down.
+    std::fs::copy(pki.path("rsa1024.key"), pki.path("small.key")).unwrap();
+    pki.openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "small.key",
+        "-subj",
+        "/CN=Small RSA CA",
+        "-config",
+        "ca.cnf",
+        "-out",
+        "small.csr",
+    ]);
+    pki.openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "small.csr",
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-set_serial",
+        "99",
+        "-days",
+        "30",
+        "-extfile",
+        "ca.cnf",
+        "-extensions",
+        "intermediate",
+        "-out",
+        "small.pem",
+    ]);
+    pki.issue(
+        "small_leaf",
+        "/CN=Leaf Of Small CA",
+        Kind::P256,
+        "small",
+        "leaf",
+        Some("sha256"),
+    );
+    let signature = pki.openssl_sign("small_leaf", Kind::P256);
+    let err = verify(
+        ARCHIVE,
+        &signature,
+        Some(&pki.chain(&["small_leaf", "small"])),
+        &pki.trust(&["root"]),
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "unsupported_algorithm", "{err}");
+    assert!(
+        err.to_string()
+            .contains("the key of certificate `CN=Small RSA CA` uses 1024-bit RSA"),
+        "{err}"
+    );
+}
+
+/// B-01 with RSA: an openssl-made RSA root → intermediate → code-signing
+/// leaf verifies, every certificate and the archive signed with PKCS#1
+/// v1.5, or all with PSS; the archive signature takes either padding.
+#[test]
+fn openssl_rsa_chain_verifies_with_pkcs1_and_pss() {
+    for padding in [Padding::Pkcs1, Padding::Pss] {
+        let pki = Pki::new();
+        pki.rsa(padding);
+        let text = String::from_utf8(pki.openssl(&["x509", "-in", "leaf.pem", "-noout", "-text"])).unwrap();
+        let expected = match padding {
+            Padding::Pkcs1 => "sha384WithRSAEncryption",
+            Padding::Pss => "rsassaPss",
+        };
+        assert!(text.contains(expected), "{padding:?}: {text}");
+
+        let trust = pki.trust(&["root"]);
+        let chain = pki.chain(&["leaf", "int"]);
+        let leaf_der = der_fingerprint(&pki, &["x509", "-in", "leaf.pem", "-outform", "DER"]);
+        for signature in [pki.openssl_sign("leaf", Kind::Rsa), pki.openssl_sign_pss("leaf")] {
+            let signer = verify(ARCHIVE, &signature, Some(&chain), &trust, now()).unwrap();
+            assert_eq!(
+                signer,
+                Signer::Certificate {
+                    subject: "CN=RSA Release".to_string(),
+                    fingerprint: leaf_der,
+                },
+                "{padding:?}"
+            );
+            // The certificate names the signer, so another archive is a bad
+            // signature, whichever the padding.
+            let err = verify(b"another archive", &signature, Some(&chain), &trust, now()).unwrap_err();
+            assert_eq!(err.code(), "bad_signature", "{padding:?}: {err}");
+        }
+        // An RSA signature must be exactly as long as the modulus.
+        let err = verify(ARCHIVE, &encode_signature(&[1; 255]), Some(&chain), &trust, now()).unwrap_err();
+        assert_eq!(err.code(), "malformed", "{err}");
+        assert!(err.to_string().contains("2048-bit RSA key is 256 bytes"), "{err}");
+    }
+}
+
+/// B-01 with RSA: an RSA leaf for TLS servers, or with no extended key
+/// usage, may not sign bundles, whatever the padding.
+#[test]
+fn openssl_rsa_leaf_without_code_signing_is_wrong_usage() {
+    for padding in [Padding::Pkcs1, Padding::Pss] {
+        let pki = Pki::new();
+        pki.rsa(padding);
+        let sign_args: &[&str] = match padding {
+            Padding::Pkcs1 => &["-sha256"],
+            Padding::Pss => &["-sha256", PSS[0], PSS[1], PSS[2], PSS[3]],
+        };
+        for section in ["leaf_server", "leaf_no_eku"] {
+            pki.issue_with("other", "/CN=RSA Web Server", Kind::Rsa, "int", section, sign_args);
+            let signature = match padding {
+                Padding::Pkcs1 => pki.openssl_sign("other", Kind::Rsa),
+                Padding::Pss => pki.openssl_sign_pss("other"),
+            };
+            let err = verify(
+                ARCHIVE,
+                &signature,
+                Some(&pki.chain(&["other", "int"])),
+                &pki.trust(&["root"]),
+                now(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                VerifyError::WrongUsage {
+                    subject: "CN=RSA Web Server".to_string(),
+                    missing: MissingUsage::CodeSigning,
+                },
+                "{padding:?} {section}"
+            );
+        }
+    }
+}
+
+/// A bare RSA signature (no certificates) verifies under a trusted RSA
+/// `PUBLIC KEY`, with either padding, and the fingerprints agree.
+#[test]
+fn openssl_rsa_key_signature_verifies() {
+    let pki = Pki::new();
+    pki.genkey("signer", Kind::Rsa);
+    pki.openssl(&["pkey", "-in", "signer.key", "-pubout", "-out", "signer.pub.pem"]);
+    let trust = TrustBundle::parse(&pki.read("signer.pub.pem")).unwrap();
+    let expected = der_fingerprint(&pki, &["pkey", "-pubin", "-in", "signer.pub.pem", "-outform", "DER"]);
+    for signature in [pki.openssl_sign("signer", Kind::Rsa), pki.openssl_sign_pss("signer")] {
+        let signer = verify(ARCHIVE, &signature, None, &trust, now()).unwrap();
+        assert_eq!(signer, Signer::Key { fingerprint: expected });
+        let err = verify(b"another archive", &signature, None, &trust, now()).unwrap_err();
+        assert_eq!(
+            err,
+            VerifyError::UnknownSigner {
+                trusted_keys: 1,
+                checked: 1
+            }
+        );
+    }
+    // Our signer makes no RSA signatures: it says so for openssl's key.
+    let err = SigningKey::from_pem(&pki.read("signer.key")).unwrap_err();
+    assert!(
+        matches!(&err, KeyError::Unsupported { algorithm, .. } if algorithm.starts_with("RSA")),
+        "{err}"
+    );
+}
+
+/// webpki's errors do not name the certificate; the refusals still do:
+/// the one webpki stopped at, above the leaf too, or the trusted root for
+/// what is checked beside webpki.
+#[test]
+fn refusals_name_the_certificate_at_fault() {
+    let refuse = |pki: &Pki, leaf: &str, chain: &[&str], trust: &[&str], at: SystemTime| {
+        let signature = pki.openssl_sign(leaf, Kind::P256);
+        verify(ARCHIVE, &signature, Some(&pki.chain(chain)), &pki.trust(trust), at).unwrap_err()
+    };
+    let days = |n: u64| now() + Duration::from_secs(n * 24 * 3600);
+
+    // An intermediate that expires before the leaf, and a root that does.
+    let pki = Pki::new();
+    pki.standard();
+    pki.issue_with(
+        "short",
+        "/CN=Short Intermediate",
+        Kind::P256,
+        "root",
+        "intermediate",
+        &["-days", "10"],
+    );
+    pki.issue(
+        "leaf2",
+        "/CN=Leaf Of Short",
+        Kind::P256,
+        "short",
+        "leaf",
+        Some("sha256"),
+    );
+    let err = refuse(&pki, "leaf2", &["leaf2", "short"], &["root"], days(15));
+    assert!(
+        matches!(&err, VerifyError::Expired { subject, .. } if subject == "CN=Short Intermediate"),
+        "{err}"
+    );
+    pki.root_with("short_root", "/CN=Short Root", Kind::P256, "root", &["-days", "10"]);
+    pki.issue(
+        "leaf3",
+        "/CN=Leaf Of Short Root",
+        Kind::P256,
+        "short_root",
+        "leaf",
+        Some("sha256"),
+    );
+    let err = refuse(&pki, "leaf3", &["leaf3"], &["short_root"], days(15));
+    assert!(
+        matches!(&err, VerifyError::Expired { subject, .. } if subject == "CN=Short Root"),
+        "{err}"
+    );
+
+    // pathlen:0 on an intermediate allows no intermediate under it.
+    pki.issue(
+        "flat",
+        "/CN=Flat Intermediate",
+        Kind::P256,
+        "root",
+        "intermediate_pathlen0",
+        Some("sha256"),
+    );
+    pki.issue(
+        "under",
+        "/CN=Under Flat",
+        Kind::P256,
+        "flat",
+        "intermediate",
+        Some("sha256"),
+    );
+    pki.issue("leaf4", "/CN=Deep Leaf", Kind::P256, "under", "leaf", Some("sha256"));
+    let err = refuse(&pki, "leaf4", &["leaf4", "under", "flat"], &["root"], now());
+    assert_eq!(
+        err,
+        VerifyError::ChainTooLong {
+            certs: 2,
+            max: 1,
+            limited_by: Some("CN=Flat Intermediate".to_string()),
+        }
+    );
+
+    // An intermediate with a critical extension webpki does not process.
+    pki.issue(
+        "pol",
+        "/CN=Policy CA",
+        Kind::P256,
+        "root",
+        "intermediate_critical_policy",
+        Some("sha256"),
+    );
+    pki.issue(
+        "leaf5",
+        "/CN=Leaf Of Policy CA",
+        Kind::P256,
+        "pol",
+        "leaf",
+        Some("sha256"),
+    );
+    let err = refuse(&pki, "leaf5", &["leaf5", "pol"], &["root"], now());
+    assert!(
+        matches!(&err, VerifyError::UnsupportedExtension { subject, extension }
+            if subject == "CN=Policy CA" && extension.contains("certificatePolicies")),
+        "{err}"
+    );
+
+    // keyUsage, which webpki ignores: an issuer without keyCertSign, a leaf
+    // without digitalSignature.
+    pki.issue(
+        "nocs",
+        "/CN=No CertSign",
+        Kind::P256,
+        "root",
+        "intermediate_no_cert_sign",
+        Some("sha256"),
+    );
+    pki.issue(
+        "leaf6",
+        "/CN=Leaf Of No CertSign",
+        Kind::P256,
+        "nocs",
+        "leaf",
+        Some("sha256"),
+    );
+    let err = refuse(&pki, "leaf6", &["leaf6", "nocs"], &["root"], now());
+    let wrong = |subject: &str, missing| VerifyError::WrongUsage {
+        subject: subject.to_string(),
+        missing,
+    };
+    assert_eq!(err, wrong("CN=No CertSign", MissingUsage::KeyCertSign));
+    pki.issue(
+        "nods",
+        "/CN=No DigitalSignature",
+        Kind::P256,
+        "int",
+        "leaf_no_digital_signature",
+        Some("sha384"),
+    );
+    let err = refuse(&pki, "nods", &["nods", "int"], &["root"], now());
+    assert_eq!(err, wrong("CN=No DigitalSignature", MissingUsage::DigitalSignature));
+
+    // A CA certificate as the leaf; a root restricted to TLS servers.
+    pki.issue(
+        "ca_leaf",
+        "/CN=CA As Leaf",
+        Kind::P256,
+        "int",
+        "leaf_ca",
+        Some("sha384"),
+    );
+    let err = refuse(&pki, "ca_leaf", &["ca_leaf", "int"], &["root"], now());
+    assert_eq!(err, wrong("CN=CA As Leaf", MissingUsage::EndEntity));
+    pki.root("tls_root", "/CN=TLS Root", Kind::P256, "root_server_only");
+    pki.issue(
+        "leaf7",
+        "/CN=Leaf Of TLS Root",
+        Kind::P256,
+        "tls_root",
+        "leaf",
+        Some("sha256"),
+    );
+    let err = refuse(&pki, "leaf7", &["leaf7"], &["tls_root"], now());
+    assert_eq!(err, wrong("CN=TLS Root", MissingUsage::CodeSigning));
 }
 
 /// Path building takes the intermediates in any order after the leaf and

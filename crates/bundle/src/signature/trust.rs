@@ -10,6 +10,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+
 use super::chain::{self, Cert};
 use super::keys::{KeyProblem, PUBLIC_KEY_LABEL, PublicKey, SigningKey};
 use super::pem::{self, PemError};
@@ -117,6 +119,9 @@ pub struct TrustBundle {
     pub(crate) keys: Vec<TrustedKey>,
     /// Root certificates, without duplicates, in the order given.
     pub(crate) roots: Vec<Cert>,
+    /// The same roots as webpki's trust anchors (name, key and name
+    /// constraints), in the same order.
+    pub(crate) anchors: Vec<TrustAnchor<'static>>,
 }
 
 impl TrustBundle {
@@ -226,8 +231,17 @@ impl TrustBundle {
                         }
                         Err(reason) => return Err(invalid(reason)),
                     }
+                    let anchor = webpki::anchor_from_trusted_cert(&CertificateDer::from(cert.der.as_slice()))
+                        .map_err(|e| {
+                            invalid(format!(
+                                "webpki cannot take `{}` as a trust anchor ({e:?})",
+                                cert.subject
+                            ))
+                        })?
+                        .to_owned();
                     if !trust.roots.iter().any(|root| root.der == cert.der) {
                         trust.roots.push(cert);
+                        trust.anchors.push(anchor);
                     }
                 }
                 _ => {
