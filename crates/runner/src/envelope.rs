@@ -129,6 +129,48 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
     }
 }
 
+/// `context.tenant_id` and `context.extension_id`: present, short, printable.
+fn check_ids(context: &RawContext) -> Result<(), Failure> {
+    for (field, value) in [
+        ("context.tenant_id", &context.tenant_id),
+        ("context.extension_id", &context.extension_id),
+    ] {
+        if value.trim().is_empty() {
+            return Err(invalid(field, "must not be empty"));
+        }
+        if value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
+            return Err(invalid(
+                field,
+                format!("must be at most {MAX_ID_BYTES} bytes of printable characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `http.method`, upper-cased: letters and `-`, at most 32.
+fn check_method(raw: &str) -> Result<String, Failure> {
+    let method = raw.trim().to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') || method.len() > 32 {
+        return Err(invalid("http.method", format!("`{raw}` is not an HTTP method")));
+    }
+    Ok(method)
+}
+
+/// `http.body_b64`, refused before decoding when it cannot fit the limit.
+fn decode_body(text: &str, max_body_bytes: u64) -> Result<Vec<u8>, Failure> {
+    if (text.len() as u64 / 4) * 3 > max_body_bytes + 2 {
+        return Err(too_large(max_body_bytes));
+    }
+    let decoded = BASE64
+        .decode(text.trim())
+        .map_err(|e| invalid("http.body_b64", format!("not valid base64: {e}")))?;
+    if decoded.len() as u64 > max_body_bytes {
+        return Err(too_large(max_body_bytes));
+    }
+    Ok(decoded)
+}
+
 #[derive(Deserialize)]
 struct RawUser {
     #[serde(default)]
@@ -181,29 +223,10 @@ impl Envelope {
             secret_envelope,
         } = raw;
 
-        for (field, value) in [
-            ("context.tenant_id", &context.tenant_id),
-            ("context.extension_id", &context.extension_id),
-        ] {
-            if value.trim().is_empty() {
-                return Err(invalid(field, "must not be empty"));
-            }
-            if value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
-                return Err(invalid(
-                    field,
-                    format!("must be at most {MAX_ID_BYTES} bytes of printable characters"),
-                ));
-            }
-        }
+        check_ids(&context)?;
         let content_hash =
             Digest::parse(context.content_hash.trim()).map_err(|e| invalid("context.content_hash", e))?;
-        let method = http.method.trim().to_ascii_uppercase();
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') || method.len() > 32 {
-            return Err(invalid(
-                "http.method",
-                format!("`{}` is not an HTTP method", http.method),
-            ));
-        }
+        let method = check_method(&http.method)?;
         if !http.path.starts_with('/') || http.path.chars().any(char::is_control) || http.path.len() > 8192 {
             return Err(invalid(
                 "http.path",
@@ -219,22 +242,10 @@ impl Envelope {
             Some(value) => parse_headers(value)?,
         };
         check_header_limits(&headers)?;
-        let body = match http.body_b64 {
-            None => None,
-            Some(text) => {
-                // Reject before decoding anything larger than the limit.
-                if (text.len() as u64 / 4) * 3 > max_body_bytes + 2 {
-                    return Err(too_large(max_body_bytes));
-                }
-                let decoded = BASE64
-                    .decode(text.trim())
-                    .map_err(|e| invalid("http.body_b64", format!("not valid base64: {e}")))?;
-                if decoded.len() as u64 > max_body_bytes {
-                    return Err(too_large(max_body_bytes));
-                }
-                Some(decoded)
-            }
-        };
+        let body = http
+            .body_b64
+            .map(|text| decode_body(&text, max_body_bytes))
+            .transpose()?;
         let providers = providers
             .map(|list| {
                 crate::host::grants::canonical_providers(&list).map_err(|(index, why)| {

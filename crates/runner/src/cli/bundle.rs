@@ -158,35 +158,7 @@ pub async fn publish(args: &PublishArgs, env: &HashMap<String, String>, progress
         bail!("--certs needs --sig: a certificate chain only travels with the signature it vouches for");
     }
     let digest = Digest::of(&archive);
-    let signer = match (&signature, &args.trust) {
-        (Some(signature), Some(trust)) => {
-            let trust = ext_bundle::TrustBundle::load(trust).context("--trust/SIGNING_TRUST_BUNDLE")?;
-            let signer = ext_bundle::verify(
-                &archive,
-                signature,
-                certificates.as_deref(),
-                &trust,
-                std::time::SystemTime::now(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is not published: its signature does not verify: {e} [{}]",
-                    bundle.display(),
-                    e.code()
-                )
-            })?;
-            Some(signer)
-        }
-        (Some(_), None) if !args.allow_unsigned => bail!(
-            "{} is not published: no trust bundle to verify its signature against (pass --trust or set SIGNING_TRUST_BUNDLE; --allow-unsigned uploads it unchecked)",
-            bundle.display()
-        ),
-        (None, _) if !args.allow_unsigned => bail!(
-            "{} is not published: it is unsigned (sign it with `ext-runner sign` and pass --sig, or pass --allow-unsigned)",
-            bundle.display()
-        ),
-        _ => None,
-    };
+    let signer = verified_signer(args, &archive, signature.as_deref(), certificates.as_deref())?;
 
     let settings = StorageSettings::load(&args.store, env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let layout = settings.layout.template();
@@ -214,6 +186,61 @@ pub async fn publish(args: &PublishArgs, env: &HashMap<String, String>, progress
     }
     uploads.push((keys.bundle.clone(), Bytes::from(archive)));
 
+    let done = upload(&objects, uploads, progress).await?;
+    Ok(Published {
+        digest,
+        signer,
+        objects: done,
+    })
+}
+
+/// Who signed `archive`, checked against the trust bundle; `None` only with
+/// `--allow-unsigned`.
+///
+/// # Errors
+/// A signature that does not verify, or none to check without `--allow-unsigned`.
+fn verified_signer(
+    args: &PublishArgs,
+    archive: &[u8],
+    signature: Option<&str>,
+    certificates: Option<&str>,
+) -> anyhow::Result<Option<ext_bundle::Signer>> {
+    let bundle = &args.bundle;
+    match (signature, &args.trust) {
+        (Some(signature), Some(trust)) => {
+            let trust = ext_bundle::TrustBundle::load(trust).context("--trust/SIGNING_TRUST_BUNDLE")?;
+            let signer = ext_bundle::verify(archive, signature, certificates, &trust, std::time::SystemTime::now())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is not published: its signature does not verify: {e} [{}]",
+                        bundle.display(),
+                        e.code()
+                    )
+                })?;
+            Ok(Some(signer))
+        }
+        (Some(_), None) if !args.allow_unsigned => bail!(
+            "{} is not published: no trust bundle to verify its signature against (pass --trust or set SIGNING_TRUST_BUNDLE; --allow-unsigned uploads it unchecked)",
+            bundle.display()
+        ),
+        (None, _) if !args.allow_unsigned => bail!(
+            "{} is not published: it is unsigned (sign it with `ext-runner sign` and pass --sig, or pass --allow-unsigned)",
+            bundle.display()
+        ),
+        _ => Ok(None),
+    }
+}
+
+/// Put each object unless present, in order, with a progress bar for large
+/// ones when `progress`.
+///
+/// # Errors
+/// An unreachable store, or an object at a key with other bytes.
+async fn upload(
+    objects: &BundleObjects,
+    uploads: Vec<(String, Bytes)>,
+    progress: bool,
+) -> anyhow::Result<Vec<(String, PutOutcome)>> {
     let mut done = Vec::new();
     for (key, bytes) in uploads {
         let bar = (progress && bytes.len() >= PROGRESS_BAR_MIN_BYTES).then(|| upload_bar(&key, bytes.len()));
@@ -231,11 +258,7 @@ pub async fn publish(args: &PublishArgs, env: &HashMap<String, String>, progress
         }
         done.push((key, outcome));
     }
-    Ok(Published {
-        digest,
-        signer,
-        objects: done,
-    })
+    Ok(done)
 }
 
 /// Uploads smaller than this finish too fast for a progress bar to help.

@@ -646,6 +646,10 @@ impl Runtime {
     }
 }
 
+/// A proxy component's response body, read on a task of its own while the
+/// guest writes it.
+type Collector = tokio::task::JoinHandle<Result<ExecuteResponse, Failure>>;
+
 /// [`Runtime::execute`]'s future: owns everything it touches, so it can run
 /// on the guest threads.
 async fn run_guest(
@@ -656,19 +660,59 @@ async fn run_guest(
     limits: ExecLimits,
 ) -> (Result<ExecuteResponse, Failure>, ExecutionReport) {
     let started = Instant::now();
+    let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
+    let deadline = Instant::now() + limits.timeout;
+    let mut store = match new_store(&engine, invocation, fuel_budget, deadline) {
+        Ok(store) => store,
+        Err(failure) => return (Err(failure), ExecutionReport::default()),
+    };
+    let mut collector = None;
+    let outcome = tokio::time::timeout_at(deadline.into(), call(&pre, input, &mut store, &mut collector)).await;
+    let result = classify(outcome, store.data().limiter.memory_refused);
+    // The host reports what it counted; the engine adds fuel and memory.
+    let usage = store.data().finish();
+    let peak_memory_bytes = store.data().limiter.peak_memory_bytes as u64;
+    let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
+    // Dropping the store closes whatever the guest left open (an
+    // unfinished body ends), so the collector cannot wait on it.
+    drop(store);
+    let result = with_collected(result, collector, deadline).await;
+    let report = ExecutionReport {
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+        fuel_used,
+        // Filled in by the caller, which measures the CPU around this future.
+        cpu_ms: 0.0,
+        cpu_wait_ms: 0.0,
+        peak_memory_bytes,
+        host_calls: usage.host_calls,
+        egress_bytes: usage.egress_bytes,
+        logs_truncated: usage.logs_truncated,
+        limit_hit: result.as_ref().err().and_then(|f| match f.code {
+            ErrorCode::ExecutionTimeout => Some("timeout"),
+            ErrorCode::FuelExhausted => Some("fuel"),
+            ErrorCode::MemoryLimitExceeded => Some("memory"),
+            _ => None,
+        }),
+    };
+    (result, report)
+}
+
+/// A fresh store: the memory limiter, hostcall fuel, fuel, and the
+/// epoch deadline that ends each CPU slice and, past `deadline`, the guest.
+fn new_store(
+    engine: &wasmtime::Engine,
+    invocation: Invocation,
+    fuel_budget: u64,
+    deadline: Instant,
+) -> Result<Store<Invocation>, Failure> {
     let hostcall_fuel = invocation.hostcall_fuel;
-    let mut store = Store::new(&engine, invocation);
+    let mut store = Store::new(engine, invocation);
     store.limiter(|s| &mut s.limiter);
     // what one guest→host call may make the host allocate.
     store.set_hostcall_fuel(hostcall_fuel);
-    let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
-    if let Err(e) = store.set_fuel(fuel_budget) {
-        return (
-            Err(Failure::new(ErrorCode::Internal, format!("fuel: {e}"))),
-            ExecutionReport::default(),
-        );
-    }
-    let deadline = Instant::now() + limits.timeout;
+    store
+        .set_fuel(fuel_budget)
+        .map_err(|e| Failure::new(ErrorCode::Internal, format!("fuel: {e}")))?;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         // Every tick ends the guest's CPU slice: it yields (waking itself),
@@ -683,55 +727,66 @@ async fn run_guest(
             UpdateDeadline::Yield(1)
         })
     });
+    Ok(store)
+}
 
-    // A proxy component's response arrives through its outparam and its
-    // body is read on a task of its own while the guest writes it.
-    let mut collector: Option<tokio::task::JoinHandle<Result<ExecuteResponse, Failure>>> = None;
-    let run = async {
-        match (&*pre, input) {
-            (PreparedComponent::Runner(pre), GuestInput::Runner(request)) => {
-                let runner = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(InstantiateOrCall::Instantiate)?;
-                runner
-                    .call_handler(&mut store, &request)
-                    .await
-                    .map(Some)
-                    .map_err(InstantiateOrCall::Call)
-            }
-            (
-                PreparedComponent::Proxy(pre),
-                GuestInput::Proxy {
-                    request,
-                    max_response_bytes,
-                },
-            ) => {
-                let (sender, receiver) = tokio::sync::oneshot::channel();
-                let mut http = store.data_mut().http();
-                let resources = http
-                    .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
-                    .and_then(|request| Ok((request, http.new_response_outparam(sender)?)));
-                let (request, outparam) = resources.map_err(InstantiateOrCall::Instantiate)?;
-                collector = Some(tokio::spawn(collect_proxy_response(receiver, max_response_bytes)));
-                let proxy = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(InstantiateOrCall::Instantiate)?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, request, outparam)
-                    .await
-                    .map(|()| None)
-                    .map_err(InstantiateOrCall::Call)
-            }
-            _ => Err(InstantiateOrCall::Instantiate(wasmtime::Error::msg(
-                "the component's world and the request's do not match",
-            ))),
+/// Instantiate and call: the handler's answer (`alga:extension` world), or
+/// `None` with the answer arriving through `collector` (`wasi:http/proxy`).
+async fn call(
+    pre: &PreparedComponent,
+    input: GuestInput,
+    store: &mut Store<Invocation>,
+    collector: &mut Option<Collector>,
+) -> Result<Option<ExecuteResponse>, InstantiateOrCall> {
+    match (pre, input) {
+        (PreparedComponent::Runner(pre), GuestInput::Runner(request)) => {
+            let runner = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(InstantiateOrCall::Instantiate)?;
+            runner
+                .call_handler(&mut *store, &request)
+                .await
+                .map(Some)
+                .map_err(InstantiateOrCall::Call)
         }
-    };
-    let outcome = tokio::time::timeout_at(deadline.into(), run).await;
-    let result = match outcome {
+        (
+            PreparedComponent::Proxy(pre),
+            GuestInput::Proxy {
+                request,
+                max_response_bytes,
+            },
+        ) => {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let mut http = store.data_mut().http();
+            let resources = http
+                .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, request)
+                .and_then(|request| Ok((request, http.new_response_outparam(sender)?)));
+            let (request, outparam) = resources.map_err(InstantiateOrCall::Instantiate)?;
+            *collector = Some(tokio::spawn(collect_proxy_response(receiver, max_response_bytes)));
+            let proxy = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(InstantiateOrCall::Instantiate)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, request, outparam)
+                .await
+                .map(|()| None)
+                .map_err(InstantiateOrCall::Call)
+        }
+        _ => Err(InstantiateOrCall::Instantiate(wasmtime::Error::msg(
+            "the component's world and the request's do not match",
+        ))),
+    }
+}
+
+/// The call's outcome as the client sees it: timeouts, fuel, traps, memory.
+fn classify(
+    outcome: Result<Result<Option<ExecuteResponse>, InstantiateOrCall>, tokio::time::error::Elapsed>,
+    memory_refused: bool,
+) -> Result<Option<ExecuteResponse>, Failure> {
+    match outcome {
         Err(_elapsed) => Err(Failure::new(
             ErrorCode::ExecutionTimeout,
             "execution exceeded its time limit",
@@ -748,16 +803,18 @@ async fn run_guest(
             ErrorCode::InstantiationFailed,
             format!("instantiation failed: {}", error.root_cause()),
         )),
-        Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, store.data().limiter.memory_refused)),
-    };
-    // The host reports what it counted; the engine adds fuel and memory.
-    let usage = store.data().finish();
-    let peak_memory_bytes = store.data().limiter.peak_memory_bytes as u64;
-    let fuel_used = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
-    // Dropping the store closes whatever the guest left open (an
-    // unfinished body ends), so the collector cannot wait on it.
-    drop(store);
-    let result = match (result, collector) {
+        Ok(Err(InstantiateOrCall::Call(error))) => Err(classify_trap(&error, memory_refused)),
+    }
+}
+
+/// The answer, waiting for a proxy component's collected response (within
+/// the deadline) when the call returned through its outparam.
+async fn with_collected(
+    result: Result<Option<ExecuteResponse>, Failure>,
+    collector: Option<Collector>,
+    deadline: Instant,
+) -> Result<ExecuteResponse, Failure> {
+    match (result, collector) {
         (Ok(Some(response)), _) => Ok(response),
         (Ok(None), Some(collector)) => match tokio::time::timeout_at(deadline.into(), collector).await {
             Ok(Ok(collected)) => collected,
@@ -780,28 +837,7 @@ async fn run_guest(
             }
             Err(failure)
         }
-    };
-    let report = ExecutionReport {
-        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-        fuel_used,
-        // Filled in by the caller, which measures the CPU around this future.
-        cpu_ms: 0.0,
-        cpu_wait_ms: 0.0,
-        peak_memory_bytes,
-        host_calls: usage.host_calls,
-        egress_bytes: usage.egress_bytes,
-        logs_truncated: usage.logs_truncated,
-        limit_hit: match &result {
-            Err(f) => match f.code {
-                ErrorCode::ExecutionTimeout => Some("timeout"),
-                ErrorCode::FuelExhausted => Some("fuel"),
-                ErrorCode::MemoryLimitExceeded => Some("memory"),
-                _ => None,
-            },
-            Ok(_) => None,
-        },
-    };
-    (result, report)
+    }
 }
 
 /// Wait for a compile task's outcome.

@@ -22,16 +22,20 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::envelope::Envelope;
 use crate::error::Failure;
 use crate::error::{ApiError, ErrorCode};
 use crate::execute::Runner;
-use crate::limits::ENVELOPE_OVERHEAD_BYTES;
 
 pub mod connections;
+mod execute_call;
+mod layers;
 pub mod settings;
 
 pub use settings::{LogFormat, ServerSettings};
+
+use execute_call::ExecuteCall;
+pub use layers::RequestId;
+use layers::{inbound_request_id, set_request_id};
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -113,18 +117,33 @@ fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
 
 /// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
 /// JSON 404/405.
+///
+/// The API routes share one stack of layers (outermost first):
+/// 1. `request_id`: the caller's `x-request-id` (or a new one) in the
+///    request's extensions and on every answer;
+/// 2. `no_store`: answers about this moment (executions, metrics,
+///    readiness, errors) are never cached, unless the handler says so.
+///
+/// `/v1/execute` alone adds `require_service_token` (401 without one);
+/// `/metrics` checks its own optional token. UI assets take neither: they
+/// set their own caching and are reached without a token.
 pub fn router(state: Arc<AppState>) -> Router {
-    // Answers about this moment (executions, metrics, readiness) are never
-    // cached: `no-store` unless the handler chose otherwise.
+    let api_layers = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(layers::request_id))
+        .layer(axum::middleware::map_response(layers::no_store));
+    let execute_route = post(execute).route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        layers::require_service_token,
+    ));
     let api = Router::new()
-        .route("/v1/execute", post(execute))
+        .route("/v1/execute", execute_route)
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
-        .layer(axum::middleware::map_response(no_store));
-    ui_routes(api.route("/openapi.json", get(openapi)))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .layer(api_layers);
+    ui_routes(api).with_state(state)
 }
 
 /// The browser-facing listener (`RUNNER_PUBLIC_LISTEN`): UI assets and
@@ -142,30 +161,10 @@ fn ui_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
     router
         .route("/ext-ui/{extension}/{hash}/", get(crate::ui::index))
         .route("/ext-ui/{extension}/{hash}/{*path}", get(crate::ui::asset))
-        .route("/healthz", get(healthz).layer(axum::middleware::map_response(no_store)))
-}
-
-/// `cache-control: no-store`, unless the response already says how to cache.
-async fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .entry(http::header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
-}
-
-/// A request id we are willing to echo: short, printable, no separators.
-fn valid_request_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-}
-
-fn inbound_request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| valid_request_id(id))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .route(
+            "/healthz",
+            get(healthz).layer(axum::middleware::map_response(layers::no_store)),
+        )
 }
 
 #[derive(Serialize)]
@@ -179,75 +178,8 @@ struct ExecuteBody<'a> {
     report: &'a crate::engine::ExecutionReport,
 }
 
-async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let mut request_id = inbound_request_id(request.headers());
-    let traceparent = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| crate::envelope::is_traceparent(v))
-        .map(str::to_string);
-    let fail = |code: ErrorCode, message: String, id: &str| ApiError::new(code, message, id).into_response();
-    if !state.authorized(request.headers()) {
-        return fail(
-            ErrorCode::Unauthorized,
-            "missing or invalid service token".into(),
-            &request_id,
-        );
-    }
-    let config = state.runner.config();
-    let max_envelope = config.limits.max_request_bytes / 3 * 4 + ENVELOPE_OVERHEAD_BYTES;
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // refuse before reading a body we already know is too big.
-    if declared.is_some_and(|len| len > max_envelope) {
-        return fail(
-            ErrorCode::PayloadTooLarge,
-            format!("request exceeds the limit of {max_envelope} bytes"),
-            &request_id,
-        );
-    }
-    let limited = http_body_util::Limited::new(request.into_body(), max_envelope as usize);
-    let bytes = match tokio::time::timeout(
-        config.server.body_read_timeout,
-        http_body_util::BodyExt::collect(limited),
-    )
-    .await
-    {
-        Err(_) => {
-            return fail(
-                ErrorCode::RequestTimeout,
-                "request body was not received in time".into(),
-                &request_id,
-            );
-        }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return fail(
-                ErrorCode::PayloadTooLarge,
-                format!("request exceeds the limit of {max_envelope} bytes"),
-                &request_id,
-            );
-        }
-        Ok(Err(e)) => {
-            return fail(
-                ErrorCode::InvalidEnvelope,
-                format!("could not read the request body: {e}"),
-                &request_id,
-            );
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-    let mut envelope = match Envelope::parse(&bytes, config.limits.max_request_bytes) {
-        Ok(envelope) => envelope,
-        Err(Failure { code, message }) => return fail(code, message, &request_id),
-    };
-    envelope.traceparent = traceparent;
-    if let Some(id) = envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
-        request_id = id.to_string();
-    }
+async fn execute(State(state): State<Arc<AppState>>, call: ExecuteCall) -> Response {
+    let ExecuteCall { envelope, request_id } = call;
     let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), parent_span_id = envelope.traceparent.as_deref().map_or("", |t| &t[36..52]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
     let started = std::time::Instant::now();
     let (outcome, report) = {
@@ -285,13 +217,6 @@ async fn execute(State(state): State<Arc<AppState>>, request: Request) -> Respon
                 .with_report(report)
                 .into_response()
         }
-    }
-}
-
-fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", value.clone());
-        headers.insert("x-ext-request-id", value);
     }
 }
 

@@ -251,6 +251,23 @@ pub async fn asset(
     response
 }
 
+/// An asset found in a verified bundle.
+struct Found {
+    bundle: Arc<crate::store::LoadedBundle>,
+    digest: Digest,
+    /// `ui/…` in the bundle's file index.
+    key: String,
+    mime: &'static str,
+    meta: ext_bundle::FileMeta,
+}
+
+/// The file that answers: the asset or a precompressed sibling.
+struct Served {
+    key: String,
+    meta: ext_bundle::FileMeta,
+    encoding: Option<&'static str>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_asset(
     state: &UiContext,
@@ -263,52 +280,105 @@ async fn serve_asset(
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let fail = |code: ErrorCode, message: String| ApiError::new(code, message, request_id.clone()).into_response();
+    let found = match find(state, extension, hash, path, query.tenant.unwrap_or_default(), &fail).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let ui = &state.runner.config().ui;
+    let served = precompressed(&found, headers);
+    if served.meta.size > ui.max_file_bytes {
+        return fail(
+            ErrorCode::PayloadTooLarge,
+            format!("asset is larger than the {} byte limit", ui.max_file_bytes),
+        );
+    }
+    let etag = format!("\"{}\"", served.meta.sha256.hex());
+    let mut response_headers = asset_headers(found.mime, &served, &etag, &ui.csp);
+    if if_none_match(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
+    }
+    let Some((status, start, len)) = byte_range(headers, &served, &mut response_headers) else {
+        return unsatisfiable(served.meta.size);
+    };
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let integrity_failure = |failure: Failure| {
+        if failure.code == ErrorCode::BundleIntegrity {
+            // F-02: drop the entry; the next request fetches it again.
+            state.runner.bundles().evict(&found.digest);
+        }
+        fail(failure.code, failure.message)
+    };
+    let total = served.meta.size;
+    if total > MEMORY_CACHE_FILE_BYTES {
+        // U-02: streamed from the verified cache, never hashed per request;
+        // HEAD reads nothing, a range only its bytes.
+        if method == Method::HEAD {
+            return (status, response_headers).into_response();
+        }
+        let file = match state.ui.files.open_large(&found.bundle, &served.key, total).await {
+            Ok(file) => file,
+            Err(failure) => return integrity_failure(failure),
+        };
+        let body = Body::from_stream(state.ui.files.stream(file, start, len));
+        return (status, response_headers, body).into_response();
+    }
+    let bytes = match state.ui.files.small(&found.bundle, &served.key, total).await {
+        Ok(bytes) => bytes,
+        Err(failure) => return integrity_failure(failure),
+    };
+    if method == Method::HEAD {
+        return (status, response_headers).into_response();
+    }
+    let body = bytes.slice(start as usize..(start + len) as usize);
+    (status, response_headers, Body::from(body)).into_response()
+}
+
+/// The verified bundle behind `hash`, checked against the install (when a
+/// validate URL is set) or the extension id (B-06), and the asset in it.
+async fn find(
+    state: &UiContext,
+    extension: &str,
+    hash: &str,
+    path: &str,
+    tenant: String,
+    fail: &impl Fn(ErrorCode, String) -> Response,
+) -> Result<Found, Response> {
     // The hash must be spelled `sha256:<hex64>` (a bare hex is refused here,
     // unlike the envelope, so one asset has exactly one URL).
     let digest = match hash.strip_prefix("sha256:").map(|_| Digest::parse(hash)) {
         Some(Ok(digest)) => digest,
         _ => {
-            return fail(
-                ErrorCode::InvalidEnvelope,
-                "content hash must be sha256:<64 lowercase hex digits>".into(),
-            );
+            let message = "content hash must be sha256:<64 lowercase hex digits>";
+            return Err(fail(ErrorCode::InvalidEnvelope, message.into()));
         }
     };
     let not_found = || fail(ErrorCode::NotFound, "no such asset".into());
-    let Some(requested) = clean_path(path) else {
-        return not_found();
-    };
+    let requested = clean_path(path).ok_or_else(not_found)?;
     let runner = &state.runner;
     let ui = &runner.config().ui;
-    let tenant = query.tenant.unwrap_or_default();
     // U-01: ids become cache and store keys; refuse absurd ones first.
     for (what, id) in [("tenant", tenant.as_str()), ("extension id", extension)] {
         if id.len() > MAX_ID_BYTES {
-            return fail(
-                ErrorCode::InvalidEnvelope,
-                format!("{what} must be at most {MAX_ID_BYTES} bytes"),
-            );
+            let message = format!("{what} must be at most {MAX_ID_BYTES} bytes");
+            return Err(fail(ErrorCode::InvalidEnvelope, message));
         }
     }
     if let Some(url) = &ui.validate_url {
-        match state
+        let check = state
             .ui
             .checks
-            .check(url, ui.validate_per_second, &tenant, extension, &digest)
-            .await
-        {
+            .check(url, ui.validate_per_second, &tenant, extension, &digest);
+        match check.await {
             Ok(true) => {}
-            Ok(false) => return not_found(),
+            Ok(false) => return Err(not_found()),
             Err(install_check::CheckError::Busy(why)) => {
                 tracing::warn!(%digest, extension, reason = why, "UI install check refused here");
-                return fail(ErrorCode::Overloaded, format!("{why}; retry shortly"));
+                return Err(fail(ErrorCode::Overloaded, format!("{why}; retry shortly")));
             }
             Err(install_check::CheckError::Unavailable(why)) => {
                 tracing::warn!(%digest, extension, reason = %why, "UI install check unavailable");
-                return fail(
-                    ErrorCode::BundleUnavailable,
-                    "install check unavailable; retry later".into(),
-                );
+                let message = "install check unavailable; retry later";
+                return Err(fail(ErrorCode::BundleUnavailable, message.into()));
             }
         }
     }
@@ -320,15 +390,15 @@ async fn serve_asset(
     let bundle = match runner.bundles().get(wanted).await {
         Ok(bundle) => bundle,
         Err(Failure { code, message }) => {
-            return match code {
+            return Err(match code {
                 ErrorCode::BundleNotFound => not_found(),
                 _ => fail(code, message),
-            };
+            });
         }
     };
     if ui.validate_url.is_none() && bundle.manifest.name != extension {
         // B-06: a hash belonging to another extension.
-        return not_found();
+        return Err(not_found());
     }
     // Extension-less paths are client routes of a single-page app.
     let requested = if requested.is_empty() || !last_segment(&requested).contains('.') {
@@ -336,116 +406,101 @@ async fn serve_asset(
     } else {
         requested
     };
-    let Some(mime) = mime_type(&requested) else {
-        return not_found();
-    };
+    let mime = mime_type(&requested).ok_or_else(not_found)?;
     let key = format!("ui/{requested}");
-    let Some(meta) = bundle.files.get(&key).copied() else {
-        return not_found();
-    };
+    let meta = bundle.files.get(&key).copied().ok_or_else(not_found)?;
+    Ok(Found {
+        bundle,
+        digest,
+        key,
+        mime,
+        meta,
+    })
+}
 
-    // Precompressed siblings, when accepted and present.
+/// A precompressed sibling (`.br`, then `.gz`) when the client accepts it
+/// and the bundle has it, else the asset itself.
+fn precompressed(found: &Found, headers: &HeaderMap) -> Served {
     let accepted = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (served_key, served_meta, encoding) = [("br", ".br"), ("gzip", ".gz")]
+    [("br", ".br"), ("gzip", ".gz")]
         .iter()
         .find_map(|(coding, suffix)| {
-            let sibling = format!("{key}{suffix}");
+            let sibling = format!("{}{suffix}", found.key);
             let accepts = accepted
                 .split(',')
                 .any(|c| c.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(coding));
-            bundle
-                .files
-                .get(&sibling)
-                .filter(|_| accepts)
-                .map(|m| (sibling.clone(), *m, Some(*coding)))
+            found.bundle.files.get(&sibling).filter(|_| accepts).map(|m| Served {
+                key: sibling.clone(),
+                meta: *m,
+                encoding: Some(*coding),
+            })
         })
-        .unwrap_or((key.clone(), meta, None));
-    if served_meta.size > ui.max_file_bytes {
-        return fail(
-            ErrorCode::PayloadTooLarge,
-            format!("asset is larger than the {} byte limit", ui.max_file_bytes),
-        );
-    }
+        .unwrap_or_else(|| Served {
+            key: found.key.clone(),
+            meta: found.meta,
+            encoding: None,
+        })
+}
 
-    let etag = format!("\"{}\"", served_meta.sha256.hex());
-    let mut response_headers = HeaderMap::new();
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    response_headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response_headers.insert(header::ETAG, value);
+/// Type, caching, validator, encoding and (for documents) the CSP sandbox.
+fn asset_headers(mime: &'static str, served: &Served, etag: &str, csp: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
     }
-    if let Some(coding) = encoding {
-        response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
-    } else {
-        response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    }
+    match served.encoding {
+        Some(coding) => headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding)),
+        None => headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    };
     // SVG documents can run scripts too when opened directly.
     if (mime.starts_with("text/html") || mime == "image/svg+xml")
-        && let Ok(value) = HeaderValue::from_str(&ui.csp)
+        && let Ok(value) = HeaderValue::from_str(csp)
     {
-        response_headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
-    if if_none_match(headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
-    }
+    headers
+}
 
-    let total = served_meta.size;
-    let range = encoding
+/// Status, first byte and length of the answer: the whole file, or the
+/// one range asked for (uncompressed files only); `None` when it cannot be met.
+fn byte_range(
+    headers: &HeaderMap,
+    served: &Served,
+    response_headers: &mut HeaderMap,
+) -> Option<(StatusCode, u64, u64)> {
+    let total = served.meta.size;
+    let range = served
+        .encoding
         .is_none()
         .then(|| headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
         .flatten();
-    let (status, start, len) = match range.map(|r| parse_range(r, total)) {
-        None | Some(RangeAnswer::Ignore) => (StatusCode::OK, 0, total),
-        Some(RangeAnswer::Unsatisfiable) => {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
-        }
+    match range.map(|r| parse_range(r, total)) {
+        None | Some(RangeAnswer::Ignore) => Some((StatusCode::OK, 0, total)),
+        Some(RangeAnswer::Unsatisfiable) => None,
         Some(RangeAnswer::Part(start, end)) => {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                 response_headers.insert(header::CONTENT_RANGE, v);
             }
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            Some((StatusCode::PARTIAL_CONTENT, start, end - start + 1))
         }
-    };
-    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let integrity_failure = |failure: Failure| {
-        if failure.code == ErrorCode::BundleIntegrity {
-            // F-02: drop the entry; the next request fetches it again.
-            runner.bundles().evict(&digest);
-        }
-        fail(failure.code, failure.message)
-    };
-    if total > MEMORY_CACHE_FILE_BYTES {
-        // U-02: streamed from the verified cache, never hashed per request;
-        // HEAD reads nothing, a range only its bytes.
-        if method == Method::HEAD {
-            return (status, response_headers).into_response();
-        }
-        let file = match state.ui.files.open_large(&bundle, &served_key, total).await {
-            Ok(file) => file,
-            Err(failure) => return integrity_failure(failure),
-        };
-        let body = Body::from_stream(state.ui.files.stream(file, start, len));
-        return (status, response_headers, body).into_response();
     }
-    let bytes = match state.ui.files.small(&bundle, &served_key, total).await {
-        Ok(bytes) => bytes,
-        Err(failure) => return integrity_failure(failure),
-    };
-    if method == Method::HEAD {
-        return (status, response_headers).into_response();
+}
+
+/// 416 for a range outside a file of `total` bytes.
+fn unsatisfiable(total: u64) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+        headers.insert(header::CONTENT_RANGE, v);
     }
-    let body = bytes.slice(start as usize..(start + len) as usize);
-    (status, response_headers, Body::from(body)).into_response()
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response()
 }
 
 /// The request path as a key below `ui/`, or `None` if it has a segment
