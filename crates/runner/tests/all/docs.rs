@@ -217,3 +217,15 @@ fn runner_sources_have_no_import_cycles() {
     assert!(edges.len() > 40, "read only {} files' imports", edges.len());
     assert!(cycles.is_empty(), "import cycles: {cycles:#?}");
 }
+
+/// The README's configuration table names every setting the runner reads;
+/// the list comes from the readers themselves (`config::known_settings`).
+#[test]
+fn readme_names_every_setting() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let known = ext_runner::config::known_settings();
+    assert!(known.len() > 60, "only {} settings known", known.len());
+    let missing: Vec<&&str> = known.iter().filter(|k| !readme.contains(&format!("`{k}`"))).collect();
+    assert!(missing.is_empty(), "settings the README does not name: {missing:?}");
+}
