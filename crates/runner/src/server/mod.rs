@@ -181,6 +181,7 @@ struct ExecuteBody<'a> {
 async fn execute(State(state): State<Arc<AppState>>, call: ExecuteCall) -> Response {
     let ExecuteCall { envelope, request_id } = call;
     let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), parent_span_id = envelope.traceparent.as_deref().map_or("", |t| &t[36..52]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
+    crate::otlp::continue_trace(&span, envelope.traceparent.as_deref());
     let started = std::time::Instant::now();
     let (outcome, report) = {
         use tracing::Instrument as _;

@@ -246,15 +246,21 @@ fn f05_sigterm_drains_in_flight_executions() {
 }
 
 /// OTLP: with OTEL_EXPORTER_OTLP_ENDPOINT set, the real binary sends each
-/// execute span to `<endpoint>/v1/traces` as OTLP/HTTP JSON, joining the
+/// execute span to `<endpoint>/v1/traces` as OTLP/HTTP protobuf, joining the
 /// caller's trace from `traceparent`; the last spans are flushed at SIGTERM.
 #[test]
 fn otlp_receiver_gets_the_execute_span() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use prost::Message as _;
     use std::io::{Read as _, Write as _};
     use std::sync::{Arc, Mutex};
 
-    // A minimal OTLP/HTTP receiver: records the path and body of each POST.
-    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // A minimal OTLP/HTTP receiver: records the path, content type and body of each POST.
+    type Post = (String, String, Vec<u8>);
+    let received: Arc<Mutex<Vec<Post>>> = Arc::default();
     let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", receiver.local_addr().unwrap());
     {
@@ -290,9 +296,19 @@ fn otlp_receiver_gets_the_execute_span() {
                 }
                 let head = String::from_utf8_lossy(&data[..start]).to_string();
                 let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                let body = String::from_utf8_lossy(&data[start..]).to_string();
-                received.lock().unwrap().push((path, body));
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+                let content_type = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-type")
+                            .then(|| value.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                received
+                    .lock()
+                    .unwrap()
+                    .push((path, content_type, data[start..].to_vec()));
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             }
         });
     }
@@ -304,7 +320,8 @@ fn otlp_receiver_gets_the_execute_span() {
         &ext_bundle::pack_dir(bundle_dir_for("echo", &wasm).path()).unwrap(),
     );
     let (mut child, port) = spawn_serve(data.path(), &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    let body = envelope(&digest, "GET", "/").to_string();
+    let envelope = envelope(&digest, "GET", "/");
+    let body = envelope.to_string();
     let request = format!(
         "POST /v1/execute HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -322,17 +339,57 @@ fn otlp_receiver_gets_the_execute_span() {
     assert!(child.wait().unwrap().success());
 
     let received = received.lock().unwrap().clone();
-    let (path, export) = received
+    let exports: Vec<(&str, &str, ExportTraceServiceRequest)> = received
         .iter()
-        .find(|(_, body)| body.contains("\"execute\""))
-        .unwrap_or_else(|| panic!("no execute span exported: {received:?}"));
+        .map(|(path, content_type, body)| {
+            let export = ExportTraceServiceRequest::decode(body.as_slice())
+                .unwrap_or_else(|e| panic!("not an OTLP protobuf body ({e}): {body:?}"));
+            (path.as_str(), content_type.as_str(), export)
+        })
+        .collect();
+    let (path, content_type, resource, span) = exports
+        .iter()
+        .flat_map(|(path, content_type, export)| {
+            export.resource_spans.iter().flat_map(move |rs| {
+                rs.scope_spans
+                    .iter()
+                    .flat_map(|ss| ss.spans.iter())
+                    .map(move |span| (*path, *content_type, rs.resource.as_ref(), span))
+            })
+        })
+        .find(|(_, _, _, span)| span.name == "execute")
+        .unwrap_or_else(|| panic!("no execute span exported: {exports:?}"));
     assert_eq!(path, "/v1/traces");
-    let json: serde_json::Value = serde_json::from_str(export).unwrap();
-    let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
-    assert_eq!(span["name"], "execute");
-    assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
-    assert!(export.contains("tenant-a"), "{export}");
+    assert_eq!(content_type, "application/x-protobuf");
+    assert_eq!(hex::encode(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex::encode(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(span.kind, SpanKind::Server as i32);
+    let text = |attributes: &[KeyValue], key: &str| {
+        attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            .map(|value| match value {
+                AnyValue::StringValue(s) => s.clone(),
+                other => panic!("{key} is not a string: {other:?}"),
+            })
+    };
+    let context = &envelope["context"];
+    for (key, want) in [
+        ("request_id", &context["request_id"]),
+        ("tenant", &context["tenant_id"]),
+        ("extension", &context["extension_id"]),
+        ("content_hash", &context["content_hash"]),
+    ] {
+        assert_eq!(text(&span.attributes, key).as_deref(), want.as_str(), "{key}: {span:?}");
+    }
+    assert_eq!(text(&span.attributes, "tenant").as_deref(), Some("tenant-a"));
+    // The inbound trace context is the parent, not an attribute; no version was sent.
+    for key in ["trace_id", "parent_span_id", "version"] {
+        assert_eq!(text(&span.attributes, key), None, "{key}: {span:?}");
+    }
+    let resource = &resource.expect("a resource").attributes;
+    assert_eq!(text(resource, "service.name").as_deref(), Some("ext-runner"));
 }
 
 /// Answers about this moment are never cached: health, readiness, metrics
