@@ -23,7 +23,7 @@ pub use archive::{
     BUNDLE_FILE_NAME, BundleError, FileIndex, FileMeta, PackError, UnpackLimits, list, pack_dir, unpack,
 };
 pub use digest::{Digest, DigestError};
-pub use manifest::{Endpoint, Manifest, ManifestError, Ui, World, component_path, normalise_capability};
+pub use manifest::{Endpoint, Manifest, ManifestError, Ui, World, check_name, component_path, normalise_capability};
 pub use signature::{
     KeyAlgorithm, KeyError, Signer, SigningKey, TrustBundle, TrustError, VerifyError, verify, verify_expected,
 };

@@ -850,7 +850,13 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// Checks an extension name: reverse-domain (`com.example.app`), at most
+/// [`MAX_NAME_CHARS`], segments of `a-z`, `0-9`, `-` and `_`. The manifest's
+/// `name` and the registry's routes share it.
+///
+/// # Errors
+/// A message saying what is wrong with `name`.
+pub fn check_name(name: &str) -> Result<(), String> {
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
         return Err(format!("must be at most {MAX_NAME_CHARS} characters, found {chars}"));
