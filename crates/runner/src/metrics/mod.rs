@@ -83,9 +83,13 @@ pub const MEMORY_BUCKETS: &[f64] = &[
 /// collectors, then the guest-owned families. Its lock is taken to register
 /// (at start-up) and to encode (a scrape), never to record.
 pub struct Metrics {
+    /// The runner's families and the subsystems' collectors, registered
+    /// at start-up by each subsystem's `metrics.rs`.
     registry: Mutex<Registry>,
-    /// Families with run-time names, encoded after the runner's own.
+    /// Families with run-time names, encoded after the runner's own; also
+    /// told every runner name, which it keeps off guests.
     owned: Arc<owned::OwnedFamilies>,
+    /// Holds only `owned`'s collector, so guest families come last.
     guests: Registry,
 }
 
