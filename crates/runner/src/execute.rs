@@ -3,6 +3,9 @@
 //!
 //! [`Runner`] is what the HTTP server, the `exec` command and the benches
 //! share; it owns the engine, the bundle cache and the execution slots.
+//! `metrics` holds the families each execution is recorded in.
+
+mod metrics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,18 +46,23 @@ pub struct Runner {
     /// bundle cache's disk budget.
     bundles: Arc<Bundles>,
     /// Global cap on executions in flight; sized like the pooling allocator
-    /// so instantiation never fails for lack of a slot.
-    slots: Semaphore,
-    /// Guest response headers removed by the allowlist since start-up.
-    headers_dropped: AtomicU64,
+    /// so instantiation never fails for lack of a slot. Shared with the
+    /// in-flight gauge.
+    slots: Arc<Semaphore>,
+    /// Guest response headers removed by the allowlist since start-up
+    /// (shared with its gauge).
+    headers_dropped: Arc<AtomicU64>,
     /// Per-tenant and per-extension concurrency caps and the tenant rate
     /// limit (quota.rs), checked before any fetch or compile.
     quotas: crate::quota::Quotas,
     /// The capabilities' shared handles (key-value store, egress engine,
     /// secret settings, ui-proxy client, guest metrics, debug sink).
     host: crate::host::Shared,
-    /// Execution metrics (`/metrics`); shared with the server's own series.
+    /// The registry behind `/metrics`: every subsystem's families and
+    /// collectors, and the guests' (`cap:metrics.emit`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// The families each execution is recorded in.
+    recorded: metrics::ExecuteMetrics,
     /// Set on SIGTERM; `/readyz` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
     /// The guest threads and how tenants share them (fair share, CPU
@@ -73,8 +81,9 @@ impl Runner {
             &config.cache_dir,
             config.bundles.cache_max_bytes,
             config.bundles.verification(),
-            metrics.clone(),
+            &metrics,
         )?);
+        metrics.register_gauges(bundles.gauges());
         let cpu = crate::cpu::GuestCpu::new(&config.cpu, &config.quota)?;
         let runtime = Runtime::new(
             EngineLimits::new(&config.engine, &config.limits)?,
@@ -83,8 +92,17 @@ impl Runner {
             Some(cpu.compile_handle()),
         )?;
         cpu.preempt_with(runtime.engine().clone());
-        let slots = Semaphore::new(config.limits.max_concurrency as usize);
+        metrics.register_gauges(runtime.gauges());
+        metrics.register_gauges(cpu.gauges());
+        let slots = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
         let quotas = crate::quota::Quotas::new(&config.quota)?;
+        metrics.register_gauges(quotas.gauges());
+        let headers_dropped = Arc::new(AtomicU64::new(0));
+        metrics.register_gauges(metrics::RunnerGauges {
+            slots: slots.clone(),
+            max_concurrency: config.limits.max_concurrency as usize,
+            headers_dropped: headers_dropped.clone(),
+        });
         // S-09: the runner's own listeners are never egress destinations.
         let self_addrs: Vec<_> = std::iter::once(config.server.listen)
             .chain(config.server.public_listen)
@@ -95,9 +113,10 @@ impl Runner {
             runtime,
             bundles,
             slots,
-            headers_dropped: AtomicU64::new(0),
+            headers_dropped,
             quotas,
             host,
+            recorded: metrics::ExecuteMetrics::register(&metrics),
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             cpu,
@@ -159,11 +178,6 @@ impl Runner {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics
-    }
-
-    /// Egress counters per tenant.
-    pub fn egress_stats(&self) -> &Arc<ext_egress::EgressStats> {
-        self.host.http.stats()
     }
 
     /// The guest threads' fair share and the CPU budget.
@@ -405,88 +419,21 @@ impl Runner {
         resolved: bool,
         elapsed: Duration,
     ) {
-        let m = &self.metrics;
         // M-01: ids are labels only once a verified bundle stands behind
         // them; a flood of requests naming absent bundles adds no series.
-        let (tenant, extension) = if resolved {
-            (envelope.tenant_id.as_str(), envelope.extension_id.as_str())
+        let ids = if resolved {
+            metrics::TenantExtension {
+                tenant: envelope.tenant_id.as_str().into(),
+                extension: envelope.extension_id.as_str().into(),
+            }
         } else {
-            (crate::metrics::UNRESOLVED, crate::metrics::UNRESOLVED)
+            metrics::TenantExtension {
+                tenant: crate::metrics::UNRESOLVED.into(),
+                extension: crate::metrics::UNRESOLVED.into(),
+            }
         };
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(f) => f.code.as_str(),
-        };
-        m.inc(
-            "ext_runner_invocations_total",
-            "Executions by tenant, extension and outcome (`ok` or the error code).",
-            &[("tenant", tenant), ("extension", extension), ("outcome", outcome)],
-            1.0,
-        );
-        m.observe(
-            "ext_runner_invocation_duration_seconds",
-            "Execute latency in the runner: bundle, compile (when cold), queueing and the guest.",
-            crate::metrics::DURATION_BUCKETS,
-            &[("tenant", tenant), ("extension", extension)],
-            elapsed.as_secs_f64(),
-        );
-        if let Err(f) = result {
-            m.inc(
-                "ext_runner_errors_total",
-                "Failed executions by error code.",
-                &[("code", f.code.as_str())],
-                1.0,
-            );
-        }
-        let Some(report) = report else { return };
-        m.observe(
-            "ext_runner_guest_peak_memory_bytes",
-            "Largest linear memory granted to a guest, per execution.",
-            crate::metrics::MEMORY_BUCKETS,
-            &[("tenant", tenant), ("extension", extension)],
-            report.peak_memory_bytes as f64,
-        );
-        m.inc(
-            "ext_runner_cpu_seconds_total",
-            "Thread CPU time spent running guests (cpu/scheduled.rs).",
-            &[("tenant", tenant), ("extension", extension)],
-            report.cpu_ms / 1000.0,
-        );
-        m.observe(
-            "ext_runner_cpu_wait_seconds",
-            "Time a guest was ready to run but waited for a CPU slice, per execution.",
-            crate::metrics::DURATION_BUCKETS,
-            &[("tenant", tenant)],
-            report.cpu_wait_ms / 1000.0,
-        );
-        m.inc(
-            "ext_runner_fuel_consumed_total",
-            "Wasmtime fuel consumed by guests.",
-            &[("tenant", tenant), ("extension", extension)],
-            report.fuel_used as f64,
-        );
-        m.inc(
-            "ext_runner_guest_egress_bytes_total",
-            "Bytes sent and received through http.fetch.",
-            &[("tenant", tenant), ("extension", extension)],
-            report.egress_bytes as f64,
-        );
-        for (interface, calls) in &report.host_calls {
-            m.inc(
-                "ext_runner_host_calls_total",
-                "Host calls made by guests, by interface.",
-                &[("interface", interface)],
-                f64::from(*calls),
-            );
-        }
-        if let Some(limit) = report.limit_hit {
-            m.inc(
-                "ext_runner_limit_hits_total",
-                "Executions stopped by a limit.",
-                &[("limit", limit)],
-                1.0,
-            );
-        }
+        let outcome = result.as_ref().map(drop).map_err(|f| f.code.as_str());
+        self.recorded.record(&ids, outcome, report, elapsed);
     }
 
     /// The verified bundle and the prepared component for this request.

@@ -161,7 +161,7 @@ pub fn document() -> Value {
             "/metrics": {"get": {"summary": "Prometheus metrics",
                 "description": "Open unless RUNNER_METRICS_TOKEN is set; then that token is required (as a bearer token)",
                 "responses": {
-                    "200": {"description": "Text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "200": {"description": "OpenMetrics 1.0 text (application/openmetrics-text; version=1.0.0)", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
                     "401": error_response(401, "RUNNER_METRICS_TOKEN is set and was not presented")
                 }}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {

@@ -16,6 +16,7 @@
 
 pub mod executor;
 pub mod fair;
+pub mod metrics;
 pub mod scheduled;
 mod settings;
 
@@ -140,46 +141,5 @@ impl GuestCpu {
         self.budget
             .as_ref()
             .map_or(0, |b| b.fail_open.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// The fair share's and the budget's gauges, read now (for `/metrics`).
-    pub fn export(&self, m: &crate::metrics::Metrics) {
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
-        for (reason, count) in [
-            ("budget", self.budget_refusals() as f64),
-            ("start_queue", load(&self.share.refused)),
-        ] {
-            m.set(
-                "ext_runner_cpu_refusals",
-                "Executions refused with tenant_cpu_exceeded since start-up: budget (RUNNER_TENANT_CPU_MS_PER_SEC) or start_queue (RUNNER_TENANT_CPU_QUEUE).",
-                &[("reason", reason)],
-                count,
-            );
-        }
-        m.set(
-            "ext_runner_cpu_preemptions",
-            "Times running slices were ended early for a tenant next in line.",
-            &[],
-            load(&self.share.preemptions),
-        );
-        m.set(
-            "ext_runner_cpu_budget_fail_open",
-            "Admissions decided on the local CPU budget because Redis did not answer.",
-            &[],
-            self.budget_fail_open() as f64,
-        );
-        let (tenants, free) = self.share.snapshot();
-        m.set(
-            "ext_runner_cpu_tenants_active",
-            "Tenants with executions in the fair share now.",
-            &[],
-            tenants as f64,
-        );
-        m.set(
-            "ext_runner_cpu_slices_free",
-            "CPU slices (RUNNER_GUEST_THREADS) nobody holds now.",
-            &[],
-            free as f64,
-        );
     }
 }

@@ -18,6 +18,7 @@
 //! thread).
 
 mod artifacts;
+pub mod metrics;
 mod pool;
 mod ticker;
 

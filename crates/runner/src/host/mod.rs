@@ -105,6 +105,8 @@ pub struct StoreLimits {
 
 impl Shared {
     /// `self_addrs`: the runner's own listeners, never egress destinations.
+    /// The capabilities' families and gauges go to `metrics` (one `Shared`
+    /// per registry), where guest series go too.
     ///
     /// # Errors
     /// A client, the egress engine or the debug sink cannot be built.
@@ -114,11 +116,13 @@ impl Shared {
         self_addrs: &[std::net::SocketAddr],
     ) -> anyhow::Result<Shared> {
         let debug_sink = (settings.logging.debug_redis_url.as_deref())
-            .map(|url| logging::debug_sink::DebugSink::start(url, metrics.clone()))
+            .map(|url| logging::debug_sink::DebugSink::start(url, &metrics))
             .transpose()?;
+        let http = http::Shared::new(&settings.http, self_addrs)?;
+        metrics.register_gauges(http.gauges());
         Ok(Shared {
             storage: storage::Shared::new(&settings.storage),
-            http: http::Shared::new(&settings.http, self_addrs)?,
+            http,
             secrets: Arc::new(settings.secrets.clone()),
             ui_proxy: ui_proxy::Shared::new(&settings.ui_proxy)?,
             metrics,

@@ -19,8 +19,8 @@
 //! in-memory buckets that have refilled completely are swept.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::ErrorCode;
@@ -30,6 +30,7 @@ use crate::limits::{
 };
 
 pub mod cpu_budget;
+pub mod metrics;
 mod settings;
 pub mod shared_redis;
 
@@ -149,7 +150,8 @@ pub struct Quotas {
     in_flight: Mutex<InFlight>,
     /// `None` when `RUNNER_TENANT_RATE_LIMIT` is off.
     rate: Option<RateLimiter>,
-    stats: QuotaStats,
+    /// Shared with its gauges (`metrics.rs`).
+    stats: Arc<QuotaStats>,
 }
 
 impl Quotas {
@@ -169,7 +171,7 @@ impl Quotas {
             extension_cap: settings.extension_max_concurrency,
             in_flight: Mutex::new(InFlight::default()),
             rate,
-            stats: QuotaStats::default(),
+            stats: Arc::default(),
         })
     }
 

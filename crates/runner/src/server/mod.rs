@@ -29,6 +29,7 @@ use crate::execute::Runner;
 pub mod connections;
 mod execute_call;
 mod layers;
+mod metrics;
 pub mod settings;
 
 pub use settings::{LogFormat, ServerSettings};
@@ -62,16 +63,22 @@ impl axum::extract::FromRef<Arc<AppState>> for crate::ui::UiContext {
 }
 
 impl AppState {
+    /// The server's and the UI's families and gauges go to the runner's
+    /// registry: one `AppState` per runner.
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
         let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
         let config = runner.config();
         let token_digests = config.server.service_tokens.iter().map(digest).collect();
         let metrics_token_digest = config.server.metrics_token.as_ref().map(digest);
+        let connections: [Arc<connections::ConnectionStats>; 2] = Default::default();
+        runner.metrics().register_gauges(metrics::ServerGauges {
+            connections: connections.clone(),
+        });
         Arc::new(AppState {
-            ui: Arc::default(),
+            ui: Arc::new(crate::ui::UiState::new(runner.metrics())),
             token_digests,
             metrics_token_digest,
-            connections: Default::default(),
+            connections,
             runner,
         })
     }
@@ -229,7 +236,8 @@ async fn openapi() -> Response {
     axum::Json(crate::openapi::document()).into_response()
 }
 
-/// Prometheus text exposition: the execution series plus gauges read now.
+/// The registry's OpenMetrics text: every subsystem's families and the
+/// values its collectors read now.
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if !state.may_read_metrics(&headers) {
         return ApiError::new(
@@ -239,159 +247,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         )
         .into_response();
     }
-    let runner = &state.runner;
-    let m = runner.metrics();
-    let stats = runner.engine_stats();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    m.set(
-        "ext_runner_compiles",
-        "Components compiled since start-up.",
-        &[],
-        load(&stats.compiles),
-    );
-    m.set(
-        "ext_runner_compile_seconds",
-        "Time spent compiling components since start-up.",
-        &[],
-        load(&stats.compile_nanos) / 1e9,
-    );
-    m.set(
-        "ext_runner_artifact_loads",
-        "Components loaded from the verified artifact cache since start-up.",
-        &[],
-        load(&stats.artifact_loads),
-    );
-    m.set(
-        "ext_runner_components_loaded",
-        "Compiled components in memory (bounded by RUNNER_MAX_LOADED_COMPONENTS).",
-        &[],
-        runner.runtime().loaded_components() as f64,
-    );
-    m.set(
-        "ext_runner_component_unloads",
-        "Compiled components dropped from memory to stay within RUNNER_MAX_LOADED_COMPONENTS.",
-        &[],
-        load(&stats.unloads),
-    );
-    m.set(
-        "ext_runner_precompiled_loads",
-        "Components loaded from a signed bundle's own precompiled artifact.",
-        &[],
-        load(&stats.precompiled_loads),
-    );
-    let bundles = runner.bundles();
-    m.set(
-        "ext_runner_bundle_cache_bytes",
-        "Bytes of verified bundles and compiled artifacts on disk (RUNNER_CACHE_MAX_BYTES).",
-        &[],
-        bundles.cache().total_bytes() as f64,
-    );
-    m.set(
-        "ext_runner_bundle_fetches",
-        "Bundles fetched from the store since start-up (cache misses).",
-        &[],
-        bundles.fetches() as f64,
-    );
-    m.set(
-        "ext_runner_bundle_cache_hits",
-        "Bundle lookups answered from memory or disk.",
-        &[],
-        bundles.hits() as f64,
-    );
-    m.set(
-        "ext_runner_bundle_cache_evictions",
-        "Bundles evicted from the disk cache.",
-        &[],
-        bundles.evictions() as f64,
-    );
-    m.set(
-        "ext_runner_tokio_tasks",
-        "Tasks alive on the async runtime (connections, executions, background work).",
-        &[],
-        tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64,
-    );
-    m.set(
-        "ext_runner_executions_in_flight",
-        "Executions running now.",
-        &[],
-        runner.in_flight() as f64,
-    );
-    m.set(
-        "ext_runner_response_headers_dropped",
-        "Guest response headers removed by the allowlist since start-up.",
-        &[],
-        runner.headers_dropped() as f64,
-    );
-    for (tenant, egress) in runner.egress_stats().snapshot() {
-        let labels = [("tenant", tenant.as_str())];
-        m.set(
-            "ext_runner_egress_requests",
-            "http.fetch calls by tenant since start-up.",
-            &labels,
-            egress.requests as f64,
-        );
-        m.set(
-            "ext_runner_egress_denied",
-            "http.fetch calls refused by policy, by tenant.",
-            &labels,
-            egress.denied as f64,
-        );
-        m.set(
-            "ext_runner_egress_bytes",
-            "Bytes sent and received through http.fetch, by tenant.",
-            &labels,
-            (egress.bytes_sent + egress.bytes_received) as f64,
-        );
-    }
-    for kind in [Listener::Service, Listener::Public] {
-        let stats = state.connections(kind);
-        let listener = [("listener", kind.as_str())];
-        m.set(
-            "ext_runner_connections_open",
-            "Connections open now, by listener.",
-            &listener,
-            load(&stats.open),
-        );
-        m.set(
-            "ext_runner_connections_accepted",
-            "Connections accepted since start-up, by listener.",
-            &listener,
-            load(&stats.accepted),
-        );
-        for (reason, count) in stats.closes() {
-            m.set(
-                "ext_runner_connections_closed_early",
-                "Connections closed by a limit since start-up: over_cap (RUNNER_MAX_CONNECTIONS), silent (no request within the header-read timeout), idle (RUNNER_IDLE_TIMEOUT_MS), write_stalled (RUNNER_WRITE_STALL_TIMEOUT_MS).",
-                &[("listener", kind.as_str()), ("reason", reason)],
-                count as f64,
-            );
-        }
-    }
-    let quotas = runner.quotas().stats();
-    for (reason, counter) in [
-        ("tenant_concurrency", &quotas.tenant_concurrency_rejections),
-        ("extension_concurrency", &quotas.extension_concurrency_rejections),
-        ("rate_limited", &quotas.rate_limited),
-    ] {
-        m.set(
-            "ext_runner_quota_rejections",
-            "Requests refused by a tenant quota since start-up, by reason.",
-            &[("reason", reason)],
-            load(counter),
-        );
-    }
-    m.set(
-        "ext_runner_rate_limit_fail_open",
-        "Requests admitted without a rate-limit decision because Redis did not answer.",
-        &[],
-        load(&quotas.rate_limit_fail_open),
-    );
-    runner.cpu().export(m);
-    let mut response = m.render().into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    let mut response = state.runner.metrics().encode().into_response();
+    response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

@@ -11,6 +11,7 @@
 
 mod cache;
 mod layout;
+pub mod metrics;
 pub mod object;
 mod settings;
 
@@ -134,18 +135,17 @@ pub struct Bundles {
     write_failures: AtomicU64,
     /// Where the failed writes are also counted for alerting
     /// (`ext_runner_cache_write_failures_total`).
-    metrics: Arc<crate::metrics::Metrics>,
+    write_failure_series: metrics::WriteFailures,
 }
 
 /// Triples remembered in [`Bundles::scoped_seen`]; when full it is cleared,
 /// which costs each live triple one `HEAD` on its next request.
 const MAX_SCOPED_SEEN: usize = 100_000;
 
-/// Help text of the F-04 alert series.
-const WRITE_FAILURES_HELP: &str =
-    "Disk cache writes that failed (disk full, read-only, file size limit), by cache; alert on any increase.";
-
 impl Bundles {
+    /// Registers the store's families in `metrics` (one `Bundles` per
+    /// registry); its scrape-time gauges are [`Bundles::gauges`].
+    ///
     /// # Errors
     /// If the cache directory cannot be prepared.
     pub fn new(
@@ -153,7 +153,7 @@ impl Bundles {
         cache_dir: &std::path::Path,
         max_cache_bytes: u64,
         verification: Verification,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: &crate::metrics::Metrics,
     ) -> std::io::Result<Bundles> {
         Ok(Bundles {
             objects,
@@ -167,7 +167,7 @@ impl Bundles {
             evictions: AtomicU64::new(0),
             scoped_seen: Mutex::default(),
             write_failures: AtomicU64::new(0),
-            metrics,
+            write_failure_series: metrics::WriteFailures::register(metrics),
         })
     }
 
@@ -176,14 +176,9 @@ impl Bundles {
         self.write_failures.load(Ordering::Relaxed)
     }
 
-    fn count_write_failure(&self, cache: &str) {
+    fn count_write_failure(&self, cache: &'static str) {
         self.write_failures.fetch_add(1, Ordering::Relaxed);
-        self.metrics.inc(
-            "ext_runner_cache_write_failures_total",
-            WRITE_FAILURES_HELP,
-            &[("cache", cache)],
-            1.0,
-        );
+        self.write_failure_series.count(cache);
     }
 
     /// [`cache_write_failure`], counted.

@@ -21,6 +21,7 @@
 
 mod files;
 mod install_check;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -179,15 +180,25 @@ pub struct UiContext {
 }
 
 /// Process-wide UI state, shared by every UI request.
-#[derive(Default)]
 pub struct UiState {
     /// Small verified files in memory, the large-read slots (U-02).
     files: files::UiFiles,
     /// Install-check answers and the bounds on outbound checks (U-01).
     checks: install_check::InstallChecks,
+    /// Requests by status, for `/metrics` (every handler counts its answer).
+    metrics: metrics::UiMetrics,
 }
 
 impl UiState {
+    /// The UI's families go to `metrics` (one `UiState` per registry).
+    pub fn new(metrics: &crate::metrics::Metrics) -> UiState {
+        UiState {
+            files: files::UiFiles::default(),
+            checks: install_check::InstallChecks::default(),
+            metrics: metrics::UiMetrics::register(metrics),
+        }
+    }
+
     /// Install-check answers cached now (at most [`MAX_VALIDATION_CACHE_ENTRIES`]).
     pub fn install_checks_cached(&self) -> usize {
         self.checks.cached_entries()
@@ -230,12 +241,7 @@ pub async fn index(
 }
 
 fn count(state: &UiContext, response: &Response) {
-    state.runner.metrics().inc(
-        "ext_runner_ui_requests_total",
-        "UI asset requests by response status.",
-        &[("status", response.status().as_str())],
-        1.0,
-    );
+    state.ui.metrics.answered(response.status());
 }
 
 /// `/ext-ui/{ext}/{hash}/{*path}`.

@@ -97,14 +97,15 @@ async fn guest_metrics_appear_on_metrics_labelled_by_tenant_and_extension() {
 
     let text = scrape(&t).await;
     for expected in [
-        "# TYPE ext_runner_guest_orders_total counter\n",
+        // OpenMetrics: the family is named without `_total`, its samples with it.
+        "# TYPE ext_runner_guest_orders counter\n",
         "ext_runner_guest_orders_total{tenant=\"tenant-a\",extension=\"com.test.ext\",kind=\"refund\"} 5\n",
         "ext_runner_guest_orders_total{tenant=\"tenant-b\",extension=\"com.test.ext\",kind=\"refund\"} 1\n",
         "# TYPE ext_runner_guest_queue_depth gauge\n",
         "ext_runner_guest_queue_depth{tenant=\"tenant-a\",extension=\"com.test.ext\"} 7.5\n",
         "# TYPE ext_runner_guest_upstream_seconds histogram\n",
-        "ext_runner_guest_upstream_seconds_bucket{tenant=\"tenant-a\",extension=\"com.test.ext\",upstream=\"billing\",le=\"0.025\"} 0\n",
-        "ext_runner_guest_upstream_seconds_bucket{tenant=\"tenant-a\",extension=\"com.test.ext\",upstream=\"billing\",le=\"0.05\"} 1\n",
+        "ext_runner_guest_upstream_seconds_bucket{le=\"0.025\",tenant=\"tenant-a\",extension=\"com.test.ext\",upstream=\"billing\"} 0\n",
+        "ext_runner_guest_upstream_seconds_bucket{le=\"0.05\",tenant=\"tenant-a\",extension=\"com.test.ext\",upstream=\"billing\"} 1\n",
         "ext_runner_guest_upstream_seconds_count{tenant=\"tenant-a\",extension=\"com.test.ext\",upstream=\"billing\"} 1\n",
         "ext_runner_host_calls_total{interface=\"metrics\"} 5\n",
     ] {
@@ -191,9 +192,10 @@ async fn guest_metrics_refuse_invalid_names_labels_and_kinds() {
             !l.starts_with("ext_runner_guest_peak_memory_bytes") && !l.starts_with("ext_runner_guest_egress_bytes")
         })
         .collect();
+    // OpenMetrics: a counter's sample ends `_total`.
     assert_eq!(
         guest_lines,
-        ["ext_runner_guest_mixed{tenant=\"tenant-a\",extension=\"com.test.ext\"} 1"],
+        ["ext_runner_guest_mixed_total{tenant=\"tenant-a\",extension=\"com.test.ext\"} 1"],
         "{text}"
     );
     assert!(text.contains("# TYPE ext_runner_guest_mixed counter\n"), "{text}");

@@ -112,18 +112,28 @@ async fn metrics_expose_the_listed_series_with_labels() {
         "ext_runner_invocations_total{tenant=\"tenant-a\",extension=\"com.test.ext\",outcome=\"extension_trap\"} 1",
         "ext_runner_errors_total{code=\"extension_trap\"} 1",
         "ext_runner_invocation_duration_seconds_count{tenant=\"tenant-a\",extension=\"com.test.ext\"} 3",
-        "ext_runner_guest_peak_memory_bytes_bucket{tenant=\"tenant-a\",extension=\"com.test.ext\",le=\"+Inf\"} 3",
+        "ext_runner_guest_peak_memory_bytes_bucket{le=\"+Inf\",tenant=\"tenant-a\",extension=\"com.test.ext\"} 3",
         "ext_runner_compiles 2",
         // Two bundles, and one attempt for the absent UI hash.
         "ext_runner_bundle_fetches 3",
         "ext_runner_bundle_cache_hits 1",
         "ext_runner_executions_in_flight 0",
         "ext_runner_ui_requests_total{status=\"404\"} 1",
-        "# TYPE ext_runner_fuel_consumed_total counter",
+        // OpenMetrics: a counter's family is named without `_total`.
+        "# TYPE ext_runner_fuel_consumed counter",
         "# TYPE ext_runner_invocation_duration_seconds histogram",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    let response = ext_runner::server::router(t.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
 }
 
 #[tokio::test]

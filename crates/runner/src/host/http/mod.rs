@@ -7,7 +7,9 @@
 //!
 //! - `proxy`: a `wasi:http/proxy` component's outbound `wasi:http`
 //!   requests, under the same grant, engine and policy.
+//! - `metrics`: egress per tenant on `/metrics`, read when scraped.
 
+pub mod metrics;
 pub mod proxy;
 
 use std::sync::Arc;

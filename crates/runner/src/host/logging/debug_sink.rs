@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::metrics::SinkMetrics;
 use crate::metrics::Metrics;
 
 /// Prefix of the stream keys: `ext-debug:{tenant}:{extension}`.
@@ -68,11 +69,6 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// draining.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-const DROPPED: &str = "ext_runner_debug_sink_dropped_total";
-const DROPPED_HELP: &str = "Guest lines not copied to the Redis debug sink, by reason.";
-const WRITTEN: &str = "ext_runner_debug_sink_written_total";
-const WRITTEN_HELP: &str = "Guest lines copied to the Redis debug sink.";
-
 /// One guest line and whom it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DebugLine {
@@ -92,7 +88,7 @@ pub struct DebugLine {
 #[derive(Clone)]
 pub struct DebugSink {
     queue: mpsc::Sender<DebugLine>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SinkMetrics>,
 }
 
 /// The sink could not be started.
@@ -120,11 +116,12 @@ pub fn check_url(text: &str) -> Result<(), String> {
 }
 
 impl DebugSink {
-    /// Start the background writer for `url`, counting into `metrics`.
+    /// Start the background writer for `url`, counting into families it
+    /// registers in `metrics` (one sink per registry).
     ///
     /// # Errors
     /// [`StartError`] for a bad URL or when the thread cannot start.
-    pub fn start(url: &str, metrics: Arc<Metrics>) -> Result<DebugSink, StartError> {
+    pub fn start(url: &str, metrics: &Metrics) -> Result<DebugSink, StartError> {
         DebugSink::start_with_capacity(url, metrics, QUEUE_CAPACITY)
     }
 
@@ -132,9 +129,10 @@ impl DebugSink {
     ///
     /// # Errors
     /// As [`DebugSink::start`].
-    pub fn start_with_capacity(url: &str, metrics: Arc<Metrics>, capacity: usize) -> Result<DebugSink, StartError> {
+    pub fn start_with_capacity(url: &str, metrics: &Metrics, capacity: usize) -> Result<DebugSink, StartError> {
         check_url(url).map_err(StartError::Url)?;
         let client = redis::Client::open(url).map_err(|e| StartError::Url(format!("`{}`: {e}", redact(url))))?;
+        let metrics = SinkMetrics::register(metrics);
         let (queue, lines) = mpsc::channel(capacity.max(1));
         let writer_metrics = metrics.clone();
         // A thread and runtime of its own: the writer outlives no caller's
@@ -158,8 +156,7 @@ impl DebugSink {
     /// and counted.
     pub fn send(&self, line: DebugLine) {
         if self.queue.try_send(line).is_err() {
-            self.metrics
-                .inc(DROPPED, DROPPED_HELP, &[("reason", "queue_full")], 1.0);
+            self.metrics.dropped("queue_full", 1);
         }
     }
 }
@@ -172,7 +169,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>, metrics: Arc<Metrics>) {
+async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>, metrics: Arc<SinkMetrics>) {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -183,7 +180,7 @@ async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>,
         Err(error) => {
             tracing::error!(%error, "debug sink: cannot set up the Redis connection; guest lines will be dropped");
             while lines.recv().await.is_some() {
-                metrics.inc(DROPPED, DROPPED_HELP, &[("reason", "redis_unavailable")], 1.0);
+                metrics.dropped("redis_unavailable", 1);
             }
             return;
         }
@@ -191,9 +188,9 @@ async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>,
     let mut paused_until: Option<Instant> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while lines.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let count = batch.len() as f64;
+        let count = batch.len() as u64;
         if paused_until.is_some_and(|until| Instant::now() < until) {
-            metrics.inc(DROPPED, DROPPED_HELP, &[("reason", "redis_unavailable")], count);
+            metrics.dropped("redis_unavailable", count);
             batch.clear();
             continue;
         }
@@ -221,14 +218,14 @@ async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>,
         }
         let error = match tokio::time::timeout(REDIS_TIMEOUT, pipe.exec_async(&mut connection)).await {
             Ok(Ok(())) => {
-                metrics.inc(WRITTEN, WRITTEN_HELP, &[], count);
+                metrics.written(count);
                 paused_until = None;
                 continue;
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {} ms", REDIS_TIMEOUT.as_millis()),
         };
-        metrics.inc(DROPPED, DROPPED_HELP, &[("reason", "redis_unavailable")], count);
+        metrics.dropped("redis_unavailable", count);
         if paused_until.is_none() {
             tracing::warn!(%error, retry_in_ms = RETRY_INTERVAL.as_millis() as u64, "debug sink: Redis unavailable; dropping guest lines meanwhile");
         }
@@ -239,6 +236,10 @@ async fn write_loop(client: redis::Client, mut lines: mpsc::Receiver<DebugLine>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exposed sample names (the families are registered without `_total`).
+    const DROPPED: &str = "ext_runner_debug_sink_dropped_total";
+    const WRITTEN: &str = "ext_runner_debug_sink_written_total";
 
     fn line(n: usize) -> DebugLine {
         DebugLine {
@@ -253,7 +254,7 @@ mod tests {
     }
 
     fn dropped(metrics: &Metrics, reason: &str) -> f64 {
-        let text = metrics.render();
+        let text = metrics.encode();
         let prefix = format!("{DROPPED}{{reason=\"{reason}\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
@@ -303,8 +304,8 @@ mod tests {
     fn a_silent_redis_never_blocks_the_sender() {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("redis://{}", silent.local_addr().unwrap());
-        let metrics = Arc::new(Metrics::default());
-        let sink = DebugSink::start_with_capacity(&url, metrics.clone(), 4).unwrap();
+        let metrics = Metrics::default();
+        let sink = DebugSink::start_with_capacity(&url, &metrics, 4).unwrap();
         let started = Instant::now();
         for n in 0..200 {
             sink.send(line(n));
@@ -314,7 +315,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert!(dropped(&metrics, "queue_full") >= 100.0, "{}", metrics.render());
-        assert!(!metrics.render().contains(WRITTEN));
+        assert!(dropped(&metrics, "queue_full") >= 100.0, "{}", metrics.encode());
+        assert!(!metrics.encode().contains(WRITTEN));
     }
 }

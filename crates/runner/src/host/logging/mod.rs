@@ -4,9 +4,11 @@
 //! to the debug sink (`debug_sink`).
 //!
 //! - `output`: the bounded stdout/stderr capture behind the WASI context;
-//! - `debug_sink`: the copy to Redis streams for live debugging.
+//! - `debug_sink`: the copy to Redis streams for live debugging;
+//! - `metrics`: the debug sink's written and dropped counters.
 
 pub mod debug_sink;
+mod metrics;
 pub mod output;
 
 use super::bindings::alga::extension::logging;

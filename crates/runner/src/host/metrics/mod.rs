@@ -9,7 +9,10 @@
 //! - `invalid`: a name or label outside the syntax below, a reserved label
 //!   (`tenant`, `extension`, `le`), a duplicate label, a non-finite value,
 //!   or a name already used as another kind (by any extension: the
-//!   exposition has one type per name) or by the runner itself;
+//!   exposition has one type per name) or by the runner itself (any name
+//!   the series would expose counts: a counter's samples end `_total`, so
+//!   counters `orders` and `orders_total` are one series and a gauge
+//!   `orders_total` beside them is refused);
 //! - `limit-exceeded`: the (tenant, extension) already has
 //!   [`MAX_SERIES_PER_EXTENSION`] series, the process [`MAX_SERIES_TOTAL`],
 //!   or the execution made [`MAX_CALLS_PER_INVOCATION`] calls.
@@ -180,7 +183,7 @@ pub fn emit(
     check_name(name)?;
     let labels = check_labels(labels)?;
     let update = match emit {
-        Emit::CounterAdd(n) => Update::Add(n as f64),
+        Emit::CounterAdd(n) => Update::Add(n),
         Emit::GaugeSet(v) if v.is_finite() => Update::Set(v),
         Emit::HistogramObserve(v) if v.is_finite() => Update::Observe(BUCKETS, v),
         _ => return Err(Refusal::Value),
@@ -361,7 +364,11 @@ mod tests {
         }
         assert_eq!(Refusal::Denied.error(), MetricsError::Denied);
         assert_eq!(Refusal::Calls.error(), MetricsError::LimitExceeded);
-        m.inc("ext_runner_guest_peak", "Runner's own.", &[], 1.0);
+        let own = prometheus_client::metrics::family::Family::<
+            crate::metrics::NoLabels,
+            prometheus_client::metrics::counter::Counter,
+        >::default();
+        m.register("ext_runner_guest_peak", "Runner's own.", own);
         assert_eq!(
             call("peak", Emit::CounterAdd(1), &[]).unwrap_err().error(),
             MetricsError::Invalid
