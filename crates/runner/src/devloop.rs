@@ -117,7 +117,7 @@ pub struct Packed {
 /// As [`crate::cli::bundle::pack_dir`].
 pub fn pack(dir: &Path) -> anyhow::Result<Packed> {
     let archive = crate::cli::bundle::pack_dir(dir)?;
-    for warning in crate::cli::imports::capability_warnings(dir) {
+    for warning in crate::imports::capability_warnings(dir) {
         eprintln!("warning: {warning}");
     }
     let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;

@@ -62,6 +62,33 @@ pub enum ErrorCode {
     /// No compile slot freed before the request's deadline
     /// (`RUNNER_COMPILE_CONCURRENCY`, A-21).
     CompileBusy,
+    /// A registry request body, query or path segment is malformed (the message names the field).
+    InvalidRequest,
+    /// The caller's token is valid but its scope does not cover this.
+    Forbidden,
+    ExtensionNotFound,
+    VersionNotFound,
+    InstallNotFound,
+    /// Published versions are immutable: the version exists with other content.
+    VersionExists,
+    /// The bundle store holds other bytes at a key a publish writes.
+    ObjectConflict,
+    /// Another request changed the same data at the same time; retry.
+    Conflict,
+    /// `If-Match` / `If-None-Match` did not hold.
+    PreconditionFailed,
+    /// A published archive, manifest or component the runner would refuse.
+    BundleRejected,
+    /// A publish whose signature is missing, malformed, untrusted or not the namespace's signer.
+    SignatureRejected,
+    /// Capabilities or egress hosts an install asks for that the manifest does not declare.
+    NotDeclared,
+    /// The version is yanked or revoked.
+    VersionNotInstallable,
+    /// No secrets key is configured to seal install secrets with.
+    SecretsUnavailable,
+    /// The registry's database failed.
+    RegistryUnavailable,
     Internal,
 }
 
@@ -119,6 +146,21 @@ impl ErrorCode {
         ErrorCode::TenantCpuExceeded { retry_after_secs: 1 },
         ErrorCode::Overloaded,
         ErrorCode::CompileBusy,
+        ErrorCode::InvalidRequest,
+        ErrorCode::Forbidden,
+        ErrorCode::ExtensionNotFound,
+        ErrorCode::VersionNotFound,
+        ErrorCode::InstallNotFound,
+        ErrorCode::VersionExists,
+        ErrorCode::ObjectConflict,
+        ErrorCode::Conflict,
+        ErrorCode::PreconditionFailed,
+        ErrorCode::BundleRejected,
+        ErrorCode::SignatureRejected,
+        ErrorCode::NotDeclared,
+        ErrorCode::VersionNotInstallable,
+        ErrorCode::SecretsUnavailable,
+        ErrorCode::RegistryUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -158,6 +200,21 @@ impl ErrorCode {
             ErrorCode::TenantCpuExceeded { .. } => "tenant_cpu_exceeded",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::CompileBusy => "compile_busy",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ExtensionNotFound => "extension_not_found",
+            ErrorCode::VersionNotFound => "version_not_found",
+            ErrorCode::InstallNotFound => "install_not_found",
+            ErrorCode::VersionExists => "version_exists",
+            ErrorCode::ObjectConflict => "object_conflict",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionFailed => "precondition_failed",
+            ErrorCode::BundleRejected => "bundle_rejected",
+            ErrorCode::SignatureRejected => "signature_rejected",
+            ErrorCode::NotDeclared => "not_declared",
+            ErrorCode::VersionNotInstallable => "version_not_installable",
+            ErrorCode::SecretsUnavailable => "secrets_unavailable",
+            ErrorCode::RegistryUnavailable => "registry_unavailable",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -169,6 +226,20 @@ impl ErrorCode {
             ErrorCode::InvalidEnvelope | ErrorCode::UnknownCapability => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::ExtensionNotFound | ErrorCode::VersionNotFound | ErrorCode::InstallNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::VersionExists
+            | ErrorCode::ObjectConflict
+            | ErrorCode::Conflict
+            | ErrorCode::VersionNotInstallable => StatusCode::CONFLICT,
+            ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ErrorCode::BundleRejected | ErrorCode::SignatureRejected | ErrorCode::NotDeclared => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ErrorCode::SecretsUnavailable | ErrorCode::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -213,6 +284,7 @@ impl ErrorCode {
             }
             ErrorCode::BundleUnavailable => Some(5),
             ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
+            ErrorCode::Conflict | ErrorCode::RegistryUnavailable => Some(1),
             _ => None,
         }
     }
@@ -346,11 +418,26 @@ mod tests {
                 ErrorCode::ComponentTooLarge => 32,
                 ErrorCode::CompileBusy => 33,
                 ErrorCode::TenantCpuExceeded { .. } => 34,
+                ErrorCode::InvalidRequest => 35,
+                ErrorCode::Forbidden => 36,
+                ErrorCode::ExtensionNotFound => 37,
+                ErrorCode::VersionNotFound => 38,
+                ErrorCode::InstallNotFound => 39,
+                ErrorCode::VersionExists => 40,
+                ErrorCode::ObjectConflict => 41,
+                ErrorCode::Conflict => 42,
+                ErrorCode::PreconditionFailed => 43,
+                ErrorCode::BundleRejected => 44,
+                ErrorCode::SignatureRejected => 45,
+                ErrorCode::NotDeclared => 46,
+                ErrorCode::VersionNotInstallable => 47,
+                ErrorCode::SecretsUnavailable => 48,
+                ErrorCode::RegistryUnavailable => 49,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..35).collect::<Vec<_>>());
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
     }
 }

@@ -42,7 +42,8 @@ impl Listeners {
     }
 }
 
-/// Serve `runner` on `listeners` until `shutdown` resolves. Then readiness
+/// Serve `runner` (and `registry`, when this process runs that role) on
+/// `listeners` until `shutdown` resolves. Then readiness
 /// flips to 503 at once, the listeners keep accepting for the drain delay
 /// (`RUNNER_DRAIN_DELAY_MS`) so load balancers notice, then they stop
 /// accepting and in-flight work gets `grace` to finish.
@@ -51,11 +52,12 @@ impl Listeners {
 /// A listener fails.
 pub async fn serve(
     runner: Arc<Runner>,
+    registry: Option<Arc<crate::registry::Registry>>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(runner);
+    let state = AppState::with_registry(runner, registry);
     let drain_delay = state.runner.config().server.drain_delay;
     let draining = state.clone();
     // One signal stops both listeners, after the drain delay.

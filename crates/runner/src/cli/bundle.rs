@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use ext_bundle::{Digest, UnpackLimits};
 
-use super::imports::{build_hint, check_components};
 use crate::config::Config;
+use crate::imports::{build_hint, check_components};
 use crate::store::StorageSettings;
 use crate::store::object::{BundleObjects, PutOutcome};
 

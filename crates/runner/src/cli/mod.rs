@@ -17,7 +17,7 @@
 pub mod bundle;
 pub mod exec;
 pub mod files;
-pub mod imports;
+pub use crate::imports;
 mod logging;
 mod new;
 pub mod secrets;

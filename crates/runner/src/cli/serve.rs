@@ -185,9 +185,16 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
         .open_kv()
         .await
         .map_err(|f| anyhow::anyhow!("STORAGE_KV_URL: {}", f.message))?;
+    let registry = match runner.config().roles.registry {
+        true => Some(Arc::new(
+            crate::registry::Registry::open(runner.config(), runner.metrics()).await?,
+        )),
+        false => None,
+    };
     let listeners = Listeners::bind(&runner.config().server).await?;
     let local = listeners.service.local_addr()?;
-    tracing::info!(listen = %local, store = %runner.config().storage.url, "ext-runner listening");
+    let roles = runner.config().roles.names();
+    tracing::info!(listen = %local, store = %runner.config().storage.url, roles, "ext-runner listening");
     if no_token {
         tracing::warn!("--dev without RUNNER_SERVICE_TOKEN: /v1/execute accepts unauthenticated calls on loopback");
     }
@@ -209,7 +216,7 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
             _rebuilding = Some(AbortOnDrop(tokio::spawn(dev_loop.run())));
         }
     }
-    serve(runner, listeners, shutdown_signal(), grace).await
+    serve(runner, registry, listeners, shutdown_signal(), grace).await
 }
 
 /// A task that stops when its handle goes.

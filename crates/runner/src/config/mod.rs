@@ -25,8 +25,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Unpacked bundles and compiled artifacts (`RUNNER_CACHE_DIR`, `--cache-dir`).
     pub cache_dir: PathBuf,
+    /// Which roles this process runs (`RUNNER_ROLES`).
+    pub roles: crate::roles::Roles,
     /// Listeners, tokens, connection limits, drain, logging.
     pub server: crate::server::settings::ServerSettings,
+    /// The registry role's database and tokens (`REGISTRY_*`).
+    pub registry: crate::registry::settings::RegistrySettings,
     /// The operator's ceilings on one execution (`RUNNER_MAX_*`).
     pub limits: crate::limits::ExecutionLimits,
     /// Compile and component-cache sizing.
@@ -107,7 +111,9 @@ impl Config {
             source.accept(key);
         }
         Config {
+            roles: crate::roles::Roles::from_source(source),
             server: crate::server::settings::ServerSettings::from_source(source),
+            registry: crate::registry::settings::RegistrySettings::from_source(source, &data_dir),
             limits: crate::limits::ExecutionLimits::from_source(source),
             engine: crate::engine::EngineSettings::from_source(source),
             storage: crate::store::StorageSettings::from_source(source, data_dir.join("bundles")),

@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, Request};
 use http_body_util::BodyExt as _;
 
 use super::AppState;
-use super::layers::{id_of, valid_request_id};
+use super::request_id::{id_of, valid_request_id};
 use crate::envelope::Envelope;
 use crate::error::{ApiError, ErrorCode, Failure};
 use crate::limits::ENVELOPE_OVERHEAD_BYTES;

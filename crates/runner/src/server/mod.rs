@@ -30,17 +30,19 @@ pub mod connections;
 mod execute_call;
 mod layers;
 mod metrics;
+pub mod request_id;
 pub mod settings;
 
 pub use settings::{LogFormat, ServerSettings};
 
 use execute_call::ExecuteCall;
-pub use layers::RequestId;
-use layers::{inbound_request_id, set_request_id};
+use request_id::{inbound_request_id, set_request_id};
 
 /// Shared by every request handler.
 pub struct AppState {
     pub runner: Arc<Runner>,
+    /// The registry role, when this process runs it (`RUNNER_ROLES`).
+    pub registry: Option<Arc<crate::registry::Registry>>,
     /// Verified UI files kept in memory and install-check answers.
     pub ui: Arc<crate::ui::UiState>,
     /// SHA-256 of each accepted service token: comparing fixed-size digests
@@ -66,6 +68,11 @@ impl AppState {
     /// The server's and the UI's families and gauges go to the runner's
     /// registry: one `AppState` per runner.
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
+        AppState::with_registry(runner, None)
+    }
+
+    /// [`AppState::new`] with the registry role's state.
+    pub fn with_registry(runner: Arc<Runner>, registry: Option<Arc<crate::registry::Registry>>) -> Arc<AppState> {
         let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
         let config = runner.config();
         let token_digests = config.server.service_tokens.iter().map(digest).collect();
@@ -80,6 +87,7 @@ impl AppState {
             metrics_token_digest,
             connections,
             runner,
+            registry,
         })
     }
 
@@ -122,8 +130,9 @@ fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
         .into()
 }
 
-/// The application: `POST /v1/execute`, the UI assets, `GET /healthz`,
-/// JSON 404/405.
+/// The application: `POST /v1/execute` and the UI assets (the runner
+/// role), `/v1/registry/…` (the registry role), `GET /healthz`, `/readyz`,
+/// `/metrics`, `/openapi.json`, JSON 404/405.
 ///
 /// The API routes share one stack of layers (outermost first):
 /// 1. `request_id`: the caller's `x-request-id` (or a new one) in the
@@ -131,26 +140,39 @@ fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
 /// 2. `no_store`: answers about this moment (executions, metrics,
 ///    readiness, errors) are never cached, unless the handler says so.
 ///
-/// `/v1/execute` alone adds `require_service_token` (401 without one);
-/// `/metrics` checks its own optional token. UI assets take neither: they
-/// set their own caching and are reached without a token.
+/// `/v1/execute` alone adds `require_service_token` (401 without one); the
+/// registry's routes check registry tokens (`REGISTRY_TOKENS`); `/metrics`
+/// checks its own optional token. UI assets take none: they set their own
+/// caching and are reached without a token.
 pub fn router(state: Arc<AppState>) -> Router {
     let api_layers = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(layers::request_id))
+        .layer(axum::middleware::from_fn(request_id::request_id))
         .layer(axum::middleware::map_response(layers::no_store));
-    let execute_route = post(execute).route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        layers::require_service_token,
-    ));
-    let api = Router::new()
-        .route("/v1/execute", execute_route)
+    let runs_runner = state.runner.config().roles.runner;
+    let mut api = Router::new();
+    if runs_runner {
+        let execute_route = post(execute).route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            layers::require_service_token,
+        ));
+        api = api.route("/v1/execute", execute_route);
+    }
+    if let Some(registry) = &state.registry {
+        api = api.merge(crate::registry::routes::router(registry.clone()));
+    }
+    let api = api
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(api_layers);
-    ui_routes(api).with_state(state)
+    let app = if runs_runner {
+        ui_routes(api)
+    } else {
+        api.route("/healthz", get(healthz))
+    };
+    app.with_state(state)
 }
 
 /// The browser-facing listener (`RUNNER_PUBLIC_LISTEN`): UI assets and
@@ -255,7 +277,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     response
 }
 
-/// Ready to take traffic: not draining and the cache directory writable.
+/// Ready to take traffic: not draining, the cache directory writable, and
+/// the registry's database answering when this process runs the registry.
 /// The bundle store's reachability is reported (`degraded`) but does not
 /// fail readiness: in a store outage cached bundles keep serving (F-01), and
 /// every pod turning unready at once would stop that too.
@@ -264,7 +287,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let draining = runner.is_draining();
     let cache = runner.bundles().cache().writable();
     let store = runner.bundles().store_reachable().await;
-    let ready = !draining && cache.is_ok();
+    let database = match &state.registry {
+        Some(registry) => Some(registry.reachable().await),
+        None => None,
+    };
+    let ready = !draining && cache.is_ok() && database.as_ref().is_none_or(Result::is_ok);
     // The reasons go to the log, not to whoever can reach the probe.
     let detail = |what: &str, r: &Result<(), String>| match r {
         Ok(()) => serde_json::json!({"ok": true}),
@@ -273,7 +300,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             serde_json::json!({"ok": false})
         }
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "degraded": store.is_err(),
         "draining": draining,
@@ -281,6 +308,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "cache": detail("cache", &cache),
         "bundle_store": detail("bundle_store", &store),
     });
+    if let Some(database) = &database {
+        body["registry_database"] = detail("registry_database", database);
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -359,6 +359,24 @@ impl BundleObjects {
         Ok(PutOutcome::Created)
     }
 
+    /// Remove the object at `key` (nothing there is fine): a publish that
+    /// could not be recorded takes back what it wrote, so a later publish
+    /// does not trip over it.
+    ///
+    /// # Errors
+    /// `ReadOnly`, `Unavailable`, `Denied`.
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        if self.read_only {
+            return Err(ObjectError::ReadOnly {
+                store: self.url.to_string(),
+            });
+        }
+        match self.store.delete(&self.location(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_error(key, e)),
+        }
+    }
+
     /// `None` when nothing is at `key`; otherwise whether it holds `bytes`.
     async fn compare_existing(&self, key: &str, bytes: &Bytes) -> Result<Option<PutOutcome>, ObjectError> {
         match self.download(key, &mut std::io::sink(), bytes.len() as u64).await {

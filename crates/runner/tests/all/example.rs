@@ -71,16 +71,3 @@ async fn hello_counts_visits_and_relays_with_a_secret_handle() {
     .await;
     assert_eq!(out, json!({"upstream_status": 200, "upstream_body": "key ok"}));
 }
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}

@@ -17,6 +17,7 @@ mod h2raw;
 mod limits;
 mod ops;
 mod quota;
+mod registry;
 mod s3;
 mod secrets;
 mod signing;

@@ -445,3 +445,17 @@ pub fn post_printed_curl(port: u16, curl: &str, timeout: std::time::Duration) ->
         .unwrap();
     rt.block_on(raw_exchange(([127, 0, 0, 1], port).into(), request.as_bytes(), timeout))
 }
+
+/// Copy a directory tree (a bundle directory to edit in a test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 description of every runner endpoint, built in code next
+//! The OpenAPI 3.1 description of every endpoint (the registry's from
+//! `registry/openapi.rs`, error answers from [`responses`]), built in code next
 //! to the handlers and served at `GET /openapi.json`. The committed
 //! `openapi.json` at the repository root is this document; a test fails
 //! when they drift.
@@ -6,40 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::error::ErrorCode;
+use responses::error_response;
 
-/// An error answer with HTTP status `status`: the `Error` schema narrowed to
-/// that status and to the codes [`ErrorCode::status`] maps to it, so a
-/// response's code always agrees with its status.
-fn error_response(status: u16, description: &str) -> Value {
-    let mut codes: Vec<&str> = ErrorCode::ALL
-        .iter()
-        .filter(|c| c.status().as_u16() == status)
-        .map(|c| c.as_str())
-        .collect();
-    codes.sort_unstable();
-    codes.dedup();
-    let mut headers = json!({
-        "x-request-id": {"required": true, "description": "The request id (also in the body)", "schema": {"type": "string"}},
-        "cache-control": {"required": true, "description": "Errors are never cached", "schema": {"const": "no-store"}}
-    });
-    // 429 and 503 answers all say when to retry.
-    let with_status = || ErrorCode::ALL.iter().filter(|c| c.status().as_u16() == status);
-    if with_status().all(|c| c.retry_after().is_some()) {
-        headers["retry-after"] = json!({"required": true, "description": "Seconds to wait before retrying",
-                                        "schema": {"type": "string", "pattern": "^[0-9]+$"}});
-    }
-    json!({
-        "description": description,
-        "headers": headers,
-        "content": {"application/json": {"schema": {
-            "allOf": [{"$ref": "#/components/schemas/Error"}],
-            "properties": {
-                "status": {"const": status},
-                "error": {"properties": {"code": {"enum": codes}}}
-            }
-        }}}
-    })
-}
+pub(crate) mod responses;
 
 /// `http.query` and `http.headers`: an object (a value or a list of values
 /// per name; `null` skips the name) or a list of `[name, value]` /
@@ -62,6 +32,13 @@ fn pairs_schema(name: Value, value: Value, description: &str) -> Value {
 /// Unicode control characters (`char::is_control`) as a regex class body:
 /// ids and paths must not contain them.
 const CONTROL_CHARACTERS: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+/// Add `more`'s entries to the object `into`.
+fn merge(into: &mut Value, more: Value) {
+    if let (Some(into), Value::Object(more)) = (into.as_object_mut(), more) {
+        into.extend(more);
+    }
+}
 
 /// The document.
 pub fn document() -> Value {
@@ -119,7 +96,7 @@ pub fn document() -> Value {
             }
         })
     };
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "ext-runner",
@@ -155,7 +132,7 @@ pub fn document() -> Value {
                     "properties": {"status": {"const": "ok"}}, "required": ["status"]}}}}}}},
             "/readyz": {"get": {"summary": "Ready for traffic", "responses": {
                 "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
-                "503": {"description": "Not ready (draining or cache not writable)",
+                "503": {"description": "Not ready (draining, cache not writable, or the registry database not answering)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}
             }}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
@@ -263,7 +240,8 @@ pub fn document() -> Value {
                     "draining": {"type": "boolean"},
                     "engine": {"$ref": "#/components/schemas/Check"},
                     "cache": {"$ref": "#/components/schemas/Check"},
-                    "bundle_store": {"$ref": "#/components/schemas/Check"}
+                    "bundle_store": {"$ref": "#/components/schemas/Check"},
+                    "registry_database": {"$ref": "#/components/schemas/Check"}
                 }},
                 "Check": {"type": "object", "required": ["ok"], "properties": {
                     "ok": {"type": "boolean"},
@@ -271,7 +249,14 @@ pub fn document() -> Value {
                 }}
             }
         }
-    })
+    });
+    // The registry role's routes (served when the process runs it).
+    merge(&mut document["paths"], crate::registry::openapi::paths());
+    merge(
+        &mut document["components"]["schemas"],
+        crate::registry::openapi::schemas(),
+    );
+    document
 }
 
 #[cfg(test)]
@@ -284,6 +269,7 @@ mod tests {
     fn error_answers_list_the_codes_of_their_status() {
         let document = document();
         let mut seen = 0;
+        let mut listed = std::collections::BTreeSet::new();
         for (path, item) in document["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 for (status, response) in operation["responses"].as_object().unwrap() {
@@ -296,6 +282,7 @@ mod tests {
                         .as_array()
                         .unwrap();
                     assert!(!codes.is_empty(), "{method} {path} {status}");
+                    listed.extend(codes.iter().filter_map(Value::as_str).map(str::to_string));
                     for code in codes {
                         let code = ErrorCode::ALL.iter().find(|c| c.as_str() == code).unwrap();
                         assert_eq!(code.status().as_str(), status, "{method} {path}");
@@ -304,20 +291,12 @@ mod tests {
             }
         }
         assert!(seen > 10, "{seen}");
-        // Every code is documented on /v1/execute, except the router's 405.
-        let execute = &document["paths"]["/v1/execute"]["post"]["responses"];
+        // Every code is documented on some operation, except the router's 405.
         for code in ErrorCode::ALL {
-            let status = code.status();
-            let listed =
-                execute[status.as_str()]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
-                    ["code"]["enum"]
-                    .as_array()
-                    .is_some_and(|codes| codes.iter().any(|c| c == code.as_str()));
-            assert!(
-                listed || matches!(code, ErrorCode::MethodNotAllowed),
-                "{}",
-                code.as_str()
-            );
+            if matches!(code, ErrorCode::MethodNotAllowed) {
+                continue;
+            }
+            assert!(listed.contains(code.as_str()), "{}", code.as_str());
         }
     }
 

@@ -1,5 +1,5 @@
-//! What `pack` and `publish` check before a bundle leaves the author's
-//! machine: the component import analysis (read without compiling), the
+//! What `pack`, `publish` and the registry check before a bundle is
+//! published: the component import analysis (read without compiling), the
 //! runner's import and world checks, and the capability warnings.
 
 use std::path::Path;

@@ -1,0 +1,159 @@
+//! The registry role: `/v1/registry/…` over [`ext_registry::Database`].
+//!
+//! - [`settings`]: `REGISTRY_DATABASE_URL`, `REGISTRY_TOKENS`;
+//! - [`tokens`]: the callers and their scopes;
+//! - [`publish`]: a bundle in, verified and checked as the runner would,
+//!   stored, recorded — all or nothing;
+//! - [`installs`]: an install request against the version's manifest, and
+//!   sealing install secrets;
+//! - [`routes`]: the handlers;
+//! - [`openapi`]: their part of `/openapi.json`.
+//!
+//! Every registry error becomes a [`Failure`] in [`failure`], and from
+//! there an HTTP answer in `crate::error`, the one place statuses are chosen.
+
+pub mod installs;
+mod metrics;
+pub mod openapi;
+pub mod publish;
+pub mod routes;
+pub mod settings;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::HeaderMap;
+use ext_registry::Database;
+
+use crate::config::Config;
+use crate::error::{ErrorCode, Failure};
+use crate::store::object::BundleObjects;
+use tokens::{Caller, Tokens};
+
+pub use settings::RegistrySettings;
+
+/// The registry role's state: the database, the bundle store it publishes
+/// to, the trust it verifies publishes against, and its callers.
+pub struct Registry {
+    db: Database,
+    tokens: Tokens,
+    /// `serve --dev` on loopback without `REGISTRY_TOKENS`: every caller is
+    /// the admin `dev`.
+    open_access: bool,
+    objects: BundleObjects,
+    trust: Arc<ext_bundle::TrustBundle>,
+    /// `RUNNER_SECRETS_KEY`: install secrets are sealed with it.
+    secrets_key: Option<[u8; 32]>,
+    metrics: metrics::RegistryMetrics,
+}
+
+impl Registry {
+    /// Open the database (migrating it) and the bundle store for `config`.
+    ///
+    /// # Errors
+    /// No trust bundle (publishes could not be verified), no tokens outside
+    /// `--dev` on loopback, a `{tenant}` key layout (runner-side only), an
+    /// unreachable or newer database — each naming its setting.
+    pub async fn open(config: &Config, metrics: &crate::metrics::Metrics) -> anyhow::Result<Registry> {
+        let settings = &config.registry;
+        let trust = config
+            .bundles
+            .trust
+            .as_ref()
+            .map(|t| t.bundle.clone())
+            .context("the registry role needs SIGNING_TRUST_BUNDLE: publishes are verified against it")?;
+        let loopback = config.server.listen.ip().is_loopback();
+        let open_access = settings.tokens.is_empty();
+        if open_access && !(config.server.dev && loopback) {
+            anyhow::bail!("the registry role needs REGISTRY_TOKENS (only `serve --dev` on loopback runs without them)");
+        }
+        if config.storage.layout.template().contains("{tenant}") {
+            anyhow::bail!(
+                "BUNDLE_STORAGE_KEY_LAYOUT `{}` contains {{tenant}}: that is a runner-side layout; a registry \
+                 publishes one bundle for every tenant",
+                config.storage.layout.template()
+            );
+        }
+        let objects =
+            BundleObjects::open(&config.storage).map_err(|why| anyhow::anyhow!("BUNDLE_STORAGE_URL: {why}"))?;
+        if objects.is_read_only() {
+            anyhow::bail!(
+                "BUNDLE_STORAGE_URL: http(s) stores are read-only; the registry publishes to s3:// or file://"
+            );
+        }
+        let db = Database::open(&settings.database_url).await?;
+        Ok(Registry {
+            db,
+            tokens: settings.tokens.clone(),
+            open_access,
+            objects,
+            trust,
+            secrets_key: config.host.secrets.key,
+            metrics: metrics::RegistryMetrics::register(metrics),
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Who is calling: the caller whose token the request presents.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Unauthorized`] without a known token.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Failure> {
+        if self.open_access {
+            return Ok(Caller::dev());
+        }
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        presented
+            .and_then(|token| self.tokens.authenticate(token))
+            .ok_or_else(|| {
+                Failure::new(
+                    ErrorCode::Unauthorized,
+                    "missing or invalid registry token (REGISTRY_TOKENS)",
+                )
+            })
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn reachable(&self) -> Result<(), String> {
+        self.db.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+impl From<ext_registry::Error> for Failure {
+    fn from(error: ext_registry::Error) -> Failure {
+        failure(error)
+    }
+}
+
+/// The one mapping of registry errors to what a client sees.
+pub fn failure(error: ext_registry::Error) -> Failure {
+    use ext_registry::Error as E;
+    let message = error.to_string();
+    let code = match &error {
+        E::NotFound { what: "extension", .. } => ErrorCode::ExtensionNotFound,
+        E::NotFound { what: "install", .. } => ErrorCode::InstallNotFound,
+        E::NotFound { .. } => ErrorCode::VersionNotFound,
+        E::VersionExists { .. } => ErrorCode::VersionExists,
+        E::WrongPublisher { .. } => ErrorCode::Forbidden,
+        E::SignerNotAllowed { .. } | E::SignerRevoked { .. } => ErrorCode::SignatureRejected,
+        E::NotInstallable { .. } => ErrorCode::VersionNotInstallable,
+        E::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+        E::Contended => ErrorCode::Conflict,
+        _ => {
+            // The database's own words stay in the log.
+            tracing::error!(error = %message, "registry database failed");
+            return Failure::new(
+                ErrorCode::RegistryUnavailable,
+                "the registry database failed; retry later",
+            );
+        }
+    };
+    Failure::new(code, message)
+}
