@@ -76,6 +76,26 @@ fn check_entries(
     Ok(())
 }
 
+/// 422 naming every entry of `field` that `declared_in` of the target
+/// version's manifest does not declare.
+fn not_declared(
+    field: &str,
+    undeclared: &[&str],
+    declared_in: &str,
+    manifest: &ext_bundle::Manifest,
+    target: &Version,
+) -> Failure {
+    Failure::new(
+        ErrorCode::NotDeclared,
+        format!(
+            "{field}: {} not declared in {} {}'s {declared_in}",
+            undeclared.join(", "),
+            manifest.name,
+            target.version
+        ),
+    )
+}
+
 impl InstallRequest {
     /// Sizes and shapes, before any lookup.
     ///
@@ -129,15 +149,7 @@ impl InstallRequest {
                     .map(String::as_str)
                     .collect();
                 if !undeclared.is_empty() {
-                    return Err(Failure::new(
-                        ErrorCode::NotDeclared,
-                        format!(
-                            "capabilities: {} not declared by {} {}'s manifest",
-                            undeclared.join(", "),
-                            manifest.name,
-                            target.version
-                        ),
-                    ));
+                    return Err(not_declared("capabilities", &undeclared, "manifest", &manifest, target));
                 }
                 normalised
             }
@@ -151,14 +163,12 @@ impl InstallRequest {
                     .map(String::as_str)
                     .collect();
                 if !undeclared.is_empty() {
-                    return Err(Failure::new(
-                        ErrorCode::NotDeclared,
-                        format!(
-                            "egress: {} not in {} {}'s network.allowed_hosts",
-                            undeclared.join(", "),
-                            manifest.name,
-                            target.version
-                        ),
+                    return Err(not_declared(
+                        "egress",
+                        &undeclared,
+                        "network.allowed_hosts",
+                        &manifest,
+                        target,
                     ));
                 }
                 let mut hosts = asked.clone();

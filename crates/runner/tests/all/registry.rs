@@ -68,7 +68,14 @@ async fn database_url(backend: Backend, dir: &Path) -> String {
 }
 
 impl System {
+    /// Both roles with a secrets key; `extra` adds or overrides settings.
     async fn start(backend: Backend, extra: &[(&str, &str)]) -> System {
+        let mut env = vec![("RUNNER_SECRETS_KEY", KEY_B64)];
+        env.extend_from_slice(extra);
+        System::without_secrets_key(backend, &env).await
+    }
+
+    async fn without_secrets_key(backend: Backend, extra: &[(&str, &str)]) -> System {
         let dir = tempfile::tempdir().unwrap();
         let url = database_url(backend, dir.path()).await;
         let tokens = tokens();
@@ -76,7 +83,6 @@ impl System {
             ("RUNNER_ROLES", "all"),
             ("REGISTRY_TOKENS", &tokens),
             ("REGISTRY_DATABASE_URL", &url),
-            ("RUNNER_SECRETS_KEY", KEY_B64),
         ];
         env.extend_from_slice(extra);
         System::open(dir, &env).await.unwrap()
@@ -556,19 +562,7 @@ async fn install_secrets_are_sealed_for_the_runner() {
 
 #[tokio::test]
 async fn secrets_without_a_key_are_refused_with_503() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = database_url(Backend::Sqlite, dir.path()).await;
-    let tokens = tokens();
-    let system = System::open(
-        dir,
-        &[
-            ("RUNNER_ROLES", "all"),
-            ("REGISTRY_TOKENS", &tokens),
-            ("REGISTRY_DATABASE_URL", &url),
-        ],
-    )
-    .await
-    .unwrap();
+    let system = System::without_secrets_key(Backend::Sqlite, &[]).await;
     system.publish(PUBLISHER, &hello_archive("1.0.0", false)).await;
     system.install(ADMIN, "tenant-a", &json!({"version": "1.0.0"})).await;
     let uri = format!("/v1/registry/tenants/tenant-a/installs/{HELLO}/secrets");
@@ -790,19 +784,7 @@ async fn conditional_edits_yank_revoke_and_enable() {
 
 #[tokio::test]
 async fn registry_metrics_readiness_and_the_registry_only_role() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = database_url(Backend::Sqlite, dir.path()).await;
-    let tokens = tokens();
-    let system = System::open(
-        dir,
-        &[
-            ("RUNNER_ROLES", "registry"),
-            ("REGISTRY_TOKENS", &tokens),
-            ("REGISTRY_DATABASE_URL", &url),
-        ],
-    )
-    .await
-    .unwrap();
+    let system = System::start(Backend::Sqlite, &[("RUNNER_ROLES", "registry")]).await;
     assert_eq!(
         system.publish(PUBLISHER, &hello_archive("1.0.0", false)).await.0,
         StatusCode::CREATED
