@@ -57,6 +57,9 @@ pub struct Envelope {
     /// The install's capability grants (`providers`), canonical; `None`
     /// when absent (the manifest's declaration then stands).
     pub providers: Option<Vec<String>>,
+    /// The install's egress list (`egress`), validated patterns; `None`
+    /// when absent (manifest ∩ operator then stands). It can only narrow.
+    pub egress: Option<Vec<String>>,
     /// W3C `traceparent` of the inbound HTTP request (not from the JSON),
     /// continued on the guest's `http.fetch` calls.
     pub traceparent: Option<String>,
@@ -76,6 +79,8 @@ struct RawEnvelope {
     user: Option<RawUser>,
     #[serde(default)]
     providers: Option<Vec<String>>,
+    #[serde(default)]
+    egress: Option<Vec<String>>,
     #[serde(default)]
     secret_envelope: Option<crate::host::secrets::SecretEnvelope>,
 }
@@ -220,6 +225,7 @@ impl Envelope {
             limits,
             user,
             providers,
+            egress,
             secret_envelope,
         } = raw;
 
@@ -256,6 +262,12 @@ impl Envelope {
                 })
             })
             .transpose()?;
+        let egress = egress
+            .map(|list| {
+                crate::host::http::canonical_egress(&list)
+                    .map_err(|(index, why)| invalid(&format!("egress[{index}]"), why))
+            })
+            .transpose()?;
         if let Some(fields) = user.as_ref().and_then(|u| u.additional_fields.as_ref())
             && fields.len() > MAX_USER_ADDITIONAL_FIELDS
         {
@@ -287,6 +299,7 @@ impl Envelope {
             fuel,
             user: user.map(user_info),
             providers,
+            egress,
             secret_envelope: secret_envelope.map(std::sync::Arc::new),
             traceparent: None,
         })

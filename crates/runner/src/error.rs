@@ -16,6 +16,12 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Unauthorized,
+    /// `RUNNER_GRANT_KEYS` is set and the execution grant is missing,
+    /// malformed, not signed by a configured key, or expired.
+    GrantInvalid,
+    /// The execution grant is valid but names another tenant, extension,
+    /// install, version, content hash, capability set or egress list.
+    GrantMismatch,
     InvalidEnvelope,
     UnknownCapability,
     NotFound,
@@ -113,6 +119,8 @@ impl ErrorCode {
     /// `all_lists_every_code` test fails when a variant is missing.
     pub const ALL: &[ErrorCode] = &[
         ErrorCode::Unauthorized,
+        ErrorCode::GrantInvalid,
+        ErrorCode::GrantMismatch,
         ErrorCode::InvalidEnvelope,
         ErrorCode::UnknownCapability,
         ErrorCode::NotFound,
@@ -167,6 +175,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::GrantInvalid => "grant_invalid",
+            ErrorCode::GrantMismatch => "grant_mismatch",
             ErrorCode::InvalidEnvelope => "invalid_envelope",
             ErrorCode::UnknownCapability => "unknown_capability",
             ErrorCode::NotFound => "not_found",
@@ -222,7 +232,8 @@ impl ErrorCode {
     /// The HTTP status for this code: the only place statuses are chosen.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized | ErrorCode::GrantInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::GrantMismatch => StatusCode::FORBIDDEN,
             ErrorCode::InvalidEnvelope | ErrorCode::UnknownCapability => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -433,11 +444,13 @@ mod tests {
                 ErrorCode::VersionNotInstallable => 47,
                 ErrorCode::SecretsUnavailable => 48,
                 ErrorCode::RegistryUnavailable => 49,
+                ErrorCode::GrantInvalid => 50,
+                ErrorCode::GrantMismatch => 51,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_eq!(seen, (0..52).collect::<Vec<_>>());
     }
 }

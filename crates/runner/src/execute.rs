@@ -317,6 +317,7 @@ impl Runner {
             manifest: &bundle.manifest,
             grants: &grants,
             deadline: tokio::time::Instant::now() + timeout,
+            egress: envelope.egress.as_deref(),
         };
         let store_limits = crate::host::StoreLimits {
             memory_bytes: (memory_mb * 1024 * 1024) as usize,

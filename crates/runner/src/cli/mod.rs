@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod exec;
 pub mod files;
+pub mod grant;
 pub use crate::imports;
 mod logging;
 mod new;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Secret envelopes for `cap:secrets.get`.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Execution grants: the key pair (RUNNER_GRANT_KEYS) and a signed grant for one envelope.
+    #[command(subcommand)]
+    Grant(grant::GrantCommand),
 }
 
 impl Cli {
@@ -114,6 +118,7 @@ impl Cli {
             Command::Sign(command) => report(command.run()),
             Command::Verify(command) => report(command.run()),
             Command::Secrets(command) => report(command.run()),
+            Command::Grant(command) => report(command.run()),
         }
     }
 }

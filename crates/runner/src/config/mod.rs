@@ -31,6 +31,8 @@ pub struct Config {
     pub server: crate::server::settings::ServerSettings,
     /// The registry role's database and tokens (`REGISTRY_*`).
     pub registry: crate::registry::settings::RegistrySettings,
+    /// Which keys execution grants must be signed with (`RUNNER_GRANT_KEYS`).
+    pub grants: crate::grant::GrantSettings,
     /// The operator's ceilings on one execution (`RUNNER_MAX_*`).
     pub limits: crate::limits::ExecutionLimits,
     /// Compile and component-cache sizing.
@@ -114,6 +116,7 @@ impl Config {
             roles: crate::roles::Roles::from_source(source),
             server: crate::server::settings::ServerSettings::from_source(source),
             registry: crate::registry::settings::RegistrySettings::from_source(source, &data_dir),
+            grants: crate::grant::GrantSettings::from_source(source),
             limits: crate::limits::ExecutionLimits::from_source(source),
             engine: crate::engine::EngineSettings::from_source(source),
             storage: crate::store::StorageSettings::from_source(source, data_dir.join("bundles")),

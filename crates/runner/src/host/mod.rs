@@ -92,6 +92,8 @@ pub struct Prepare<'a> {
     pub grants: &'a grants::Grants,
     /// The execution's deadline: no capability call outlives it.
     pub deadline: tokio::time::Instant,
+    /// The install's egress list (envelope or grant), if one was given.
+    pub egress: Option<&'a [String]>,
 }
 
 /// Per-execution sizing the host needs from the pipeline.

@@ -107,13 +107,18 @@ pub fn document() -> Value {
             "/v1/execute": {"post": {
                 "summary": "Execute an extension handler",
                 "security": [{"bearer": []}, {"serviceToken": []}],
+                "parameters": [{"name": "x-ext-grant", "in": "header", "required": false, "schema": {"type": "string"},
+                    "description": "Execution grant (compact JWS, EdDSA); required when RUNNER_GRANT_KEYS is set"}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
                 "responses": {
                     "200": {"description": "The handler's answer (its own status is in the body)",
                             "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecuteResponse"}}}},
                     "400": error_response(400, "Invalid envelope or unknown capability"),
-                    "401": error_response(401, "Missing or invalid service token"),
+                    "401": error_response(401, "Missing or invalid service token, or (`grant_invalid`) a missing, \
+                        unverifiable or expired execution grant"),
+                    "403": error_response(403, "`grant_mismatch`: the execution grant names another tenant, extension, \
+                        install, version, content hash, capability set or egress list"),
                     "404": error_response(404, "No endpoint for this method and path"),
                     "408": error_response(408, "Request body not received in time"),
                     "413": error_response(413, "Request or response body over its limit"),
@@ -193,6 +198,10 @@ pub fn document() -> Value {
                     "providers": {"type": "array", "description": "The install's capability grants (short forms such as \
                                   `storage.kv` are accepted too); absent: as the manifest declares",
                                   "items": {"enum": crate::host::registry::known_names().collect::<Vec<_>>()}},
+                    "egress": {"type": "array", "maxItems": crate::host::http::MAX_EGRESS_ENTRIES, "description": "The install's \
+                               egress patterns (`https://api.example.com`, `https://*.example.org:8443`); they narrow manifest ∩ \
+                               operator; with a grant they must be the grant's", "items": {"type": "string", "minLength": 1,
+                               "maxLength": crate::host::http::MAX_EGRESS_ENTRY_BYTES}},
                     "secret_envelope": {"type": "object", "required": ["ciphertext_b64"], "properties": {
                         "ciphertext_b64": {"type": "string"},
                         "algorithm": {"type": "string"},

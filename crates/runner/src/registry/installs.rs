@@ -22,10 +22,6 @@ pub const MAX_CONFIG_ENTRIES: usize = 64;
 pub const MAX_CONFIG_KEY_BYTES: usize = 128;
 /// Longest config value.
 pub const MAX_CONFIG_VALUE_BYTES: usize = 4096;
-/// Most egress hosts of one install.
-pub const MAX_EGRESS_ENTRIES: usize = 64;
-/// Longest egress host entry (`https://*.example.org:8443`).
-pub const MAX_EGRESS_ENTRY_BYTES: usize = 256;
 /// Most secrets of one install.
 pub const MAX_SECRETS: usize = 64;
 /// Longest secret value.
@@ -107,15 +103,8 @@ impl InstallRequest {
             check_entries("config", config, MAX_CONFIG_ENTRIES, MAX_CONFIG_VALUE_BYTES)?;
         }
         if let Some(egress) = &self.egress {
-            if egress.len() > MAX_EGRESS_ENTRIES {
-                return Err(invalid("egress", format!("at most {MAX_EGRESS_ENTRIES} entries")));
-            }
-            if let Some(bad) = egress.iter().find(|h| h.is_empty() || h.len() > MAX_EGRESS_ENTRY_BYTES) {
-                return Err(invalid(
-                    "egress",
-                    format!("`{bad}`: entries are 1-{MAX_EGRESS_ENTRY_BYTES} bytes"),
-                ));
-            }
+            crate::host::http::canonical_egress(egress)
+                .map_err(|(index, why)| invalid(&format!("egress[{index}]"), why))?;
         }
         Ok(())
     }

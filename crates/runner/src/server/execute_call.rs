@@ -1,7 +1,8 @@
 //! `POST /v1/execute`'s input as an extractor: the body read under its cap
 //! a declared length over it is refused before reading) and its
-//! read timeout (slowloris), parsed and validated into an [`Envelope`]. Its
-//! rejection is the one `ApiError`, under the request's id.
+//! read timeout (slowloris), parsed and validated into an [`Envelope`], and
+//! held against its execution grant when the runner requires grants
+//! (G-02). Its rejection is the one `ApiError`, under the request's id.
 
 use std::sync::Arc;
 
@@ -45,7 +46,9 @@ impl FromRequest<Arc<AppState>> for ExecuteCall {
         if declared.is_some_and(|len| len > max_envelope) {
             return Err(fail(ErrorCode::PayloadTooLarge, too_large()));
         }
-        let limited = http_body_util::Limited::new(request.into_body(), max_envelope as usize);
+        let (parts, body) = request.into_parts();
+        let headers = parts.headers;
+        let limited = http_body_util::Limited::new(body, max_envelope as usize);
         let bytes = match tokio::time::timeout(config.server.body_read_timeout, limited.collect()).await {
             Err(_) => {
                 return Err(fail(
@@ -66,6 +69,10 @@ impl FromRequest<Arc<AppState>> for ExecuteCall {
         };
         let mut envelope = Envelope::parse(&bytes, config.limits.max_request_bytes)
             .map_err(|Failure { code, message }| fail(code, message))?;
+        if let Some(keys) = &config.grants.keys {
+            crate::grant::enforce(keys, &headers, &mut envelope, crate::grant::now_secs())
+                .map_err(|Failure { code, message }| fail(code, message))?;
+        }
         envelope.traceparent = traceparent;
         let request_id = match envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
             Some(id) => id.to_string(),

@@ -19,6 +19,37 @@ use super::bindings::types::{HttpError, HttpHeader, HttpRequest, HttpResponse};
 use super::{Invocation, Prepare};
 
 pub const CAPABILITY: &str = "cap:http.fetch";
+/// Most patterns in one install's egress list (it travels in every
+/// envelope and grant).
+pub const MAX_EGRESS_ENTRIES: usize = 64;
+/// Longest egress pattern (`https://*.example.org:8443` is 26).
+pub const MAX_EGRESS_ENTRY_BYTES: usize = 256;
+
+/// An install's egress list: each entry trimmed and a valid pattern,
+/// sorted, without repeats.
+///
+/// # Errors
+/// The index of the first entry that is not a pattern (or of the first
+/// one over [`MAX_EGRESS_ENTRIES`]) and why.
+pub fn canonical_egress(list: &[String]) -> Result<Vec<String>, (usize, String)> {
+    if list.len() > MAX_EGRESS_ENTRIES {
+        return Err((MAX_EGRESS_ENTRIES, format!("at most {MAX_EGRESS_ENTRIES} entries")));
+    }
+    let mut patterns = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() || entry.len() > MAX_EGRESS_ENTRY_BYTES {
+            return Err((index, format!("entries are 1-{MAX_EGRESS_ENTRY_BYTES} bytes")));
+        }
+        entry
+            .parse::<ext_egress::Pattern>()
+            .map_err(|e| (index, e.to_string()))?;
+        patterns.push(entry.to_string());
+    }
+    patterns.sort();
+    patterns.dedup();
+    Ok(patterns)
+}
 
 /// The egress engine every execution shares, and the operator's policy.
 pub struct Shared {
@@ -45,7 +76,7 @@ impl Shared {
         self.egress.stats()
     }
 
-    /// What the execution may reach: manifest ∩ operator (∩ install).
+    /// What the execution may reach: manifest ∩ operator (∩ the install's list, when given).
     pub fn prepare(&self, request: &Prepare<'_>) -> Option<HttpAccess> {
         if !request.grants.allows(CAPABILITY) {
             return None;
@@ -54,7 +85,11 @@ impl Shared {
             tracing::warn!(request_id = %request.info.request_id, error = %e, "manifest network.allowed_hosts unusable; egress denied");
             ext_egress::Allowlist::new(Vec::new())
         });
-        let policy = ext_egress::Policy::new(declared, &self.settings.operator, &request.info.tenant_id, None);
+        // Validated when the envelope was parsed; a list that no longer parses reaches nothing.
+        let install = request
+            .egress
+            .map(|list| ext_egress::Allowlist::parse(list).unwrap_or_else(|_| ext_egress::Allowlist::new(Vec::new())));
+        let policy = ext_egress::Policy::new(declared, &self.settings.operator, &request.info.tenant_id, install);
         Some(HttpAccess {
             egress: self.egress.clone(),
             policy,

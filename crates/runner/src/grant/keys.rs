@@ -1,0 +1,172 @@
+//! The keys grants are signed and checked with: Ed25519 only (`EdDSA`),
+//! identified by their RFC 7638 thumbprint (`kid`) so that several can be
+//! trusted at once while keys rotate.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use super::claims::Claims;
+use crate::error::{ErrorCode, Failure};
+
+/// How far a grant's `exp` may lie ahead: grants are per request, so a
+/// longer one is a token someone kept, refused even when its signature is
+/// good (a leaked grant is a bearer token for at most this long).
+pub const MAX_GRANT_TTL_SECS: u64 = 300;
+/// Clock difference tolerated between the signer and this runner.
+pub const GRANT_CLOCK_SKEW_SECS: u64 = 5;
+
+/// The public keys a runner accepts grants from (`RUNNER_GRANT_KEYS`).
+pub struct GrantKeys {
+    keys: Vec<(String, DecodingKey)>,
+}
+
+impl std::fmt::Debug for GrantKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kids()).finish()
+    }
+}
+
+impl GrantKeys {
+    /// Every key of the JWKS documents `texts` (`(name, text)`, the name
+    /// used in errors). A key without `kid` is known by its thumbprint.
+    ///
+    /// # Errors
+    /// A document that is not a JWKS, a key that is not Ed25519, a `kid`
+    /// given twice, or no key at all; each naming the document and key.
+    pub fn from_jwks(texts: &[(String, String)]) -> anyhow::Result<GrantKeys> {
+        let mut keys: Vec<(String, DecodingKey)> = Vec::new();
+        for (name, text) in texts {
+            let set: JwkSet = serde_json::from_str(text).with_context(|| format!("{name}: not a JWKS document"))?;
+            for (index, jwk) in set.keys.iter().enumerate() {
+                let at = || format!("{name}: keys[{index}]");
+                if !is_ed25519(jwk) {
+                    bail!("{}: grants are signed with Ed25519 (kty OKP, crv Ed25519) only", at());
+                }
+                let kid = match &jwk.common.key_id {
+                    Some(kid) => kid.clone(),
+                    None => key_id(jwk).with_context(at)?,
+                };
+                if keys.iter().any(|(known, _)| *known == kid) {
+                    bail!("{}: kid `{kid}` is given twice", at());
+                }
+                keys.push((kid, DecodingKey::from_jwk(jwk).with_context(at)?));
+            }
+        }
+        if keys.is_empty() {
+            bail!("no keys: give at least one Ed25519 public key (`ext-runner grant keygen` writes one)");
+        }
+        Ok(GrantKeys { keys })
+    }
+
+    /// The key ids, in file order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(kid, _)| kid.as_str())
+    }
+
+    /// The claims of `token` when one of these keys signed it and it has
+    /// not expired (and does not expire further ahead than
+    /// [`MAX_GRANT_TTL_SECS`] beyond `now`, seconds since the epoch; expiry
+    /// itself is judged by the system clock).
+    ///
+    /// # Errors
+    /// [`ErrorCode::GrantInvalid`] saying which of those it is not.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, Failure> {
+        let invalid = |why: String| Failure::new(ErrorCode::GrantInvalid, format!("the execution grant {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("is not a JWS: {e}")))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(invalid(format!("is signed with {:?}; grants are EdDSA", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("has no `kid` header".into()))?;
+        let (_, key) = self
+            .keys
+            .iter()
+            .find(|(known, _)| *known == kid)
+            .ok_or_else(|| invalid(format!("is signed by an unknown key `{kid}`")))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = GRANT_CLOCK_SKEW_SECS;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("has expired".into()),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("has a bad signature".into()),
+                _ => invalid(format!("is invalid: {e}")),
+            })?
+            .claims;
+        if claims.exp > now + MAX_GRANT_TTL_SECS + GRANT_CLOCK_SKEW_SECS {
+            return Err(invalid(format!(
+                "expires more than {MAX_GRANT_TTL_SECS} s ahead; grants are per request"
+            )));
+        }
+        Ok(claims)
+    }
+}
+
+/// An Ed25519 private key that signs grants (`grant sign`, the gateway).
+pub struct GrantSigner {
+    kid: String,
+    key: EncodingKey,
+}
+
+impl GrantSigner {
+    /// The key in `path` (PKCS#8 PEM, as `grant keygen` writes it).
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no Ed25519 private key; the file named.
+    pub fn load(path: &Path) -> anyhow::Result<GrantSigner> {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        GrantSigner::from_pem(&pem)
+            .with_context(|| format!("{}: not an Ed25519 private key (PKCS#8 PEM)", path.display()))
+    }
+
+    /// The key in PEM text.
+    ///
+    /// # Errors
+    /// The text holds no Ed25519 PKCS#8 private key.
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<GrantSigner> {
+        let key = EncodingKey::from_ed_pem(pem)?;
+        let kid = key_id(&Jwk::from_encoding_key(&key, Algorithm::EdDSA)?)?;
+        Ok(GrantSigner { kid, key })
+    }
+
+    /// The public half as a JWKS document (what `RUNNER_GRANT_KEYS` reads).
+    ///
+    /// # Errors
+    /// Never for a key [`GrantSigner::from_pem`] accepted.
+    pub fn jwks(&self) -> anyhow::Result<String> {
+        let mut jwk = Jwk::from_encoding_key(&self.key, Algorithm::EdDSA)?;
+        jwk.common.key_id = Some(self.kid.clone());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        Ok(serde_json::to_string_pretty(&JwkSet { keys: vec![jwk] })?)
+    }
+
+    /// This key's id (its thumbprint).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// A compact JWS of `claims`.
+    ///
+    /// # Errors
+    /// Never for a key [`GrantSigner::from_pem`] accepted.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+    }
+}
+
+fn is_ed25519(jwk: &Jwk) -> bool {
+    matches!(&jwk.algorithm, AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519)
+        && jwk
+            .common
+            .key_algorithm
+            .is_none_or(|alg| alg == jsonwebtoken::jwk::KeyAlgorithm::EdDSA)
+}
+
+/// RFC 7638 SHA-256 thumbprint.
+fn key_id(jwk: &Jwk) -> anyhow::Result<String> {
+    Ok(jwk.thumbprint(ThumbprintHash::SHA256)?)
+}
