@@ -12,6 +12,8 @@
 //! - `exec`: `exec`;
 //! - `signing`: `keygen`, `sign`, `verify`;
 //! - `secrets`: `secrets keygen`, `secrets seal`;
+//! - `registry`: `registry publish`, `install`, `upgrade`, … (a client of
+//!   the registry role's routes);
 //! - `files`: file helpers; `logging`: the log subscriber.
 
 pub mod bundle;
@@ -20,6 +22,7 @@ pub mod files;
 pub use crate::imports;
 mod logging;
 mod new;
+pub mod registry;
 pub mod secrets;
 mod serve;
 pub mod signing;
@@ -88,6 +91,9 @@ pub enum Command {
     /// Secret envelopes for `cap:secrets.get`.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Talk to a registry (REGISTRY_URL, REGISTRY_TOKEN): publish, install, upgrade, roll back,
+    /// uninstall, list, show, history, yank, revoke.
+    Registry(registry::RegistryArgs),
 }
 
 impl Cli {
@@ -114,6 +120,7 @@ impl Cli {
             Command::Sign(command) => report(command.run()),
             Command::Verify(command) => report(command.run()),
             Command::Secrets(command) => report(command.run()),
+            Command::Registry(args) => report(args.run(&runtime)),
         }
     }
 }
