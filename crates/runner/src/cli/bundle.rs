@@ -264,7 +264,9 @@ async fn upload(
 /// Uploads smaller than this finish too fast for a progress bar to help.
 pub const PROGRESS_BAR_MIN_BYTES: usize = 4 * 1024 * 1024;
 
-fn upload_bar(key: &str, len: usize) -> indicatif::ProgressBar {
+/// A progress bar on stderr for an upload of `len` bytes, labelled with the
+/// last segment of `key`.
+pub(crate) fn upload_bar(key: &str, len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     let style =
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")

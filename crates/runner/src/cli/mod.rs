@@ -12,6 +12,8 @@
 //! - `exec`: `exec`;
 //! - `signing`: `keygen`, `sign`, `verify`;
 //! - `secrets`: `secrets keygen`, `secrets seal`;
+//! - `registry`: `registry publish`, `install`, `upgrade`, … (a client of
+//!   the registry role's routes);
 //! - `files`: file helpers; `logging`: the log subscriber.
 
 pub mod bundle;
@@ -21,6 +23,7 @@ pub mod grant;
 pub use crate::imports;
 mod logging;
 mod new;
+pub mod registry;
 pub mod secrets;
 mod serve;
 pub mod signing;
@@ -92,6 +95,9 @@ pub enum Command {
     /// Execution grants: the key pair (RUNNER_GRANT_KEYS) and a signed grant for one envelope.
     #[command(subcommand)]
     Grant(grant::GrantCommand),
+    /// Talk to a registry (REGISTRY_URL, REGISTRY_TOKEN): publish, install, upgrade, roll back,
+    /// uninstall, list, show, history, yank, revoke.
+    Registry(registry::RegistryArgs),
 }
 
 impl Cli {
@@ -119,6 +125,7 @@ impl Cli {
             Command::Verify(command) => report(command.run()),
             Command::Secrets(command) => report(command.run()),
             Command::Grant(command) => report(command.run()),
+            Command::Registry(args) => report(args.run(&runtime)),
         }
     }
 }

@@ -19,6 +19,7 @@ mod limits;
 mod ops;
 mod quota;
 mod registry;
+mod registry_cli;
 mod s3;
 mod secrets;
 mod signing;

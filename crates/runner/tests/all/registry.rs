@@ -17,13 +17,13 @@ use tower::ServiceExt as _;
 
 use crate::support::*;
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const PUBLISHER: &str = "publisher-token-0123456789ab";
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const PUBLISHER: &str = "publisher-token-0123456789ab";
 const OTHER_PUBLISHER: &str = "other-publisher-token-012345";
-const TENANT_A: &str = "tenant-a-token-0123456789abc";
+pub(crate) const TENANT_A: &str = "tenant-a-token-0123456789abc";
 const TENANT_B: &str = "tenant-b-token-0123456789abc";
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const HELLO: &str = "com.example.hello";
+pub(crate) const HELLO: &str = "com.example.hello";
 
 fn tokens() -> String {
     format!(
@@ -33,14 +33,15 @@ fn tokens() -> String {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
-/// A process running the runner and registry roles on a temp directory.
-struct System {
-    test: TestRunner,
+/// A process running the runner and registry roles on a temp directory
+/// (`registry_cli` serves it on a socket for the real binary).
+pub(crate) struct System {
+    pub(crate) test: TestRunner,
     registry: Arc<Registry>,
 }
 
@@ -69,7 +70,7 @@ async fn database_url(backend: Backend, dir: &Path) -> String {
 
 impl System {
     /// Both roles with a secrets key; `extra` adds or overrides settings.
-    async fn start(backend: Backend, extra: &[(&str, &str)]) -> System {
+    pub(crate) async fn start(backend: Backend, extra: &[(&str, &str)]) -> System {
         let mut env = vec![("RUNNER_SECRETS_KEY", KEY_B64)];
         env.extend_from_slice(extra);
         System::without_secrets_key(backend, &env).await
@@ -113,7 +114,7 @@ impl System {
         (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    async fn get(&self, token: &str, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, token: &str, uri: &str) -> (StatusCode, Value) {
         let (status, _, body) = self.call(authorized(Request::get(uri), token), Vec::new()).await;
         (status, body)
     }
@@ -153,7 +154,7 @@ fn authorized(request: http::request::Builder, token: &str) -> http::request::Bu
 }
 
 /// The example bundle at `version`; without `/visits` unless `visits`.
-fn hello_archive(version: &str, visits: bool) -> Vec<u8> {
+pub(crate) fn hello_archive(version: &str, visits: bool) -> Vec<u8> {
     edited_hello(|manifest| {
         manifest["version"] = json!(version);
         if !visits {

@@ -250,7 +250,7 @@ fn openssl_signed_bundle_verifies_and_ours_verifies_in_openssl() {
 }
 
 /// A small CA for the certificate cases.
-const CA_CONFIG: &str = "\
+pub(crate) const CA_CONFIG: &str = "\
 [req]
 distinguished_name = dn
 [dn]
@@ -271,7 +271,7 @@ extendedKeyUsage = serverAuth
 ";
 
 /// `name.key` + `name.pem` issued by `issuer` (self-signed when `None`).
-fn certificate(dir: &Path, name: &str, subject: &str, issuer: Option<&str>, section: &str) {
+pub(crate) fn certificate(dir: &Path, name: &str, subject: &str, issuer: Option<&str>, section: &str) {
     let key = format!("{name}.key");
     let pem = format!("{name}.pem");
     openssl(
