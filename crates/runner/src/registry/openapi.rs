@@ -89,10 +89,11 @@ pub fn paths() -> Value {
     let not_found = |what: &str| error_response(404, what);
     let forbidden = error_response(403, "Outside the token's scope");
     let install_headers = [
-        json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"},
-               "description": "Only if the install is at this revision (its ETag)"}),
-        json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string"},
-               "description": "`*`: only a first install"}),
+        json!({"name": "If-Match", "in": "header", "required": false,
+               "schema": {"type": "string", "pattern": "^\"[0-9]+\"$"},
+               "description": "Only if the install is at this revision (its ETag, a quoted revision like `\"3\"`)"}),
+        json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "const": "*"},
+               "description": "`*`: only a first install (no other value is accepted)"}),
     ];
     let install_params = [
         tenant.clone(),
@@ -100,6 +101,8 @@ pub fn paths() -> Value {
         install_headers[0].clone(),
         install_headers[1].clone(),
     ];
+    // An uninstall takes If-Match only: "only if absent" cannot remove anything.
+    let uninstall_params = [tenant.clone(), name.clone(), install_headers[0].clone()];
     let install_answer = |description: &str| {
         let mut answer = ok(description, schema("Install"));
         answer["headers"]["etag"] = json!({"required": true, "description": "The install's revision, quoted",
@@ -191,7 +194,7 @@ pub fn paths() -> Value {
                     "413": error_response(413, "Body over 1 MiB"),
                     "422": error_response(422, "Capabilities or hosts the manifest does not declare")
                 })),
-            "delete": operation("Uninstall", &install_params, None, json!({
+            "delete": operation("Uninstall", &uninstall_params, None, json!({
                 "204": no_content("Uninstalled"),
                 "400": bad("Malformed path or header"),
                 "403": forbidden,
