@@ -285,9 +285,18 @@ def listen_port(value) -> int | None:
     return int(str(value).rsplit(":", 1)[1]) if isinstance(value, str) and ":" in value else None
 
 
+def is_registry(obj: dict) -> bool:
+    """An object of the registry Deployment (registry.enabled), by its component label."""
+    return obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "registry"
+
+
 def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
+    """The runner's Deployment and what serves it; the registry's objects
+    (ConfigMaps aside, which envFrom resolves by name) are policy_registry's."""
     by_kind: dict[str, list[dict]] = {}
     for o in objs:
+        if o["kind"] != "ConfigMap" and is_registry(o):
+            continue
         by_kind.setdefault(o["kind"], []).append(o)
     config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
     (deployment,) = by_kind["Deployment"]
@@ -369,6 +378,182 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
             problems.append(f"env refers to Secrets {sorted(refs - secrets)} the chart does not create")
     check(f"{label}: listeners, ports, Services, NetworkPolicy, ServiceMonitor, HPA and PDB agree",
           not problems, "; ".join(problems))
+
+
+# Variables that are secrets: each must come from a secretKeyRef, never a
+# literal env value or a ConfigMap key.
+SECRET_ENV = {"RUNNER_SERVICE_TOKEN", "BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY",
+              "RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_FILE", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS"}
+REGISTRY_VALIDATE_PATH = "/v1/registry/installs/validate"
+
+
+def pod_of(deployment: dict) -> tuple[dict, dict, dict]:
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container, deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
+    """The registry Deployment's rules, rule → problems (empty: it holds).
+    Separate from printing so the canaries can feed it broken manifests."""
+    reg = values.get("registry", {})
+    enabled = bool(reg.get("enabled"))
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    registry = [d for d in deployments if is_registry(d)]
+    runners = [d for d in deployments if not is_registry(d)]
+    config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+    rules: dict[str, list[str]] = {k: [] for k in ("presence", "roles", "secrets", "security", "probes",
+                                                   "resources", "serving", "validate_url")}
+    p = rules["presence"]
+    if len(runners) != 1:
+        p.append(f"{len(runners)} runner Deployments")
+    if not enabled:
+        leftover = [f"{o['kind']}/{o['metadata']['name']}" for o in objs if is_registry(o)]
+        if leftover:
+            p.append(f"registry.enabled is false but the chart renders {', '.join(leftover)}")
+    elif len(registry) != 1:
+        p.append(f"registry.enabled but {len(registry)} registry Deployments")
+    # Literal secrets: in no Deployment's env, in no ConfigMap.
+    for d in deployments:
+        for e in pod_of(d)[1].get("env", []):
+            if e["name"] in SECRET_ENV and "secretKeyRef" not in e.get("valueFrom", {}):
+                rules["secrets"].append(f"{d['metadata']['name']}: {e['name']} is not from a secretKeyRef")
+    for name, cm in config_maps.items():
+        leaked = sorted(SECRET_ENV & set(cm.get("data") or {}))
+        if leaked:
+            rules["secrets"].append(f"ConfigMap {name} holds {', '.join(leaked)}")
+    runner_env: dict = {}
+    if len(runners) == 1:
+        runner_env, _ = effective_env(pod_of(runners[0])[1], config_maps)
+        roles = runner_env.get("RUNNER_ROLES")
+        if roles != ("runner" if enabled else None):
+            rules["roles"].append(f"runner RUNNER_ROLES is {roles!r}, not {'runner' if enabled else 'unset'}")
+        leaked = sorted(n for n in runner_env if n.startswith("REGISTRY_"))
+        if leaked:
+            rules["secrets"].append(f"the runner gets {', '.join(leaked)}")
+    if not enabled or len(registry) != 1 or len(runners) != 1:
+        return rules
+    (deployment,) = registry
+    pod, container, pod_labels = pod_of(deployment)
+    rpod, rcontainer, runner_labels = pod_of(runners[0])
+    env, problems = effective_env(container, config_maps)
+    rules["presence"] += problems
+    if env.get("RUNNER_ROLES") != "registry":
+        rules["roles"].append(f"registry RUNNER_ROLES is {env.get('RUNNER_ROLES')!r}, not 'registry'")
+    tokens_secret = reg.get("tokens", {}).get("existingSecret") or reg.get("database", {}).get("existingSecret")
+    for name, secret, key in (
+            ("REGISTRY_DATABASE_URL", reg.get("database", {}).get("existingSecret"), reg.get("database", {}).get("key")),
+            ("REGISTRY_TOKENS", tokens_secret, reg.get("tokens", {}).get("key"))):
+        ref = env.get(name, {}).get("secretKeyRef") if isinstance(env.get(name), dict) else None
+        if not ref:
+            rules["secrets"].append(f"{name} is {'missing' if name not in env else 'not from a secretKeyRef'}")
+        elif (ref.get("name"), ref.get("key")) != (secret, key) or ref.get("optional"):
+            rules["secrets"].append(f"{name} comes from Secret {ref.get('name')} key {ref.get('key')}"
+                                    f"{' (optional)' if ref.get('optional') else ''}, not {secret} key {key}")
+    # Security: the runner's, field for field.
+    for what, mine, theirs in (("pod securityContext", pod.get("securityContext"), rpod.get("securityContext")),
+                               ("container securityContext", container.get("securityContext"),
+                                rcontainer.get("securityContext"))):
+        if mine != theirs:
+            rules["security"].append(f"{what} {mine} differs from the runner's {theirs}")
+    for field in ("enableServiceLinks", "automountServiceAccountToken", "serviceAccountName"):
+        if pod.get(field) != rpod.get(field):
+            rules["security"].append(f"{field} {pod.get(field)!r} differs from the runner's {rpod.get(field)!r}")
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        got = container.get(probe, {}).get("httpGet", {})
+        if got.get("path") != path or got.get("port") not in set(ports) | set(ports.values()):
+            rules["probes"].append(f"{probe} is {got or 'missing'}, not GET {path} on a container port")
+    res = container.get("resources", {})
+    want = f"{reg.get('resources', {}).get('memoryMi')}Mi"
+    if res.get("requests", {}).get("memory") != want or res.get("limits", {}).get("memory") != want:
+        rules["resources"].append(f"memory request/limit {res.get('requests', {}).get('memory')}/"
+                                  f"{res.get('limits', {}).get('memory')} ≠ registry.resources.memoryMi {want}")
+    if env.get("RUNNER_MAX_CONCURRENCY") != "1":
+        rules["resources"].append(f"RUNNER_MAX_CONCURRENCY {env.get('RUNNER_MAX_CONCURRENCY')!r}: the registry executes nothing, 1")
+    if deployment["spec"].get("replicas") != reg.get("replicas"):
+        rules["resources"].append(f"replicas {deployment['spec'].get('replicas')} ≠ registry.replicas {reg.get('replicas')}")
+    s = rules["serving"]
+    if listen_port(env.get("RUNNER_LISTEN")) != ports.get("http") or set(ports) != {"http"}:
+        s.append(f"RUNNER_LISTEN {env.get('RUNNER_LISTEN')} / container ports {ports}: one port, http")
+    if "RUNNER_PUBLIC_LISTEN" in env:
+        s.append("RUNNER_PUBLIC_LISTEN is set: the registry serves no UI assets")
+    sel = deployment["spec"]["selector"]["matchLabels"]
+    if selects(sel, runner_labels) or selects(runners[0]["spec"]["selector"]["matchLabels"], pod_labels):
+        s.append("the runner's and the registry's selectors overlap")
+    services = [o for o in objs if o["kind"] == "Service"]
+    mine = [o for o in services if selects(o["spec"]["selector"], pod_labels)]
+    if len(mine) != 1 or not is_registry(mine[0]):
+        s.append(f"Services selecting the registry pods: {[o['metadata']['name'] for o in mine]}, not one registry Service")
+    else:
+        svc = mine[0]
+        if selects(svc["spec"]["selector"], runner_labels):
+            s.append(f"Service {svc['metadata']['name']} also selects the runner pods")
+        if svc["spec"]["ports"][0]["port"] != reg.get("service", {}).get("port"):
+            s.append(f"Service port {svc['spec']['ports'][0]['port']} ≠ registry.service.port")
+        for p in svc["spec"]["ports"]:
+            if p["targetPort"] not in ports and p["targetPort"] not in ports.values():
+                s.append(f"Service targets port {p['targetPort']}, which the container lacks")
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget" and selects(o["spec"]["selector"]["matchLabels"], pod_labels)]
+    if len(pdbs) != int(bool(reg.get("podDisruptionBudget", {}).get("enabled"))) or any(
+            selects(o["spec"]["selector"]["matchLabels"], runner_labels) for o in pdbs):
+        s.append(f"PodDisruptionBudgets of the registry pods: {[o['metadata']['name'] for o in pdbs]}")
+    for sm in (o for o in objs if o["kind"] == "ServiceMonitor" and is_registry(o)):
+        targets = [o for o in services if selects(sm["spec"]["selector"]["matchLabels"], o["metadata"]["labels"])]
+        if targets != mine:
+            s.append("the registry ServiceMonitor does not select exactly the registry Service")
+    for hpa in (o for o in objs if o["kind"] == "HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]:
+            s.append("a HorizontalPodAutoscaler targets the registry (registry.replicas is fixed)")
+    # The runner's install check sends no registry token; the registry's
+    # validate route answers 401 without one, which the runner turns into 503.
+    url = str(runner_env.get("RUNNER_UI_VALIDATE_URL") or "")
+    if mine and f"//{mine[0]['metadata']['name']}" in url and REGISTRY_VALIDATE_PATH in url:
+        rules["validate_url"].append(f"the runner's RUNNER_UI_VALIDATE_URL {url} is the registry's validate route, "
+                                     "which answers the runner (no registry token) 401: every UI request 503")
+    return rules
+
+
+REGISTRY_RULES = {
+    "presence": "the registry Deployment exists exactly when registry.enabled",
+    "roles": "RUNNER_ROLES: registry for the registry Deployment, runner for the runner's (when enabled)",
+    "secrets": "REGISTRY_DATABASE_URL and REGISTRY_TOKENS from the registry.* Secrets (secretKeyRef); no literal secrets",
+    "security": "registry pod and container security context, service account and service links are the runner's",
+    "probes": "registry startup and liveness /healthz, readiness /readyz",
+    "resources": "registry memory request = limit = registry.resources.memoryMi, RUNNER_MAX_CONCURRENCY 1, replicas",
+    "serving": "registry listener, Service, PodDisruptionBudget and ServiceMonitor select the registry pods only",
+    "validate_url": "the runner's RUNNER_UI_VALIDATE_URL is not the registry's token-only validate route",
+}
+
+
+def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
+    rules = registry_problems(objs, values)
+    enabled = bool(values.get("registry", {}).get("enabled"))
+    for rule, problems in rules.items():
+        if not enabled and rule not in ("presence", "roles", "secrets"):
+            continue
+        check(f"{label}: {REGISTRY_RULES[rule]}", not problems, "; ".join(problems))
+    registry = [o for o in objs if o["kind"] == "Deployment" and is_registry(o)]
+    if enabled and len(registry) == 1:
+        pod, container, _ = pod_of(registry[0])
+        config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+        env, _ = effective_env(container, config_maps)
+        rlabel = f"{label} registry"
+        policy_env_names(rlabel, set(env), readme)
+        policy_security(rlabel, pod, container)
+        policy_volumes(rlabel, pod, container, env)
+        args = " ".join(container.get("args", []))
+        m = re.search(r"--shutdown-grace-ms[= ](\d+)", args)
+        grace_ms = int(m.group(1)) if m else 30000
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        sleep = int(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0
+        tgps = pod.get("terminationGracePeriodSeconds", 30)
+        check(f"{rlabel}: terminationGracePeriodSeconds {tgps} > preStop {sleep} s + shutdown grace {grace_ms} ms",
+              tgps * 1000 > sleep * 1000 + grace_ms, "the kubelet would SIGKILL a draining registry")
 
 
 def policy_knative(label: str, ksvc: dict, readme: set[str]) -> None:
@@ -495,6 +680,63 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
         fail("canary: values.schema.json rejects a mistyped value", "lint passed")
     except LintFailed:
         ok("canary: values.schema.json rejects a mistyped value")
+    registry_url = f"http://{RELEASE}-registry.{NAMESPACE}.svc:8080{REGISTRY_VALIDATE_PATH}"
+    for what, values in (
+            ("the chart refuses registry.enabled without registry.database.existingSecret",
+             {"registry": {"enabled": True}}),
+            ("the chart refuses the runner's RUNNER_UI_VALIDATE_URL on the registry's validate route",
+             {"registry": {"enabled": True, "database": {"existingSecret": "db"}},
+              "config": {"RUNNER_UI_VALIDATE_URL": registry_url}})):
+        try:
+            with helm.Chart.load(str(chart)) as c:
+                c.render(values, name=RELEASE, namespace=NAMESPACE)
+            fail(f"canary: {what}", "it rendered")
+        except helm.HelmError:
+            ok(f"canary: {what}")
+    # The registry rules, fed broken copies of the full render.
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    full_values = yaml.safe_load((chart.parent.parent / "check/values-full.yaml").read_text())
+    full = merge(copy.deepcopy(defaults), full_values)
+    with helm.Chart.load(str(chart)) as c:
+        texts = c.render(full_values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objs = [d for path, t in texts.items() if path.endswith(".yaml") for d in yaml.safe_load_all(t) if d]
+    check("canary: the registry rules pass the full render", not any(registry_problems(objs, full).values()),
+          str(registry_problems(objs, full)))
+
+    def broken(change) -> dict[str, list[str]]:
+        copied = copy.deepcopy(objs)
+        (registry,) = [o for o in copied if o["kind"] == "Deployment" and is_registry(o)]
+        change(copied, registry, pod_of(registry)[1])
+        return registry_problems(copied, full)
+
+    def literal_tokens(_objs, _d, container):
+        for e in container["env"]:
+            if e["name"] == "REGISTRY_TOKENS":
+                e.pop("valueFrom")
+                e["value"] = "admin@admin=0123456789abcdef0123"
+
+    def writable_root(_objs, _d, container):
+        container["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def no_readiness(_objs, _d, container):
+        container.pop("readinessProbe")
+
+    def runner_validates_at_registry(copied, _d, _c):
+        (cm,) = [o for o in copied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == RELEASE]
+        cm["data"]["RUNNER_UI_VALIDATE_URL"] = registry_url
+
+    for what, change, rule in (("a literal REGISTRY_TOKENS", literal_tokens, "secrets"),
+                               ("a registry security context unlike the runner's", writable_root, "security"),
+                               ("a registry without a readiness probe", no_readiness, "probes"),
+                               ("the runner validating installs at the registry", runner_validates_at_registry,
+                                "validate_url")):
+        check(f"canary: the registry rules reject {what}", bool(broken(change)[rule]), "accepted")
+    with helm.Chart.load(str(chart)) as c:
+        texts = c.render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    plain = [d for path, t in texts.items() if path.endswith(".yaml") for d in yaml.safe_load_all(t) if d]
+    stray = [o for o in objs if o["kind"] == "Deployment" and is_registry(o)]
+    check("canary: the registry rules reject a registry Deployment while registry.enabled is false",
+          bool(registry_problems(plain + stray, defaults)["presence"]), "accepted")
 
 
 # --- Helm -------------------------------------------------------------------------------
@@ -582,6 +824,10 @@ def main() -> int:
             policy_deployment(label, objs, merged, readme)
         except (KeyError, ValueError, TypeError) as e:
             fail(f"{label}: project rules", f"{type(e).__name__}: {e}")
+        try:
+            policy_registry(label, objs, merged, readme)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            fail(f"{label}: registry rules", f"{type(e).__name__}: {e}")
 
     print("--- Knative")
     kpath = root / "deploy/knative/service.yaml"

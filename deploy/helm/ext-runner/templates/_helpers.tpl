@@ -36,6 +36,41 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+The registry's objects: "<fullname>-registry" (cut so that it stays a
+63-character DNS label). Its pods carry app.kubernetes.io/name
+"<name>-registry", so the runner's selectors (Service, PodDisruptionBudget,
+NetworkPolicy, topology spread) never match them, and the runner
+Deployment's immutable selector is unchanged.
+*/}}
+{{- define "ext-runner.registry.fullname" -}}
+{{- printf "%s-registry" (include "ext-runner.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "ext-runner.registry.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-registry" (include "ext-runner.name" . | trunc 54 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ext-runner.registry.labels" -}}
+helm.sh/chart: {{ include "ext-runner.chart" . }}
+{{ include "ext-runner.registry.selectorLabels" . }}
+app.kubernetes.io/component: registry
+app.kubernetes.io/part-of: {{ include "ext-runner.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The Secret that holds REGISTRY_TOKENS: registry.tokens.existingSecret, else the database's. */}}
+{{- define "ext-runner.registry.tokensSecret" -}}
+{{- default .Values.registry.database.existingSecret .Values.registry.tokens.existingSecret }}
+{{- end }}
+
+{{/* In-cluster URL of the registry Service (NOTES.txt). */}}
+{{- define "ext-runner.registry.url" -}}
+{{- printf "http://%s.%s.svc:%d" (include "ext-runner.registry.fullname" .) .Release.Namespace (int .Values.registry.service.port) }}
+{{- end }}
+
 {{- define "ext-runner.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "ext-runner.fullname" .) .Values.serviceAccount.name }}
@@ -64,14 +99,18 @@ RUNNER_MAX_CONCURRENCY × RUNNER_MAX_MEMORY_MB + resources.memoryOverheadMi.
 {{- add (mul (int .Values.runner.maxConcurrency) (int .Values.runner.maxMemoryMb)) (int .Values.resources.memoryOverheadMi) }}
 {{- end }}
 
+{{/*
+The disk helpers take the values that size one Deployment's volumes (.cache,
+.data, .tmp): .Values for the runner, .Values.registry for the registry.
+*/}}
 {{/* emptyDir sizeLimit of RUNNER_CACHE_DIR in MiB: the cache budget plus headroom. */}}
 {{- define "ext-runner.cacheSizeLimitMi" -}}
-{{- add (int .Values.cache.maxMiB) (int .Values.cache.headroomMiB) }}
+{{- add (int .cache.maxMiB) (int .cache.headroomMiB) }}
 {{- end }}
 
 {{/* Disk the pod writes at most: cache + data + /tmp volumes + 256 MiB for logs (MiB). */}}
 {{- define "ext-runner.ephemeralStorageMi" -}}
-{{- add (include "ext-runner.cacheSizeLimitMi" . | int) (int .Values.data.sizeLimitMi) (int .Values.tmp.sizeLimitMi) 256 }}
+{{- add (include "ext-runner.cacheSizeLimitMi" . | int) (int .data.sizeLimitMi) (int .tmp.sizeLimitMi) 256 }}
 {{- end }}
 
 {{/*
@@ -86,9 +125,13 @@ than --shutdown-grace-ms, so the kubelet's SIGKILL never cuts a drain short.
 {{- define "ext-runner.dataDir" -}}/var/lib/ext-runner{{- end }}
 {{- define "ext-runner.cacheDir" -}}/var/cache/ext-runner{{- end }}
 
-{{/* Settings the chart owns; config.* must not set them. */}}
+{{/*
+Settings the chart owns; config.* must not set them. REGISTRY_DATABASE_URL
+and REGISTRY_TOKENS are secrets: they come from registry.database and
+registry.tokens, never from a ConfigMap.
+*/}}
 {{- define "ext-runner.reservedKeys" -}}
-RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_MAX_CONCURRENCY RUNNER_MAX_MEMORY_MB RUNNER_CACHE_MAX_BYTES SIGNING_TRUST_BUNDLE RUNNER_SERVICE_TOKEN BUNDLE_STORAGE_ACCESS_KEY_ID BUNDLE_STORAGE_SECRET_ACCESS_KEY RUNNER_SECRETS_KEY RUNNER_SECRETS_KEY_FILE
+RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_MAX_CONCURRENCY RUNNER_MAX_MEMORY_MB RUNNER_CACHE_MAX_BYTES SIGNING_TRUST_BUNDLE RUNNER_SERVICE_TOKEN BUNDLE_STORAGE_ACCESS_KEY_ID BUNDLE_STORAGE_SECRET_ACCESS_KEY RUNNER_SECRETS_KEY RUNNER_SECRETS_KEY_FILE REGISTRY_DATABASE_URL REGISTRY_TOKENS
 {{- end }}
 
 {{/* Checks of values that a schema cannot express; fail the render early. */}}
@@ -107,5 +150,29 @@ RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_
 {{- end }}
 {{- if and .Values.secret.create (not .Values.secret.trustBundle) }}
 {{- fail "secret.trustBundle: required (PEM: PUBLIC KEY and/or CERTIFICATE blocks); SIGNING_TRUST_BUNDLE points at it" }}
+{{- end }}
+{{- $validateUrl := toString .Values.config.RUNNER_UI_VALIDATE_URL }}
+{{- if and (contains (printf "//%s" (include "ext-runner.registry.fullname" .)) $validateUrl) (contains "/v1/registry/installs/validate" $validateUrl) }}
+{{- fail "config.RUNNER_UI_VALIDATE_URL: the registry's /v1/registry/installs/validate answers 401 without a registry token, and the runner's install check sends none, so every UI asset request would be 503; leave it empty, or point it at a service that answers the runner without a token (README \"Helm\")" }}
+{{- end }}
+{{- if .Values.registry.enabled }}
+{{- include "ext-runner.registry.validate" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+registry.enabled: what the registry process would refuse at start-up, or
+what would make its replicas disagree, fails the render instead.
+*/}}
+{{- define "ext-runner.registry.validate" -}}
+{{- $_ := required "registry.database.existingSecret: required when registry.enabled: the name of a Secret whose key registry.database.key holds REGISTRY_DATABASE_URL=postgres://user:password@host:port/db (the registry Deployment runs on PostgreSQL only; an SQLite file on a pod's emptyDir would be one registry per pod)" .Values.registry.database.existingSecret }}
+{{- if hasKey .Values.config "RUNNER_ROLES" }}
+{{- fail "config.RUNNER_ROLES: with registry.enabled the chart sets RUNNER_ROLES per Deployment (runner, registry); remove it from config" }}
+{{- end }}
+{{- if contains "{tenant}" (toString .Values.config.BUNDLE_STORAGE_KEY_LAYOUT) }}
+{{- fail (printf "config.BUNDLE_STORAGE_KEY_LAYOUT `%s` contains {tenant}: a runner-side layout, which the registry refuses (it publishes one bundle for every tenant)" .Values.config.BUNDLE_STORAGE_KEY_LAYOUT) }}
+{{- end }}
+{{- if not (hasPrefix "s3://" (toString .Values.config.BUNDLE_STORAGE_URL)) }}
+{{- fail (printf "config.BUNDLE_STORAGE_URL `%s`: with registry.enabled it must be s3://…: http(s) stores are read-only, and a file store (the default) is each pod's own emptyDir, which the runner pods cannot read" (toString .Values.config.BUNDLE_STORAGE_URL)) }}
 {{- end }}
 {{- end }}
