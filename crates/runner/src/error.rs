@@ -34,6 +34,9 @@ pub enum ErrorCode {
     BundleUnavailable,
     BundleNotFound,
     BundleSignatureInvalid,
+    /// The content hash is revoked (the registry's kill switch): nothing
+    /// with it runs or is served, cached or not.
+    BundleRevoked,
     BundleIntegrity,
     BundleInvalid,
     BundleInvalidEntry,
@@ -133,6 +136,7 @@ impl ErrorCode {
         ErrorCode::BundleUnavailable,
         ErrorCode::BundleNotFound,
         ErrorCode::BundleSignatureInvalid,
+        ErrorCode::BundleRevoked,
         ErrorCode::BundleIntegrity,
         ErrorCode::BundleInvalid,
         ErrorCode::BundleInvalidEntry,
@@ -189,6 +193,7 @@ impl ErrorCode {
             ErrorCode::BundleUnavailable => "bundle_unavailable",
             ErrorCode::BundleNotFound => "bundle_not_found",
             ErrorCode::BundleSignatureInvalid => "bundle_signature_invalid",
+            ErrorCode::BundleRevoked => "bundle_revoked",
             ErrorCode::BundleIntegrity => "bundle_integrity",
             ErrorCode::BundleInvalid => "bundle_invalid",
             ErrorCode::BundleInvalidEntry => "bundle_invalid_entry",
@@ -233,7 +238,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized | ErrorCode::GrantInvalid => StatusCode::UNAUTHORIZED,
-            ErrorCode::GrantMismatch => StatusCode::FORBIDDEN,
+            ErrorCode::GrantMismatch | ErrorCode::BundleRevoked => StatusCode::FORBIDDEN,
             ErrorCode::InvalidEnvelope | ErrorCode::UnknownCapability => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -446,11 +451,12 @@ mod tests {
                 ErrorCode::RegistryUnavailable => 49,
                 ErrorCode::GrantInvalid => 50,
                 ErrorCode::GrantMismatch => 51,
+                ErrorCode::BundleRevoked => 52,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..52).collect::<Vec<_>>());
+        assert_eq!(seen, (0..53).collect::<Vec<_>>());
     }
 }

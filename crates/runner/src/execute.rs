@@ -76,11 +76,14 @@ impl Runner {
     pub fn new(config: Config) -> anyhow::Result<Runner> {
         let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let objects = BundleObjects::open(&config.storage).map_err(|why| anyhow::anyhow!("bundle store: {why}"))?;
+        let revoked = Arc::new(crate::revocation::Revoked::load(&config.data_dir)?);
+        metrics.register_gauges(revoked.clone());
         let bundles = Arc::new(Bundles::new(
             objects,
             &config.cache_dir,
             config.bundles.cache_max_bytes,
             config.bundles.verification(),
+            revoked,
             &metrics,
         )?);
         metrics.register_gauges(bundles.gauges());

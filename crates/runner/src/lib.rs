@@ -44,6 +44,7 @@ pub mod otlp;
 pub mod quota;
 pub mod registry;
 pub mod report;
+pub mod revocation;
 pub mod roles;
 pub mod scaffold;
 pub mod serve;

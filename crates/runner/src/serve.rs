@@ -43,7 +43,8 @@ impl Listeners {
 }
 
 /// Serve `runner` (and `registry`, when this process runs that role) on
-/// `listeners` until `shutdown` resolves. Then readiness
+/// `listeners` until `shutdown` resolves, keeping the revocation list in
+/// sync meanwhile ([`crate::revocation::sync`]). Then readiness
 /// flips to 503 at once, the listeners keep accepting for the drain delay
 /// (`RUNNER_DRAIN_DELAY_MS`) so load balancers notice, then they stop
 /// accepting and in-flight work gets `grace` to finish.
@@ -58,6 +59,17 @@ pub async fn serve(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let state = AppState::with_registry(runner, registry);
+    let revocations =
+        crate::revocation::sync::ListSource::choose(&state.runner.config().revocations, state.registry.as_ref()).map(
+            |source| {
+                let revoked = state.runner.bundles().revoked().clone();
+                tokio::spawn(crate::revocation::sync::run(
+                    revoked,
+                    source,
+                    state.runner.config().revocations.clone(),
+                ))
+            },
+        );
     let drain_delay = state.runner.config().server.drain_delay;
     let draining = state.clone();
     // One signal stops both listeners, after the drain delay.
@@ -88,6 +100,9 @@ pub async fn serve(
         crate::server::serve_app(public, Listener::Public, app, &state, stopped(stop_rx), grace).await
     };
     let (_, service, public) = tokio::join!(signal, service, public);
+    if let Some(task) = revocations {
+        task.abort();
+    }
     service?;
     public?;
     tracing::info!("ext-runner stopped");

@@ -33,6 +33,8 @@ pub struct Config {
     pub registry: crate::registry::settings::RegistrySettings,
     /// Which keys execution grants must be signed with (`RUNNER_GRANT_KEYS`).
     pub grants: crate::grant::GrantSettings,
+    /// Where the revocation list comes from (`RUNNER_REVOCATIONS_*`).
+    pub revocations: crate::revocation::RevocationSettings,
     /// The operator's ceilings on one execution (`RUNNER_MAX_*`).
     pub limits: crate::limits::ExecutionLimits,
     /// Compile and component-cache sizing.
@@ -48,7 +50,7 @@ pub struct Config {
     /// The host capabilities' settings (kv, egress, secrets, ui-proxy, debug sink).
     pub host: crate::host::Settings,
     /// UI asset serving: CSP, size cap, install check.
-    pub ui: crate::ui::UiConfig,
+    pub ui: crate::ui::settings::UiConfig,
 }
 
 /// Command-line overrides; `None` leaves the environment's value in place.
@@ -117,6 +119,7 @@ impl Config {
             server: crate::server::settings::ServerSettings::from_source(source),
             registry: crate::registry::settings::RegistrySettings::from_source(source, &data_dir),
             grants: crate::grant::GrantSettings::from_source(source),
+            revocations: crate::revocation::RevocationSettings::from_source(source),
             limits: crate::limits::ExecutionLimits::from_source(source),
             engine: crate::engine::EngineSettings::from_source(source),
             storage: crate::store::StorageSettings::from_source(source, data_dir.join("bundles")),
@@ -124,7 +127,7 @@ impl Config {
             quota: crate::quota::QuotaSettings::from_source(source),
             cpu: crate::cpu::CpuSettings::from_source(source),
             host: crate::host::Settings::from_source(source, &data_dir),
-            ui: crate::ui::UiConfig::from_source(source),
+            ui: crate::ui::settings::UiConfig::from_source(source),
             data_dir,
             cache_dir,
         }

@@ -88,7 +88,9 @@ pub fn document() -> Value {
                 "206": {"description": "A byte range", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "304": {"description": "Not modified"},
                 "400": error_response(400, "Malformed content hash, or a tenant or extension id over 256 bytes"),
-                "404": error_response(404, "No such asset, type not served, unknown bundle, or another extension's bundle"),
+                "403": error_response(403, "`bundle_revoked`: the registry revoked this content hash"),
+                "404": error_response(404, "No such asset, type not served, unknown bundle, another extension's bundle, \
+                    or (with an install check) not installed for the tenant"),
                 "413": error_response(413, "Asset over EXT_STATIC_MAX_FILE_BYTES"),
                 "416": {"description": "Range not satisfiable"},
                 "502": error_response(502, "The bundle failed verification"),
@@ -118,7 +120,8 @@ pub fn document() -> Value {
                     "401": error_response(401, "Missing or invalid service token, or (`grant_invalid`) a missing, \
                         unverifiable or expired execution grant"),
                     "403": error_response(403, "`grant_mismatch`: the execution grant names another tenant, extension, \
-                        install, version, content hash, capability set or egress list"),
+                        install, version, content hash, capability set or egress list; `bundle_revoked`: the registry \
+                        revoked this content hash"),
                     "404": error_response(404, "No endpoint for this method and path"),
                     "408": error_response(408, "Request body not received in time"),
                     "413": error_response(413, "Request or response body over its limit"),

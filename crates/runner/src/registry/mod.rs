@@ -46,6 +46,9 @@ pub struct Registry {
     /// `RUNNER_SECRETS_KEY`: install secrets are sealed with it.
     secrets_key: Option<[u8; 32]>,
     metrics: metrics::RegistryMetrics,
+    /// The runner role's revocation list, when this process runs it: a
+    /// revoke applies to it before the revoke is answered.
+    revoked: std::sync::OnceLock<Arc<crate::revocation::Revoked>>,
 }
 
 impl Registry {
@@ -91,6 +94,7 @@ impl Registry {
             trust,
             secrets_key: config.host.secrets.key,
             metrics: metrics::RegistryMetrics::register(metrics),
+            revoked: std::sync::OnceLock::new(),
         })
     }
 
@@ -118,6 +122,39 @@ impl Registry {
                     "missing or invalid registry token (REGISTRY_TOKENS)",
                 )
             })
+    }
+
+    /// Let revokes apply at once to this process's runner role.
+    pub fn share_revocations(&self, revoked: Arc<crate::revocation::Revoked>) {
+        let _ = self.revoked.set(revoked);
+    }
+
+    /// Every revoked content hash: revoked versions and every version of a
+    /// revoked signer.
+    ///
+    /// # Errors
+    /// `registry_unavailable`, or `internal_error` for a stored hash that
+    /// does not parse.
+    pub async fn revoked_hashes(&self) -> Result<std::collections::BTreeSet<ext_bundle::Digest>, Failure> {
+        self.db
+            .revoked_hashes()
+            .await?
+            .iter()
+            .map(|hash| {
+                ext_bundle::Digest::parse(hash)
+                    .map_err(|e| Failure::new(ErrorCode::Internal, format!("stored content hash {hash}: {e}")))
+            })
+            .collect()
+    }
+
+    /// After a revoke: this process's runner role refuses the content now.
+    pub(crate) async fn apply_revocations(&self) {
+        if let Some(revoked) = self.revoked.get() {
+            match self.revoked_hashes().await {
+                Ok(hashes) => revoked.replace(hashes),
+                Err(failure) => revoked.sync_failed(&failure.message),
+            }
+        }
     }
 
     /// Whether the database answers (readiness).

@@ -246,6 +246,16 @@ pub fn paths() -> Value {
                 "403": forbidden,
                 "404": not_found("Not installed at that hash")
             }))},
+        "/v1/registry/revocations": {"get": operation(
+            "Every revoked content hash (revoked versions and every version of a revoked signer): what runners poll (RUNNER_REVOCATIONS_URL); admin and runner tokens",
+            &[],
+            None,
+            json!({
+                "200": ok("The revocation list",
+                          json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array",
+                                 "items": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}}}})),
+                "403": forbidden
+            }))},
         "/v1/registry/audit": {"get": operation(
             "The audit log, newest first",
             &[query_param("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000}))],

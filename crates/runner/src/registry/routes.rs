@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Rout
         )
         .route("/v1/registry/tenants/{tenant}/executions", get(executions))
         .route("/v1/registry/installs/validate", get(validate))
+        .route("/v1/registry/revocations", get(revocations))
         .route("/v1/registry/audit", get(audit))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .with_state(registry)
@@ -79,10 +80,16 @@ impl FromRequestParts<Arc<Registry>> for Call {
             .extensions
             .get::<RequestId>()
             .map_or_else(|| inbound_request_id(&parts.headers), |id| id.0.clone());
-        match registry.caller(&parts.headers) {
-            Ok(caller) => Ok(Call { caller, request_id }),
-            Err(f) => Err(ApiError::new(f.code, f.message, request_id)),
+        let caller = registry
+            .caller(&parts.headers)
+            .map_err(|f| ApiError::new(f.code, f.message, request_id.clone()))?;
+        // A `runner` token reaches its few routes only, whatever a handler checks.
+        let route = parts.extensions.get::<MatchedPath>().map_or("", MatchedPath::as_str);
+        if !caller.may_call(route) {
+            let message = format!("token `{}` (scope runner) may not call {route}", caller.name);
+            return Err(ApiError::new(ErrorCode::Forbidden, message, request_id));
         }
+        Ok(Call { caller, request_id })
     }
 }
 
@@ -261,6 +268,7 @@ async fn revoke(
     let answer = async {
         check_version_path(&call, &name, &version)?;
         let v = registry.db.revoke_version(&name, &version, &call.caller.name).await?;
+        registry.apply_revocations().await;
         Ok(json(StatusCode::OK, &v))
     };
     call.counted(&registry, "revoke", answer.await)
@@ -302,6 +310,7 @@ async fn revoke_signer(
             ));
         }
         registry.db.revoke_signer(&signer, &call.caller.name).await?;
+        registry.apply_revocations().await;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     call.counted(&registry, "revoke_signer", answer.await)
@@ -492,7 +501,10 @@ async fn validate(
 ) -> Response {
     let answer = async {
         let asked = query(asked)?;
-        call.tenant(&asked.tenant)?;
+        ext_registry::names::check_tenant(&asked.tenant).map_err(|why| invalid("tenant", why))?;
+        if !call.caller.may_check_installs(&asked.tenant) {
+            call.tenant(&asked.tenant)?;
+        }
         check_extension(&asked.extension)?;
         let digest = ext_bundle::Digest::parse(&asked.content_hash).map_err(|why| invalid("content_hash", why))?;
         if registry
@@ -507,6 +519,24 @@ async fn validate(
                 "no enabled install of that extension at that content hash",
             ))
         }
+    };
+    call.answer(answer.await)
+}
+
+/// What runners poll: every revoked content hash (`{items: [...]}`), for
+/// admins and `runner` tokens.
+async fn revocations(State(registry): State<Arc<Registry>>, call: Call) -> Response {
+    let answer = async {
+        if !(call.caller.is_admin() || call.caller.scope == Scope::Runner) {
+            return Err(call.forbidden("read the revocation list"));
+        }
+        let items: Vec<String> = registry
+            .revoked_hashes()
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Ok(json(StatusCode::OK, &crate::revocation::RevocationList { items }))
     };
     call.answer(answer.await)
 }

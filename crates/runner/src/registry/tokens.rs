@@ -5,8 +5,10 @@
 //! - `TOKEN`: an admin named `token-<first 8 hex of SHA-256(TOKEN)>`;
 //! - `NAME=TOKEN`: an admin named `NAME`;
 //! - `NAME@SCOPE=TOKEN` with `SCOPE` one of `admin`, `publisher:PREFIX`
-//!   (publishes, yanks and reads the names `PREFIX` and `PREFIX.*`) or
-//!   `tenant:ID` (reads the catalogue, changes only that tenant's installs).
+//!   (publishes, yanks and reads the names `PREFIX` and `PREFIX.*`),
+//!   `tenant:ID` (reads the catalogue, changes only that tenant's installs)
+//!   or `runner` (what a runner asks: UI install checks and the revocation
+//!   list, nothing else).
 //!
 //! A token is at least [`MIN_TOKEN_CHARS`] characters and holds neither `,`
 //! nor `=` (hex from `openssl rand -hex 32` does). Several tokens may share
@@ -34,7 +36,13 @@ pub enum Scope {
     Publisher(String),
     /// Read the catalogue; read and change only this tenant's installs.
     Tenant(String),
+    /// A runner: only [`RUNNER_ROUTES`].
+    Runner,
 }
+
+/// The routes a `runner`-scoped token may call; every other route answers
+/// it 403.
+pub const RUNNER_ROUTES: &[&str] = &["/v1/registry/installs/validate", "/v1/registry/revocations"];
 
 /// An authenticated caller: the token's name and scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +74,7 @@ impl Caller {
                         .strip_prefix(prefix.as_str())
                         .is_some_and(|rest| rest.starts_with('.'))
             }
-            Scope::Tenant(_) => false,
+            Scope::Tenant(_) | Scope::Runner => false,
         }
     }
 
@@ -75,8 +83,19 @@ impl Caller {
         match &self.scope {
             Scope::Admin => true,
             Scope::Tenant(own) => own == tenant,
-            Scope::Publisher(_) => false,
+            Scope::Publisher(_) | Scope::Runner => false,
         }
+    }
+
+    /// Whether the caller may ask whether `tenant` has a bundle installed
+    /// (the runner's UI install check) or read the revocation list.
+    pub fn may_check_installs(&self, tenant: &str) -> bool {
+        self.scope == Scope::Runner || self.may_manage(tenant)
+    }
+
+    /// Whether the caller may call the route matched as `route`.
+    pub fn may_call(&self, route: &str) -> bool {
+        self.scope != Scope::Runner || RUNNER_ROUTES.contains(&route)
     }
 }
 
@@ -175,6 +194,7 @@ fn parse_label(label: &str) -> Result<Caller, String> {
 fn parse_scope(scope: &str) -> Result<Scope, String> {
     match scope.split_once(':') {
         None if scope == "admin" => Ok(Scope::Admin),
+        None if scope == "runner" => Ok(Scope::Runner),
         Some(("publisher", prefix)) => {
             ext_registry::names::check_extension(prefix)
                 .or_else(|_| check_prefix(prefix))
@@ -186,7 +206,7 @@ fn parse_scope(scope: &str) -> Result<Scope, String> {
             Ok(Scope::Tenant(tenant.to_string()))
         }
         _ => Err(format!(
-            "scope `{scope}` must be `admin`, `publisher:PREFIX` or `tenant:ID`"
+            "scope `{scope}` must be `admin`, `publisher:PREFIX`, `tenant:ID` or `runner`"
         )),
     }
 }
@@ -213,7 +233,7 @@ mod tests {
     fn entries_and_scopes() {
         let tokens = Tokens::parse(
             "aaaaaaaaaaaaaaaa, ops=bbbbbbbbbbbbbbbb, ci@publisher:com.acme=cccccccccccccccc, \
-             t1@tenant:tenant-1=dddddddddddddddd",
+             t1@tenant:tenant-1=dddddddddddddddd, fleet@runner=ffffffffffffffff",
         )
         .unwrap();
         let bare = tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap();
@@ -225,6 +245,12 @@ mod tests {
         assert!(!ci.may_manage("tenant-1"));
         let t1 = tokens.authenticate("dddddddddddddddd").unwrap();
         assert!(t1.may_manage("tenant-1") && !t1.may_manage("tenant-2") && !t1.may_publish("com.acme.x"));
+        assert!(t1.may_call("/v1/registry/tenants/{tenant}/installs"));
+        let fleet = tokens.authenticate("ffffffffffffffff").unwrap();
+        assert!(fleet.may_check_installs("any-tenant") && fleet.may_call("/v1/registry/revocations"));
+        assert!(!fleet.may_manage("any-tenant") && !fleet.may_publish("com.acme.x") && !fleet.is_admin());
+        assert!(!fleet.may_call("/v1/registry/extensions") && !fleet.may_call("/v1/registry/audit"));
+        assert!(!t1.may_check_installs("tenant-2"));
         assert_eq!(tokens.authenticate("eeeeeeeeeeeeeeee"), None);
         assert_eq!(tokens.authenticate(""), None);
     }

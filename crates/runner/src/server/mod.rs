@@ -81,6 +81,9 @@ impl AppState {
         runner.metrics().register_gauges(metrics::ServerGauges {
             connections: connections.clone(),
         });
+        if let Some(registry) = &registry {
+            registry.share_revocations(runner.bundles().revoked().clone());
+        }
         Arc::new(AppState {
             ui: Arc::new(crate::ui::UiState::new(runner.metrics())),
             token_digests,

@@ -109,6 +109,8 @@ pub struct BundleRef<'a> {
 
 /// Verified bundles of this process, by content hash.
 pub struct Bundles {
+    /// Content hashes refused before any cache or store is asked.
+    revoked: Arc<crate::revocation::Revoked>,
     objects: BundleObjects,
     cache: DiskCache,
     verification: Verification,
@@ -153,9 +155,11 @@ impl Bundles {
         cache_dir: &std::path::Path,
         max_cache_bytes: u64,
         verification: Verification,
+        revoked: Arc<crate::revocation::Revoked>,
         metrics: &crate::metrics::Metrics,
     ) -> std::io::Result<Bundles> {
         Ok(Bundles {
+            revoked,
             objects,
             cache: DiskCache::open(&cache_dir.join("bundles"), &cache_dir.join("compiled"), max_cache_bytes)?,
             verification,
@@ -185,6 +189,11 @@ impl Bundles {
     fn write_failure(&self, digest: &Digest, error: &std::io::Error) -> Failure {
         self.count_write_failure("bundles");
         cache_write_failure(digest, error)
+    }
+
+    /// The revocation list every lookup is checked against.
+    pub fn revoked(&self) -> &Arc<crate::revocation::Revoked> {
+        &self.revoked
     }
 
     pub fn objects(&self) -> &BundleObjects {
@@ -224,9 +233,11 @@ impl Bundles {
     /// The verified, unpacked bundle.
     ///
     /// # Errors
-    /// `bundle_not_found`, `bundle_unavailable`, `bundle_integrity`,
+    /// `bundle_revoked` (checked first, cached or not), `bundle_not_found`,
+    /// `bundle_unavailable`, `bundle_integrity`,
     /// `bundle_signature_invalid`, `bundle_invalid*`, `bundle_too_large`.
     pub async fn get(&self, wanted: BundleRef<'_>) -> Result<Arc<LoadedBundle>, Failure> {
+        self.revoked.check(&wanted.digest)?;
         let bundle = self.get_cached_or_fetched(wanted).await?;
         self.check_published_for(wanted).await?;
         Ok(bundle)

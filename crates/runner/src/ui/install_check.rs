@@ -202,7 +202,8 @@ impl InstallChecks {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Ask `url` whether the bundle is installed for (tenant, extension):
+    /// Ask `url` (with `token` as the bearer, when set) whether the bundle
+    /// is installed for (tenant, extension):
     /// 2xx yes, 403/404 no (both cached for [`VALIDATION_TTL`]); anything
     /// else is an error and not cached, so a flapping service does not lock
     /// users out.
@@ -213,6 +214,7 @@ impl InstallChecks {
     pub async fn check(
         &self,
         url: &str,
+        token: Option<&str>,
         per_second: u32,
         tenant: &str,
         extension: &str,
@@ -223,7 +225,10 @@ impl InstallChecks {
             return Ok(installed);
         }
         let cell = lock(&self.inflight).entry(key.clone()).or_default().clone();
-        let result = cell.get_or_try_init(|| self.ask(url, per_second, &key)).await.copied();
+        let result = cell
+            .get_or_try_init(|| self.ask(url, token, per_second, &key))
+            .await
+            .copied();
         {
             let mut inflight = lock(&self.inflight);
             if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
@@ -248,7 +253,7 @@ impl InstallChecks {
         }
     }
 
-    async fn ask(&self, url: &str, per_second: u32, key: &InstallKey) -> Result<bool, CheckError> {
+    async fn ask(&self, url: &str, token: Option<&str>, per_second: u32, key: &InstallKey) -> Result<bool, CheckError> {
         if !self.take_token(per_second) {
             return Err(CheckError::Busy("install checks are rate limited"));
         }
@@ -265,8 +270,11 @@ impl InstallChecks {
         });
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tenant, extension, digest) = key;
-        let response = client
-            .get(url)
+        let mut request = client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .query(&[
                 ("tenant", tenant.as_str()),
                 ("extension", extension.as_str()),

@@ -62,7 +62,17 @@ async fn a20_silent_and_preface_only_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let stats = t.state.connections(Listener::Service);
     assert_eq!(stats.closed_silent.load(Ordering::Relaxed), 50);
-    assert_eq!(stats.open.load(Ordering::Relaxed), 0);
+    // The /healthz connection's own close is counted by its task, which may
+    // run a moment after the client saw the answer (on a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.open.load(Ordering::Relaxed) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} connections still counted open",
+            stats.open.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(healthz_ok(served.addr).await);
 }
 

@@ -20,6 +20,7 @@ mod ops;
 mod quota;
 mod registry;
 mod registry_cli;
+mod revocation;
 mod s3;
 mod secrets;
 mod signing;

@@ -23,12 +23,14 @@ const OTHER_PUBLISHER: &str = "other-publisher-token-012345";
 pub(crate) const TENANT_A: &str = "tenant-a-token-0123456789abc";
 const TENANT_B: &str = "tenant-b-token-0123456789abc";
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// A `runner`-scoped registry token: UI install checks and revocations only.
+pub(crate) const RUNNER: &str = "runner-token-0123456789abcdef";
 pub(crate) const HELLO: &str = "com.example.hello";
 
 fn tokens() -> String {
     format!(
         "root={ADMIN},acme@publisher:com.example={PUBLISHER},other@publisher:com.other={OTHER_PUBLISHER},\
-         ta@tenant:tenant-a={TENANT_A},tb@tenant:tenant-b={TENANT_B}"
+         ta@tenant:tenant-a={TENANT_A},tb@tenant:tenant-b={TENANT_B},fleet@runner={RUNNER}"
     )
 }
 
@@ -43,6 +45,9 @@ pub(crate) enum Backend {
 pub(crate) struct System {
     pub(crate) test: TestRunner,
     registry: Arc<Registry>,
+    /// Signs a grant for each [`System::execute`] when the runner requires
+    /// them ([`System::with_grants`]).
+    grants: Option<ext_runner::grant::GrantSigner>,
 }
 
 /// A database URL for `backend`: SQLite under `dir`, or a fresh schema in
@@ -97,10 +102,22 @@ impl System {
         Ok(System {
             test: TestRunner { runner, state, dir },
             registry,
+            grants: None,
         })
     }
 
-    async fn call(&self, request: http::request::Builder, body: Vec<u8>) -> (StatusCode, HeaderMap, Value) {
+    /// Both roles with a secrets key, the runner requiring execution grants
+    /// (`RUNNER_GRANT_KEYS`) that [`System::execute`] signs from the install.
+    pub(crate) async fn with_grants(backend: Backend) -> System {
+        let keys = tempfile::tempdir().unwrap();
+        let private = keys.path().join("grant.pem");
+        let (jwks, _) = ext_runner::cli::grant::grant_keygen(&private).unwrap();
+        let mut system = System::start(backend, &[("RUNNER_GRANT_KEYS", jwks.to_str().unwrap())]).await;
+        system.grants = Some(ext_runner::grant::GrantSigner::load(&private).unwrap());
+        system
+    }
+
+    pub(crate) async fn call(&self, request: http::request::Builder, body: Vec<u8>) -> (StatusCode, HeaderMap, Value) {
         let response = router(self.test.state.clone())
             .oneshot(request.body(Body::from(body)).unwrap())
             .await
@@ -119,37 +136,77 @@ impl System {
         (status, body)
     }
 
-    async fn send_json(&self, method: &str, token: &str, uri: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+    pub(crate) async fn send_json(
+        &self,
+        method: &str,
+        token: &str,
+        uri: &str,
+        body: &Value,
+    ) -> (StatusCode, HeaderMap, Value) {
         let request =
             authorized(Request::builder().method(method).uri(uri), token).header("content-type", "application/json");
         self.call(request, body.to_string().into_bytes()).await
     }
 
     /// `POST /v1/registry/bundles` with the archive's signature by the test key.
-    async fn publish(&self, token: &str, archive: &[u8]) -> (StatusCode, Value) {
+    pub(crate) async fn publish(&self, token: &str, archive: &[u8]) -> (StatusCode, Value) {
         let request = authorized(Request::post("/v1/registry/bundles"), token).header("x-ext-signature", sign(archive));
         let (status, _, body) = self.call(request, archive.to_vec()).await;
         (status, body)
     }
 
-    async fn install(&self, token: &str, tenant: &str, body: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn install(&self, token: &str, tenant: &str, body: &Value) -> (StatusCode, Value) {
         let uri = format!("/v1/registry/tenants/{tenant}/installs/{HELLO}");
         let (status, _, body) = self.send_json("PUT", token, &uri, body).await;
         (status, body)
     }
 
-    /// Execute `GET path` of the tenant's install as the runner answers it.
-    async fn execute(&self, install: &Value, path: &str) -> (StatusCode, Value) {
-        let digest = ext_bundle::Digest::parse(install["content_hash"].as_str().unwrap()).unwrap();
+    /// Execute `GET path` of the tenant's install as the runner answers it,
+    /// with a grant made from the install when the runner requires one.
+    pub(crate) async fn execute(&self, install: &Value, path: &str) -> (StatusCode, Value) {
+        let text = |field: &str| install[field].as_str().unwrap().to_string();
+        let digest = ext_bundle::Digest::parse(&text("content_hash")).unwrap();
         let mut env = envelope(&digest, "GET", path);
         env["context"]["tenant_id"] = install["tenant"].clone();
         env["context"]["extension_id"] = json!(HELLO);
-        let (status, _, body) = self.test.post(&env).await;
+        let auth = format!("Bearer {TOKEN}");
+        let mut headers = vec![("authorization", auth.as_str())];
+        let grant;
+        if let Some(signer) = &self.grants {
+            env["context"]["install_id"] = install["install_id"].clone();
+            env["context"]["version_id"] = install["version_id"].clone();
+            let list = |field: &str| -> Vec<String> { serde_json::from_value(install[field].clone()).unwrap() };
+            let claims = ext_runner::grant::Claims {
+                tenant: text("tenant"),
+                extension: HELLO.to_string(),
+                install_id: Some(text("install_id")),
+                version_id: Some(text("version_id")),
+                content_hash: text("content_hash"),
+                capabilities: list("capabilities"),
+                egress: list("egress"),
+                request_id: None,
+                exp: ext_runner::grant::now_secs() + 60,
+            };
+            grant = signer.sign(&claims).unwrap();
+            headers.push(("x-ext-grant", grant.as_str()));
+        }
+        let (status, _, body) = self.test.post_raw(env.to_string().into_bytes(), &headers).await;
         (status, body)
+    }
+
+    /// `GET` the install's UI entry for `tenant`, as the runner serves it.
+    pub(crate) async fn ui(&self, install: &Value, tenant: &str) -> StatusCode {
+        let hash = install["content_hash"].as_str().unwrap().replace(':', "%3A");
+        get_text(
+            &self.test,
+            &format!("/ext-ui/{HELLO}/{hash}/index.html?tenant={tenant}"),
+        )
+        .await
+        .0
     }
 }
 
-fn authorized(request: http::request::Builder, token: &str) -> http::request::Builder {
+pub(crate) fn authorized(request: http::request::Builder, token: &str) -> http::request::Builder {
     request.header("authorization", format!("Bearer {token}"))
 }
 
@@ -177,8 +234,11 @@ fn edited_hello(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     ext_bundle::pack_dir(dir.path()).unwrap()
 }
 
+/// Publish → install → execute → upgrade → execute → rollback → execute →
+/// uninstall, every execution carrying a grant made from the install, and
+/// the UI served only while (and to whom) it is installed.
 async fn lifecycle(backend: Backend) {
-    let system = System::start(backend, &[]).await;
+    let system = System::with_grants(backend).await;
     let v1 = hello_archive("1.0.0", false);
     let v2 = hello_archive("1.1.0", true);
     let (status, published) = system.publish(PUBLISHER, &v1).await;
@@ -202,6 +262,14 @@ async fn lifecycle(backend: Backend) {
     let (status, body) = system.execute(&installed, "/hello").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(guest_json(&body)["tenant"], "tenant-a");
+    assert_eq!(system.ui(&installed, "tenant-a").await, StatusCode::OK);
+    let digest = ext_bundle::Digest::parse(installed["content_hash"].as_str().unwrap()).unwrap();
+    let (status, _, body) = system.test.post(&envelope(&digest, "GET", "/hello")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNAUTHORIZED, "grant_invalid"),
+        "no grant: {body}"
+    );
     let (status, body) = system.execute(&installed, "/visits").await;
     assert_eq!(
         (status, error_code(&body)),
