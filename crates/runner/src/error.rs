@@ -95,6 +95,9 @@ pub enum ErrorCode {
     SecretsUnavailable,
     /// The registry's database failed.
     RegistryUnavailable,
+    /// An uninstall with purge removed the install but the KV store failed
+    /// before its data was gone; the same `DELETE …?purge=true` finishes it.
+    PurgeIncomplete,
     Internal,
 }
 
@@ -169,6 +172,7 @@ impl ErrorCode {
         ErrorCode::VersionNotInstallable,
         ErrorCode::SecretsUnavailable,
         ErrorCode::RegistryUnavailable,
+        ErrorCode::PurgeIncomplete,
         ErrorCode::Internal,
     ];
 
@@ -225,6 +229,7 @@ impl ErrorCode {
             ErrorCode::VersionNotInstallable => "version_not_installable",
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::RegistryUnavailable => "registry_unavailable",
+            ErrorCode::PurgeIncomplete => "purge_incomplete",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -250,7 +255,9 @@ impl ErrorCode {
             ErrorCode::BundleRejected | ErrorCode::SignatureRejected | ErrorCode::NotDeclared => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ErrorCode::SecretsUnavailable | ErrorCode::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::SecretsUnavailable | ErrorCode::RegistryUnavailable | ErrorCode::PurgeIncomplete => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -295,7 +302,7 @@ impl ErrorCode {
             }
             ErrorCode::BundleUnavailable => Some(5),
             ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
-            ErrorCode::Conflict | ErrorCode::RegistryUnavailable => Some(1),
+            ErrorCode::Conflict | ErrorCode::RegistryUnavailable | ErrorCode::PurgeIncomplete => Some(1),
             _ => None,
         }
     }
@@ -446,11 +453,12 @@ mod tests {
                 ErrorCode::RegistryUnavailable => 49,
                 ErrorCode::GrantInvalid => 50,
                 ErrorCode::GrantMismatch => 51,
+                ErrorCode::PurgeIncomplete => 52,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..52).collect::<Vec<_>>());
+        assert_eq!(seen, (0..53).collect::<Vec<_>>());
     }
 }
