@@ -134,6 +134,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// One page of the namespace's entries matching `query`, in ascending byte order of keys.
     async fn list(&self, scope: &Scope, namespace: &str, query: &Query) -> Result<Page, KvError>;
+
+    /// Removes every entry and namespace of `scope` in one transaction and returns how many
+    /// entries went; other scopes are untouched. The scope's revision counter stays, so
+    /// revisions are never reused (a revision read before the purge never matches a later
+    /// entry). A write that commits after the purge is kept. Purging an empty or unknown scope
+    /// removes nothing and succeeds, so a purge can be retried.
+    async fn purge(&self, scope: &Scope) -> Result<u64, KvError>;
 }
 
 #[cfg(test)]

@@ -299,4 +299,58 @@ impl Backend for EmbeddedBackend {
         })
         .await
     }
+
+    async fn purge(&self, scope: &Scope) -> Result<u64, KvError> {
+        let (db, at) = (self.db.clone(), At::new(scope, "", ""));
+        blocking(move || {
+            write(&db, |tables| {
+                // "" is the least string: the scope's keys start at (tenant, extension, "", "")
+                // and run on while the first two elements match (tuples compare element-wise).
+                let scope_key = at.scope_key();
+                let mut doomed = Vec::new();
+                for item in tables.0.range(at.entry_key()..)? {
+                    let (k, _) = item?;
+                    let (tenant, extension, namespace, key) = k.value();
+                    if (tenant, extension) != scope_key {
+                        break;
+                    }
+                    doomed.push((namespace.to_owned(), key.to_owned()));
+                }
+                for (namespace, key) in &doomed {
+                    tables.0.remove((
+                        at.tenant.as_str(),
+                        at.extension.as_str(),
+                        namespace.as_str(),
+                        key.as_str(),
+                    ))?;
+                }
+                let mut namespaces = Vec::new();
+                for item in tables.1.range(at.namespace_key()..)? {
+                    let (k, _) = item?;
+                    let (tenant, extension, namespace) = k.value();
+                    if (tenant, extension) != scope_key {
+                        break;
+                    }
+                    namespaces.push(namespace.to_owned());
+                }
+                for namespace in &namespaces {
+                    tables
+                        .1
+                        .remove((at.tenant.as_str(), at.extension.as_str(), namespace.as_str()))?;
+                }
+                // Keep the revision counter (see `USAGE`); nothing is stored any more.
+                let last_revision = tables.2.get(scope_key)?.map(|g| g.value().2);
+                if let Some(last_revision) = last_revision {
+                    let usage = Usage {
+                        total_bytes: 0,
+                        namespaces: 0,
+                        last_revision,
+                    };
+                    store_usage(tables, &at, usage)?;
+                }
+                Ok(Ok(doomed.len() as u64))
+            })
+        })
+        .await
+    }
 }

@@ -178,4 +178,13 @@ impl Kv {
         };
         self.backend.list(scope, namespace, &query).await
     }
+
+    /// Removes everything `scope` holds (an uninstall's purge); returns the entries removed.
+    /// See [`Backend::purge`].
+    ///
+    /// # Errors
+    /// [`KvError::Backend`]; nothing is removed then.
+    pub async fn purge(&self, scope: &Scope) -> Result<u64, KvError> {
+        self.backend.purge(scope).await
+    }
 }

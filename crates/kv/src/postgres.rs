@@ -98,6 +98,13 @@ const LIST_AFTER: &str = "SELECT key, revision, value FROM ext_kv_entries \
      WHERE tenant_id = $1 AND extension_id = $2 AND namespace = $3 AND key > $4 AND starts_with(key, $5) \
      ORDER BY key LIMIT $6";
 
+/// A purge locks the scope's usage row first, as every write does (so the two queue, never
+/// deadlock), and empties it but for the revision counter; no row when the scope never wrote.
+const PURGE_USAGE: &str = "UPDATE ext_kv_usage SET total_bytes = 0, namespaces = 0 \
+     WHERE tenant_id = $1 AND extension_id = $2";
+const PURGE_ENTRIES: &str = "DELETE FROM ext_kv_entries WHERE tenant_id = $1 AND extension_id = $2";
+const PURGE_NAMESPACES: &str = "DELETE FROM ext_kv_namespaces WHERE tenant_id = $1 AND extension_id = $2";
+
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PostgresBackend {
@@ -379,5 +386,23 @@ impl Backend for PostgresBackend {
         }
         txn.commit().await.map_err(db)?;
         Ok(page.finish())
+    }
+
+    async fn purge(&self, scope: &Scope) -> Result<u64, KvError> {
+        let mut client = self.pool.get().await.map_err(db)?;
+        let txn = client.transaction().await.map_err(db)?;
+        let (t, e) = (scope.tenant(), scope.extension());
+        txn.execute(&txn.prepare_cached(PURGE_USAGE).await.map_err(db)?, &[&t, &e])
+            .await
+            .map_err(db)?;
+        let removed = txn
+            .execute(&txn.prepare_cached(PURGE_ENTRIES).await.map_err(db)?, &[&t, &e])
+            .await
+            .map_err(db)?;
+        txn.execute(&txn.prepare_cached(PURGE_NAMESPACES).await.map_err(db)?, &[&t, &e])
+            .await
+            .map_err(db)?;
+        txn.commit().await.map_err(db)?;
+        Ok(removed)
     }
 }

@@ -30,7 +30,14 @@ pub const MAX_CHANGE_ATTEMPTS: usize = 5;
 
 /// The schema's migrations, in order. A database that records a migration
 /// not in this list was migrated by a newer binary and is refused.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "registry", include_str!("../migrations/0001_registry.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "registry", include_str!("../migrations/0001_registry.sql")),
+    (
+        2,
+        "pending purges",
+        include_str!("../migrations/0002_pending_purges.sql"),
+    ),
+];
 
 /// Which server holds the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

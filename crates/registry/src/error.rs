@@ -37,6 +37,13 @@ pub enum Error {
     /// A conditional change found another revision than it was given.
     #[error("the install is at revision {current}, not {expected}")]
     PreconditionFailed { expected: String, current: String },
+    /// The purge of the tenant's previous install of the extension is not
+    /// finished (its KV data may still be there): no new install until it is.
+    #[error(
+        "the purge of tenant `{tenant}`'s previous install of `{extension}` is not finished: DELETE the install \
+         again with ?purge=true, then install"
+    )]
+    PurgePending { tenant: String, extension: String },
     /// Another writer changed the same rows first and retrying did not help.
     #[error("changed concurrently by another request; retry")]
     Contended,

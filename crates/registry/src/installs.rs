@@ -9,6 +9,14 @@
 //! loses the first-install race retries from the read when it had no
 //! precondition; with one, it fails [`Error::PreconditionFailed`], so of
 //! concurrent edits at one revision exactly one wins.
+//!
+//! Purges: the install's KV data lives in the runner's store, which no
+//! transaction here reaches. [`Database::uninstall_purging`] removes the
+//! install and records a pending purge in one transaction, the caller
+//! purges the KV store, and [`Database::purge_done`] clears the record.
+//! While a purge is pending the extension cannot be installed again for
+//! that tenant, so a late or retried purge never removes a new install's
+//! data, and nothing ever points at data already purged.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -16,7 +24,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit;
 use crate::db::{Backend, Database, MAX_CHANGE_ATTEMPTS};
 use crate::error::{Error, is_unique_violation};
-use crate::model::{Action, Applied, HistoryEntry, Install, InstallSpec, Precondition, Timestamp, Version};
+use crate::model::{
+    Action, Applied, HistoryEntry, Install, InstallSpec, PendingPurge, Precondition, Timestamp, Version,
+};
 use crate::versions::version_from;
 
 macro_rules! select_installs {
@@ -181,6 +191,40 @@ async fn record(
     audit::append(tx, at, actor, action.as_str(), &subject, &detail).await
 }
 
+/// Deletes `current` (its secrets go by the foreign key's cascade) and
+/// records the uninstall.
+async fn remove(
+    tx: &mut Transaction<'static, Any>,
+    current: &Install,
+    actor: &str,
+    at: Timestamp,
+) -> Result<(), Error> {
+    let deleted = sqlx::query("DELETE FROM installs WHERE install_id = $1 AND revision = $2")
+        .bind(&current.install_id)
+        .bind(current.revision)
+        .execute(&mut **tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::Contended);
+    }
+    record(tx, current, Action::Uninstall, actor, at).await
+}
+
+/// The install id of the tenant's pending purge of `extension`, if any.
+async fn pending_purge(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &str,
+    extension: &str,
+) -> Result<Option<String>, Error> {
+    Ok(
+        sqlx::query_scalar("SELECT install_id FROM pending_purges WHERE tenant = $1 AND extension = $2")
+            .bind(tenant)
+            .bind(extension)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
 /// Whether a failed attempt lost a race another change won.
 fn lost_race(result: &Result<Option<Applied>, Error>) -> bool {
     matches!(result, Ok(None)) || matches!(result, Err(Error::Database(e)) if is_unique_violation(e))
@@ -288,6 +332,14 @@ impl Database {
             });
         };
         let current = install_in(&mut tx, self.backend(), tenant, extension).await?;
+        // Read after `install_in`, which on PostgreSQL waits for a concurrent
+        // uninstall's lock: a purge that uninstall recorded is seen here.
+        if current.is_none() && pending_purge(&mut tx, tenant, extension).await?.is_some() {
+            return Err(Error::PurgePending {
+                tenant: tenant.to_string(),
+                extension: extension.to_string(),
+            });
+        }
         check(precondition, current.as_ref())?;
         let moving = current.as_ref().is_none_or(|c| c.version_id != target.version_id);
         if moving && (target.yanked || target.revoked) {
@@ -419,8 +471,8 @@ impl Database {
     }
 
     /// Removes a tenant's install and its secrets, recording it; returns
-    /// what was removed (its data elsewhere, KV and schedules, is the
-    /// caller's to purge), or `None` when there was none.
+    /// what was removed, or `None` when there was none. Its KV data stays
+    /// ([`Database::uninstall_purging`] removes it too).
     ///
     /// # Errors
     /// [`Error::PreconditionFailed`], the database's.
@@ -437,18 +489,93 @@ impl Database {
             return Ok(None);
         };
         check(precondition, Some(&current))?;
-        let now = Timestamp::now();
-        let deleted = sqlx::query("DELETE FROM installs WHERE install_id = $1 AND revision = $2")
-            .bind(&current.install_id)
-            .bind(current.revision)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::Contended);
-        }
-        record(&mut tx, &current, Action::Uninstall, actor, now).await?;
+        remove(&mut tx, &current, actor, Timestamp::now()).await?;
         tx.commit().await?;
         Ok(Some(current))
+    }
+
+    /// An uninstall that purges: removes the install (and its secrets) as
+    /// [`Database::uninstall`] does, records `purge` after `uninstall` in
+    /// its history, and records the purge of its KV data as pending, all in
+    /// one transaction. With no install but a pending purge (an earlier
+    /// purge whose KV step failed) it returns that purge, whatever the
+    /// precondition (the request that started it held its own), so a retry
+    /// can finish it. `None`: no install and nothing pending.
+    ///
+    /// # Errors
+    /// [`Error::PreconditionFailed`], [`Error::Contended`], the database's.
+    pub async fn uninstall_purging(
+        &self,
+        tenant: &str,
+        extension: &str,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Option<PendingPurge>, Error> {
+        let mut tx = self.write().await?;
+        let Some(current) = install_in(&mut tx, self.backend(), tenant, extension).await? else {
+            let pending = pending_purge(&mut tx, tenant, extension).await?;
+            tx.rollback().await?;
+            return match pending {
+                Some(install_id) => Ok(Some(PendingPurge {
+                    tenant: tenant.to_string(),
+                    extension: extension.to_string(),
+                    install_id,
+                    uninstalled: None,
+                })),
+                None => {
+                    check(precondition, None)?;
+                    Ok(None)
+                }
+            };
+        };
+        check(precondition, Some(&current))?;
+        let now = Timestamp::now();
+        remove(&mut tx, &current, actor, now).await?;
+        record(&mut tx, &current, Action::Purge, actor, now).await?;
+        sqlx::query(
+            "INSERT INTO pending_purges (tenant, extension, install_id, requested_at, actor) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant)
+        .bind(extension)
+        .bind(&current.install_id)
+        .bind(now.0)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(PendingPurge {
+            tenant: tenant.to_string(),
+            extension: extension.to_string(),
+            install_id: current.install_id.clone(),
+            uninstalled: Some(current),
+        }))
+    }
+
+    /// The caller purged `purge`'s KV data (`kv_entries` entries): clears
+    /// the pending purge and appends `purged` to the audit log. Done once:
+    /// when a concurrent retry cleared it first, nothing more is recorded.
+    ///
+    /// # Errors
+    /// The database's (the purge stays pending: finishing it again is safe).
+    pub async fn purge_done(&self, purge: &PendingPurge, kv_entries: u64, actor: &str) -> Result<(), Error> {
+        let mut tx = self.write().await?;
+        let cleared =
+            sqlx::query("DELETE FROM pending_purges WHERE tenant = $1 AND extension = $2 AND install_id = $3")
+                .bind(&purge.tenant)
+                .bind(&purge.extension)
+                .bind(&purge.install_id)
+                .execute(&mut *tx)
+                .await?;
+        if cleared.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let subject = format!("{}/{}", purge.tenant, purge.extension);
+        let detail = serde_json::json!({"install_id": purge.install_id, "kv_entries": kv_entries});
+        audit::append(&mut tx, Timestamp::now(), actor, "purged", &subject, &detail).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every change to the tenant's install of an extension, oldest first,

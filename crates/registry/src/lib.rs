@@ -8,8 +8,9 @@
 //!   database a newer binary migrated), write transactions.
 //! - [`versions`]: publish (all or nothing; same bytes twice is a no-op,
 //!   other bytes a conflict), yank, revoke, signers.
-//! - [`installs`]: install, upgrade, rollback, edits, uninstall, secrets,
-//!   history, the UI validation lookup.
+//! - [`installs`]: install, upgrade, rollback, edits, uninstall (with the
+//!   purge of the install's data it records), secrets, history, the UI
+//!   validation lookup.
 //! - [`audit`]: the audit log and the execution log.
 //! - [`model`]: the records; [`names`]: what names, versions and tenant ids
 //!   may be; [`error`]: [`Error`] and [`OpenError`].
@@ -30,6 +31,6 @@ pub mod names;
 pub use db::{Backend, Database};
 pub use error::{Error, OpenError};
 pub use model::{
-    Action, Applied, AuditEntry, Execution, Extension, HistoryEntry, Install, InstallSpec, NewVersion, Precondition,
-    Published, Timestamp, Version,
+    Action, Applied, AuditEntry, Execution, Extension, HistoryEntry, Install, InstallSpec, NewVersion, PendingPurge,
+    Precondition, Published, Timestamp, Version,
 };

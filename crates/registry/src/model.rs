@@ -150,6 +150,9 @@ pub enum Action {
     Disable,
     Secrets,
     Uninstall,
+    /// An uninstall that also removes the install's data elsewhere (KV):
+    /// recorded right after its `Uninstall`.
+    Purge,
 }
 
 impl Action {
@@ -163,6 +166,7 @@ impl Action {
             Action::Disable => "disable",
             Action::Secrets => "secrets",
             Action::Uninstall => "uninstall",
+            Action::Purge => "purge",
         }
     }
 
@@ -176,10 +180,25 @@ impl Action {
             Action::Disable,
             Action::Secrets,
             Action::Uninstall,
+            Action::Purge,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)
     }
+}
+
+/// A purge the registry has recorded and the caller must carry out: remove
+/// the data of (`tenant`, `extension`) in the runner's KV store, then call
+/// [`Database::purge_done`](crate::Database::purge_done).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingPurge {
+    pub tenant: String,
+    pub extension: String,
+    /// The install whose data goes.
+    pub install_id: String,
+    /// The install this call removed; `None` when it finishes the purge of
+    /// an earlier uninstall.
+    pub uninstalled: Option<Install>,
 }
 
 /// What an install change did.

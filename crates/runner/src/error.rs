@@ -98,6 +98,9 @@ pub enum ErrorCode {
     SecretsUnavailable,
     /// The registry's database failed.
     RegistryUnavailable,
+    /// An uninstall with purge removed the install but the KV store failed
+    /// before its data was gone; the same `DELETE …?purge=true` finishes it.
+    PurgeIncomplete,
     Internal,
 }
 
@@ -173,6 +176,7 @@ impl ErrorCode {
         ErrorCode::VersionNotInstallable,
         ErrorCode::SecretsUnavailable,
         ErrorCode::RegistryUnavailable,
+        ErrorCode::PurgeIncomplete,
         ErrorCode::Internal,
     ];
 
@@ -230,6 +234,7 @@ impl ErrorCode {
             ErrorCode::VersionNotInstallable => "version_not_installable",
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::RegistryUnavailable => "registry_unavailable",
+            ErrorCode::PurgeIncomplete => "purge_incomplete",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -255,7 +260,9 @@ impl ErrorCode {
             ErrorCode::BundleRejected | ErrorCode::SignatureRejected | ErrorCode::NotDeclared => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ErrorCode::SecretsUnavailable | ErrorCode::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::SecretsUnavailable | ErrorCode::RegistryUnavailable | ErrorCode::PurgeIncomplete => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::PayloadTooLarge | ErrorCode::ResponseTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -300,7 +307,7 @@ impl ErrorCode {
             }
             ErrorCode::BundleUnavailable => Some(5),
             ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
-            ErrorCode::Conflict | ErrorCode::RegistryUnavailable => Some(1),
+            ErrorCode::Conflict | ErrorCode::RegistryUnavailable | ErrorCode::PurgeIncomplete => Some(1),
             _ => None,
         }
     }
@@ -452,11 +459,12 @@ mod tests {
                 ErrorCode::GrantInvalid => 50,
                 ErrorCode::GrantMismatch => 51,
                 ErrorCode::BundleRevoked => 52,
+                ErrorCode::PurgeIncomplete => 53,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..53).collect::<Vec<_>>());
+        assert_eq!(seen, (0..54).collect::<Vec<_>>());
     }
 }

@@ -29,6 +29,9 @@ macro_rules! suite_tests {
             k02_quota_exhaustion_stores_nothing,
             k02_quota_holds_under_concurrent_writers,
             k02_deletes_free_quota,
+            purge_removes_the_scope_and_nothing_else,
+            purge_keeps_revisions_increasing,
+            purge_frees_the_quota,
         );
     };
     (@each $fixture:path; $($name:ident,)*) => {
@@ -745,4 +748,84 @@ pub async fn k02_deletes_free_quota(backend: Arc<dyn Backend>) {
     );
     assert!(kv.delete(&s, "n3", "k2", None).await.unwrap()); // 32
     kv.put(&s, "n3", "k3", vec![1; 16], None).await.unwrap(); // 50
+}
+
+pub async fn purge_removes_the_scope_and_nothing_else(backend: Arc<dyn Backend>) {
+    let kv = kv(backend);
+    let s = scope("purge");
+    let t = s.tenant().to_owned();
+    // Neighbours: the same tenant's other extension, another tenant, and ids that extend or
+    // contain the purged ones (a range that overshoots its scope would reach them).
+    let neighbours = [
+        Scope::new(t.clone(), "com.example.second").unwrap(),
+        Scope::new(t.clone(), "com.example.ext2").unwrap(),
+        Scope::new(format!("{t}x"), "com.example.ext").unwrap(),
+        Scope::new(format!("{t}:com.example.ext"), "x").unwrap(),
+        scope("purge-other"),
+    ];
+    for (namespace, key) in [("a", "1"), ("a", "2"), ("b", "1"), ("b:c", "d")] {
+        kv.put(&s, namespace, key, b"mine".to_vec(), None).await.unwrap();
+    }
+    for n in &neighbours {
+        kv.put(n, "a", "1", b"theirs".to_vec(), None).await.unwrap();
+    }
+
+    assert_eq!(kv.purge(&s).await.unwrap(), 4);
+    for (namespace, key) in [("a", "1"), ("a", "2"), ("b", "1"), ("b:c", "d")] {
+        assert_eq!(kv.get(&s, namespace, key).await.unwrap(), None, "{namespace}/{key}");
+    }
+    for namespace in ["a", "b", "b:c"] {
+        assert!(keys_of(&kv, &s, namespace).await.is_empty(), "{namespace}");
+    }
+    for n in &neighbours {
+        let entry = kv.get(n, "a", "1").await.unwrap();
+        assert_eq!(entry.map(|e| e.value), Some(b"theirs".to_vec()), "{n:?} survives");
+        assert_eq!(keys_of(&kv, n, "a").await, ["1"]);
+    }
+
+    // Retrying is harmless: nothing is left, and a scope that never wrote purges too.
+    assert_eq!(kv.purge(&s).await.unwrap(), 0);
+    assert_eq!(kv.purge(&scope("purge-never")).await.unwrap(), 0);
+    // The scope is usable again.
+    kv.put(&s, "a", "1", b"new".to_vec(), Some(0)).await.unwrap();
+    assert_eq!(kv.get(&s, "a", "1").await.unwrap().unwrap().value, b"new");
+}
+
+pub async fn purge_keeps_revisions_increasing(backend: Arc<dyn Backend>) {
+    let kv = kv(backend);
+    let s = scope("purge-revisions");
+    let before = kv.put(&s, "n", "k", b"1".to_vec(), None).await.unwrap();
+    kv.put(&s, "n", "other", b"1".to_vec(), None).await.unwrap();
+    assert_eq!(kv.purge(&s).await.unwrap(), 2);
+    let after = kv.put(&s, "n", "k", b"2".to_vec(), None).await.unwrap();
+    // A guest still holding the revision it read before the purge must not match the new entry.
+    assert!(after.revision > before.revision + 1, "{after:?} after {before:?}");
+    assert!(matches!(
+        kv.put(&s, "n", "k", b"3".to_vec(), Some(before.revision)).await,
+        Err(KvError::Conflict { .. })
+    ));
+}
+
+pub async fn purge_frees_the_quota(backend: Arc<dyn Backend>) {
+    let kv = Kv::with_backend(backend, small_quotas());
+    let s = scope("purge-quota");
+    let fill = |kv: Kv, s: Scope| async move {
+        // 2 namespaces x 3 keys x 10 bytes = the 60-byte total.
+        for namespace in ["n1", "n2"] {
+            for key in ["k1", "k2", "k3"] {
+                kv.put(&s, namespace, key, vec![1; 8], None).await.unwrap();
+            }
+        }
+    };
+    fill(kv.clone(), s.clone()).await;
+    assert_eq!(quota_of(kv.put(&s, "n3", "k1", vec![], None).await), Quota::Namespaces);
+    assert_eq!(kv.purge(&s).await.unwrap(), 6);
+    // Every byte, key and namespace slot is free again: the whole quota fits once more.
+    kv.put(&s, "n3", "k1", vec![1; 8], None).await.unwrap();
+    assert!(kv.delete(&s, "n3", "k1", None).await.unwrap());
+    fill(kv.clone(), s.clone()).await;
+    assert_eq!(
+        quota_of(kv.put(&s, "n2", "k3", vec![1; 9], None).await),
+        Quota::TotalBytes
+    );
 }

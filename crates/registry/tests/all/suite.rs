@@ -28,6 +28,7 @@ macro_rules! suite_tests {
             concurrent_first_installs_make_one_install,
             g03_secrets_are_sealed_per_install_and_other_tenants_see_nothing,
             uninstall_removes_the_install_and_keeps_its_history,
+            a_purge_stays_pending_until_done_and_blocks_reinstalls,
             ui_validation_needs_an_enabled_install_at_that_hash,
             executions_list_newest_first_and_prune_by_age,
             every_change_is_in_the_audit_log,
@@ -576,6 +577,125 @@ pub async fn uninstall_removes_the_install_and_keeps_its_history(f: Fixture) {
     assert_eq!(
         actions,
         [Action::Install, Action::Secrets, Action::Uninstall, Action::Install]
+    );
+}
+
+pub async fn a_purge_stays_pending_until_done_and_blocks_reinstalls(f: Fixture) {
+    let v1 = publish(&f.db, "com.acme.hello", "1.0.0", 1).await;
+    let first =
+        f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap();
+    f.db.put_secrets("t1", "com.acme.hello", "sealed", &["K".into()], "ops")
+        .await
+        .unwrap();
+    f.db.put_install("t2", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+        .await
+        .unwrap();
+
+    let err =
+        f.db.uninstall_purging("t1", "com.acme.hello", Precondition::Revision(1), "ops")
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+    assert!(f.db.install("t1", "com.acme.hello").await.unwrap().is_some());
+
+    let purge =
+        f.db.uninstall_purging("t1", "com.acme.hello", Precondition::Revision(2), "ops")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (
+            purge.install_id.as_str(),
+            purge.uninstalled.as_ref().map(|i| i.revision)
+        ),
+        (first.install.install_id.as_str(), Some(2))
+    );
+    assert!(f.db.install("t1", "com.acme.hello").await.unwrap().is_none());
+    assert_eq!(f.db.sealed_secrets("t1", "com.acme.hello").await.unwrap(), None);
+
+    // Until the KV purge is confirmed, no reinstall; other tenants are not held up.
+    let err =
+        f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::PurgePending { .. }), "{err:?}");
+    assert!(f.db.install("t2", "com.acme.hello").await.unwrap().is_some());
+    // A plain uninstall finds nothing; a retried purge finds the pending one (its
+    // precondition was the first request's).
+    assert_eq!(
+        f.db.uninstall("t1", "com.acme.hello", Precondition::None, "ops")
+            .await
+            .unwrap(),
+        None
+    );
+    let retried =
+        f.db.uninstall_purging("t1", "com.acme.hello", Precondition::Revision(2), "ops2")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (retried.install_id.as_str(), retried.uninstalled.is_none()),
+        (first.install.install_id.as_str(), true)
+    );
+
+    f.db.purge_done(&retried, 3, "ops2").await.unwrap();
+    f.db.purge_done(&purge, 3, "ops").await.unwrap();
+    assert_eq!(
+        f.db.uninstall_purging("t1", "com.acme.hello", Precondition::None, "ops")
+            .await
+            .unwrap(),
+        None,
+        "nothing installed, nothing pending"
+    );
+    assert!(matches!(
+        f.db.uninstall_purging("t1", "com.acme.hello", Precondition::Revision(2), "ops")
+            .await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::Absent, "ops")
+        .await
+        .unwrap();
+
+    let actions: Vec<Action> =
+        f.db.history("t1", "com.acme.hello")
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.action)
+            .collect();
+    assert_eq!(
+        actions,
+        [
+            Action::Install,
+            Action::Secrets,
+            Action::Uninstall,
+            Action::Purge,
+            Action::Install
+        ]
+    );
+    let log = f.db.audit_log(100).await.unwrap();
+    let purges: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e.action.starts_with("purge") || e.action == "uninstall")
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str()))
+        .collect();
+    assert_eq!(
+        purges,
+        [
+            ("ops2", "purged", "t1/com.acme.hello"),
+            ("ops", "purge", "t1/com.acme.hello"),
+            ("ops", "uninstall", "t1/com.acme.hello"),
+        ],
+        "newest first; the purge is done once"
+    );
+    assert_eq!(
+        (
+            log[1].detail["install_id"].as_str(),
+            log[1].detail["kv_entries"].as_u64()
+        ),
+        (Some(first.install.install_id.as_str()), Some(3))
     );
 }
 

@@ -186,9 +186,7 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
         .await
         .map_err(|f| anyhow::anyhow!("STORAGE_KV_URL: {}", f.message))?;
     let registry = match runner.config().roles.registry {
-        true => Some(Arc::new(
-            crate::registry::Registry::open(runner.config(), runner.metrics()).await?,
-        )),
+        true => Some(Arc::new(crate::registry::Registry::open(&runner).await?)),
         false => None,
     };
     let listeners = Listeners::bind(&runner.config().server).await?;

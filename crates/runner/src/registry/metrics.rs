@@ -9,7 +9,9 @@ use crate::metrics::{Capped, Labels, Metrics};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Operation {
     /// `publish`, `install`, `upgrade`, `rollback`, `configure`, `enable`,
-    /// `disable`, `secrets`, `uninstall`, `yank`, `revoke`, `revoke_signer`.
+    /// `disable`, `secrets`, `uninstall`, `purge` (an uninstall with
+    /// `?purge=true`, or the retry that finishes one), `yank`, `revoke`,
+    /// `revoke_signer`.
     operation: &'static str,
     /// `ok`, `refused` (the caller's mistake or scope, 4xx) or `failed` (5xx).
     outcome: &'static str,

@@ -6,6 +6,8 @@
 //!   stored, recorded — all or nothing;
 //! - [`installs`]: an install request against the version's manifest, and
 //!   sealing install secrets;
+//! - [`purge`]: uninstall with purge: the registry's record, the runner's
+//!   KV store, the confirmation, in the order that survives a failure;
 //! - [`routes`]: the handlers;
 //! - [`openapi`]: their part of `/openapi.json`.
 //!
@@ -16,6 +18,7 @@ pub mod installs;
 mod metrics;
 pub mod openapi;
 pub mod publish;
+pub mod purge;
 pub mod routes;
 pub mod settings;
 pub mod tokens;
@@ -26,15 +29,16 @@ use anyhow::Context as _;
 use axum::http::HeaderMap;
 use ext_registry::Database;
 
-use crate::config::Config;
 use crate::error::{ErrorCode, Failure};
+use crate::execute::Runner;
 use crate::store::object::BundleObjects;
 use tokens::{Caller, Tokens};
 
 pub use settings::RegistrySettings;
 
 /// The registry role's state: the database, the bundle store it publishes
-/// to, the trust it verifies publishes against, and its callers.
+/// to, the trust it verifies publishes against, its callers, and the
+/// runner's KV store its purges empty.
 pub struct Registry {
     db: Database,
     tokens: Tokens,
@@ -45,6 +49,10 @@ pub struct Registry {
     trust: Arc<ext_bundle::TrustBundle>,
     /// `RUNNER_SECRETS_KEY`: install secrets are sealed with it.
     secrets_key: Option<[u8; 32]>,
+    /// The runner's `storage.kv` store (`STORAGE_KV_URL`), the handle its
+    /// guests write through: an uninstall with purge empties the install's
+    /// (tenant, extension) scope in it.
+    kv: ext_kv::Kv,
     metrics: metrics::RegistryMetrics,
     /// The runner role's revocation list, when this process runs it: a
     /// revoke applies to it before the revoke is answered.
@@ -52,13 +60,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Open the database (migrating it) and the bundle store for `config`.
+    /// Open the database (migrating it) and the bundle store for the
+    /// runner's config, sharing the runner's KV store (purges reach it) and
+    /// metrics.
     ///
     /// # Errors
     /// No trust bundle (publishes could not be verified), no tokens outside
     /// `--dev` on loopback, a `{tenant}` key layout (runner-side only), an
-    /// unreachable or newer database — each naming its setting.
-    pub async fn open(config: &Config, metrics: &crate::metrics::Metrics) -> anyhow::Result<Registry> {
+    /// unreachable or newer database, a KV store that cannot be opened —
+    /// each naming its setting.
+    pub async fn open(runner: &Runner) -> anyhow::Result<Registry> {
+        let (config, metrics) = (runner.config(), runner.metrics());
         let settings = &config.registry;
         let trust = config
             .bundles
@@ -85,6 +97,18 @@ impl Registry {
                 "BUNDLE_STORAGE_URL: http(s) stores are read-only; the registry publishes to s3:// or file://"
             );
         }
+        let kv = runner
+            .open_kv()
+            .await
+            .map_err(|f| anyhow::anyhow!("STORAGE_KV_URL: {}", f.message))?
+            .clone();
+        if !config.roles.runner && kv.backend_name() == "redb" {
+            // Runners elsewhere write their own files: a purge here reaches only this one.
+            tracing::warn!(
+                "the registry role without the runner role uses an embedded STORAGE_KV_URL: purges on uninstall \
+                 reach only this process's file; point STORAGE_KV_URL at the runners' PostgreSQL"
+            );
+        }
         let db = Database::open(&settings.database_url).await?;
         Ok(Registry {
             db,
@@ -93,6 +117,7 @@ impl Registry {
             objects,
             trust,
             secrets_key: config.host.secrets.key,
+            kv,
             metrics: metrics::RegistryMetrics::register(metrics),
             revoked: std::sync::OnceLock::new(),
         })
@@ -182,7 +207,7 @@ pub fn failure(error: ext_registry::Error) -> Failure {
         E::SignerNotAllowed { .. } | E::SignerRevoked { .. } => ErrorCode::SignatureRejected,
         E::NotInstallable { .. } => ErrorCode::VersionNotInstallable,
         E::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
-        E::Contended => ErrorCode::Conflict,
+        E::Contended | E::PurgePending { .. } => ErrorCode::Conflict,
         _ => {
             // The database's own words stay in the log.
             tracing::error!(error = %message, "registry database failed");

@@ -102,7 +102,32 @@ pub fn paths() -> Value {
         install_headers[1].clone(),
     ];
     // An uninstall takes If-Match only: "only if absent" cannot remove anything.
-    let uninstall_params = [tenant.clone(), name.clone(), install_headers[0].clone()];
+    let uninstall_params = [
+        tenant.clone(),
+        name.clone(),
+        install_headers[0].clone(),
+        json!({"name": "purge", "in": "query", "required": false, "schema": {"type": "boolean", "default": false},
+               "description": "`true`: also remove the install's KV data (its secrets go with any uninstall); \
+                               repeat it to finish a purge answered 503"}),
+    ];
+    let mut uninstall = operation(
+        "Uninstall (with ?purge=true: and remove its data)",
+        &uninstall_params,
+        None,
+        json!({
+            "204": no_content("Uninstalled (and purged)"),
+            "400": bad("Malformed path, header or query (`purge` other than true or false)"),
+            "403": forbidden,
+            "404": not_found("No such install (and, for a purge, none pending)"),
+            "409": error_response(409, "Changed concurrently; retry"),
+            "412": error_response(412, "If-Match did not hold")
+        }),
+    );
+    uninstall["responses"]["503"] = error_response(
+        503,
+        "The registry database is unavailable, or the install is gone but its KV data is not yet \
+         (`purge_incomplete`): repeat the request",
+    );
     let install_answer = |description: &str| {
         let mut answer = ok(description, schema("Install"));
         answer["headers"]["etag"] = json!({"required": true, "description": "The install's revision, quoted",
@@ -189,19 +214,13 @@ pub fn paths() -> Value {
                     "400": bad("Malformed path, header or body (the message names the field)"),
                     "403": forbidden,
                     "404": not_found("No such version, or another tenant's install"),
-                    "409": error_response(409, "The version is yanked or revoked, or changed concurrently"),
+                    "409": error_response(409, "The version is yanked or revoked, changed concurrently, or the purge \
+                                                of the previous install is not finished"),
                     "412": error_response(412, "If-Match / If-None-Match did not hold"),
                     "413": error_response(413, "Body over 1 MiB"),
                     "422": error_response(422, "Capabilities or hosts the manifest does not declare")
                 })),
-            "delete": operation("Uninstall", &uninstall_params, None, json!({
-                "204": no_content("Uninstalled"),
-                "400": bad("Malformed path or header"),
-                "403": forbidden,
-                "404": not_found("No such install"),
-                "409": error_response(409, "Changed concurrently; retry"),
-                "412": error_response(412, "If-Match did not hold")
-            }))
+            "delete": uninstall
         },
         "/v1/registry/tenants/{tenant}/installs/{name}/history": {"get": operation(
             "An install's changes, oldest first", &[tenant.clone(), name.clone()], None, json!({
@@ -314,7 +333,8 @@ pub fn schemas() -> Value {
                          "required": ["seq", "install_id", "action", "version", "version_id", "capabilities",
                                       "config", "egress", "enabled", "actor", "at"], "properties": {
             "seq": {"type": "integer"}, "install_id": {"type": "string"},
-            "action": {"enum": ["install", "upgrade", "rollback", "configure", "enable", "disable", "secrets", "uninstall"]},
+            "action": {"enum": ["install", "upgrade", "rollback", "configure", "enable", "disable", "secrets", "uninstall",
+                                "purge"]},
             "version": {"type": "string"}, "version_id": {"type": "string"}, "capabilities": strings,
             "config": map, "egress": strings, "enabled": {"type": "boolean"}, "actor": {"type": "string"}, "at": time
         }},

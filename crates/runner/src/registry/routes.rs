@@ -462,26 +462,58 @@ async fn put_secrets(
     call.counted(&registry, "secrets", answer.await)
 }
 
+/// `DELETE …/installs/{name}?purge=true` also removes the install's data
+/// (`super::purge`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UninstallQuery {
+    #[serde(default)]
+    purge: Option<String>,
+}
+
+impl UninstallQuery {
+    /// Only `true` and `false`: a typo must not quietly keep the data.
+    fn purge(&self) -> Result<bool, Failure> {
+        match self.purge.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(invalid("purge", "must be `true` or `false`")),
+        }
+    }
+}
+
 async fn uninstall(
     State(registry): State<Arc<Registry>>,
     call: Call,
     Path((tenant, name)): Path<(String, String)>,
     headers: HeaderMap,
+    asked: Result<Query<UninstallQuery>, QueryRejection>,
 ) -> Response {
+    let purge = query(asked).and_then(|q| q.purge());
+    let operation = if matches!(purge, Ok(true)) {
+        "purge"
+    } else {
+        "uninstall"
+    };
     let answer = async {
+        let purge = purge?;
         call.tenant(&tenant)?;
         check_extension(&name)?;
         let precondition = precondition(&headers)?;
-        match registry
-            .db
-            .uninstall(&tenant, &name, precondition, &call.caller.name)
-            .await?
-        {
-            Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-            None => Err(no_install(&tenant, &name)),
+        let done = match purge {
+            true => registry.purge(&tenant, &name, precondition, &call.caller.name).await?,
+            false => registry
+                .db
+                .uninstall(&tenant, &name, precondition, &call.caller.name)
+                .await?
+                .is_some(),
+        };
+        match done {
+            true => Ok(StatusCode::NO_CONTENT.into_response()),
+            false => Err(no_install(&tenant, &name)),
         }
     };
-    call.counted(&registry, "uninstall", answer.await)
+    call.counted(&registry, operation, answer.await)
 }
 
 #[derive(Deserialize)]

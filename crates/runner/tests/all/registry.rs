@@ -1,8 +1,9 @@
 //! The registry role over the real router: publish (verified, checked,
 //! stored, all or nothing), versions, tenant installs with upgrades and
-//! rollbacks, sealed secrets, scoped tokens, and the runner executing what
-//! was installed. The lifecycle and the races run on SQLite and on
-//! PostgreSQL (`EXT_TEST_POSTGRES_URL`, started by `scripts/test`).
+//! rollbacks, sealed secrets, scoped tokens, uninstall with purge, and the
+//! runner executing what was installed. The lifecycle, the races and the
+//! purge run on SQLite and on PostgreSQL (`EXT_TEST_POSTGRES_URL`, started
+//! by `scripts/test`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -97,7 +98,7 @@ impl System {
     async fn open(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<System> {
         let config = test_config(dir.path(), env);
         let runner = Arc::new(Runner::new(config).unwrap());
-        let registry = Arc::new(Registry::open(runner.config(), runner.metrics()).await?);
+        let registry = Arc::new(Registry::open(&runner).await?);
         let state = AppState::with_registry(runner.clone(), Some(registry.clone()));
         Ok(System {
             test: TestRunner { runner, state, dir },
@@ -378,8 +379,158 @@ async fn races(backend: Backend) {
     assert_eq!(now["revision"], revision + 1);
 }
 
+/// `GET /visits` of the tenant's install: the example's counter in KV.
+pub(crate) async fn visits(system: &System, tenant: &str) -> u64 {
+    let (status, install) = system
+        .get(ADMIN, &format!("/v1/registry/tenants/{tenant}/installs/{HELLO}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{install}");
+    let (status, body) = system.execute(&install, "/visits").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    guest_json(&body)["visits"].as_u64().unwrap()
+}
+
+impl System {
+    /// `DELETE` of the tenant's install, with `query` (`""` or `?…`).
+    async fn uninstall(&self, tenant: &str, query: &str) -> (StatusCode, Value) {
+        let uri = format!("/v1/registry/tenants/{tenant}/installs/{HELLO}{query}");
+        let (status, _, body) = self.call(authorized(Request::delete(&uri), ADMIN), Vec::new()).await;
+        (status, body)
+    }
+}
+
+/// Uninstall with purge: what a guest stored in KV is gone on reinstall,
+/// while a plain uninstall keeps it and another tenant's stays; a purge
+/// whose KV step never ran blocks reinstalls until the next purge finishes
+/// it. On PostgreSQL the KV store is PostgreSQL too.
+async fn purge(backend: Backend) {
+    let kv_dir = tempfile::tempdir().unwrap();
+    let kv_url = match backend {
+        Backend::Postgres => Some(database_url(Backend::Postgres, kv_dir.path()).await),
+        Backend::Sqlite => None,
+    };
+    let extra: Vec<(&str, &str)> = kv_url.iter().map(|url| ("STORAGE_KV_URL", url.as_str())).collect();
+    let system = System::start(backend, &extra).await;
+    assert_eq!(
+        system.publish(PUBLISHER, &hello_archive("1.0.0", true)).await.0,
+        StatusCode::CREATED
+    );
+    let v1 = json!({"version": "1.0.0"});
+    for tenant in ["tenant-a", "tenant-b"] {
+        assert_eq!(system.install(ADMIN, tenant, &v1).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(visits(&system, "tenant-a").await, 1);
+    assert_eq!(visits(&system, "tenant-a").await, 2);
+    assert_eq!(visits(&system, "tenant-b").await, 1);
+
+    // A plain uninstall keeps the data: a reinstall counts on.
+    assert_eq!(system.uninstall("tenant-a", "").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(system.install(ADMIN, "tenant-a", &v1).await.0, StatusCode::CREATED);
+    assert_eq!(visits(&system, "tenant-a").await, 3);
+
+    // Only true or false; a refused purge changes nothing.
+    let (status, body) = system.uninstall("tenant-a", "?purge=yes").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("purge: "),
+        "{body}"
+    );
+    let uri = format!("/v1/registry/tenants/tenant-a/installs/{HELLO}");
+    assert_eq!(system.get(ADMIN, &uri).await.0, StatusCode::OK);
+
+    // Purge: the install and its data go; nothing is left to purge after.
+    assert_eq!(
+        system.uninstall("tenant-a", "?purge=true").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(system.get(ADMIN, &uri).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = system.uninstall("tenant-a", "?purge=true").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "install_not_found")
+    );
+    assert_eq!(system.install(ADMIN, "tenant-a", &v1).await.0, StatusCode::CREATED);
+    assert_eq!(visits(&system, "tenant-a").await, 1, "the count started again");
+    assert_eq!(visits(&system, "tenant-b").await, 2, "another tenant's data stays");
+
+    let (_, history) = system.get(ADMIN, &format!("{uri}/history")).await;
+    let actions: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["install", "uninstall", "install", "uninstall", "purge", "install"]
+    );
+    let (_, audit) = system.get(ADMIN, "/v1/registry/audit").await;
+    let subject = format!("tenant-a/{HELLO}");
+    let entry = |action: &str| {
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action && e["subject"] == subject.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} in {audit}"))
+    };
+    assert_eq!(entry("purge")["actor"], "root");
+    let purged = entry("purged");
+    assert_eq!(
+        (&purged["actor"], &purged["detail"]["kv_entries"]),
+        (&json!("root"), &json!(1))
+    );
+
+    // The KV step of a purge did not happen (as if the store failed after the
+    // registry removed the install): no reinstall until a purge finishes it.
+    system
+        .registry
+        .database()
+        .uninstall_purging("tenant-a", HELLO, ext_registry::Precondition::None, "root")
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = system.install(ADMIN, "tenant-a", &v1).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("?purge=true"),
+        "{body}"
+    );
+    assert_eq!(
+        system.uninstall("tenant-a", "?purge=true").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(system.install(ADMIN, "tenant-a", &v1).await.0, StatusCode::CREATED);
+    assert_eq!(visits(&system, "tenant-a").await, 1, "the retry purged");
+
+    let (_, text) = get_text(&system.test, "/metrics").await;
+    let count = |labels: &str| metric_value(&text, &format!("ext_runner_registry_operations_total{{{labels}}}"));
+    assert_eq!(
+        (
+            count("operation=\"purge\",outcome=\"ok\""),
+            count("operation=\"purge\",outcome=\"refused\""),
+            count("operation=\"uninstall\",outcome=\"ok\"")
+        ),
+        (Some(2.0), Some(1.0), Some(1.0)),
+        "{text}"
+    );
+}
+
 mod sqlite {
     use super::Backend;
+
+    #[tokio::test]
+    async fn uninstall_with_purge_removes_the_kv_data_and_only_it() {
+        super::purge(Backend::Sqlite).await;
+    }
 
     #[tokio::test]
     async fn publish_install_execute_upgrade_rollback_uninstall() {
@@ -394,6 +545,11 @@ mod sqlite {
 
 mod postgres {
     use super::Backend;
+
+    #[tokio::test]
+    async fn uninstall_with_purge_removes_the_kv_data_and_only_it() {
+        super::purge(Backend::Postgres).await;
+    }
 
     #[tokio::test]
     async fn publish_install_execute_upgrade_rollback_uninstall() {

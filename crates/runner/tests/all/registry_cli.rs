@@ -1,7 +1,8 @@
 //! `ext-runner registry …`, the real binary against a registry served on a
 //! loopback socket (the registry suite's [`System`], SQLite): the lifecycle
 //! publish → install → upgrade → rollback → yank → revoke → uninstall,
-//! checked on the server's state; a certificate-signed publish (`--certs`);
+//! checked on the server's state; `uninstall --purge`; a certificate-signed
+//! publish (`--certs`);
 //! the progress bar's chunked upload; and the errors a user sees.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use serde_json::Value;
 use ext_runner::cli::registry::client::{Client, Connection};
 use ext_runner::cli::registry::publish::{PublishArgs, publish};
 
-use crate::registry::{ADMIN, Backend, HELLO, PUBLISHER, System, TENANT_A, hello_archive};
+use crate::registry::{ADMIN, Backend, HELLO, PUBLISHER, System, TENANT_A, hello_archive, visits};
 use crate::signing::{CA_CONFIG, certificate};
 use crate::support::*;
 
@@ -342,6 +343,38 @@ async fn publish_install_upgrade_rollback_yank_uninstall_through_the_binary() {
     assert!(text.starts_with("uninstalled"), "{text}");
     assert_eq!(served.install().await.0, http::StatusCode::NOT_FOUND);
     assert_eq!(served.history_actions().await.last().unwrap(), "uninstall");
+}
+
+#[tokio::test]
+async fn uninstall_purge_through_the_binary_removes_the_installs_kv_data() {
+    let served = Running::start().await;
+    let (v1, v1_sig, _) = served.bundle("1.0.0", true);
+    ok(&served
+        .cli(PUBLISHER, &["publish", path(&v1), "--sig", path(&v1_sig)])
+        .await);
+    let install = ["install", HELLO, "1.0.0", "--tenant", "tenant-a"];
+    ok(&served.cli(TENANT_A, &install).await);
+    assert_eq!(visits(&served.system, "tenant-a").await, 1);
+    assert_eq!(visits(&served.system, "tenant-a").await, 2);
+
+    let purge = ["uninstall", HELLO, "--tenant", "tenant-a", "--purge"];
+    let text = ok(&served.cli(TENANT_A, &purge).await);
+    assert_eq!(text, format!("uninstalled and purged {HELLO} for tenant tenant-a\n"));
+    assert_eq!(served.install().await.0, http::StatusCode::NOT_FOUND);
+    assert_eq!(
+        served.history_actions().await[1..],
+        ["uninstall".to_string(), "purge".to_string()]
+    );
+    // Nothing installed and nothing pending: the registry's 404.
+    let err = failed(&served.cli(TENANT_A, &purge).await);
+    assert!(err.contains("registry: 404 install_not_found"), "{err}");
+
+    ok(&served.cli(TENANT_A, &install).await);
+    assert_eq!(
+        visits(&served.system, "tenant-a").await,
+        1,
+        "the data went with the purge"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! `registry install`, `upgrade`, `rollback`, `uninstall`, `history` and
-//! `list --tenant`: a tenant's installs under
+//! `registry install`, `upgrade`, `rollback`, `uninstall` (`--purge`),
+//! `history` and `list --tenant`: a tenant's installs under
 //! `/v1/registry/tenants/{tenant}/installs`.
 //!
 //! Every change is conditional. `install` sends `If-None-Match: *` (a first
@@ -112,6 +112,19 @@ pub struct InstallRef {
     /// The tenant.
     #[arg(long)]
     pub tenant: String,
+}
+
+/// Arguments of `registry uninstall`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub install: InstallRef,
+    /// Also remove the install's data: everything its guests stored in the KV store
+    /// (`?purge=true`). Secrets go with every uninstall; the history, the audit log, the
+    /// execution log and the published versions stay. Run it again to finish a purge the
+    /// registry answered 503 `purge_incomplete`.
+    #[arg(long)]
+    pub purge: bool,
 }
 
 fn install_url(client: &Client, tenant: &str, name: &str, tail: &[&str]) -> Url {
@@ -307,16 +320,25 @@ fn previous_in(entries: &[Value], install_id: &Value, current: &str) -> Option<S
         .map(str::to_string)
 }
 
-/// Uninstall (`DELETE`).
+/// Uninstall (`DELETE`, with `?purge=true` for `--purge`).
 ///
 /// # Errors
-/// No such install; the registry's refusal.
-pub async fn uninstall(client: &Client, args: &InstallRef) -> anyhow::Result<Shown> {
-    let url = install_url(client, &args.tenant, &args.name, &[]);
+/// No such install (for a purge: and none pending); the registry's refusal.
+pub async fn uninstall(client: &Client, args: &UninstallArgs) -> anyhow::Result<Shown> {
+    let InstallRef { name, tenant } = &args.install;
+    let mut url = install_url(client, tenant, name, &[]);
+    if args.purge {
+        url.query_pairs_mut().append_pair("purge", "true");
+    }
     let answer = client.send(Method::DELETE, url, HeaderMap::new(), None).await?;
+    let verb = if args.purge {
+        "uninstalled and purged"
+    } else {
+        "uninstalled"
+    };
     Ok(Shown {
         json: answer.body,
-        text: format!("uninstalled {} for tenant {}\n", args.name, args.tenant),
+        text: format!("{verb} {name} for tenant {tenant}\n"),
     })
 }
 

@@ -46,8 +46,8 @@ pub enum RegistryCommand {
     /// Move a tenant's install to an older version (default: the one before the current
     /// one in its history), as `upgrade` does.
     Rollback(installs::ChangeArgs),
-    /// Uninstall an extension from a tenant.
-    Uninstall(installs::InstallRef),
+    /// Uninstall an extension from a tenant (with --purge: and remove its KV data).
+    Uninstall(installs::UninstallArgs),
     /// The catalogue of extensions, or with --tenant that tenant's installs.
     List {
         /// List this tenant's installs instead of the catalogue.
