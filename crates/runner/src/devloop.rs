@@ -2,8 +2,12 @@
 //!
 //! - [`trust_dev_key`] and [`dev_secrets_key`]: the dev signing and secrets
 //!   keys under the data directory;
-//! - [`publish_dir`]: pack, sign and publish an extension directory into the
-//!   runner's store, then [`announce`] a `curl` that calls it and its UI URL;
+//! - [`publish_dir`]: pack, sign and publish an extension directory, then
+//!   [`announce`] a `curl` that calls it and its UI URL. With the registry
+//!   role in the process ([`Destination::Registry`]) the bundle goes
+//!   through the registry's publish, under a dev version ([`dev_version`]),
+//!   and is installed for [`DEV_TENANT`]; without it, straight into the
+//!   runner's store;
 //! - [`build`]: `cargo build --release --target wasm32-wasip2` plus the copy
 //!   to the manifest's `entry`, or `npm run build`;
 //! - [`DevLoop::run`]: poll the project's sources and, on a change, rebuild
@@ -21,9 +25,15 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use ext_bundle::signature::{KeyAlgorithm, SigningKey};
 use ext_bundle::{Digest, Manifest};
+use ext_registry::{Install, Precondition};
 
 use crate::config::Config;
+use crate::error::Failure;
 use crate::execute::Runner;
+use crate::registry::Registry;
+use crate::registry::installs::InstallRequest;
+use crate::registry::publish::Signature;
+use crate::registry::tokens::Caller;
 use crate::scaffold::Lang;
 use crate::store::TrustSettings;
 
@@ -40,6 +50,15 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// The tenant `serve --dev` and `dev` publish for and their `curl` uses.
 pub const DEV_TENANT: &str = "dev-tenant";
+
+/// The pre-release identifier of the versions dev builds are published
+/// under in the registry ([`dev_version`]).
+pub const DEV_PRERELEASE: &str = "dev";
+
+/// Hex digits of the source bundle's SHA-256 in a dev version: 48 bits, so
+/// two builds of one extension share a tag with odds of about 1 in 10^14,
+/// short enough to read in a listing.
+pub const DEV_TAG_HEX_CHARS: usize = 12;
 
 /// Files and directories of a project whose changes mean a rebuild.
 const WATCHED: &[&str] = &[
@@ -149,15 +168,195 @@ pub async fn store(runner: &Runner, key: &SigningKey, packed: &Packed) -> anyhow
     Ok(())
 }
 
-/// Pack, sign and publish `dir`, then [`announce`] it.
+/// Where `serve --dev` and `dev` publish the extension.
+#[derive(Clone)]
+pub enum Destination {
+    /// No registry role in this process: the runner's bundle store, as
+    /// `ext-runner publish` writes it.
+    Store,
+    /// The registry role in this process: its publish (the code of `POST
+    /// /v1/registry/bundles`) and an install for [`DEV_TENANT`].
+    Registry(Arc<Registry>),
+}
+
+/// A build as it is served.
+pub struct Served {
+    /// The manifest as published (with the dev version through the registry).
+    pub manifest: Manifest,
+    /// The content hash served.
+    pub digest: Digest,
+    /// The content hash of the bundle packed from the directory (what
+    /// `ext-runner pack` prints), which `dev` compares rebuilds with.
+    pub source: Digest,
+    /// [`DEV_TENANT`]'s install, when published through the registry.
+    pub install: Option<Install>,
+}
+
+/// The version a dev build is published under in the registry, a
+/// pre-release of the manifest's version: `<version>-dev.<n>.h<tag>`
+/// (`.dev.<n>.h<tag>` appended when the manifest's version is a pre-release
+/// already; build metadata dropped, as the registry refuses it), where `tag`
+/// is the first [`DEV_TAG_HEX_CHARS`] hex digits of `source`, the hash of
+/// the bundle packed from the directory. A build published before (a
+/// version in `published` with its tag) keeps its version, so the same
+/// bytes publish as the same version again; a new build gets `n` one above
+/// the highest of this manifest version's dev builds, so it sorts after
+/// every one of them (an upgrade, not a rollback). The `h` keeps the tag a
+/// textual identifier (an all-digit tag with a leading zero is not semver).
+pub fn dev_version(manifest_version: &str, source: &Digest, published: &[String]) -> String {
+    let base = manifest_version.split('+').next().unwrap_or(manifest_version);
+    let separator = if base.contains('-') { '.' } else { '-' };
+    let prefix = format!("{base}{separator}{DEV_PRERELEASE}.");
+    let tag = format!("h{}", &source.hex()[..DEV_TAG_HEX_CHARS]);
+    let mut highest = 0;
+    for version in published {
+        let Some((n, rest)) = version.strip_prefix(&prefix).and_then(|rest| rest.split_once('.')) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        if rest == tag {
+            return version.clone();
+        }
+        highest = highest.max(n);
+    }
+    format!("{prefix}{}.{tag}", highest + 1)
+}
+
+/// `packed` with its manifest's `version` set to `version`: unpacked,
+/// edited and packed again (deterministically, so the same input gives the
+/// same bytes).
 ///
 /// # Errors
-/// As [`pack`] and [`store`].
-pub async fn publish_dir(runner: &Runner, key: &SigningKey, dir: &Path, local: SocketAddr) -> anyhow::Result<Packed> {
+/// The archive does not unpack or pack again, or the temporary directory
+/// cannot be written.
+pub fn with_version(packed: &Packed, version: &str) -> anyhow::Result<Packed> {
+    let work = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = work.path().join("bundle");
+    ext_bundle::unpack(&packed.archive, &dir, &ext_bundle::UnpackLimits::default())?;
+    let path = dir.join(ext_bundle::manifest::MANIFEST_FILE_NAME);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    manifest
+        .as_object_mut()
+        .context("manifest.json is not a JSON object")?
+        .insert("version".to_string(), version.into());
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+    let archive = ext_bundle::pack_dir(&dir)?;
+    let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
+    let digest = Digest::of(&archive);
+    Ok(Packed {
+        archive,
+        manifest,
+        digest,
+    })
+}
+
+/// A registry refusal as an error of the dev start-up.
+fn refused(what: &str, failure: Failure) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}: {}", failure.code.as_str(), failure.message)
+}
+
+/// Publish `source` through `registry` under its [`dev_version`], signed
+/// with the dev key, and install it for [`DEV_TENANT`] (every capability
+/// and egress host its manifest declares; config and enabled kept as they
+/// are), upgrading an install of an earlier build.
+///
+/// # Errors
+/// The registry refuses the bundle or the install (its code and message),
+/// or the bundle cannot be repacked.
+pub async fn publish_to_registry(registry: &Registry, key: &SigningKey, source: Packed) -> anyhow::Result<Served> {
+    let name = source.manifest.name.clone();
+    let source_digest = source.digest;
+    let published: Vec<String> = match registry.database().extension(&name).await {
+        Ok(found) => found
+            .map(|(_, versions)| versions.into_iter().map(|v| v.version).collect())
+            .unwrap_or_default(),
+        Err(e) => return Err(refused("reading the registry", crate::registry::failure(e))),
+    };
+    let version = dev_version(&source.manifest.version.to_string(), &source_digest, &published);
+    let packed = tokio::task::spawn_blocking(move || with_version(&source, &version))
+        .await
+        .map_err(|e| anyhow::anyhow!("the repack task failed: {e}"))??;
+    let Packed {
+        archive,
+        manifest,
+        digest,
+    } = packed;
+    let caller = Caller::dev();
+    let signature = Signature {
+        signature: Some(ext_bundle::signature::encode_signature(&key.sign(&archive))),
+        certificates_b64: None,
+    };
+    let published = registry
+        .publish(&caller, archive.into(), signature)
+        .await
+        .map_err(|f| refused("publishing to the registry", f))?;
+    let request = InstallRequest {
+        version: published.version().version.clone(),
+        capabilities: None,
+        config: None,
+        egress: None,
+        enabled: None,
+    };
+    let applied = registry
+        .put_install(&caller, DEV_TENANT, &name, &request, Precondition::None)
+        .await
+        .map_err(|f| refused(&format!("installing for {DEV_TENANT}"), f))?;
+    let install = applied.install;
+    tracing::info!(
+        extension = %name,
+        version = %install.version,
+        content_hash = %digest,
+        install_id = %install.install_id,
+        action = applied.action.map_or("unchanged", |a| a.as_str()),
+        "dev extension published to the registry and installed"
+    );
+    Ok(Served {
+        manifest,
+        digest,
+        source: source_digest,
+        install: Some(install),
+    })
+}
+
+/// Publish `packed` to `destination`.
+///
+/// # Errors
+/// As [`store`] and [`publish_to_registry`].
+pub async fn publish(
+    runner: &Runner,
+    destination: &Destination,
+    key: &SigningKey,
+    packed: Packed,
+) -> anyhow::Result<Served> {
+    match destination {
+        Destination::Store => {
+            store(runner, key, &packed).await?;
+            Ok(Served {
+                manifest: packed.manifest,
+                digest: packed.digest,
+                source: packed.digest,
+                install: None,
+            })
+        }
+        Destination::Registry(registry) => publish_to_registry(registry, key, packed).await,
+    }
+}
+
+/// Pack, sign and publish `dir` to `destination`, then [`announce`] it.
+///
+/// # Errors
+/// As [`pack`] and [`publish`].
+pub async fn publish_dir(
+    runner: &Runner,
+    destination: &Destination,
+    key: &SigningKey,
+    dir: &Path,
+    local: SocketAddr,
+) -> anyhow::Result<Served> {
     let packed = pack(dir)?;
-    store(runner, key, &packed).await?;
-    announce(runner, &packed, local, "is ready")?;
-    Ok(packed)
+    let served = publish(runner, destination, key, packed).await?;
+    announce(runner, &served, local, "is ready")?;
+    Ok(served)
 }
 
 /// The request the printed `curl` makes: the first `GET` endpoint without
@@ -178,53 +377,92 @@ fn example_request(manifest: &Manifest) -> (String, String) {
     }
 }
 
-/// Print how to call the published extension: a `curl` of `/v1/execute`,
-/// its UI URL, and for `examples/hello` the capability routes.
+/// Print how to call the published extension: a `curl` of `/v1/execute`
+/// (carrying the install's ids when there is one), a `curl` of the
+/// registry's view of the install, its UI URL, and for `examples/hello` the
+/// capability routes. The whole text goes out in one write (scripts count
+/// the printed `curl`s, then take the last `/v1/execute` one).
 ///
 /// # Errors
 /// Sealing the demo secret fails (a bad dev secrets key).
-pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str) -> anyhow::Result<()> {
-    let Packed { manifest, digest, .. } = packed;
-    let auth = match runner.config().server.service_tokens.first() {
+pub fn announce(runner: &Runner, served: &Served, local: SocketAddr, state: &str) -> anyhow::Result<()> {
+    print!("{}", announcement(runner, served, local, state)?);
+    Ok(())
+}
+
+/// The text [`announce`] prints.
+fn announcement(runner: &Runner, served: &Served, local: SocketAddr, state: &str) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let Served {
+        manifest,
+        digest,
+        install,
+        ..
+    } = served;
+    let config = runner.config();
+    let auth = match config.server.service_tokens.first() {
         Some(_) => " -H \"authorization: Bearer $RUNNER_SERVICE_TOKEN\"",
         None => "",
     };
     let (method, path) = example_request(manifest);
+    let ids = match install {
+        Some(i) => format!(r#","install_id":"{}","version_id":"{}""#, i.install_id, i.version_id),
+        None => String::new(),
+    };
     let context = format!(
-        r#""context":{{"tenant_id":"{DEV_TENANT}","extension_id":"{}","content_hash":"{digest}"}}"#,
+        r#""context":{{"tenant_id":"{DEV_TENANT}","extension_id":"{}"{ids},"content_hash":"{digest}"}}"#,
         manifest.name
     );
     let example = format!(
         r#"curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},"http":{{"method":"{method}","path":"{path}"}}}}'"#
     );
-    let base = runner
-        .config()
+    let base = config
         .server
         .public_base
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let ui = match &manifest.ui {
-        Some(ui) => format!(
-            "Its UI: {base}/ext-ui/{}/{}/{}\n",
+    let mut text = String::new();
+    let installed = match install {
+        Some(_) => format!(", installed for {DEV_TENANT}"),
+        None => String::new(),
+    };
+    let _ = write!(
+        text,
+        "\n{} {} {state}{installed}. Try:\n\n  {example}\n\n",
+        manifest.name, manifest.version
+    );
+    if install.is_some() {
+        let registry_auth = match config.registry.tokens.is_empty() {
+            true => "",
+            false => " -H \"authorization: Bearer $REGISTRY_TOKEN\"",
+        };
+        let _ = write!(
+            text,
+            "The registry's view of the install (version, content hash, capabilities):\n\n  \
+             curl -s http://{local}/v1/registry/tenants/{DEV_TENANT}/installs/{}{registry_auth}\n\n",
+            manifest.name
+        );
+    }
+    if let Some(ui) = &manifest.ui {
+        let _ = writeln!(
+            text,
+            "Its UI: {base}/ext-ui/{}/{}/{}",
             manifest.name,
             digest.to_string().replace(':', "%3A"),
             ui.entry
-        ),
-        None => String::new(),
-    };
-    println!(
-        "\n{} {} {state}. Try:\n\n  {example}\n\n{ui}",
-        manifest.name, manifest.version
-    );
+        );
+    }
+    text.push('\n');
     // The capability routes of the example, when it has them: a KV counter
     // and a fetch whose API key is a secret handle (sealed here with the dev
     // secrets key for a demo value).
     if manifest.endpoints.iter().any(|e| e.path == "/visits")
-        && let Some(key) = runner.config().host.secrets.key
+        && let Some(key) = config.host.secrets.key
     {
         let secrets = std::collections::BTreeMap::from([("api-key".to_string(), "dev-demo-key".to_string())]);
         let sealed = crate::host::secrets::seal(&key, &secrets, DEV_TENANT, &manifest.name, None)?;
-        println!(
+        let _ = writeln!(
+            text,
             "Its storage (a visit counter):\n\n  curl -s http://{local}/v1/execute{auth} -H 'content-type: application/json' -d '{{{context},\"http\":{{\"method\":\"GET\",\"path\":\"/visits\"}}}}'\n\n\
              Its egress with a secret handle (allow an upstream first, e.g. EXT_EGRESS_ALLOWLIST=http://127.0.0.1:8090 \
              EXT_EGRESS_ALLOW_PRIVATE_CIDRS=127.0.0.1/32 EXT_EGRESS_SECRETS_REQUIRE_HTTPS=false, and run one there):\n\n  \
@@ -232,7 +470,7 @@ pub fn announce(runner: &Runner, packed: &Packed, local: SocketAddr, state: &str
             base64::engine::general_purpose::STANDARD.encode(br#"{"url":"http://127.0.0.1:8090/"}"#),
         );
     }
-    Ok(())
+    Ok(text)
 }
 
 /// Build the project in `dir` so that the components its manifest names
@@ -454,20 +692,23 @@ fn visit(path: &Path, files: &mut BTreeMap<PathBuf, (Option<SystemTime>, u64)>) 
 /// `ext-runner dev` after the first publish: rebuild and republish on change.
 pub struct DevLoop {
     pub runner: Arc<Runner>,
+    /// Where each build is published (and, through the registry, installed).
+    pub destination: Destination,
     pub key: SigningKey,
     pub dir: PathBuf,
     pub lang: Lang,
     /// The listener's address, for the printed `curl`.
     pub local: SocketAddr,
-    /// The content hash being served.
-    pub current: Digest,
+    /// The build being served.
+    pub current: Served,
 }
 
 impl DevLoop {
     /// Poll the sources every [`POLL_INTERVAL`]; after a change, rebuild,
-    /// republish and print the new `curl`. A failed build is reported in one
-    /// line after the tool's output and the last good build stays served.
-    /// Runs until the task is dropped.
+    /// republish (through the registry: a new dev version, the dev tenant's
+    /// install upgraded to it) and print the new `curl`. A failed build is
+    /// reported in one line after the tool's output and the last good build
+    /// stays served. Runs until the task is dropped.
     pub async fn run(mut self) {
         let mut seen = Snapshot::take(&self.dir);
         eprintln!(
@@ -495,21 +736,21 @@ impl DevLoop {
                 .map_err(|e| anyhow::anyhow!("the build task failed: {e}"))
                 .and_then(|result| result);
             let result = match built {
-                Ok(packed) if packed.digest == self.current => {
-                    eprintln!("rebuilt: the bundle did not change ({})", packed.digest);
+                Ok(packed) if packed.digest == self.current.source => {
+                    eprintln!("rebuilt: the bundle did not change ({})", self.current.digest);
                     continue;
                 }
-                Ok(packed) => match store(&self.runner, &self.key, &packed).await {
-                    Ok(()) => announce(&self.runner, &packed, self.local, "is rebuilt").map(|()| packed.digest),
+                Ok(packed) => match publish(&self.runner, &self.destination, &self.key, packed).await {
+                    Ok(served) => announce(&self.runner, &served, self.local, "is rebuilt").map(|()| served),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
             match result {
-                Ok(digest) => self.current = digest,
+                Ok(served) => self.current = served,
                 Err(e) => eprintln!(
                     "error: {e:#}\nbuild failed; still serving {}: fix it and save to rebuild",
-                    self.current
+                    self.current.digest
                 ),
             }
         }
@@ -554,6 +795,75 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("ui")).unwrap();
         std::fs::write(dir.path().join("ui/index.html"), "").unwrap();
         assert_eq!(Snapshot::take(dir.path()).0.len(), 3);
+    }
+
+    #[test]
+    fn dev_versions_are_the_same_for_the_same_build_and_sort_after_earlier_builds() {
+        let a = Digest::of(b"build a");
+        let b = Digest::of(b"build b");
+        let tag = |d: &Digest| format!("h{}", &d.hex()[..DEV_TAG_HEX_CHARS]);
+        let (ta, tb) = (tag(&a), tag(&b));
+        let list = |versions: &[&str]| versions.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let cases: &[(&str, &Digest, Vec<String>, String)] = &[
+            // (manifest version, build, published versions, expected)
+            ("1.0.0", &a, list(&[]), format!("1.0.0-dev.1.{ta}")),
+            ("1.0.0", &a, list(&["1.0.0", "0.9.0"]), format!("1.0.0-dev.1.{ta}")),
+            (
+                "1.0.0",
+                &a,
+                list(&[&format!("1.0.0-dev.1.{ta}")]),
+                format!("1.0.0-dev.1.{ta}"),
+            ),
+            (
+                "1.0.0",
+                &b,
+                list(&[&format!("1.0.0-dev.1.{ta}")]),
+                format!("1.0.0-dev.2.{tb}"),
+            ),
+            // A build published before keeps its version, even when later ones exist.
+            (
+                "1.0.0",
+                &a,
+                list(&[&format!("1.0.0-dev.1.{ta}"), &format!("1.0.0-dev.2.{tb}")]),
+                format!("1.0.0-dev.1.{ta}"),
+            ),
+            // Counting is per manifest version, numeric, and ignores other shapes.
+            (
+                "1.0.0",
+                &a,
+                list(&["1.0.0-dev.9.hx", "1.0.0-dev.10.hy", "1.0.0-dev.x.hz", "1.1.0-dev.40.hw"]),
+                format!("1.0.0-dev.11.{ta}"),
+            ),
+            ("1.1.0", &a, list(&["1.0.0-dev.3.hx"]), format!("1.1.0-dev.1.{ta}")),
+            // A pre-release is extended; build metadata is dropped.
+            ("2.0.0-beta.1", &a, list(&[]), format!("2.0.0-beta.1.dev.1.{ta}")),
+            ("1.0.0+build.5", &a, list(&[]), format!("1.0.0-dev.1.{ta}")),
+        ];
+        for (manifest_version, build, published, expected) in cases {
+            let got = dev_version(manifest_version, build, published);
+            assert_eq!(&got, expected, "{manifest_version} with {published:?}");
+            // A pre-release of the manifest's version, which the registry accepts.
+            let parsed = ext_registry::names::parse_version(&got).unwrap();
+            assert!(manifest_version.starts_with(&format!("{}.{}.{}", parsed.major, parsed.minor, parsed.patch)));
+            assert!(parsed.pre.as_str().contains(&format!("{DEV_PRERELEASE}.")), "{got}");
+        }
+        // Each new build sorts after the one before it.
+        let first = ext_registry::names::parse_version(&dev_version("1.0.0", &b, &list(&["1.0.0-dev.9.hx"]))).unwrap();
+        let second = ext_registry::names::parse_version(&dev_version("1.0.0", &a, &[first.to_string()])).unwrap();
+        assert!(second > first, "{second} > {first}");
+    }
+
+    #[test]
+    fn a_bundle_with_a_dev_version_is_the_same_bytes_each_time() {
+        let packed = pack(&ext_test_fixtures::hello_bundle_dir()).unwrap();
+        let once = with_version(&packed, "1.0.0-dev.1.habc").unwrap();
+        let again = with_version(&packed, "1.0.0-dev.1.habc").unwrap();
+        assert_eq!(once.digest, again.digest);
+        assert_eq!(once.manifest.version.to_string(), "1.0.0-dev.1.habc");
+        assert_eq!(once.manifest.name, packed.manifest.name);
+        assert_eq!(once.manifest.endpoints.len(), packed.manifest.endpoints.len());
+        assert_ne!(once.digest, packed.digest);
+        assert_ne!(with_version(&packed, "1.0.0-dev.2.habc").unwrap().digest, once.digest);
     }
 
     #[test]

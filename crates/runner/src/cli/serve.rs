@@ -1,7 +1,8 @@
 //! `serve`, `dev` and `config check`: load the configuration (every problem
 //! at once, exit 64, before any port is bound), start logging, and run the
-//! process ([`crate::serve`]); in dev, publish the extension first and,
-//! for `dev`, rebuild it on save.
+//! process ([`crate::serve`]); in dev, publish the extension first
+//! (through the registry and installed for the dev tenant when the process
+//! runs the registry role) and, for `dev`, rebuild it on save.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +24,9 @@ const DEV_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// `ext-runner serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Development mode: no service token needed on loopback, pretty logs, and the
-    /// extension in --extension is packed and published at start-up.
+    /// Development mode: no service token needed on loopback, pretty logs, every role
+    /// (RUNNER_ROLES=all), and the extension in --extension packed, published and (with the
+    /// registry role) installed for dev-tenant at start-up.
     #[arg(long)]
     dev: bool,
     /// TOML file with settings (same names as the environment, which overrides it).
@@ -199,17 +201,24 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
     // Dropped (and so stopped) when the server returns.
     let mut _rebuilding = None;
     if let Some(key) = dev_key {
-        let published = devloop::publish_dir(&runner, &key, &extension.dir, local)
+        // Through the registry when this process runs it, so the dev tenant
+        // has an install to show; else straight into the store.
+        let destination = match &registry {
+            Some(registry) => devloop::Destination::Registry(registry.clone()),
+            None => devloop::Destination::Store,
+        };
+        let served = devloop::publish_dir(&runner, &destination, &key, &extension.dir, local)
             .await
             .with_context(|| format!("publishing {}", extension.dir.display()))?;
         if let Some(lang) = extension.rebuild {
             let dev_loop = devloop::DevLoop {
                 runner: runner.clone(),
+                destination,
                 key,
                 dir: extension.dir.clone(),
                 lang,
                 local,
-                current: published.digest,
+                current: served,
             };
             _rebuilding = Some(AbortOnDrop(tokio::spawn(dev_loop.run())));
         }

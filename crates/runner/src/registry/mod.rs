@@ -9,6 +9,8 @@
 //! - [`purge`]: uninstall with purge: the registry's record, the runner's
 //!   KV store, the confirmation, in the order that survives a failure;
 //! - [`routes`]: the handlers;
+//! - [`Registry::put_install`]: an install change for in-process callers
+//!   (`serve --dev` installs its extension for the dev tenant);
 //! - [`openapi`]: their part of `/openapi.json`.
 //!
 //! Every registry error becomes a [`Failure`] in [`failure`], and from
@@ -27,11 +29,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::http::HeaderMap;
-use ext_registry::Database;
+use ext_registry::{Applied, Database, Precondition};
 
 use crate::error::{ErrorCode, Failure};
 use crate::execute::Runner;
 use crate::store::object::BundleObjects;
+use installs::InstallRequest;
 use tokens::{Caller, Tokens};
 
 pub use settings::RegistrySettings;
@@ -180,6 +183,48 @@ impl Registry {
                 Err(failure) => revoked.sync_failed(&failure.message),
             }
         }
+    }
+
+    /// Install, upgrade or change `tenant`'s install of `extension` as
+    /// `caller` asks in `request` (the body `PUT
+    /// /v1/registry/tenants/{tenant}/installs/{name}` takes), for callers in
+    /// this process.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidRequest`] for a bad tenant, name or request,
+    /// [`ErrorCode::Forbidden`] outside the caller's scope,
+    /// [`ErrorCode::VersionNotFound`], and the refusals of
+    /// [`InstallRequest::spec`] and [`Database::put_install`].
+    pub async fn put_install(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        extension: &str,
+        request: &InstallRequest,
+        precondition: Precondition,
+    ) -> Result<Applied, Failure> {
+        let invalid = |field: &str, why: String| Failure::new(ErrorCode::InvalidRequest, format!("{field}: {why}"));
+        ext_registry::names::check_tenant(tenant).map_err(|why| invalid("tenant", why))?;
+        ext_registry::names::check_extension(extension).map_err(|why| invalid("extension", why))?;
+        if !caller.may_manage(tenant) {
+            return Err(Failure::new(
+                ErrorCode::Forbidden,
+                format!("token `{}` may not manage tenant `{tenant}`", caller.name),
+            ));
+        }
+        request.check()?;
+        let target = self.db.version(extension, &request.version).await?.ok_or_else(|| {
+            Failure::new(
+                ErrorCode::VersionNotFound,
+                format!("`{extension}` has no version {}", request.version),
+            )
+        })?;
+        let current = self.db.install(tenant, extension).await?;
+        let spec = request.spec(&target, current.as_ref())?;
+        Ok(self
+            .db
+            .put_install(tenant, extension, &spec, precondition, &caller.name)
+            .await?)
     }
 
     /// Whether the database answers (readiness).

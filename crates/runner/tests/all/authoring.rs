@@ -326,9 +326,10 @@ impl Dev {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// The next `curl` line `dev` prints.
-    fn next_curl(&mut self, within: Duration) -> String {
-        match self.curls.recv_timeout(within) {
+    /// The next `/v1/execute` `curl` line `dev` prints, and the `curl` of
+    /// the registry's view of the install it prints after it.
+    fn next_curl(&mut self, within: Duration) -> (String, String) {
+        let mut next = || match self.curls.recv_timeout(within) {
             Ok(curl) => curl,
             Err(RecvTimeoutError::Timeout) => panic!(
                 "ext-runner dev printed no curl within {within:?}; its stderr:\n{}",
@@ -339,7 +340,15 @@ impl Dev {
                 self.child.try_wait(),
                 self.stderr()
             ),
-        }
+        };
+        let execute = next();
+        let registry = next();
+        assert!(execute.contains("/v1/execute"), "{execute}");
+        assert!(
+            registry.contains("/v1/registry/tenants/dev-tenant/installs/"),
+            "{registry}"
+        );
+        (execute, registry)
     }
 
     /// Wait until stderr contains `text`.
@@ -369,6 +378,30 @@ impl Dev {
     }
 }
 
+/// Run the printed `curl` of the registry's view of the install: the install.
+fn registry_view(port: u16, curl: &str) -> Value {
+    let url = curl.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
+    let path = &url[url.find("/v1/").unwrap()..];
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = rt.block_on(raw_exchange(
+        ([127, 0, 0, 1], port).into(),
+        request.as_bytes(),
+        Duration::from_secs(10),
+    ));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// The `context` of a printed `/v1/execute` curl.
+fn context(curl: &str) -> Value {
+    let body: Value = serde_json::from_str(curl.split("-d '").nth(1).unwrap().trim_end_matches('\'')).unwrap();
+    body["context"].clone()
+}
+
 fn content_hash(curl: &str) -> String {
     let start = curl.find("sha256:").unwrap();
     curl[start..start + 71].to_string()
@@ -385,11 +418,21 @@ fn rust_dev_loop_serves_and_rebuilds_on_save() {
     let started = Instant::now();
     let mut dev = Dev::start(&project, &work.path().join("data"));
 
-    let curl = dev.next_curl(FIRST_BUILD);
+    let (curl, registry) = dev.next_curl(FIRST_BUILD);
     let first = content_hash(&curl);
     assert!(
         curl.contains(r#""path":"/hello""#) && curl.contains("com.example.loop-rs"),
         "{curl}"
+    );
+    // Published through the registry and installed for the dev tenant at
+    // the hash the curl names, with the install's ids in its context.
+    let install = registry_view(dev.port, &registry);
+    assert_eq!(install["content_hash"], first.as_str());
+    assert_eq!(install["install_id"], context(&curl)["install_id"]);
+    assert_eq!(install["version_id"], context(&curl)["version_id"]);
+    assert!(
+        install["version"].as_str().unwrap().starts_with("0.1.0-dev.1.h"),
+        "{install}"
     );
     assert_eq!(
         dev.call(&curl),
@@ -417,9 +460,18 @@ fn rust_dev_loop_serves_and_rebuilds_on_save() {
 
     let edited = Instant::now();
     std::fs::write(&lib, source.replace("Hello, {name}!", "Howdy, {name}!")).unwrap();
-    let curl = dev.next_curl(REBUILD);
+    let (curl, registry) = dev.next_curl(REBUILD);
     assert_ne!(content_hash(&curl), first, "a new build, a new content hash");
     assert_eq!(dev.call(&curl)["message"], "Howdy, world!");
+    // The same version in the manifest, a new dev version, the install upgraded.
+    let upgraded = registry_view(dev.port, &registry);
+    assert_eq!(upgraded["content_hash"], content_hash(&curl).as_str());
+    assert_eq!(upgraded["install_id"], install["install_id"]);
+    assert_eq!(upgraded["version_id"], context(&curl)["version_id"]);
+    assert!(
+        upgraded["version"].as_str().unwrap().starts_with("0.1.0-dev.2.h"),
+        "{upgraded}"
+    );
     eprintln!("rebuild, republish and call: {:?}", edited.elapsed());
 }
 
@@ -451,10 +503,14 @@ fn ts_dev_loop_serves_the_template() {
 
     let started = Instant::now();
     let mut dev = Dev::start(&project, &work.path().join("data"));
-    let curl = dev.next_curl(FIRST_BUILD);
+    let (curl, registry) = dev.next_curl(FIRST_BUILD);
     assert_eq!(
         dev.call(&curl),
         serde_json::json!({"message": "Hello, world!", "extension": "com.example.loop-ts"})
+    );
+    assert_eq!(
+        registry_view(dev.port, &registry)["content_hash"],
+        content_hash(&curl).as_str()
     );
     eprintln!("TypeScript build, publish, compile and call: {:?}", started.elapsed());
     // The JavaScript component imports every interface; dev says which

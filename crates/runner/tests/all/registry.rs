@@ -1159,3 +1159,82 @@ async fn config_and_secrets_over_their_caps_are_refused_naming_the_entry() {
         .await;
     assert_eq!(install["secret_names"], json!([]));
 }
+
+/// `Registry::put_install`, the install change `serve --dev` makes in its
+/// own process: the route's checks (scope, names, version, the request),
+/// and its change visible to the very next call of the route.
+#[tokio::test]
+async fn an_in_process_install_checks_what_the_route_checks() {
+    use ext_registry::{Action, Precondition};
+    use ext_runner::error::ErrorCode;
+    use ext_runner::registry::installs::InstallRequest;
+
+    let system = System::start(Backend::Sqlite, &[]).await;
+    let (status, published) = system.publish(PUBLISHER, &hello_archive("1.0.0", false)).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {TENANT_A}").parse().unwrap());
+    let tenant_a = system.registry.caller(&headers).unwrap();
+    let request = |version: &str| InstallRequest {
+        version: version.to_string(),
+        capabilities: None,
+        config: None,
+        egress: None,
+        enabled: None,
+    };
+    let put = |tenant: &'static str, extension: &'static str, request: InstallRequest| {
+        let (registry, caller) = (system.registry.clone(), tenant_a.clone());
+        async move {
+            registry
+                .put_install(&caller, tenant, extension, &request, Precondition::None)
+                .await
+        }
+    };
+    let code = |result: Result<ext_registry::Applied, ext_runner::error::Failure>| result.unwrap_err().code;
+    assert_eq!(
+        code(put("tenant-b", HELLO, request("1.0.0")).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(put("tenant a", HELLO, request("1.0.0")).await),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(
+        code(put("tenant-a", "hello", request("1.0.0")).await),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(
+        code(put("tenant-a", HELLO, request("one")).await),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(
+        code(put("tenant-a", HELLO, request("2.0.0")).await),
+        ErrorCode::VersionNotFound
+    );
+    let mut undeclared = request("1.0.0");
+    undeclared.capabilities = Some(vec!["cap:ui.proxy".to_string()]);
+    assert_eq!(code(put("tenant-a", HELLO, undeclared).await), ErrorCode::NotDeclared);
+
+    let applied = put("tenant-a", HELLO, request("1.0.0")).await.unwrap();
+    assert_eq!(applied.action, Some(Action::Install));
+    assert_eq!(
+        applied.install.content_hash,
+        published["content_hash"].as_str().unwrap()
+    );
+    let (status, install) = system
+        .get(TENANT_A, &format!("/v1/registry/tenants/tenant-a/installs/{HELLO}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(install["install_id"], applied.install.install_id.as_str());
+    assert_eq!(install["capabilities"], json!(applied.install.capabilities));
+    let (_, history) = system
+        .get(
+            TENANT_A,
+            &format!("/v1/registry/tenants/tenant-a/installs/{HELLO}/history"),
+        )
+        .await;
+    assert_eq!(history["items"][0]["actor"], "ta", "the caller is the actor");
+    let again = put("tenant-a", HELLO, request("1.0.0")).await.unwrap();
+    assert_eq!(again.action, None, "the same state again changes nothing");
+    assert_eq!(again.install.revision, applied.install.revision);
+}
