@@ -446,7 +446,7 @@ fn announcement(runner: &Runner, served: &Served, local: SocketAddr, state: &str
     if let Some(ui) = &manifest.ui {
         let _ = writeln!(
             text,
-            "Its UI: {base}/ext-ui/{}/{}/{}",
+            "Its UI: {base}/ext-ui/{}/{}/{}?tenant={DEV_TENANT}",
             manifest.name,
             digest.to_string().replace(':', "%3A"),
             ui.entry

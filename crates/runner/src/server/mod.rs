@@ -60,6 +60,7 @@ impl axum::extract::FromRef<Arc<AppState>> for crate::ui::UiContext {
         crate::ui::UiContext {
             runner: state.runner.clone(),
             ui: state.ui.clone(),
+            registry: state.registry.clone(),
         }
     }
 }

@@ -80,6 +80,9 @@ const MIME_TYPES: &[(&str, &str)] = &[
 pub struct UiContext {
     pub runner: Arc<crate::Runner>,
     pub ui: Arc<UiState>,
+    /// This process's registry role: without `RUNNER_UI_VALIDATE_URL`, a
+    /// request naming `?tenant=` is served only for that tenant's installs.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// Process-wide UI state, shared by every UI request.
@@ -242,8 +245,9 @@ async fn serve_asset(
     (status, response_headers, Body::from(body)).into_response()
 }
 
-/// The verified bundle behind `hash`, checked against the install (when a
-/// validate URL is set) or the extension id (B-06), and the asset in it.
+/// The verified bundle behind `hash`, checked against the tenant's install
+/// (a validate URL, else this process's registry) or the extension id
+/// (B-06), and the asset in it.
 async fn find(
     state: &UiContext,
     extension: &str,
@@ -291,6 +295,24 @@ async fn find(
                 return Err(fail(ErrorCode::BundleUnavailable, message.into()));
             }
         }
+    } else if let Some(registry) = state.registry.as_ref().filter(|_| !tenant.is_empty()) {
+        // In one process an install change applies to the very next request.
+        // Only a request naming its tenant is checked: browsers fetch the
+        // UI's own scripts and styles without the page's `?tenant=`, and
+        // those get the manifest-name rule below.
+        match registry
+            .database()
+            .installed_at(&tenant, extension, &digest.to_string())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(not_found()),
+            Err(e) => {
+                tracing::warn!(%digest, extension, error = %e, "UI install check: registry unavailable");
+                let message = "install check unavailable; retry later";
+                return Err(fail(ErrorCode::BundleUnavailable, message.into()));
+            }
+        }
     }
     let wanted = BundleRef {
         digest,
@@ -306,7 +328,8 @@ async fn find(
             });
         }
     };
-    if ui.validate_url.is_none() && bundle.manifest.name != extension {
+    let install_checked = ui.validate_url.is_some() || (state.registry.is_some() && !tenant.is_empty());
+    if !install_checked && bundle.manifest.name != extension {
         // B-06: a hash belonging to another extension.
         return Err(not_found());
     }

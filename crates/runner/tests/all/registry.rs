@@ -264,6 +264,11 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(guest_json(&body)["tenant"], "tenant-a");
     assert_eq!(system.ui(&installed, "tenant-a").await, StatusCode::OK);
+    assert_eq!(
+        system.ui(&installed, "tenant-b").await,
+        StatusCode::NOT_FOUND,
+        "not installed there"
+    );
     let digest = ext_bundle::Digest::parse(installed["content_hash"].as_str().unwrap()).unwrap();
     let (status, _, body) = system.test.post(&envelope(&digest, "GET", "/hello")).await;
     assert_eq!(
@@ -331,6 +336,13 @@ async fn lifecycle(backend: Backend) {
         (StatusCode::NOT_FOUND, "install_not_found")
     );
     assert_eq!(system.get(ADMIN, &validate).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        system.ui(&rolled, "tenant-a").await,
+        StatusCode::NOT_FOUND,
+        "uninstalled: the next request"
+    );
+    // Without a tenant (a page's own scripts and styles): the manifest-name rule.
+    assert_eq!(system.ui(&rolled, "").await, StatusCode::OK);
     let (status, _, _) = system
         .call(authorized(Request::delete(&uri), TENANT_A), Vec::new())
         .await;

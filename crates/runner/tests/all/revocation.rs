@@ -44,8 +44,8 @@ async fn a_revoke_stops_execution_and_ui_at_once_and_survives_a_restart() {
         (StatusCode::FORBIDDEN, "bundle_revoked"),
         "{body}"
     );
-    // The UI is refused too (403 `bundle_revoked`).
-    assert_eq!(system.ui(&install, "tenant-a").await, StatusCode::FORBIDDEN);
+    // No longer an install the UI is served for (the registry's answer).
+    assert_eq!(system.ui(&install, "tenant-a").await, StatusCode::NOT_FOUND);
     let (_, metrics) = get_text(&system.test, "/metrics").await;
     assert_eq!(
         metric_value(&metrics, "ext_runner_revoked_bundles "),
