@@ -44,7 +44,8 @@ impl Listeners {
 
 /// Serve `runner` (and `registry`, when this process runs that role) on
 /// `listeners` until `shutdown` resolves, keeping the revocation list in
-/// sync meanwhile ([`crate::revocation::sync`]). Then readiness
+/// sync and the registry's execution log pruned meanwhile
+/// ([`crate::revocation::sync`], [`crate::registry::retention`]). Then readiness
 /// flips to 503 at once, the listeners keep accepting for the drain delay
 /// (`RUNNER_DRAIN_DELAY_MS`) so load balancers notice, then they stop
 /// accepting and in-flight work gets `grace` to finish.
@@ -70,6 +71,10 @@ pub async fn serve(
                 ))
             },
         );
+    let pruning = state
+        .registry
+        .clone()
+        .map(|r| tokio::spawn(crate::registry::retention::run(r)));
     let drain_delay = state.runner.config().server.drain_delay;
     let draining = state.clone();
     // One signal stops both listeners, after the drain delay.
@@ -100,7 +105,7 @@ pub async fn serve(
         crate::server::serve_app(public, Listener::Public, app, &state, stopped(stop_rx), grace).await
     };
     let (_, service, public) = tokio::join!(signal, service, public);
-    if let Some(task) = revocations {
+    for task in [revocations, pruning].into_iter().flatten() {
         task.abort();
     }
     service?;

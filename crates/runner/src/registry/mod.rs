@@ -21,6 +21,7 @@ mod metrics;
 pub mod openapi;
 pub mod publish;
 pub mod purge;
+pub mod retention;
 pub mod routes;
 pub mod settings;
 pub mod tokens;
@@ -56,6 +57,8 @@ pub struct Registry {
     /// guests write through: an uninstall with purge empties the install's
     /// (tenant, extension) scope in it.
     kv: ext_kv::Kv,
+    /// `REGISTRY_EXECUTION_RETENTION_HOURS` ([`retention`]).
+    execution_retention: std::time::Duration,
     metrics: metrics::RegistryMetrics,
     /// The runner role's revocation list, when this process runs it: a
     /// revoke applies to it before the revoke is answered.
@@ -121,6 +124,7 @@ impl Registry {
             trust,
             secrets_key: config.host.secrets.key,
             kv,
+            execution_retention: settings.execution_retention,
             metrics: metrics::RegistryMetrics::register(metrics),
             revoked: std::sync::OnceLock::new(),
         })
@@ -187,8 +191,8 @@ impl Registry {
 
     /// Install, upgrade or change `tenant`'s install of `extension` as
     /// `caller` asks in `request` (the body `PUT
-    /// /v1/registry/tenants/{tenant}/installs/{name}` takes), for callers in
-    /// this process.
+    /// /v1/registry/tenants/{tenant}/installs/{name}` takes): that route's
+    /// work, and what callers in this process (`serve --dev`) use.
     ///
     /// # Errors
     /// [`ErrorCode::InvalidRequest`] for a bad tenant, name or request,

@@ -392,22 +392,14 @@ async fn put_install(
 ) -> Response {
     let mut operation = "install";
     let answer = async {
+        // A tenant's token probing another tenant gets 404 (G-03) before
+        // anything else is looked at.
         call.tenant(&tenant)?;
         check_extension(&name)?;
         let precondition = precondition(&headers)?;
         let request: InstallRequest = json_body(body)?;
-        request.check()?;
-        let db = &registry.db;
-        let target = db.version(&name, &request.version).await?.ok_or_else(|| {
-            Failure::new(
-                ErrorCode::VersionNotFound,
-                format!("`{name}` has no version {}", request.version),
-            )
-        })?;
-        let current = db.install(&tenant, &name).await?;
-        let spec = request.spec(&target, current.as_ref())?;
-        let applied = db
-            .put_install(&tenant, &name, &spec, precondition, &call.caller.name)
+        let applied = registry
+            .put_install(&call.caller, &tenant, &name, &request, precondition)
             .await?;
         if let Some(action) = applied.action {
             operation = action.as_str();

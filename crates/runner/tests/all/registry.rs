@@ -1250,3 +1250,42 @@ async fn an_in_process_install_checks_what_the_route_checks() {
     assert_eq!(again.action, None, "the same state again changes nothing");
     assert_eq!(again.install.revision, applied.install.revision);
 }
+
+/// The execution log keeps `REGISTRY_EXECUTION_RETENTION_HOURS` of calls:
+/// older ones are pruned, newer ones stay listed.
+#[tokio::test]
+async fn the_execution_log_is_pruned_to_its_retention() {
+    let system = System::start(Backend::Sqlite, &[("REGISTRY_EXECUTION_RETENTION_HOURS", "1")]).await;
+    let now = ext_registry::Timestamp::now();
+    let call = |request_id: &str, minutes_ago: i64| ext_registry::Execution {
+        request_id: request_id.to_string(),
+        tenant: "tenant-a".to_string(),
+        extension: HELLO.to_string(),
+        version: "1.0.0".to_string(),
+        endpoint: "GET /hello".to_string(),
+        status: 200,
+        error_code: None,
+        duration_ms: 3,
+        limit_hit: None,
+        at: ext_registry::Timestamp(now.0 - minutes_ago * 60_000),
+    };
+    let db = system.registry.database();
+    db.record_executions(&[call("old", 61), call("recent", 59)])
+        .await
+        .unwrap();
+    assert_eq!(system.registry.prune_executions(now).await.unwrap(), 1);
+    assert_eq!(
+        system.registry.prune_executions(now).await.unwrap(),
+        0,
+        "nothing more to prune"
+    );
+    let (status, log) = system.get(TENANT_A, "/v1/registry/tenants/tenant-a/executions").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["recent"]);
+}
