@@ -610,3 +610,48 @@ async fn a_large_publish_with_the_progress_bar_arrives_whole() {
     let stored = std::fs::read(served.system.test.store_dir(&digest).join("bundle.tar.zst")).unwrap();
     assert!(stored == archive, "the stored bundle is the uploaded one");
 }
+
+/// `registry secrets` sends a file's JSON object, shows names only, and
+/// names the file and entry it refuses.
+#[tokio::test]
+async fn secrets_come_from_a_file_and_only_their_names_are_shown() {
+    let served = Running::start().await;
+    let (bundle, sig, _) = served.bundle("1.0.0", false);
+    ok(&served.publish_json(&bundle, &sig).await);
+    ok(&served
+        .cli(TENANT_A, &["install", HELLO, "1.0.0", "--tenant", "tenant-a"])
+        .await);
+
+    let file = served.files.path().join("secrets.json");
+    std::fs::write(&file, r#"{"api-key": "value-that-must-not-show", "other": "x"}"#).unwrap();
+    let text = ok(&served
+        .cli(
+            TENANT_A,
+            &["secrets", HELLO, "--tenant", "tenant-a", "--file", path(&file)],
+        )
+        .await);
+    assert!(text.contains("api-key") && text.contains("other"), "{text}");
+    assert!(!text.contains("value-that-must-not-show"), "{text}");
+    let (_, install) = served.install().await;
+    assert_eq!(install["secret_names"], serde_json::json!(["api-key", "other"]));
+
+    std::fs::write(&file, r#"{"api-key": 1}"#).unwrap();
+    let output = served
+        .cli(
+            TENANT_A,
+            &["secrets", HELLO, "--tenant", "tenant-a", "--file", path(&file)],
+        )
+        .await;
+    let error = failed(&output);
+    assert!(error.contains("secrets.json") && error.contains("`api-key`"), "{error}");
+    let missing = served.files.path().join("absent.json");
+    let error = failed(
+        &served
+            .cli(
+                TENANT_A,
+                &["secrets", HELLO, "--tenant", "tenant-a", "--file", path(&missing)],
+            )
+            .await,
+    );
+    assert!(error.contains("absent.json"), "{error}");
+}

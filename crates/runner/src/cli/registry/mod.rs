@@ -6,6 +6,7 @@
 //! - `publish`: `publish`;
 //! - `installs`: `install`, `upgrade`, `rollback`, `uninstall`, `history`,
 //!   `list --tenant`;
+//! - `secrets`: `secrets` (from a file, never the command line);
 //! - `catalogue`: `list`, `show`, `yank`, `revoke`;
 //! - `output`: what a command shows, JSON (`--json`) or a summary.
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod installs;
 pub mod output;
 pub mod publish;
+pub mod secrets;
 
 use clap::Subcommand;
 
@@ -48,6 +50,9 @@ pub enum RegistryCommand {
     Rollback(installs::ChangeArgs),
     /// Uninstall an extension from a tenant (with --purge: and remove its KV data).
     Uninstall(installs::UninstallArgs),
+    /// Replace a tenant's install secrets with the JSON object in --file (`-`: stdin);
+    /// the registry seals them, and no command shows a value again.
+    Secrets(secrets::SecretsArgs),
     /// The catalogue of extensions, or with --tenant that tenant's installs.
     List {
         /// List this tenant's installs instead of the catalogue.
@@ -103,6 +108,7 @@ impl RegistryCommand {
             RegistryCommand::Upgrade(args) => installs::change(client, args, Direction::Upgrade).await,
             RegistryCommand::Rollback(args) => installs::change(client, args, Direction::Rollback).await,
             RegistryCommand::Uninstall(args) => installs::uninstall(client, args).await,
+            RegistryCommand::Secrets(args) => secrets::put_secrets(client, args).await,
             RegistryCommand::List { tenant: None } => catalogue::extensions(client).await,
             RegistryCommand::List { tenant: Some(tenant) } => installs::installs(client, tenant).await,
             RegistryCommand::Show { name } => catalogue::extension(client, name).await,
