@@ -373,7 +373,9 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
             problems.append("PodDisruptionBudget does not select the pods")
     for name in ("secretKeyRef",):
         secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])}
-        refs = {v[name]["name"] for v in env.values() if isinstance(v, dict) and name in v}
+        # The registry's Secrets (RUNNER_REGISTRY_TOKEN's) are always the operator's.
+        refs = {v[name]["name"] for k, v in env.items() if isinstance(v, dict) and name in v
+                and k != "RUNNER_REGISTRY_TOKEN"}
         if secrets and not refs <= secrets:
             problems.append(f"env refers to Secrets {sorted(refs - secrets)} the chart does not create")
     check(f"{label}: listeners, ports, Services, NetworkPolicy, ServiceMonitor, HPA and PDB agree",
@@ -383,8 +385,10 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
 # Variables that are secrets: each must come from a secretKeyRef, never a
 # literal env value or a ConfigMap key.
 SECRET_ENV = {"RUNNER_SERVICE_TOKEN", "BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY",
-              "RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_FILE", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS"}
+              "RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_FILE", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS",
+              "RUNNER_REGISTRY_TOKEN"}
 REGISTRY_VALIDATE_PATH = "/v1/registry/installs/validate"
+REGISTRY_REVOCATIONS_PATH = "/v1/registry/revocations"
 
 
 def pod_of(deployment: dict) -> tuple[dict, dict, dict]:
@@ -407,7 +411,8 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     runners = [d for d in deployments if not is_registry(d)]
     config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
     rules: dict[str, list[str]] = {k: [] for k in ("presence", "roles", "secrets", "security", "probes",
-                                                   "resources", "serving", "validate_url")}
+                                                   "resources", "serving", "runner_token", "runner_urls",
+                                                   "runner_egress", "validate_url")}
     p = rules["presence"]
     if len(runners) != 1:
         p.append(f"{len(runners)} runner Deployments")
@@ -509,12 +514,43 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     for hpa in (o for o in objs if o["kind"] == "HorizontalPodAutoscaler"):
         if hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]:
             s.append("a HorizontalPodAutoscaler targets the registry (registry.replicas is fixed)")
-    # The runner's install check sends no registry token; the registry's
-    # validate route answers 401 without one, which the runner turns into 503.
+    # The runners' wiring to the registry: a `runner` token from the
+    # configured Secret, both URLs on the registry Service's in-cluster name
+    # and port, and a NetworkPolicy that lets them through.
+    token_secret = reg.get("runnerToken", {}).get("existingSecret") or tokens_secret
+    token_key = reg.get("runnerToken", {}).get("key")
+    token = runner_env.get("RUNNER_REGISTRY_TOKEN")
+    ref = token.get("secretKeyRef") if isinstance(token, dict) else None
+    if not ref:
+        rules["runner_token"].append("the runner's RUNNER_REGISTRY_TOKEN is "
+                                     + ("missing" if token is None else "not from a secretKeyRef"))
+    elif (ref.get("name"), ref.get("key")) != (token_secret, token_key) or ref.get("optional"):
+        rules["runner_token"].append(f"the runner's RUNNER_REGISTRY_TOKEN comes from Secret {ref.get('name')} key "
+                                     f"{ref.get('key')}{' (optional)' if ref.get('optional') else ''}, "
+                                     f"not {token_secret} key {token_key}")
+    if mine:
+        base = f"http://{mine[0]['metadata']['name']}.{NAMESPACE}.svc:{mine[0]['spec']['ports'][0]['port']}"
+        own_validator = str((values.get("config") or {}).get("RUNNER_UI_VALIDATE_URL") or "")
+        for name, want in (("RUNNER_REVOCATIONS_URL", base + REGISTRY_REVOCATIONS_PATH),
+                           ("RUNNER_UI_VALIDATE_URL", own_validator or base + REGISTRY_VALIDATE_PATH)):
+            if runner_env.get(name) != want:
+                rules["runner_urls"].append(f"the runner's {name} is {runner_env.get(name)!r}, not {want!r}")
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy" and selects(o["spec"]["podSelector"]
+                                                                            .get("matchLabels", {}), runner_labels)]
+    for np in policies:
+        reach = [r for r in np["spec"].get("egress", [])
+                 if any("podSelector" in t and "namespaceSelector" not in t and "ipBlock" not in t
+                        and selects(t["podSelector"].get("matchLabels", {}), pod_labels) for t in r.get("to", []))
+                 and ports.get("http") in {p.get("port") for p in r.get("ports", [])}]
+        if not reach:
+            rules["runner_egress"].append(f"NetworkPolicy {np['metadata']['name']} lets the runner pods reach no "
+                                          f"registry pod on port {ports.get('http')}")
+    # The registry's validate route answers 401 without a token, which the
+    # runner turns into 503 for every UI asset.
     url = str(runner_env.get("RUNNER_UI_VALIDATE_URL") or "")
-    if mine and f"//{mine[0]['metadata']['name']}" in url and REGISTRY_VALIDATE_PATH in url:
+    if mine and f"//{mine[0]['metadata']['name']}" in url and REGISTRY_VALIDATE_PATH in url and not ref:
         rules["validate_url"].append(f"the runner's RUNNER_UI_VALIDATE_URL {url} is the registry's validate route, "
-                                     "which answers the runner (no registry token) 401: every UI request 503")
+                                     "and the runner has no RUNNER_REGISTRY_TOKEN: 401, every UI request 503")
     return rules
 
 
@@ -526,7 +562,11 @@ REGISTRY_RULES = {
     "probes": "registry startup and liveness /healthz, readiness /readyz",
     "resources": "registry memory request = limit = registry.resources.memoryMi, RUNNER_MAX_CONCURRENCY 1, replicas",
     "serving": "registry listener, Service, PodDisruptionBudget and ServiceMonitor select the registry pods only",
-    "validate_url": "the runner's RUNNER_UI_VALIDATE_URL is not the registry's token-only validate route",
+    "runner_token": "the runner's RUNNER_REGISTRY_TOKEN from registry.runnerToken's Secret and key (secretKeyRef)",
+    "runner_urls": "the runner's RUNNER_REVOCATIONS_URL and RUNNER_UI_VALIDATE_URL (unless config's) on the registry "
+                   "Service's in-cluster name and port",
+    "runner_egress": "the runner's NetworkPolicy lets it reach the registry pods on their port",
+    "validate_url": "the runner's RUNNER_UI_VALIDATE_URL is the registry's validate route only with a runner token",
 }
 
 
@@ -684,9 +724,14 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
     for what, values in (
             ("the chart refuses registry.enabled without registry.database.existingSecret",
              {"registry": {"enabled": True}}),
-            ("the chart refuses the runner's RUNNER_UI_VALIDATE_URL on the registry's validate route",
+            ("the chart refuses the runner's RUNNER_UI_VALIDATE_URL on the registry's validate route without "
+             "registry.enabled (no runner token)", {"config": {"RUNNER_UI_VALIDATE_URL": registry_url}}),
+            ("the chart refuses registry.enabled without a runner token (registry.runnerToken.key empty)",
+             {"registry": {"enabled": True, "database": {"existingSecret": "db"}, "runnerToken": {"key": ""}}}),
+            ("the chart refuses config.RUNNER_REVOCATIONS_URL with registry.enabled",
              {"registry": {"enabled": True, "database": {"existingSecret": "db"}},
-              "config": {"RUNNER_UI_VALIDATE_URL": registry_url}})):
+              "config": {"RUNNER_REVOCATIONS_URL": "http://elsewhere.example/v1/registry/revocations"}}),
+            ("the chart refuses RUNNER_REGISTRY_TOKEN in config", {"config": {"RUNNER_REGISTRY_TOKEN": "x" * 32}})):
         try:
             with helm.Chart.load(str(chart)) as c:
                 c.render(values, name=RELEASE, namespace=NAMESPACE)
@@ -721,15 +766,54 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
     def no_readiness(_objs, _d, container):
         container.pop("readinessProbe")
 
-    def runner_validates_at_registry(copied, _d, _c):
+    def runner_of(copied) -> tuple[dict, dict]:
+        (runner,) = [o for o in copied if o["kind"] == "Deployment" and not is_registry(o)]
         (cm,) = [o for o in copied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == RELEASE]
-        cm["data"]["RUNNER_UI_VALIDATE_URL"] = registry_url
+        return pod_of(runner)[1], cm
+
+    def drop_runner_token(copied):
+        container, _ = runner_of(copied)
+        container["env"] = [e for e in container["env"] if e["name"] != "RUNNER_REGISTRY_TOKEN"]
+
+    def runner_validates_at_registry_without_token(copied, _d, _c):
+        drop_runner_token(copied)
+        runner_of(copied)[1]["data"]["RUNNER_UI_VALIDATE_URL"] = registry_url
+
+    def literal_runner_token(copied, _d, _c):
+        for e in runner_of(copied)[0]["env"]:
+            if e["name"] == "RUNNER_REGISTRY_TOKEN":
+                e.pop("valueFrom")
+                e["value"] = "fleet-token-0123456789abcdef"
+
+    def runner_token_elsewhere(copied, _d, _c):
+        for e in runner_of(copied)[0]["env"]:
+            if e["name"] == "RUNNER_REGISTRY_TOKEN":
+                e["valueFrom"]["secretKeyRef"]["name"] = "someone-else"
+
+    def revocations_path_wrong(copied, _d, _c):
+        cm = runner_of(copied)[1]
+        cm["data"]["RUNNER_REVOCATIONS_URL"] = cm["data"]["RUNNER_REVOCATIONS_URL"].replace("revocations", "revoked")
+
+    def no_registry_egress(copied, registry, _c):
+        labels = pod_of(registry)[2]
+        for np in (o for o in copied if o["kind"] == "NetworkPolicy"):
+            np["spec"]["egress"] = [r for r in np["spec"]["egress"] if not any(
+                selects(t.get("podSelector", {}).get("matchLabels", {"-": "-"}), labels) for t in r.get("to", []))]
 
     for what, change, rule in (("a literal REGISTRY_TOKENS", literal_tokens, "secrets"),
                                ("a registry security context unlike the runner's", writable_root, "security"),
                                ("a registry without a readiness probe", no_readiness, "probes"),
-                               ("the runner validating installs at the registry", runner_validates_at_registry,
-                                "validate_url")):
+                               ("the runner validating installs at the registry without a runner token",
+                                runner_validates_at_registry_without_token, "validate_url"),
+                               ("a runner without RUNNER_REGISTRY_TOKEN",
+                                lambda copied, _d, _c: drop_runner_token(copied), "runner_token"),
+                               ("a literal RUNNER_REGISTRY_TOKEN", literal_runner_token, "secrets"),
+                               ("a runner token from another Secret than registry.runnerToken's",
+                                runner_token_elsewhere, "runner_token"),
+                               ("a runner polling another path than /v1/registry/revocations", revocations_path_wrong,
+                                "runner_urls"),
+                               ("a runner NetworkPolicy without egress to the registry pods", no_registry_egress,
+                                "runner_egress")):
         check(f"canary: the registry rules reject {what}", bool(broken(change)[rule]), "accepted")
     with helm.Chart.load(str(chart)) as c:
         texts = c.render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)

@@ -66,7 +66,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default .Values.registry.database.existingSecret .Values.registry.tokens.existingSecret }}
 {{- end }}
 
-{{/* In-cluster URL of the registry Service (NOTES.txt). */}}
+{{/* The Secret that holds RUNNER_REGISTRY_TOKEN: registry.runnerToken.existingSecret, else the tokens'. */}}
+{{- define "ext-runner.registry.runnerTokenSecret" -}}
+{{- default (include "ext-runner.registry.tokensSecret" .) .Values.registry.runnerToken.existingSecret }}
+{{- end }}
+
+{{/* In-cluster URL of the registry Service (NOTES.txt, the runners' RUNNER_UI_VALIDATE_URL and RUNNER_REVOCATIONS_URL). */}}
 {{- define "ext-runner.registry.url" -}}
 {{- printf "http://%s.%s.svc:%d" (include "ext-runner.registry.fullname" .) .Release.Namespace (int .Values.registry.service.port) }}
 {{- end }}
@@ -126,12 +131,13 @@ than --shutdown-grace-ms, so the kubelet's SIGKILL never cuts a drain short.
 {{- define "ext-runner.cacheDir" -}}/var/cache/ext-runner{{- end }}
 
 {{/*
-Settings the chart owns; config.* must not set them. REGISTRY_DATABASE_URL
-and REGISTRY_TOKENS are secrets: they come from registry.database and
-registry.tokens, never from a ConfigMap.
+Settings the chart owns; config.* must not set them. REGISTRY_DATABASE_URL,
+REGISTRY_TOKENS and RUNNER_REGISTRY_TOKEN are secrets: they come from
+registry.database, registry.tokens and registry.runnerToken (or extraEnv
+secretKeyRefs), never from a ConfigMap.
 */}}
 {{- define "ext-runner.reservedKeys" -}}
-RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_MAX_CONCURRENCY RUNNER_MAX_MEMORY_MB RUNNER_CACHE_MAX_BYTES SIGNING_TRUST_BUNDLE RUNNER_SERVICE_TOKEN BUNDLE_STORAGE_ACCESS_KEY_ID BUNDLE_STORAGE_SECRET_ACCESS_KEY RUNNER_SECRETS_KEY RUNNER_SECRETS_KEY_FILE REGISTRY_DATABASE_URL REGISTRY_TOKENS
+RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_MAX_CONCURRENCY RUNNER_MAX_MEMORY_MB RUNNER_CACHE_MAX_BYTES SIGNING_TRUST_BUNDLE RUNNER_SERVICE_TOKEN BUNDLE_STORAGE_ACCESS_KEY_ID BUNDLE_STORAGE_SECRET_ACCESS_KEY RUNNER_SECRETS_KEY RUNNER_SECRETS_KEY_FILE REGISTRY_DATABASE_URL REGISTRY_TOKENS RUNNER_REGISTRY_TOKEN
 {{- end }}
 
 {{/* Checks of values that a schema cannot express; fail the render early. */}}
@@ -139,7 +145,7 @@ RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_
 {{- $reserved := splitList " " (include "ext-runner.reservedKeys" .) }}
 {{- range $key, $value := .Values.config }}
 {{- if has $key $reserved }}
-{{- fail (printf "config.%s: set by the chart from other values (runner.*, cache.*, secret.*); remove it from config" $key) }}
+{{- fail (printf "config.%s: set by the chart from other values (runner.*, cache.*, secret.*, registry.*); remove it from config" $key) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.runner.publicListener.enabled (eq (int .Values.runner.port) (int .Values.runner.publicListener.port)) }}
@@ -152,8 +158,8 @@ RUNNER_LISTEN RUNNER_PUBLIC_LISTEN PORT RUNNER_DATA_DIR RUNNER_CACHE_DIR RUNNER_
 {{- fail "secret.trustBundle: required (PEM: PUBLIC KEY and/or CERTIFICATE blocks); SIGNING_TRUST_BUNDLE points at it" }}
 {{- end }}
 {{- $validateUrl := toString .Values.config.RUNNER_UI_VALIDATE_URL }}
-{{- if and (contains (printf "//%s" (include "ext-runner.registry.fullname" .)) $validateUrl) (contains "/v1/registry/installs/validate" $validateUrl) }}
-{{- fail "config.RUNNER_UI_VALIDATE_URL: the registry's /v1/registry/installs/validate answers 401 without a registry token, and the runner's install check sends none, so every UI asset request would be 503; leave it empty, or point it at a service that answers the runner without a token (README \"Helm\")" }}
+{{- if and (not .Values.registry.enabled) (contains (printf "//%s" (include "ext-runner.registry.fullname" .)) $validateUrl) (contains "/v1/registry/installs/validate" $validateUrl) }}
+{{- fail "config.RUNNER_UI_VALIDATE_URL: the registry's /v1/registry/installs/validate answers 401 without a registry token, and without registry.enabled the chart wires none (RUNNER_REGISTRY_TOKEN), so every UI asset request would be 503; use registry.enabled (it sets this URL and the token), or point it at a service that answers the runner without a token (README \"Helm\")" }}
 {{- end }}
 {{- if .Values.registry.enabled }}
 {{- include "ext-runner.registry.validate" . }}
@@ -166,6 +172,12 @@ what would make its replicas disagree, fails the render instead.
 */}}
 {{- define "ext-runner.registry.validate" -}}
 {{- $_ := required "registry.database.existingSecret: required when registry.enabled: the name of a Secret whose key registry.database.key holds REGISTRY_DATABASE_URL=postgres://user:password@host:port/db (the registry Deployment runs on PostgreSQL only; an SQLite file on a pod's emptyDir would be one registry per pod)" .Values.registry.database.existingSecret }}
+{{- if not .Values.registry.runnerToken.key }}
+{{- fail "registry.runnerToken.key: required when registry.enabled: RUNNER_REGISTRY_TOKEN (a `runner`-scoped token of REGISTRY_TOKENS, e.g. fleet@runner=…) lets the runner pods poll the registry's revocation list; without it a revoke never reaches a runner pod (a fresh pod's local list is empty), so the kill switch would not work (README \"Helm\")" }}
+{{- end }}
+{{- if hasKey .Values.config "RUNNER_REVOCATIONS_URL" }}
+{{- fail "config.RUNNER_REVOCATIONS_URL: with registry.enabled the chart points the runners at the registry's Service (/v1/registry/revocations); remove it from config" }}
+{{- end }}
 {{- if hasKey .Values.config "RUNNER_ROLES" }}
 {{- fail "config.RUNNER_ROLES: with registry.enabled the chart sets RUNNER_ROLES per Deployment (runner, registry); remove it from config" }}
 {{- end }}

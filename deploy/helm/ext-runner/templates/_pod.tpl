@@ -33,6 +33,13 @@ RUNNER_CACHE_MAX_BYTES: {{ printf "%dMiB" (int $disk.cache.maxMiB) | quote }}
 SIGNING_TRUST_BUNDLE: {{ printf "%s/%s" (trimSuffix "/" $.Values.trustBundleMountPath) $.Values.secret.keys.trustBundle | quote }}
 {{- if $.Values.registry.enabled }}
 RUNNER_ROLES: {{ .role | quote }}
+{{- if $runner }}
+{{- /* The runners ask the registry's Service, with RUNNER_REGISTRY_TOKEN (ext-runner.runnerRegistryEnv). */}}
+RUNNER_REVOCATIONS_URL: {{ printf "%s/v1/registry/revocations" (include "ext-runner.registry.url" $) | quote }}
+{{- if eq (toString $.Values.config.RUNNER_UI_VALIDATE_URL) "" }}
+RUNNER_UI_VALIDATE_URL: {{ printf "%s/v1/registry/installs/validate" (include "ext-runner.registry.url" $) | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range $key, $value := $.Values.config }}
 {{- if ne (toString $value) "" }}
@@ -242,6 +249,20 @@ start without tokens, and the chart's registry runs on PostgreSQL only.
 {{- end }}
 
 {{/*
+RUNNER_REGISTRY_TOKEN of the runner pods (registry.enabled), from
+registry.runnerToken's Secret: a `runner`-scoped registry token for the
+revocation polls and install checks. Not optional: a runner that cannot
+authenticate would never learn a revoke.
+*/}}
+{{- define "ext-runner.runnerRegistryEnv" -}}
+- name: RUNNER_REGISTRY_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ext-runner.registry.runnerTokenSecret" . }}
+      key: {{ .Values.registry.runnerToken.key }}
+{{- end }}
+
+{{/*
 One Deployment: (dict "root" $ "role" "runner"|"registry"). The runner's
 (templates/deployment.yaml) and the registry's
 (templates/registry-deployment.yaml) are this one template; what differs is
@@ -322,6 +343,8 @@ spec:
             {{- include "ext-runner.secretEnv" $ | nindent 12 }}
             {{- if not $runner }}
             {{- include "ext-runner.registryEnv" $ | nindent 12 }}
+            {{- else if $.Values.registry.enabled }}
+            {{- include "ext-runner.runnerRegistryEnv" $ | nindent 12 }}
             {{- end }}
             {{- with $extraEnv }}
             {{- toYaml . | nindent 12 }}
