@@ -129,6 +129,22 @@ pub struct Packed {
     pub digest: Digest,
 }
 
+impl Packed {
+    /// `archive` with its manifest and content hash.
+    ///
+    /// # Errors
+    /// The archive's manifest cannot be read.
+    fn of(archive: Vec<u8>) -> anyhow::Result<Packed> {
+        let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
+        let digest = Digest::of(&archive);
+        Ok(Packed {
+            archive,
+            manifest,
+            digest,
+        })
+    }
+}
+
 /// Pack `dir` (naming the build command when a component is missing) and
 /// print a warning for each capability its components import undeclared.
 ///
@@ -139,13 +155,7 @@ pub fn pack(dir: &Path) -> anyhow::Result<Packed> {
     for warning in crate::imports::capability_warnings(dir) {
         eprintln!("warning: {warning}");
     }
-    let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
-    let digest = Digest::of(&archive);
-    Ok(Packed {
-        archive,
-        manifest,
-        digest,
-    })
+    Packed::of(archive)
 }
 
 /// Sign `packed` with the dev key and put bundle and signature into the
@@ -241,13 +251,7 @@ pub fn with_version(packed: &Packed, version: &str) -> anyhow::Result<Packed> {
         .insert("version".to_string(), version.into());
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
     let archive = ext_bundle::pack_dir(&dir)?;
-    let (_, manifest) = ext_bundle::list(&archive, &ext_bundle::UnpackLimits::default())?;
-    let digest = Digest::of(&archive);
-    Ok(Packed {
-        archive,
-        manifest,
-        digest,
-    })
+    Packed::of(archive)
 }
 
 /// A registry refusal as an error of the dev start-up.

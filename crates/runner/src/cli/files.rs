@@ -8,12 +8,18 @@ use anyhow::Context;
 /// Where `keygen` puts the public key: `key.pem` → `key.pub.pem`, any other
 /// name gets `.pub.pem` appended.
 pub fn public_key_path(private: &Path) -> PathBuf {
+    beside_key(private, "pub.pem")
+}
+
+/// The file next to the private key `private` named for its public part:
+/// its name without `.pem`, then `.{suffix}`.
+pub fn beside_key(private: &Path, suffix: &str) -> PathBuf {
     let name = private
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".pem").unwrap_or(&name);
-    private.with_file_name(format!("{stem}.pub.pem"))
+    private.with_file_name(format!("{stem}.{suffix}"))
 }
 
 /// Create `path` (failing if it exists) with `mode` on Unix and write it.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::files::write_new_file;
+use super::files::{beside_key, write_new_file};
 use crate::grant::{Claims, GrantSigner, MAX_GRANT_TTL_SECS};
 
 /// How long `grant sign` makes a grant last unless told.
@@ -13,12 +13,7 @@ const DEFAULT_GRANT_TTL_SECS: u64 = 60;
 
 /// Where `grant keygen` puts the public JWKS: `grant.pem` → `grant.jwks.json`.
 pub fn jwks_path(private: &Path) -> PathBuf {
-    let name = private
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".pem").unwrap_or(&name);
-    private.with_file_name(format!("{stem}.jwks.json"))
+    beside_key(private, "jwks.json")
 }
 
 /// A new Ed25519 grant key: the private key at `out` (PKCS#8 PEM, mode
