@@ -842,6 +842,41 @@ const NEXT_KEY_B64: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 /// A key no install was ever sealed under.
 const STRAY_KEY_B64: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
 
+/// A re-seal walks every page: one install more than a page holds, all
+/// sealed under the previous key, are all moved, then all current.
+#[tokio::test]
+async fn a_reseal_reaches_installs_beyond_the_first_page() {
+    use ext_runner::registry::installs::RESEAL_BATCH;
+    let system = System::start(Backend::Sqlite, &[]).await;
+    system.publish(PUBLISHER, &hello_archive("1.0.0", false)).await;
+    let count = RESEAL_BATCH as u64 + 1;
+    for i in 0..count {
+        let tenant = format!("tenant-{i}");
+        let (status, body) = system.install(ADMIN, &tenant, &json!({"version": "1.0.0"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let uri = format!("/v1/registry/tenants/{tenant}/installs/{HELLO}/secrets");
+        let (status, _, _) = system.send_json("PUT", ADMIN, &uri, &json!({"k": "v"})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let system = system
+        .restart_sqlite(&[
+            ("RUNNER_SECRETS_KEY", NEXT_KEY_B64),
+            ("RUNNER_SECRETS_PREVIOUS_KEYS", KEY_B64),
+        ])
+        .await;
+    let (status, _, report) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"resealed": count, "already_current": 0, "failed": 0, "failures": []})
+    );
+    let (_, _, again) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(
+        again,
+        json!({"resealed": 0, "already_current": count, "failed": 0, "failures": []})
+    );
+}
+
 /// Rotation without downtime: secrets sealed under key A still open once
 /// the system runs with B current and A previous; the re-seal moves them to
 /// B (admins only, counted, audited, repeatable), after which B alone
