@@ -25,7 +25,7 @@ use crate::audit;
 use crate::db::{Backend, Database, MAX_CHANGE_ATTEMPTS};
 use crate::error::{Error, is_unique_violation};
 use crate::model::{
-    Action, Applied, HistoryEntry, Install, InstallSpec, PendingPurge, Precondition, Timestamp, Version,
+    Action, Applied, HistoryEntry, Install, InstallSpec, PendingPurge, Precondition, SealedSecrets, Timestamp, Version,
 };
 use crate::versions::version_from;
 
@@ -468,6 +468,68 @@ impl Database {
         .bind(extension)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Up to `limit` installs' sealed secrets (capped at
+    /// [`audit::MAX_LIST_ROWS`]) with an install id after `after`, by install
+    /// id: a re-seal walks them page by page.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn sealed_secrets_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<SealedSecrets>, Error> {
+        let rows = sqlx::query(
+            "SELECT s.install_id, i.tenant, i.extension, s.sealed FROM install_secrets s \
+             JOIN installs i ON i.install_id = s.install_id WHERE s.install_id > $1 ORDER BY s.install_id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit.min(audit::MAX_LIST_ROWS)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SealedSecrets {
+                    install_id: row.try_get("install_id")?,
+                    tenant: row.try_get("tenant")?,
+                    extension: row.try_get("extension")?,
+                    sealed: row.try_get("sealed")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces each install's sealed secrets that are still what was read
+    /// (`read.sealed`) by `sealed`, the same secrets sealed under another
+    /// key, in one transaction that appends a `reseal` audit entry for each
+    /// install written. The install, its revision and history stay: its
+    /// secrets did not change. Returns the install ids written; the others
+    /// were changed or removed since they were read and are left.
+    ///
+    /// # Errors
+    /// The database's (nothing is written).
+    pub async fn reseal_secrets(&self, updates: &[(SealedSecrets, String)], actor: &str) -> Result<Vec<String>, Error> {
+        let mut tx = self.write().await?;
+        let now = Timestamp::now();
+        let mut written = Vec::new();
+        for (read, sealed) in updates {
+            let done = sqlx::query(
+                "UPDATE install_secrets SET sealed = $1, updated_at = $2 WHERE install_id = $3 AND sealed = $4",
+            )
+            .bind(sealed)
+            .bind(now.0)
+            .bind(&read.install_id)
+            .bind(&read.sealed)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            let subject = format!("{}/{}", read.tenant, read.extension);
+            let detail = serde_json::json!({"install_id": read.install_id});
+            audit::append(&mut tx, now, actor, "reseal", &subject, &detail).await?;
+            written.push(read.install_id.clone());
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Removes a tenant's install and its secrets, recording it; returns

@@ -9,8 +9,8 @@
 //! - [`versions`]: publish (all or nothing; same bytes twice is a no-op,
 //!   other bytes a conflict), yank, revoke, signers.
 //! - [`installs`]: install, upgrade, rollback, edits, uninstall (with the
-//!   purge of the install's data it records), secrets, history, the UI
-//!   validation lookup.
+//!   purge of the install's data it records), secrets (and their re-sealing
+//!   under a new key), history, the UI validation lookup.
 //! - [`audit`]: the audit log and the execution log.
 //! - [`model`]: the records; [`names`]: what names, versions and tenant ids
 //!   may be; [`error`]: [`Error`] and [`OpenError`].
@@ -32,5 +32,5 @@ pub use db::{Backend, Database};
 pub use error::{Error, OpenError};
 pub use model::{
     Action, Applied, AuditEntry, Execution, Extension, HistoryEntry, Install, InstallSpec, NewVersion, PendingPurge,
-    Precondition, Published, Timestamp, Version,
+    Precondition, Published, SealedSecrets, Timestamp, Version,
 };

@@ -201,6 +201,28 @@ pub struct PendingPurge {
     pub uninstalled: Option<Install>,
 }
 
+/// One install's sealed secrets as stored, for re-sealing them under a new
+/// secrets key. `Debug` shows the sealed text's length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecrets {
+    pub install_id: String,
+    pub tenant: String,
+    pub extension: String,
+    /// The runner's secret envelope (JSON), as read.
+    pub sealed: String,
+}
+
+impl std::fmt::Debug for SealedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecrets")
+            .field("install_id", &self.install_id)
+            .field("tenant", &self.tenant)
+            .field("extension", &self.extension)
+            .field("sealed_bytes", &self.sealed.len())
+            .finish()
+    }
+}
+
 /// What an install change did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Applied {

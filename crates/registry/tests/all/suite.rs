@@ -27,6 +27,7 @@ macro_rules! suite_tests {
             concurrent_edits_at_one_revision_exactly_one_wins,
             concurrent_first_installs_make_one_install,
             g03_secrets_are_sealed_per_install_and_other_tenants_see_nothing,
+            resealing_pages_through_secrets_and_writes_only_what_was_read,
             uninstall_removes_the_install_and_keeps_its_history,
             a_purge_stays_pending_until_done_and_blocks_reinstalls,
             ui_validation_needs_an_enabled_install_at_that_hash,
@@ -525,6 +526,72 @@ pub async fn g03_secrets_are_sealed_per_install_and_other_tenants_see_nothing(f:
             .await
             .unwrap_err();
     assert!(matches!(err, Error::NotFound { what: "install", .. }), "{err:?}");
+}
+
+/// A re-seal reads the sealed secrets page by page and writes back only
+/// those still as read (a concurrent `put_secrets` wins), each with its
+/// audit entry, leaving the install's revision and history alone.
+pub async fn resealing_pages_through_secrets_and_writes_only_what_was_read(f: Fixture) {
+    let v1 = publish(&f.db, "com.acme.hello", "1.0.0", 1).await;
+    for tenant in ["t1", "t2", "t3"] {
+        f.db.put_install(tenant, "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap();
+        f.db.put_secrets(tenant, "com.acme.hello", &format!("old-{tenant}"), &["K".into()], "ops")
+            .await
+            .unwrap();
+    }
+    f.db.put_install("t4", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+        .await
+        .unwrap();
+    let first = f.db.sealed_secrets_page(None, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = f.db.sealed_secrets_page(Some(&first[1].install_id), 2).await.unwrap();
+    assert_eq!(rest.len(), 1, "t4 has no secrets");
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    let mut tenants: Vec<&str> = all.iter().map(|s| s.tenant.as_str()).collect();
+    tenants.sort();
+    assert_eq!(tenants, ["t1", "t2", "t3"]);
+    assert!(all.iter().all(|s| s.sealed == format!("old-{}", s.tenant)));
+    assert!(!format!("{all:?}").contains("old-"), "Debug hides the sealed text");
+
+    // t2's secrets change after the read: its re-seal is left.
+    f.db.put_secrets("t2", "com.acme.hello", "newer-t2", &["K".into()], "ops")
+        .await
+        .unwrap();
+    let before = f.db.install("t1", "com.acme.hello").await.unwrap().unwrap();
+    let updates: Vec<_> = all.iter().map(|s| (s.clone(), format!("new-{}", s.tenant))).collect();
+    let mut written = f.db.reseal_secrets(&updates, "root").await.unwrap();
+    written.sort();
+    let mut expected: Vec<String> = all
+        .iter()
+        .filter(|s| s.tenant != "t2")
+        .map(|s| s.install_id.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(written, expected);
+    for (tenant, sealed) in [("t1", "new-t1"), ("t2", "newer-t2"), ("t3", "new-t3")] {
+        assert_eq!(
+            f.db.sealed_secrets(tenant, "com.acme.hello").await.unwrap().as_deref(),
+            Some(sealed)
+        );
+    }
+    let after = f.db.install("t1", "com.acme.hello").await.unwrap().unwrap();
+    assert_eq!(
+        (after.revision, after.secret_names),
+        (before.revision, before.secret_names)
+    );
+    assert_eq!(
+        f.db.history("t1", "com.acme.hello").await.unwrap().len(),
+        2,
+        "install and secrets only"
+    );
+    let audit = f.db.audit_log(100).await.unwrap();
+    let resealed: Vec<_> = audit.iter().filter(|e| e.action == "reseal").collect();
+    assert_eq!(resealed.len(), 2);
+    assert!(resealed.iter().all(|e| e.actor == "root"));
+    assert!(resealed.iter().any(|e| e.subject == "t1/com.acme.hello"));
+    assert!(!serde_json::to_string(&audit).unwrap().contains("new-"));
 }
 
 pub async fn uninstall_removes_the_install_and_keeps_its_history(f: Fixture) {

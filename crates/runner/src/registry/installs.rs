@@ -1,5 +1,6 @@
 //! An install request checked against the version's manifest, and install
-//! secrets sealed for the runner.
+//! secrets sealed for the runner (and re-sealed under the current secrets
+//! key once it rotates: [`Registry::reseal_secrets`]).
 //!
 //! `PUT …/installs/{name}` takes `{version, capabilities?, config?,
 //! egress?, enabled?}`. Omitted `capabilities` and `egress` mean everything
@@ -10,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use ext_registry::{Install, InstallSpec, Version};
-use serde::Deserialize;
+use ext_registry::{Install, InstallSpec, SealedSecrets, Version};
+use serde::{Deserialize, Serialize};
 
 use super::Registry;
 use crate::error::{ErrorCode, Failure};
@@ -26,6 +27,15 @@ pub const MAX_CONFIG_VALUE_BYTES: usize = 4096;
 pub const MAX_SECRETS: usize = 64;
 /// Longest secret value.
 pub const MAX_SECRET_VALUE_BYTES: usize = 16 * 1024;
+
+/// Installs a re-seal reads, opens and writes back at a time: bounds the
+/// memory one page holds (install secrets are typically a few hundred bytes
+/// sealed; at [`MAX_SECRETS`] × [`MAX_SECRET_VALUE_BYTES`] a page stays under
+/// 50 MiB) and how long one write transaction holds SQLite's write lock.
+pub const RESEAL_BATCH: u32 = 32;
+/// Failures a re-seal's answer names (install ids and reasons); the
+/// `failed` count is always complete, the log names every one.
+pub const MAX_RESEAL_FAILURES_SHOWN: usize = 100;
 
 /// The body of `PUT …/installs/{name}`.
 #[derive(Debug, Deserialize)]
@@ -193,7 +203,7 @@ impl Registry {
         extension: &str,
         secrets: &BTreeMap<String, String>,
     ) -> Result<String, Failure> {
-        let key = self.secrets_key.as_ref().ok_or_else(|| {
+        let key = self.secrets.key.as_ref().ok_or_else(|| {
             Failure::new(
                 ErrorCode::SecretsUnavailable,
                 "no RUNNER_SECRETS_KEY is configured to seal install secrets with",
@@ -203,5 +213,130 @@ impl Registry {
         let sealed = crate::host::secrets::seal(key, secrets, tenant, extension, None)
             .map_err(|e| Failure::new(ErrorCode::Internal, format!("sealing secrets: {e}")))?;
         Ok(serde_json::json!({"algorithm": "aes-256-gcm", "ciphertext_b64": sealed}).to_string())
+    }
+}
+
+/// What `POST /v1/registry/secrets/reseal` did: installs whose sealed
+/// secrets were re-sealed under the current key, that were sealed under it
+/// already, and that could not be (never a value).
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ResealReport {
+    pub resealed: u64,
+    pub already_current: u64,
+    pub failed: u64,
+    /// The first [`MAX_RESEAL_FAILURES_SHOWN`] failures.
+    pub failures: Vec<ResealFailure>,
+}
+
+/// One install whose secrets a re-seal left as they were, and why.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ResealFailure {
+    pub install_id: String,
+    pub tenant: String,
+    pub extension: String,
+    pub reason: String,
+}
+
+impl ResealReport {
+    fn fail(&mut self, read: &SealedSecrets, reason: String) {
+        tracing::warn!(
+            install_id = %read.install_id,
+            tenant = %read.tenant,
+            extension = %read.extension,
+            reason = %reason,
+            "install secrets not re-sealed"
+        );
+        self.failed += 1;
+        if self.failures.len() < MAX_RESEAL_FAILURES_SHOWN {
+            self.failures.push(ResealFailure {
+                install_id: read.install_id.clone(),
+                tenant: read.tenant.clone(),
+                extension: read.extension.clone(),
+                reason,
+            });
+        }
+    }
+}
+
+impl Registry {
+    /// Re-seal every install's stored secrets under the current
+    /// `RUNNER_SECRETS_KEY`: each is opened with any accepted key (current or
+    /// `RUNNER_SECRETS_PREVIOUS_KEYS`), and those not under the current one
+    /// are sealed again with it and written back if unchanged since read,
+    /// [`RESEAL_BATCH`] at a time. Idempotent: envelopes under the current
+    /// key are left. The run is recorded in the audit log (`reseal` per
+    /// install written, `reseal_secrets` with the counts).
+    ///
+    /// # Errors
+    /// [`ErrorCode::SecretsUnavailable`] without a key; the database's.
+    pub async fn reseal_secrets(&self, actor: &str) -> Result<ResealReport, Failure> {
+        if self.secrets.key.is_none() {
+            return Err(Failure::new(
+                ErrorCode::SecretsUnavailable,
+                "no RUNNER_SECRETS_KEY is configured to re-seal install secrets with",
+            ));
+        }
+        let mut report = ResealReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.db.sealed_secrets_page(after.as_deref(), RESEAL_BATCH).await?;
+            let last_page = page.len() < RESEAL_BATCH as usize;
+            after = page.last().map(|read| read.install_id.clone());
+            let mut updates = Vec::new();
+            for read in page {
+                match self.resealed(&read) {
+                    Ok(None) => report.already_current += 1,
+                    Ok(Some(sealed)) => updates.push((read, sealed)),
+                    Err(reason) => report.fail(&read, reason),
+                }
+            }
+            if !updates.is_empty() {
+                let written = self.db.reseal_secrets(&updates, actor).await?;
+                for (read, _) in &updates {
+                    match written.contains(&read.install_id) {
+                        true => report.resealed += 1,
+                        false => report.fail(read, "changed while being re-sealed; run the re-seal again".into()),
+                    }
+                }
+            }
+            if last_page || after.is_none() {
+                break;
+            }
+        }
+        let failed: Vec<&str> = report.failures.iter().map(|f| f.install_id.as_str()).collect();
+        let detail = serde_json::json!({
+            "resealed": report.resealed,
+            "already_current": report.already_current,
+            "failed": report.failed,
+            "failed_install_ids": failed,
+        });
+        self.db
+            .audit(actor, "reseal_secrets", "install_secrets", &detail)
+            .await?;
+        tracing::info!(
+            resealed = report.resealed,
+            already_current = report.already_current,
+            failed = report.failed,
+            "install secrets re-sealed under the current key"
+        );
+        Ok(report)
+    }
+
+    /// `read`'s envelope sealed under the current key, or `None` when it is
+    /// already; `Err` says why it cannot be (never a value).
+    fn resealed(&self, read: &SealedSecrets) -> Result<Option<String>, String> {
+        use crate::host::secrets::{Resealed, SecretEnvelope, reseal};
+        let not_envelope = |_| "the stored secrets are not a secret envelope".to_string();
+        let mut stored: serde_json::Value = serde_json::from_str(&read.sealed).map_err(not_envelope)?;
+        let envelope: SecretEnvelope = serde_json::from_value(stored.clone()).map_err(not_envelope)?;
+        match reseal(&envelope, &self.secrets, &read.tenant, &read.extension) {
+            Ok(Resealed::AlreadyCurrent) => Ok(None),
+            Ok(Resealed::Sealed(ciphertext)) => {
+                // Every other field (algorithm, expires_at) stays as stored.
+                stored["ciphertext_b64"] = serde_json::Value::String(ciphertext);
+                Ok(Some(stored.to_string()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 }

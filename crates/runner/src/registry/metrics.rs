@@ -9,7 +9,7 @@ use crate::metrics::{Capped, Labels, Metrics};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Operation {
     /// `publish`, `install`, `upgrade`, `rollback`, `configure`, `enable`,
-    /// `disable`, `secrets`, `uninstall`, `purge` (an uninstall with
+    /// `disable`, `secrets`, `reseal`, `uninstall`, `purge` (an uninstall with
     /// `?purge=true`, or the retry that finishes one), `yank`, `revoke`,
     /// `revoke_signer`.
     operation: &'static str,

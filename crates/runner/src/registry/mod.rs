@@ -4,8 +4,8 @@
 //! - [`tokens`]: the callers and their scopes;
 //! - [`publish`]: a bundle in, verified and checked as the runner would,
 //!   stored, recorded — all or nothing;
-//! - [`installs`]: an install request against the version's manifest, and
-//!   sealing install secrets;
+//! - [`installs`]: an install request against the version's manifest,
+//!   sealing install secrets, and re-sealing them under the current key;
 //! - [`purge`]: uninstall with purge: the registry's record, the runner's
 //!   KV store, the confirmation, in the order that survives a failure;
 //! - [`routes`]: the handlers;
@@ -51,8 +51,9 @@ pub struct Registry {
     open_access: bool,
     objects: BundleObjects,
     trust: Arc<ext_bundle::TrustBundle>,
-    /// `RUNNER_SECRETS_KEY`: install secrets are sealed with it.
-    secrets_key: Option<[u8; 32]>,
+    /// `RUNNER_SECRETS_KEY` (install secrets are sealed with it) and
+    /// `RUNNER_SECRETS_PREVIOUS_KEYS` (a re-seal opens with them too).
+    secrets: crate::host::secrets::SecretsConfig,
     /// The runner's `storage.kv` store (`STORAGE_KV_URL`), the handle its
     /// guests write through: an uninstall with purge empties the install's
     /// (tenant, extension) scope in it.
@@ -122,7 +123,7 @@ impl Registry {
             open_access,
             objects,
             trust,
-            secrets_key: config.host.secrets.key,
+            secrets: config.host.secrets.clone(),
             kv,
             execution_retention: settings.execution_retention,
             metrics: metrics::RegistryMetrics::register(metrics),

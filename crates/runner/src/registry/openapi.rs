@@ -241,6 +241,15 @@ pub fn paths() -> Value {
                 "409": error_response(409, "Changed concurrently; retry"),
                 "413": error_response(413, "Body over 1 MiB")
             }))},
+        "/v1/registry/secrets/reseal": {"post": operation(
+            "Re-seal every install's secrets under the current secrets key (opened with any accepted key: \
+             RUNNER_SECRETS_KEY, then RUNNER_SECRETS_PREVIOUS_KEYS); admin tokens; repeatable",
+            &[],
+            None,
+            json!({
+                "200": ok("What was done (counts; failures by install id, never a value)", schema("ResealReport")),
+                "403": forbidden
+            }))},
         "/v1/registry/tenants/{tenant}/executions": {"get": operation(
             "The tenant's execution log, newest first",
             &[tenant.clone(), query_param("extension", false, name_schema()),
@@ -344,6 +353,19 @@ pub fn schemas() -> Value {
             "endpoint": {"type": "string"}, "status": {"type": "integer"},
             "error_code": {"type": ["string", "null"]}, "duration_ms": {"type": "integer", "minimum": 0},
             "limit_hit": {"type": ["string", "null"]}, "at": time
+        }},
+        "ResealReport": {"type": "object", "required": ["resealed", "already_current", "failed", "failures"],
+                         "properties": {
+            "resealed": {"type": "integer", "minimum": 0,
+                         "description": "Installs whose secrets were sealed under a previous key and now are under the current one"},
+            "already_current": {"type": "integer", "minimum": 0},
+            "failed": {"type": "integer", "minimum": 0,
+                       "description": "Installs left as they were (no accepted key opens them, or they changed meanwhile)"},
+            "failures": {"type": "array", "maxItems": super::installs::MAX_RESEAL_FAILURES_SHOWN, "items": {
+                "type": "object", "required": ["install_id", "tenant", "extension", "reason"], "properties": {
+                    "install_id": {"type": "string"}, "tenant": {"type": "string"},
+                    "extension": {"type": "string"}, "reason": {"type": "string"}
+                }}}
         }},
         "AuditEntry": {"type": "object", "required": ["id", "at", "actor", "action", "subject", "detail"], "properties": {
             "id": {"type": "string"}, "at": time, "actor": {"type": "string"}, "action": {"type": "string"},

@@ -58,6 +58,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Rout
             "/v1/registry/tenants/{tenant}/installs/{name}/secrets",
             put(put_secrets),
         )
+        .route("/v1/registry/secrets/reseal", post(reseal))
         .route("/v1/registry/tenants/{tenant}/executions", get(executions))
         .route("/v1/registry/installs/validate", get(validate))
         .route("/v1/registry/revocations", get(revocations))
@@ -452,6 +453,19 @@ async fn put_secrets(
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     call.counted(&registry, "secrets", answer.await)
+}
+
+/// `POST /v1/registry/secrets/reseal` (admins): every install's secrets
+/// re-sealed under the current secrets key, with the counts.
+async fn reseal(State(registry): State<Arc<Registry>>, call: Call) -> Response {
+    let answer = async {
+        if !call.caller.is_admin() {
+            return Err(call.forbidden("re-seal install secrets"));
+        }
+        let report = registry.reseal_secrets(&call.caller.name).await?;
+        Ok(json(StatusCode::OK, &report))
+    };
+    call.counted(&registry, "reseal", answer.await)
 }
 
 /// `DELETE …/installs/{name}?purge=true` also removes the install's data

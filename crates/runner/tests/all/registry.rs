@@ -107,6 +107,25 @@ impl System {
         })
     }
 
+    /// The same system restarted on SQLite: its data directory and database
+    /// opened again by a new runner and registry with `env` (e.g. other
+    /// secrets keys), the old ones closed first.
+    pub(crate) async fn restart_sqlite(self, env: &[(&str, &str)]) -> System {
+        let System { test, registry, .. } = self;
+        registry.database().close().await;
+        let TestRunner { runner, state, dir } = test;
+        drop((state, registry, runner));
+        let url = dir.path().join("registry.db").display().to_string();
+        let tokens = tokens();
+        let mut all: Vec<(&str, &str)> = vec![
+            ("RUNNER_ROLES", "all"),
+            ("REGISTRY_TOKENS", &tokens),
+            ("REGISTRY_DATABASE_URL", &url),
+        ];
+        all.extend_from_slice(env);
+        System::open(dir, &all).await.unwrap()
+    }
+
     /// Both roles with a secrets key, the runner requiring execution grants
     /// (`RUNNER_GRANT_KEYS`) that [`System::execute`] signs from the install.
     pub(crate) async fn with_grants(backend: Backend) -> System {
@@ -809,6 +828,177 @@ async fn secrets_without_a_key_are_refused_with_503() {
         (StatusCode::SERVICE_UNAVAILABLE, "secrets_unavailable")
     );
     assert!(headers.contains_key("x-request-id"));
+    let (status, _, body) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "secrets_unavailable"),
+        "{body}"
+    );
+}
+
+const RESEAL: &str = "/v1/registry/secrets/reseal";
+/// The secrets key the system rotates to (`KEY_B64` is the first).
+const NEXT_KEY_B64: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+/// A key no install was ever sealed under.
+const STRAY_KEY_B64: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+
+/// A re-seal walks every page: one install more than a page holds, all
+/// sealed under the previous key, are all moved, then all current.
+#[tokio::test]
+async fn a_reseal_reaches_installs_beyond_the_first_page() {
+    use ext_runner::registry::installs::RESEAL_BATCH;
+    let system = System::start(Backend::Sqlite, &[]).await;
+    system.publish(PUBLISHER, &hello_archive("1.0.0", false)).await;
+    let count = RESEAL_BATCH as u64 + 1;
+    for i in 0..count {
+        let tenant = format!("tenant-{i}");
+        let (status, body) = system.install(ADMIN, &tenant, &json!({"version": "1.0.0"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let uri = format!("/v1/registry/tenants/{tenant}/installs/{HELLO}/secrets");
+        let (status, _, _) = system.send_json("PUT", ADMIN, &uri, &json!({"k": "v"})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let system = system
+        .restart_sqlite(&[
+            ("RUNNER_SECRETS_KEY", NEXT_KEY_B64),
+            ("RUNNER_SECRETS_PREVIOUS_KEYS", KEY_B64),
+        ])
+        .await;
+    let (status, _, report) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"resealed": count, "already_current": 0, "failed": 0, "failures": []})
+    );
+    let (_, _, again) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(
+        again,
+        json!({"resealed": 0, "already_current": count, "failed": 0, "failures": []})
+    );
+}
+
+/// Rotation without downtime: secrets sealed under key A still open once
+/// the system runs with B current and A previous; the re-seal moves them to
+/// B (admins only, counted, audited, repeatable), after which B alone
+/// opens them and the envelope sealed under A no longer opens; a key that
+/// opens nothing makes the re-seal name the install, not a value.
+#[tokio::test]
+async fn the_secrets_key_rotates_and_installs_are_resealed() {
+    let upstream = crate::egress::upstream().await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port());
+    let egress = [
+        ("EXT_EGRESS_ALLOWLIST", origin.as_str()),
+        ("EXT_EGRESS_ALLOW_PRIVATE_CIDRS", "127.0.0.1/32"),
+        ("EXT_EGRESS_SECRETS_REQUIRE_HTTPS", "false"),
+    ];
+    let with = |keys: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        egress.iter().copied().chain(keys.iter().copied()).collect()
+    };
+    let system = System::start(Backend::Sqlite, &egress).await;
+    let archive = edited_hello(|manifest| manifest["network"]["allowed_hosts"] = json!([origin]));
+    let (status, published) = system.publish(PUBLISHER, &archive).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (_, installed) = system.install(ADMIN, "tenant-a", &json!({"version": "1.0.0"})).await;
+    let secrets = format!("/v1/registry/tenants/tenant-a/installs/{HELLO}/secrets");
+    let (status, _, _) = system
+        .send_json("PUT", ADMIN, &secrets, &json!({"api-key": "upstream-api-key-777"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let stored = |system: &System| {
+        let db = system.registry.database().clone();
+        async move { db.sealed_secrets("tenant-a", HELLO).await.unwrap().unwrap() }
+    };
+    let under_a = stored(&system).await;
+    let digest = ext_bundle::Digest::parse(published["content_hash"].as_str().unwrap()).unwrap();
+    let relay = |sealed: &str| {
+        let mut env = envelope(&digest, "POST", "/relay");
+        env["context"]["tenant_id"] = json!("tenant-a");
+        env["context"]["extension_id"] = json!(HELLO);
+        env["http"]["body_b64"] = json!(b64(json!({"url": format!("{origin}/check")}).to_string().as_bytes()));
+        env["secret_envelope"] = serde_json::from_str(sealed).unwrap();
+        env
+    };
+    let key_ok = json!({"upstream_status": 200, "upstream_body": "key ok"});
+
+    // B current, A previous: the envelope sealed under A opens.
+    let system = system
+        .restart_sqlite(&with(&[
+            ("RUNNER_SECRETS_KEY", NEXT_KEY_B64),
+            ("RUNNER_SECRETS_PREVIOUS_KEYS", KEY_B64),
+        ]))
+        .await;
+    let (status, _, body) = system.test.post(&relay(&under_a)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(guest_json(&body), key_ok);
+
+    // Admins only.
+    for token in [TENANT_A, PUBLISHER, RUNNER] {
+        let (status, _, body) = system.send_json("POST", token, RESEAL, &json!({})).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{token}: {body}"
+        );
+    }
+    assert_eq!(stored(&system).await, under_a, "a refused re-seal writes nothing");
+    let (status, _, report) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"resealed": 1, "already_current": 0, "failed": 0, "failures": []})
+    );
+    let under_b = stored(&system).await;
+    assert_ne!(under_b, under_a);
+    assert!(!under_b.contains("upstream-api-key-777"));
+    let (_, _, again) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(
+        again,
+        json!({"resealed": 0, "already_current": 1, "failed": 0, "failures": []})
+    );
+    assert_eq!(stored(&system).await, under_b, "a current envelope is left");
+    let (_, audit) = system.get(ADMIN, "/v1/registry/audit").await;
+    let entries = audit["items"].as_array().unwrap();
+    let resealed: Vec<&Value> = entries.iter().filter(|e| e["action"] == "reseal").collect();
+    assert_eq!(resealed.len(), 1, "{audit}");
+    assert_eq!(resealed[0]["subject"], format!("tenant-a/{HELLO}"));
+    assert_eq!(resealed[0]["actor"], "root");
+    assert_eq!(resealed[0]["detail"]["install_id"], installed["install_id"]);
+    let runs: Vec<&Value> = entries.iter().filter(|e| e["action"] == "reseal_secrets").collect();
+    assert_eq!(runs.len(), 2, "{audit}");
+    assert!(!audit.to_string().contains("upstream-api-key-777"));
+
+    // B alone: the re-sealed envelope opens, the one under A no longer does.
+    let system = system
+        .restart_sqlite(&with(&[("RUNNER_SECRETS_KEY", NEXT_KEY_B64)]))
+        .await;
+    let (status, _, body) = system.test.post(&relay(&under_b)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(guest_json(&body), key_ok);
+    let (_, _, body) = system.test.post(&relay(&under_a)).await;
+    assert_eq!(body["status"], 502, "{body}");
+    assert_eq!(guest_json(&body)["error"], "fetch_failed");
+
+    // A key that opens nothing: the install is named, its envelope left.
+    let system = system
+        .restart_sqlite(&with(&[("RUNNER_SECRETS_KEY", STRAY_KEY_B64)]))
+        .await;
+    let (status, _, report) = system.send_json("POST", ADMIN, RESEAL, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["resealed"].clone(), report["failed"].clone()),
+        (json!(0), json!(1))
+    );
+    let failure = &report["failures"][0];
+    assert_eq!(failure["install_id"], installed["install_id"]);
+    assert_eq!(
+        (failure["tenant"].as_str(), failure["extension"].as_str()),
+        (Some("tenant-a"), Some(HELLO))
+    );
+    assert!(
+        failure["reason"].as_str().unwrap().contains("does not open"),
+        "{failure}"
+    );
+    assert_eq!(stored(&system).await, under_b);
 }
 
 #[tokio::test]

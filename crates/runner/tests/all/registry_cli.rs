@@ -332,6 +332,12 @@ async fn publish_install_upgrade_rollback_yank_uninstall_through_the_binary() {
     let line = text.lines().find(|l| l.starts_with("1.1.0")).unwrap();
     assert!(line.ends_with("revoked"), "{text}");
 
+    // Re-seal: an admin's job; nothing here is sealed yet.
+    let text = ok(&served.cli(ADMIN, &["reseal"]).await);
+    assert_eq!(text, "re-sealed 0, already current 0, failed 0\n");
+    let err = failed(&served.cli(TENANT_A, &["reseal"]).await);
+    assert!(err.contains("registry: 403 forbidden: "), "{err}");
+
     // The catalogue lists it.
     let text = ok(&served.cli(TENANT_A, &["list"]).await);
     assert!(text.lines().nth(1).unwrap().starts_with(HELLO), "{text}");

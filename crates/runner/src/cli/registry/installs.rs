@@ -387,6 +387,41 @@ pub async fn installs(client: &Client, tenant: &str) -> anyhow::Result<Shown> {
     })
 }
 
+/// `POST /v1/registry/secrets/reseal`: every install's secrets re-sealed
+/// under the current secrets key; shows the counts and each failure.
+///
+/// # Errors
+/// A caller who is not an admin (403); no secrets key (503); the registry's
+/// refusal.
+pub async fn reseal(client: &Client) -> anyhow::Result<Shown> {
+    let url = client.url(&["v1", "registry", "secrets", "reseal"]);
+    let answer = client.send(Method::POST, url, HeaderMap::new(), None).await?;
+    let report = &answer.body;
+    let count = |name: &str| report[name].as_u64().unwrap_or(0);
+    let mut text = format!(
+        "re-sealed {}, already current {}, failed {}\n",
+        count("resealed"),
+        count("already_current"),
+        count("failed")
+    );
+    for failure in report["failures"].as_array().map_or(&[][..], Vec::as_slice) {
+        text.push_str(&format!(
+            "failed: {} ({}/{}): {}\n",
+            field(failure, "install_id"),
+            field(failure, "tenant"),
+            field(failure, "extension"),
+            field(failure, "reason")
+        ));
+    }
+    if count("failed") > 0 {
+        text.push_str("keep the previous secrets keys until a re-seal reports no failures\n");
+    }
+    Ok(Shown {
+        text,
+        json: answer.body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //!   the registry's error answer as [`client::CallError`];
 //! - `publish`: `publish`;
 //! - `installs`: `install`, `upgrade`, `rollback`, `uninstall`, `history`,
-//!   `list --tenant`;
+//!   `list --tenant`, `reseal`;
 //! - `secrets`: `secrets` (from a file, never the command line);
 //! - `catalogue`: `list`, `show`, `yank`, `revoke`;
 //! - `output`: what a command shows, JSON (`--json`) or a summary.
@@ -76,6 +76,9 @@ pub enum RegistryCommand {
     },
     /// Revoke a version: no installs of it, and UI validation stops for installs on it.
     Revoke(catalogue::VersionRef),
+    /// Re-seal every install's secrets under the registry's current RUNNER_SECRETS_KEY
+    /// (admin token; after a key rotation, before dropping the previous key).
+    Reseal,
 }
 
 impl RegistryArgs {
@@ -115,6 +118,7 @@ impl RegistryCommand {
             RegistryCommand::History(args) => installs::history(client, args).await,
             RegistryCommand::Yank { version, undo } => catalogue::yank(client, version, *undo).await,
             RegistryCommand::Revoke(version) => catalogue::revoke(client, version).await,
+            RegistryCommand::Reseal => installs::reseal(client).await,
         }
     }
 }

@@ -3,7 +3,11 @@
 //! Backends, chosen by the envelope's `algorithm`:
 //! - `aes-256-gcm` (also when `algorithm` is absent): `ciphertext_b64` is
 //!   base64 of a 12-byte nonce followed by AES-256-GCM ciphertext + tag under
-//!   the runner key (`RUNNER_SECRETS_KEY` / `RUNNER_SECRETS_KEY_FILE`). The
+//!   the runner key (`RUNNER_SECRETS_KEY` / `RUNNER_SECRETS_KEY_FILE`), or
+//!   under one of the earlier keys still accepted for opening
+//!   (`RUNNER_SECRETS_PREVIOUS_KEYS` / `…_FILE`, tried after the current
+//!   one: AES-GCM's tag says which key fits) while installs are re-sealed
+//!   ([`reseal`]); sealing always uses the current key. The
 //!   associated data is the envelope's [`binding`], so an envelope copied to
 //!   another tenant or extension, or whose `expires_at` was removed,
 //!   added or changed, does not open (K-03, K-04). The plaintext is a JSON
@@ -54,6 +58,13 @@ pub const MAX_SECRET_ENVELOPE_BYTES: usize = 256 * 1024;
 /// Longest Vault `mount` or `key_path` name (Vault's own names are short).
 pub const MAX_VAULT_NAME_BYTES: usize = 128;
 
+/// Most earlier secrets keys accepted for opening
+/// (`RUNNER_SECRETS_PREVIOUS_KEYS`). A rotation needs one (the key being
+/// retired); a few more cover rotations that overlap. Each one is another
+/// AES-GCM attempt on every envelope the current key does not open, so the
+/// work an envelope that opens under no key costs stays bounded.
+pub const MAX_PREVIOUS_SECRETS_KEYS: usize = 4;
+
 /// Time limit of one Vault transit decrypt call.
 pub const VAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -103,8 +114,13 @@ impl fmt::Debug for SecretValue {
 /// The runner's secret-opening settings.
 #[derive(Clone, Default)]
 pub struct SecretsConfig {
-    /// AES-256 key for `aes-256-gcm` envelopes.
+    /// AES-256 key for `aes-256-gcm` envelopes: opens them first, and
+    /// seals every new one.
     pub key: Option<[u8; 32]>,
+    /// Earlier AES-256 keys (`RUNNER_SECRETS_PREVIOUS_KEYS`), tried in
+    /// order after `key` when opening; never used to seal. At most
+    /// [`MAX_PREVIOUS_SECRETS_KEYS`], and only beside a `key`.
+    pub previous_keys: Vec<[u8; 32]>,
     /// Accept `inline/base64` envelopes.
     pub allow_inline: bool,
     /// Vault address and token for `vault-transit` envelopes.
@@ -112,8 +128,8 @@ pub struct SecretsConfig {
 }
 
 impl SecretsConfig {
-    /// `RUNNER_SECRETS_KEY(_FILE)`, `RUNNER_ALLOW_INLINE_SECRETS`,
-    /// `VAULT_ADDR` + `VAULT_TOKEN_FILE`.
+    /// `RUNNER_SECRETS_KEY(_FILE)`, `RUNNER_SECRETS_PREVIOUS_KEYS(_FILE)`,
+    /// `RUNNER_ALLOW_INLINE_SECRETS`, `VAULT_ADDR` + `VAULT_TOKEN_FILE`.
     pub fn from_source(source: &crate::config::source::Source) -> SecretsConfig {
         let key = match (
             source.text("RUNNER_SECRETS_KEY"),
@@ -133,6 +149,10 @@ impl SecretsConfig {
                 .ok(),
             (None, None) => None,
         };
+        // Set, even if it did not parse (that is its own problem).
+        let has_current =
+            source.text("RUNNER_SECRETS_KEY").is_some() || source.text("RUNNER_SECRETS_KEY_FILE").is_some();
+        let previous_keys = previous_keys(source, has_current);
         let vault = match (source.text("VAULT_ADDR"), source.text("VAULT_TOKEN_FILE")) {
             (None, None) => None,
             (Some(addr), Some(path)) => {
@@ -155,9 +175,81 @@ impl SecretsConfig {
         };
         SecretsConfig {
             key,
+            previous_keys,
             allow_inline: source.flag("RUNNER_ALLOW_INLINE_SECRETS", false),
             vault,
         }
+    }
+}
+
+/// `RUNNER_SECRETS_PREVIOUS_KEYS` (comma-separated) or
+/// `RUNNER_SECRETS_PREVIOUS_KEYS_FILE` (commas or newlines): each key in
+/// [`secrets_key`]'s form. A mistake is a problem naming the setting and the
+/// key's position (`[0]` first), never the key.
+fn previous_keys(source: &crate::config::source::Source, has_current: bool) -> Vec<[u8; 32]> {
+    const TEXT: &str = "RUNNER_SECRETS_PREVIOUS_KEYS";
+    const FILE: &str = "RUNNER_SECRETS_PREVIOUS_KEYS_FILE";
+    let (setting, text) = match (source.text(TEXT), source.text(FILE)) {
+        (None, None) => return Vec::new(),
+        (Some(_), Some(_)) => {
+            source.problem(format!("{TEXT} and {FILE}: set one, not both"));
+            return Vec::new();
+        }
+        (Some(text), None) => (TEXT, text.to_string()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => (FILE, text),
+            Err(e) => {
+                source.problem(format!("{FILE}: `{path}`: {e}"));
+                return Vec::new();
+            }
+        },
+    };
+    if !has_current {
+        source.problem(format!(
+            "{setting}: needs RUNNER_SECRETS_KEY (or RUNNER_SECRETS_KEY_FILE), the key new envelopes are sealed              with; previous keys only open"
+        ));
+        return Vec::new();
+    }
+    match parse_previous_keys(&text) {
+        Ok(keys) => keys,
+        Err(problems) => {
+            for why in problems {
+                source.problem(format!("{setting}{why}"));
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Keys separated by commas or newlines (blank entries skipped), at most
+/// [`MAX_PREVIOUS_SECRETS_KEYS`].
+///
+/// # Errors
+/// Every problem, each starting with the position it is at (`[1]: …`) or
+/// `: ` for the list as a whole; never the key text.
+fn parse_previous_keys(text: &str) -> Result<Vec<[u8; 32]>, Vec<String>> {
+    let entries: Vec<&str> = text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.len() > MAX_PREVIOUS_SECRETS_KEYS {
+        return Err(vec![format!(
+            ": {} keys; at most {MAX_PREVIOUS_SECRETS_KEYS} (drop the keys no install is sealed under any more)",
+            entries.len()
+        )]);
+    }
+    let mut keys = Vec::new();
+    let mut problems = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        match secrets_key(entry) {
+            Ok(key) => keys.push(key),
+            Err(why) => problems.push(format!("[{index}]: {why}")),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(keys),
+        false => Err(problems),
     }
 }
 
@@ -177,6 +269,7 @@ impl fmt::Debug for SecretsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretsConfig")
             .field("key", &self.key.map(|_| "<set>"))
+            .field("previous_keys", &self.previous_keys.len())
             .field("allow_inline", &self.allow_inline)
             .field("vault", &self.vault.as_ref().map(|v| &v.addr))
             .finish()
@@ -267,13 +360,10 @@ pub async fn open(
     let algorithm = envelope.algorithm.as_deref().unwrap_or("aes-256-gcm");
     let plaintext = match algorithm {
         "aes-256-gcm" => {
-            let key = config.key.ok_or(OpenError::Unsupported(
-                "aes-256-gcm (no RUNNER_SECRETS_KEY configured)".into(),
-            ))?;
             let sealed = BASE64
                 .decode(envelope.ciphertext_b64.trim())
                 .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
-            unseal(&key, &sealed, &bound)?
+            unseal_any(config, &sealed, &bound)?.1
         }
         "inline/base64" if config.allow_inline => BASE64
             .decode(envelope.ciphertext_b64.trim())
@@ -319,42 +409,108 @@ pub fn seal(
     {
         return Err(OpenError::Invalid("expires_at is not an RFC 3339 time"));
     }
-    let cipher = Aes256Gcm::new(key.into());
-    let nonce: [u8; NONCE_BYTES] = crate::random_bytes();
     let plaintext = serde_json::to_vec(secrets).map_err(|_| OpenError::Invalid("unserialisable secrets"))?;
-    let aad = binding(tenant, extension, expires_at);
-    let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| OpenError::Invalid("encryption failed"))?;
-    let mut sealed = nonce.to_vec();
-    sealed.extend_from_slice(&ciphertext);
-    Ok(BASE64.encode(sealed))
+    seal_bytes(key, &plaintext, &binding(tenant, extension, expires_at))
 }
 
-fn unseal(key: &[u8; 32], sealed: &[u8], bound: &[u8]) -> Result<Vec<u8>, OpenError> {
+/// The runner key `sealed` opens under: `Current`, or `Previous(i)` for
+/// `config.previous_keys[i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUsed {
+    Current,
+    Previous(usize),
+}
+
+/// Open an AES-GCM ciphertext with the current key, then each previous key
+/// in order: the first whose tag verifies.
+fn unseal_any(config: &SecretsConfig, sealed: &[u8], bound: &[u8]) -> Result<(KeyUsed, Vec<u8>), OpenError> {
+    let key = config.key.as_ref().ok_or(OpenError::Unsupported(
+        "aes-256-gcm (no RUNNER_SECRETS_KEY configured)".into(),
+    ))?;
     if sealed.len() < NONCE_BYTES + 16 {
         return Err(OpenError::Invalid("ciphertext too short"));
     }
+    let keys = std::iter::once((KeyUsed::Current, key)).chain(
+        config
+            .previous_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (KeyUsed::Previous(i), k)),
+    );
     let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-    Aes256Gcm::new(key.into())
-        .decrypt(
+    for (used, key) in keys {
+        let opened = Aes256Gcm::new(key.into()).decrypt(
             Nonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
                 aad: bound,
             },
-        )
-        .map_err(|_| {
-            OpenError::Invalid(
-                "not sealed for this tenant, extension and expires_at, altered, or sealed under another runner key",
-            )
-        })
+        );
+        if let Ok(plaintext) = opened {
+            return Ok((used, plaintext));
+        }
+    }
+    Err(OpenError::Invalid(
+        "not sealed for this tenant, extension and expires_at, altered, or sealed under a key this runner does not \
+         accept",
+    ))
+}
+
+/// What [`reseal`] did with an envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resealed {
+    /// It opens under the current key already: nothing to write.
+    AlreadyCurrent,
+    /// It opened under a previous key; this `ciphertext_b64` holds the same
+    /// plaintext sealed under the current key, with the same binding.
+    Sealed(String),
+}
+
+/// Re-seal an `aes-256-gcm` envelope for (tenant, extension) under the
+/// current key: opened with any accepted key, sealed again with the current
+/// one (a fresh nonce, the same binding and `expires_at`, the plaintext
+/// unchanged).
+///
+/// # Errors
+/// [`OpenError::Unsupported`] for another algorithm or without a current
+/// key; [`OpenError::Invalid`] when no accepted key opens it.
+pub fn reseal(
+    envelope: &SecretEnvelope,
+    config: &SecretsConfig,
+    tenant: &str,
+    extension: &str,
+) -> Result<Resealed, OpenError> {
+    let algorithm = envelope.algorithm.as_deref().unwrap_or("aes-256-gcm");
+    if algorithm != "aes-256-gcm" {
+        return Err(OpenError::Unsupported(algorithm.to_string()));
+    }
+    if envelope.ciphertext_b64.len() > MAX_SECRET_ENVELOPE_BYTES {
+        return Err(OpenError::Invalid("ciphertext too large"));
+    }
+    let sealed = BASE64
+        .decode(envelope.ciphertext_b64.trim())
+        .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
+    let bound = binding(tenant, extension, envelope.expires_at.as_deref());
+    let (used, plaintext) = unseal_any(config, &sealed, &bound)?;
+    match (used, config.key.as_ref()) {
+        (KeyUsed::Current, _) => Ok(Resealed::AlreadyCurrent),
+        (KeyUsed::Previous(_), Some(key)) => seal_bytes(key, &plaintext, &bound).map(Resealed::Sealed),
+        (KeyUsed::Previous(_), None) => Err(OpenError::Unsupported(
+            "aes-256-gcm (no RUNNER_SECRETS_KEY configured)".into(),
+        )),
+    }
+}
+
+/// AES-256-GCM of `plaintext` bound to `aad` under `key`, with a fresh
+/// nonce: base64 of nonce ‖ ciphertext ‖ tag.
+fn seal_bytes(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Result<String, OpenError> {
+    let nonce: [u8; NONCE_BYTES] = crate::random_bytes();
+    let ciphertext = Aes256Gcm::new(key.into())
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| OpenError::Invalid("encryption failed"))?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&ciphertext);
+    Ok(BASE64.encode(sealed))
 }
 
 fn parse_map(plaintext: &[u8]) -> Result<BTreeMap<String, SecretValue>, OpenError> {
@@ -619,6 +775,183 @@ mod tests {
         assert!(seal(&key, &secrets, "t1", "e1", Some("tomorrow")).is_err());
         // Bindings are distinct for distinct triples.
         assert_ne!(binding("a", "b", None), binding("a", "b", Some("")));
+    }
+
+    fn rotated(current: u8, previous: &[u8]) -> SecretsConfig {
+        SecretsConfig {
+            key: Some([current; 32]),
+            previous_keys: previous.iter().map(|b| [*b; 32]).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Rotation: an envelope sealed under a previous key opens; one sealed
+    /// under a key that is neither current nor previous does not (as if
+    /// absent); previous keys alone open nothing.
+    #[tokio::test]
+    async fn previous_keys_open_and_unknown_keys_do_not() {
+        let secrets = map(&[("api-key", "s3cr3t")]);
+        let under = |key: u8| aes(seal(&[key; 32], &secrets, "t1", "e1", None).unwrap());
+        let config = rotated(2, &[9, 1]);
+        for key in [2, 9, 1] {
+            let opened = open(&under(key), &config, "t1", "e1").await.unwrap();
+            assert_eq!(opened["api-key"].expose(), "s3cr3t", "key {key}");
+        }
+        let err = open(&under(3), &config, "t1", "e1").await.unwrap_err();
+        assert!(err.looks_missing(), "{err}");
+        // The binding still holds under a previous key.
+        assert!(open(&under(1), &config, "t2", "e1").await.unwrap_err().looks_missing());
+        let previous_only = SecretsConfig {
+            key: None,
+            ..rotated(0, &[1])
+        };
+        assert!(matches!(
+            open(&under(1), &previous_only, "t1", "e1").await,
+            Err(OpenError::Unsupported(_))
+        ));
+    }
+
+    /// `reseal`: a previous key's envelope comes back sealed under the
+    /// current key (opening with it alone, the binding and expiry kept), a
+    /// current one is left, an unknown one refused.
+    #[tokio::test]
+    async fn reseal_moves_envelopes_to_the_current_key() {
+        let secrets = map(&[("api-key", "s3cr3t")]);
+        let until = "2999-01-01T00:00:00Z";
+        let old = SecretEnvelope {
+            expires_at: Some(until.into()),
+            ..aes(seal(&[1; 32], &secrets, "t1", "e1", Some(until)).unwrap())
+        };
+        let config = rotated(2, &[1]);
+        let Resealed::Sealed(ciphertext) = reseal(&old, &config, "t1", "e1").unwrap() else {
+            panic!("not resealed");
+        };
+        assert!(!ciphertext.contains("s3cr3t"));
+        let new = SecretEnvelope {
+            ciphertext_b64: ciphertext,
+            ..old.clone()
+        };
+        let current_only = rotated(2, &[]);
+        assert_eq!(
+            open(&new, &current_only, "t1", "e1").await.unwrap()["api-key"].expose(),
+            "s3cr3t"
+        );
+        assert!(open(&new, &current_only, "t2", "e1").await.unwrap_err().looks_missing());
+        let without_expiry = SecretEnvelope {
+            expires_at: None,
+            ..new.clone()
+        };
+        assert!(
+            open(&without_expiry, &current_only, "t1", "e1")
+                .await
+                .unwrap_err()
+                .looks_missing()
+        );
+        assert!(open(&old, &current_only, "t1", "e1").await.unwrap_err().looks_missing());
+        assert_eq!(reseal(&new, &config, "t1", "e1"), Ok(Resealed::AlreadyCurrent));
+        let err = reseal(&old, &rotated(2, &[3]), "t1", "e1").unwrap_err();
+        assert!(err.looks_missing(), "{err}");
+        assert!(matches!(
+            reseal(&old, &rotated(2, &[1]), "t2", "e1"),
+            Err(OpenError::Invalid(_))
+        ));
+        let vault = SecretEnvelope {
+            algorithm: Some("vault-transit".into()),
+            ..old
+        };
+        assert!(matches!(
+            reseal(&vault, &config, "t1", "e1"),
+            Err(OpenError::Unsupported(_))
+        ));
+    }
+
+    fn problems(pairs: &[(&str, &str)]) -> (SecretsConfig, Vec<String>) {
+        let values = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let source = crate::config::source::Source::new(values);
+        let config = SecretsConfig::from_source(&source);
+        let problems = source.finish_partial().map_or_else(|e| e.problems, |()| Vec::new());
+        (config, problems)
+    }
+
+    #[test]
+    fn previous_keys_settings() {
+        let k = |b: u8| BASE64.encode([b; 32]);
+        let (one, two, three) = (k(1), k(2), k(3));
+        let list = format!("{two}, {three},");
+        let (config, found) = problems(&[("RUNNER_SECRETS_KEY", &one), ("RUNNER_SECRETS_PREVIOUS_KEYS", &list)]);
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(config.previous_keys, vec![[2; 32], [3; 32]]);
+        assert!(format!("{config:?}").contains("previous_keys: 2"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("previous");
+        std::fs::write(&file, format!("{two}\n{three}\n")).unwrap();
+        let path = file.display().to_string();
+        let (config, found) = problems(&[
+            ("RUNNER_SECRETS_KEY", &one),
+            ("RUNNER_SECRETS_PREVIOUS_KEYS_FILE", &path),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(config.previous_keys.len(), 2);
+
+        let short = BASE64.encode([7u8; 16]);
+        let with_short = format!("{two},{short}");
+        let five = [two.as_str(); 5].join(",");
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                vec![("RUNNER_SECRETS_PREVIOUS_KEYS", &two)],
+                "RUNNER_SECRETS_PREVIOUS_KEYS: needs RUNNER_SECRETS_KEY",
+            ),
+            (
+                vec![
+                    ("RUNNER_SECRETS_KEY", &one),
+                    ("RUNNER_SECRETS_PREVIOUS_KEYS", "c2VjcmV0LWtleS10ZXh0!"),
+                ],
+                "RUNNER_SECRETS_PREVIOUS_KEYS[0]: not base64",
+            ),
+            (
+                vec![
+                    ("RUNNER_SECRETS_KEY", &one),
+                    ("RUNNER_SECRETS_PREVIOUS_KEYS", &with_short),
+                ],
+                "RUNNER_SECRETS_PREVIOUS_KEYS[1]: decodes to 16 bytes",
+            ),
+            (
+                vec![("RUNNER_SECRETS_KEY", &one), ("RUNNER_SECRETS_PREVIOUS_KEYS", &five)],
+                "RUNNER_SECRETS_PREVIOUS_KEYS: 5 keys; at most 4",
+            ),
+            (
+                vec![
+                    ("RUNNER_SECRETS_KEY", &one),
+                    ("RUNNER_SECRETS_PREVIOUS_KEYS", &two),
+                    ("RUNNER_SECRETS_PREVIOUS_KEYS_FILE", &path),
+                ],
+                "RUNNER_SECRETS_PREVIOUS_KEYS and RUNNER_SECRETS_PREVIOUS_KEYS_FILE: set one, not both",
+            ),
+            (
+                vec![
+                    ("RUNNER_SECRETS_KEY", &one),
+                    ("RUNNER_SECRETS_PREVIOUS_KEYS_FILE", "/nonexistent/previous-keys"),
+                ],
+                "RUNNER_SECRETS_PREVIOUS_KEYS_FILE: `/nonexistent/previous-keys`",
+            ),
+        ];
+        // A current key that does not parse is its own problem, not "needs RUNNER_SECRETS_KEY".
+        let (_, found) = problems(&[("RUNNER_SECRETS_KEY", "short"), ("RUNNER_SECRETS_PREVIOUS_KEYS", &two)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("RUNNER_SECRETS_KEY: "), "{found:?}");
+        for (pairs, expected) in cases {
+            let (config, found) = problems(&pairs);
+            assert!(config.previous_keys.is_empty());
+            assert!(found.iter().any(|p| p.starts_with(expected)), "{expected}: {found:?}");
+            for problem in &found {
+                for (_, value) in &pairs {
+                    if value.len() > 8 && !value.starts_with('/') {
+                        assert!(!problem.contains(value), "{problem} echoes a key");
+                    }
+                }
+            }
+        }
     }
 
     /// K-04: Vault names are one path segment.
