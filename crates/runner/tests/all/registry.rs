@@ -45,7 +45,7 @@ pub(crate) enum Backend {
 /// (`registry_cli` serves it on a socket for the real binary).
 pub(crate) struct System {
     pub(crate) test: TestRunner,
-    registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Signs a grant for each [`System::execute`] when the runner requires
     /// them ([`System::with_grants`]).
     grants: Option<ext_runner::grant::GrantSigner>,

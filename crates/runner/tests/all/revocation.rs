@@ -191,3 +191,37 @@ async fn a_runner_token_reaches_its_two_routes_only() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// A revoke another registry replica took (here: straight in the shared
+/// database) reaches this process's runner at its next in-process sync.
+#[tokio::test]
+async fn a_revoke_by_another_replica_arrives_with_the_next_sync() {
+    let system = System::start(Backend::Sqlite, &[]).await;
+    let install = installed(&system).await;
+    assert_eq!(system.execute(&install, "/hello").await.0, StatusCode::OK);
+    system
+        .registry
+        .database()
+        .revoke_version(HELLO, "1.0.0", "other-replica")
+        .await
+        .unwrap();
+    assert_eq!(
+        system.execute(&install, "/hello").await.0,
+        StatusCode::OK,
+        "not synced yet"
+    );
+
+    let runner = &system.test.runner;
+    let source = ext_runner::revocation::sync::ListSource::choose(&runner.config().revocations, Some(&system.registry));
+    assert!(matches!(
+        source,
+        Some(ext_runner::revocation::sync::ListSource::InProcess(_))
+    ));
+    ext_runner::revocation::sync::sync_once(runner.bundles().revoked(), &source.unwrap()).await;
+    let (status, body) = system.execute(&install, "/hello").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "bundle_revoked"),
+        "{body}"
+    );
+}
