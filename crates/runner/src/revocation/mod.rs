@@ -236,6 +236,15 @@ mod tests {
     }
 
     #[test]
+    fn a_list_that_cannot_be_written_is_still_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let revoked = Revoked::load(&dir.path().join("absent")).unwrap();
+        revoked.replace(BTreeSet::from([digest(7)]));
+        assert!(revoked.contains(&digest(7)));
+        assert!(!dir.path().join("absent").join(REVOKED_FILE).exists());
+    }
+
+    #[test]
     fn a_damaged_file_stops_start_up_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(REVOKED_FILE), br#"{"items": ["sha256:nope"]}"#).unwrap();
