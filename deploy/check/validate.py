@@ -226,6 +226,18 @@ def policy_security(label: str, pod: dict, container: dict, pod_level_allowed: b
     check(f"{label}: non-root, read-only root, no capabilities, RuntimeDefault seccomp", not problems, "; ".join(problems))
 
 
+def policy_drain(label, pod, container, role):
+    """Drain: terminationGracePeriodSeconds > preStop sleep + --shutdown-grace-ms."""
+    args = " ".join(container.get("args", []))
+    m = re.search(r"--shutdown-grace-ms[= ](\d+)", args)
+    grace_ms = int(m.group(1)) if m else 30000
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    sleep = int(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0
+    tgps = pod.get("terminationGracePeriodSeconds", 30)
+    check(f"{label}: terminationGracePeriodSeconds {tgps} > preStop {sleep} s + shutdown grace {grace_ms} ms",
+          tgps * 1000 > sleep * 1000 + grace_ms, f"the kubelet would SIGKILL a draining {role}")
+
+
 def policy_probes(label: str, container: dict) -> None:
     paths = {p: container.get(p, {}).get("httpGet", {}).get("path") for p in ("livenessProbe", "readinessProbe")}
     check(f"{label}: liveness /healthz, readiness /readyz",
@@ -311,15 +323,7 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
     policy_volumes(label, pod, container, env)
     policy_memory(label, container, env, values.get("resources", {}).get("memoryOverheadMi", 512))
 
-    # Drain: terminationGracePeriodSeconds > preStop sleep + --shutdown-grace-ms.
-    args = " ".join(container.get("args", []))
-    m = re.search(r"--shutdown-grace-ms[= ](\d+)", args)
-    grace_ms = int(m.group(1)) if m else 30000
-    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
-    sleep = int(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0
-    tgps = pod.get("terminationGracePeriodSeconds", 30)
-    check(f"{label}: terminationGracePeriodSeconds {tgps} > preStop {sleep} s + shutdown grace {grace_ms} ms",
-          tgps * 1000 > sleep * 1000 + grace_ms, "the kubelet would SIGKILL a draining runner")
+    policy_drain(label, pod, container, "runner")
 
     # Listeners ↔ container ports ↔ Services ↔ NetworkPolicy ↔ ServiceMonitor.
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
@@ -586,14 +590,7 @@ def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]
         policy_env_names(rlabel, set(env), readme)
         policy_security(rlabel, pod, container)
         policy_volumes(rlabel, pod, container, env)
-        args = " ".join(container.get("args", []))
-        m = re.search(r"--shutdown-grace-ms[= ](\d+)", args)
-        grace_ms = int(m.group(1)) if m else 30000
-        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
-        sleep = int(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0
-        tgps = pod.get("terminationGracePeriodSeconds", 30)
-        check(f"{rlabel}: terminationGracePeriodSeconds {tgps} > preStop {sleep} s + shutdown grace {grace_ms} ms",
-              tgps * 1000 > sleep * 1000 + grace_ms, "the kubelet would SIGKILL a draining registry")
+        policy_drain(rlabel, pod, container, "registry")
 
 
 def policy_knative(label: str, ksvc: dict, readme: set[str]) -> None:

@@ -299,7 +299,7 @@ impl Registry {
                     }
                 }
             }
-            if last_page || after.is_none() {
+            if last_page {
                 break;
             }
         }

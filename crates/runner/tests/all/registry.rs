@@ -85,11 +85,17 @@ impl System {
     async fn without_secrets_key(backend: Backend, extra: &[(&str, &str)]) -> System {
         let dir = tempfile::tempdir().unwrap();
         let url = database_url(backend, dir.path()).await;
+        System::both_roles(dir, &url, extra).await
+    }
+
+    /// Both roles on `dir` and the database at `url`, with the test tokens
+    /// and `extra`.
+    async fn both_roles(dir: tempfile::TempDir, url: &str, extra: &[(&str, &str)]) -> System {
         let tokens = tokens();
         let mut env: Vec<(&str, &str)> = vec![
             ("RUNNER_ROLES", "all"),
             ("REGISTRY_TOKENS", &tokens),
-            ("REGISTRY_DATABASE_URL", &url),
+            ("REGISTRY_DATABASE_URL", url),
         ];
         env.extend_from_slice(extra);
         System::open(dir, &env).await.unwrap()
@@ -116,14 +122,7 @@ impl System {
         let TestRunner { runner, state, dir } = test;
         drop((state, registry, runner));
         let url = dir.path().join("registry.db").display().to_string();
-        let tokens = tokens();
-        let mut all: Vec<(&str, &str)> = vec![
-            ("RUNNER_ROLES", "all"),
-            ("REGISTRY_TOKENS", &tokens),
-            ("REGISTRY_DATABASE_URL", &url),
-        ];
-        all.extend_from_slice(env);
-        System::open(dir, &all).await.unwrap()
+        System::both_roles(dir, &url, env).await
     }
 
     /// Both roles with a secrets key, the runner requiring execution grants

@@ -142,6 +142,25 @@ fn json_headers(condition: (reqwest::header::HeaderName, String)) -> anyhow::Res
     Ok(headers)
 }
 
+/// `PUT body` to `url` with a precondition in `headers`; a 412 is
+/// explained by `why_refused` (what the precondition meant), other
+/// refusals pass through.
+async fn put_conditionally(
+    client: &Client,
+    url: Url,
+    headers: HeaderMap,
+    body: &Value,
+    why_refused: impl FnOnce() -> String,
+) -> anyhow::Result<Answer> {
+    match client
+        .send(Method::PUT, url, headers, Some(body.to_string().into()))
+        .await
+    {
+        Err(e) if e.code() == Some("precondition_failed") => Err(anyhow::Error::new(e).context(why_refused())),
+        other => Ok(other?),
+    }
+}
+
 /// The install as people read it.
 fn describe(verb: &str, install: &Value) -> String {
     format!(
@@ -177,18 +196,13 @@ pub async fn install(client: &Client, args: &InstallArgs) -> anyhow::Result<Show
     }
     let url = install_url(client, &args.tenant, &args.name, &[]);
     let headers = json_headers((IF_NONE_MATCH, "*".to_string()))?;
-    let answer = client
-        .send(Method::PUT, url, headers, Some(body.to_string().into()))
-        .await;
-    let answer = match answer {
-        Err(e) if e.code() == Some("precondition_failed") => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "{} is already installed for tenant {}; use `ext-runner registry upgrade` or `rollback` to change its version",
-                args.name, args.tenant
-            )));
-        }
-        other => other?,
-    };
+    let answer = put_conditionally(client, url, headers, &body, || {
+        format!(
+            "{} is already installed for tenant {}; use `ext-runner registry upgrade` or `rollback` to change its version",
+            args.name, args.tenant
+        )
+    })
+    .await?;
     Ok(Shown {
         text: describe("installed", &answer.body),
         json: answer.body,
@@ -233,20 +247,15 @@ pub async fn change(client: &Client, args: &ChangeArgs, direction: Direction) ->
         None => etag_of(&current)?,
     };
     let headers = json_headers((IF_MATCH, etag))?;
-    let answer = client
-        .send(Method::PUT, url, headers, Some(body.to_string().into()))
-        .await;
-    let answer = match answer {
-        Err(e) if e.code() == Some("precondition_failed") => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "the install of {} for tenant {} changed since it was read (revision {}); nothing was changed: read it again and retry",
-                args.name,
-                args.tenant,
-                args.revision.map_or_else(|| field(install, "revision"), |r| r.to_string()),
-            )));
-        }
-        other => other?,
-    };
+    let answer = put_conditionally(client, url, headers, &body, || {
+        format!(
+            "the install of {} for tenant {} changed since it was read (revision {}); nothing was changed: read it again and retry",
+            args.name,
+            args.tenant,
+            args.revision.map_or_else(|| field(install, "revision"), |r| r.to_string()),
+        )
+    })
+    .await?;
     let verb = match direction {
         Direction::Upgrade => format!("upgraded from {from}"),
         Direction::Rollback => format!("rolled back from {from}"),

@@ -359,12 +359,7 @@ pub async fn open(
     let bound = binding(tenant, extension, expires_at);
     let algorithm = envelope.algorithm.as_deref().unwrap_or("aes-256-gcm");
     let plaintext = match algorithm {
-        "aes-256-gcm" => {
-            let sealed = BASE64
-                .decode(envelope.ciphertext_b64.trim())
-                .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
-            unseal_any(config, &sealed, &bound)?.1
-        }
+        "aes-256-gcm" => unseal_any(config, &envelope.ciphertext_b64, &bound)?.1,
         "inline/base64" if config.allow_inline => BASE64
             .decode(envelope.ciphertext_b64.trim())
             .map_err(|_| OpenError::Invalid("inline secrets are not base64"))?,
@@ -421,12 +416,23 @@ pub enum KeyUsed {
     Previous(usize),
 }
 
-/// Open an AES-GCM ciphertext with the current key, then each previous key
-/// in order: the first whose tag verifies.
-fn unseal_any(config: &SecretsConfig, sealed: &[u8], bound: &[u8]) -> Result<(KeyUsed, Vec<u8>), OpenError> {
-    let key = config.key.as_ref().ok_or(OpenError::Unsupported(
+/// `RUNNER_SECRETS_KEY`, without which no `aes-256-gcm` envelope opens.
+fn current_key(config: &SecretsConfig) -> Result<&[u8; 32], OpenError> {
+    config.key.as_ref().ok_or(OpenError::Unsupported(
         "aes-256-gcm (no RUNNER_SECRETS_KEY configured)".into(),
-    ))?;
+    ))
+}
+
+/// Open a base64 AES-GCM ciphertext with the current key, then each previous key
+/// in order: the first whose tag verifies.
+fn unseal_any(config: &SecretsConfig, ciphertext_b64: &str, bound: &[u8]) -> Result<(KeyUsed, Vec<u8>), OpenError> {
+    let key = current_key(config)?;
+    if ciphertext_b64.len() > MAX_SECRET_ENVELOPE_BYTES {
+        return Err(OpenError::Invalid("ciphertext too large"));
+    }
+    let sealed = BASE64
+        .decode(ciphertext_b64.trim())
+        .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
     if sealed.len() < NONCE_BYTES + 16 {
         return Err(OpenError::Invalid("ciphertext too short"));
     }
@@ -484,20 +490,10 @@ pub fn reseal(
     if algorithm != "aes-256-gcm" {
         return Err(OpenError::Unsupported(algorithm.to_string()));
     }
-    if envelope.ciphertext_b64.len() > MAX_SECRET_ENVELOPE_BYTES {
-        return Err(OpenError::Invalid("ciphertext too large"));
-    }
-    let sealed = BASE64
-        .decode(envelope.ciphertext_b64.trim())
-        .map_err(|_| OpenError::Invalid("ciphertext is not base64"))?;
     let bound = binding(tenant, extension, envelope.expires_at.as_deref());
-    let (used, plaintext) = unseal_any(config, &sealed, &bound)?;
-    match (used, config.key.as_ref()) {
+    match unseal_any(config, &envelope.ciphertext_b64, &bound)? {
         (KeyUsed::Current, _) => Ok(Resealed::AlreadyCurrent),
-        (KeyUsed::Previous(_), Some(key)) => seal_bytes(key, &plaintext, &bound).map(Resealed::Sealed),
-        (KeyUsed::Previous(_), None) => Err(OpenError::Unsupported(
-            "aes-256-gcm (no RUNNER_SECRETS_KEY configured)".into(),
-        )),
+        (KeyUsed::Previous(_), plaintext) => seal_bytes(current_key(config)?, &plaintext, &bound).map(Resealed::Sealed),
     }
 }
 
