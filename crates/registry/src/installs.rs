@@ -32,7 +32,7 @@ use crate::versions::version_from;
 macro_rules! select_installs {
     () => {
         "SELECT i.install_id, i.tenant, i.extension, v.version, i.version_id, v.content_hash, i.capabilities, \
-         i.config, i.egress, i.enabled, i.revision, s.names, i.created_at, i.updated_at \
+         i.config, i.egress, i.enabled, i.revision, s.names, s.sealed, i.created_at, i.updated_at \
          FROM installs i JOIN versions v ON v.version_id = i.version_id \
          LEFT JOIN install_secrets s ON s.install_id = i.install_id"
     };
@@ -242,6 +242,26 @@ impl Database {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(install_from).transpose()
+    }
+
+    /// A tenant's install of an extension with its sealed secrets, in one
+    /// query: what a gateway reads on every call.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn install_for_call(
+        &self,
+        tenant: &str,
+        extension: &str,
+    ) -> Result<Option<(Install, Option<String>)>, Error> {
+        let row = sqlx::query(concat!(select_installs!(), " WHERE i.tenant = $1 AND i.extension = $2"))
+            .bind(tenant)
+            .bind(extension)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| Ok((install_from(row)?, row.try_get::<Option<String>, _>("sealed")?)))
+            .transpose()
     }
 
     /// A tenant's installs, by extension name.

@@ -229,6 +229,18 @@ impl Database {
         Ok(Some((extension_from(&row)?, versions)))
     }
 
+    /// A version by its id (ids are never reused).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn version_by_id(&self, version_id: &str) -> Result<Option<Version>, Error> {
+        let row = sqlx::query(concat!(select_versions!(), " WHERE v.version_id = $1"))
+            .bind(version_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(version_from).transpose()
+    }
+
     /// One version of an extension.
     ///
     /// # Errors

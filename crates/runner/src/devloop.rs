@@ -91,6 +91,25 @@ pub fn dev_secrets_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     crate::host::secrets::secrets_key(&text).map_err(anyhow::Error::msg)
 }
 
+/// `serve --dev` with the gateway role and no user-token keys: the HS256
+/// secret dev user tokens are signed with, made once under the data
+/// directory (`dev-jwt-secret`, mode 0600) and kept across restarts so a
+/// printed token stays valid.
+///
+/// # Errors
+/// An unreadable secret file or an unwritable data directory.
+pub fn dev_jwt_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("dev-jwt-secret");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(text.trim().to_string());
+    }
+    let text = crate::cli::secrets::secrets_keygen();
+    std::fs::create_dir_all(data_dir)?;
+    crate::cli::files::write_new_file(&path, text.trim().as_bytes(), 0o600)?;
+    Ok(text.trim().to_string())
+}
+
 /// `serve --dev`: load (or create once) the dev signing key under the data
 /// directory and add its public key to the trust bundle, so the extension
 /// is signed and verified like any production bundle.

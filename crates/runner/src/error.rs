@@ -101,6 +101,10 @@ pub enum ErrorCode {
     /// An uninstall with purge removed the install but the KV store failed
     /// before its data was gone; the same `DELETE …?purge=true` finishes it.
     PurgeIncomplete,
+    ExtensionNotInstalled,
+    InstallDisabled,
+    RunnerUnavailable,
+    RunnerTimeout,
     Internal,
 }
 
@@ -177,6 +181,10 @@ impl ErrorCode {
         ErrorCode::SecretsUnavailable,
         ErrorCode::RegistryUnavailable,
         ErrorCode::PurgeIncomplete,
+        ErrorCode::ExtensionNotInstalled,
+        ErrorCode::InstallDisabled,
+        ErrorCode::RunnerUnavailable,
+        ErrorCode::RunnerTimeout,
         ErrorCode::Internal,
     ];
 
@@ -235,6 +243,10 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::RegistryUnavailable => "registry_unavailable",
             ErrorCode::PurgeIncomplete => "purge_incomplete",
+            ErrorCode::ExtensionNotInstalled => "extension_not_installed",
+            ErrorCode::InstallDisabled => "install_disabled",
+            ErrorCode::RunnerUnavailable => "runner_unavailable",
+            ErrorCode::RunnerTimeout => "runner_timeout",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -245,7 +257,11 @@ impl ErrorCode {
             ErrorCode::Unauthorized | ErrorCode::GrantInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::GrantMismatch | ErrorCode::BundleRevoked => StatusCode::FORBIDDEN,
             ErrorCode::InvalidEnvelope | ErrorCode::UnknownCapability => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::EndpointNotFound | ErrorCode::ExtensionNotInstalled => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::InstallDisabled => StatusCode::FORBIDDEN,
+            ErrorCode::RunnerTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -292,8 +308,21 @@ impl ErrorCode {
             | ErrorCode::MemoryLimitExceeded
             | ErrorCode::ExtensionNoResponse
             | ErrorCode::InvalidResponse
+            | ErrorCode::RunnerUnavailable
             | ErrorCode::Internal => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// The code named `code` (as [`ErrorCode::as_str`] writes it), with
+    /// `retry_after` for the codes that carry one: how a gateway reads a
+    /// runner's answer.
+    pub fn from_code(code: &str, retry_after: Option<u32>) -> Option<ErrorCode> {
+        let retry_after_secs = retry_after.unwrap_or(1).max(1);
+        ErrorCode::ALL.iter().find(|c| c.as_str() == code).map(|c| match c {
+            ErrorCode::RateLimited { .. } => ErrorCode::RateLimited { retry_after_secs },
+            ErrorCode::TenantCpuExceeded { .. } => ErrorCode::TenantCpuExceeded { retry_after_secs },
+            other => *other,
+        })
     }
 
     /// The `Retry-After` (seconds) this answer carries, if any.
@@ -460,11 +489,15 @@ mod tests {
                 ErrorCode::GrantMismatch => 51,
                 ErrorCode::BundleRevoked => 52,
                 ErrorCode::PurgeIncomplete => 53,
+                ErrorCode::ExtensionNotInstalled => 54,
+                ErrorCode::InstallDisabled => 55,
+                ErrorCode::RunnerUnavailable => 56,
+                ErrorCode::RunnerTimeout => 57,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..54).collect::<Vec<_>>());
+        assert_eq!(seen, (0..58).collect::<Vec<_>>());
     }
 }

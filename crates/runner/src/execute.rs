@@ -5,7 +5,7 @@
 //! share; it owns the engine, the bundle cache and the execution slots.
 //! `metrics` holds the families each execution is recorded in.
 
-mod metrics;
+pub(crate) mod metrics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -34,6 +34,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod execute;
+pub mod gateway;
 pub mod grant;
 pub mod host;
 pub mod imports;

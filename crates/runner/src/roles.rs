@@ -1,12 +1,11 @@
 //! `RUNNER_ROLES`: which of the binary's roles this process runs (the
 //! system spec's process model, like Loki's `-target`): `runner` (execute
-//! and UI assets), `registry` (versions and installs), `gateway` (accepted;
-//! not built yet), or `all`.
+//! and UI assets), `registry` (versions and installs), `gateway` (signed-in
+//! users' calls to their tenant's installs), or `all`.
 
 use crate::config::source::Source;
 
-/// The roles this binary has. `gateway` is accepted so shared deployment
-/// manifests validate, and runs nothing yet.
+/// The roles this binary has.
 const ROLE_NAMES: &[&str] = &["runner", "registry", "gateway"];
 
 /// The roles one process serves.
@@ -16,6 +15,8 @@ pub struct Roles {
     pub runner: bool,
     /// `/v1/registry/…`.
     pub registry: bool,
+    /// `/api/ext/…`, `/api/ext-proxy/…`, `/api/ext-ui/…`.
+    pub gateway: bool,
 }
 
 impl Roles {
@@ -23,20 +24,21 @@ impl Roles {
     pub const ALL: Roles = Roles {
         runner: true,
         registry: true,
+        gateway: true,
+    };
+
+    /// The runner alone (the default outside `serve --dev`).
+    pub const RUNNER: Roles = Roles {
+        runner: true,
+        registry: false,
+        gateway: false,
     };
 
     /// `RUNNER_ROLES`: comma-separated role names or `all`; default
     /// `runner`, and `all` under `serve --dev`.
     pub fn from_source(source: &Source) -> Roles {
         let Some(text) = source.text("RUNNER_ROLES") else {
-            return if source.dev() {
-                Roles::ALL
-            } else {
-                Roles {
-                    runner: true,
-                    registry: false,
-                }
-            };
+            return if source.dev() { Roles::ALL } else { Roles::RUNNER };
         };
         match parse(text) {
             Ok(roles) => roles,
@@ -49,30 +51,30 @@ impl Roles {
 
     /// The roles' names, for the start-up log.
     pub fn names(self) -> String {
-        let mut names = Vec::new();
-        if self.runner {
-            names.push("runner");
-        }
-        if self.registry {
-            names.push("registry");
-        }
-        names.join(",")
+        let on = [self.runner, self.registry, self.gateway];
+        ROLE_NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
-/// `runner,registry`, `all`, … (`gateway` alone runs nothing, so it is
-/// refused until the gateway exists).
+/// `runner,registry`, `gateway`, `all`, …
 fn parse(text: &str) -> Result<Roles, String> {
     let mut roles = Roles {
         runner: false,
         registry: false,
+        gateway: false,
     };
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
             "all" => roles = Roles::ALL,
             "runner" => roles.runner = true,
             "registry" => roles.registry = true,
-            "gateway" => {}
+            "gateway" => roles.gateway = true,
             other => {
                 return Err(format!(
                     "unknown role `{other}` (roles: {}, or all)",
@@ -81,10 +83,14 @@ fn parse(text: &str) -> Result<Roles, String> {
             }
         }
     }
-    if !roles.runner && !roles.registry {
-        return Err(format!(
-            "`{text}` names no role this binary runs yet (runner, registry, or all)"
-        ));
+    if roles
+        == (Roles {
+            runner: false,
+            registry: false,
+            gateway: false,
+        })
+    {
+        return Err(format!("`{text}` names no role ({}, or all)", ROLE_NAMES.join(", ")));
     }
     Ok(roles)
 }
@@ -96,23 +102,33 @@ mod tests {
     #[test]
     fn role_lists() {
         assert_eq!(parse("all"), Ok(Roles::ALL));
-        assert_eq!(parse(" registry , runner "), Ok(Roles::ALL));
+        assert_eq!(parse(" registry , runner, gateway "), Ok(Roles::ALL));
         assert_eq!(
             parse("registry"),
             Ok(Roles {
                 runner: false,
-                registry: true
+                registry: true,
+                gateway: false
             })
         );
         assert_eq!(
             parse("runner,gateway"),
             Ok(Roles {
                 runner: true,
-                registry: false
+                registry: false,
+                gateway: true
             })
         );
-        assert!(parse("gateway").unwrap_err().contains("names no role"));
+        assert_eq!(
+            parse("gateway"),
+            Ok(Roles {
+                runner: false,
+                registry: false,
+                gateway: true
+            })
+        );
+        assert_eq!(Roles::ALL.names(), "runner,registry,gateway");
         assert!(parse("runner,cache").unwrap_err().contains("unknown role `cache`"));
-        assert!(parse("").is_err());
+        assert!(parse("").unwrap_err().contains("names no role"));
     }
 }

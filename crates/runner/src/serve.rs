@@ -42,9 +42,10 @@ impl Listeners {
     }
 }
 
-/// Serve `runner` (and `registry`, when this process runs that role) on
-/// `listeners` until `shutdown` resolves, keeping the revocation list in
-/// sync and the registry's execution log pruned meanwhile
+/// Serve `runner` (and `registry` and `gateway`, when this process runs
+/// those roles) on `listeners` until `shutdown` resolves, keeping the
+/// revocation list in sync, the registry's execution log pruned and the
+/// gateway's JWKS fresh meanwhile
 /// ([`crate::revocation::sync`], [`crate::registry::retention`]). Then readiness
 /// flips to 503 at once, the listeners keep accepting for the drain delay
 /// (`RUNNER_DRAIN_DELAY_MS`) so load balancers notice, then they stop
@@ -55,11 +56,13 @@ impl Listeners {
 pub async fn serve(
     runner: Arc<Runner>,
     registry: Option<Arc<crate::registry::Registry>>,
+    gateway: Option<Arc<crate::gateway::Gateway>>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let state = AppState::with_registry(runner, registry);
+    let key_refresh = gateway.as_ref().and_then(|g| g.refresh_keys());
+    let state = AppState::with_roles(runner, registry, gateway);
     let revocations =
         crate::revocation::sync::ListSource::choose(&state.runner.config().revocations, state.registry.as_ref()).map(
             |source| {
@@ -105,7 +108,7 @@ pub async fn serve(
         crate::server::serve_app(public, Listener::Public, app, &state, stopped(stop_rx), grace).await
     };
     let (_, service, public) = tokio::join!(signal, service, public);
-    for task in [revocations, pruning].into_iter().flatten() {
+    for task in [revocations, pruning, key_refresh].into_iter().flatten() {
         task.abort();
     }
     service?;

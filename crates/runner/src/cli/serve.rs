@@ -180,6 +180,13 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
     if dev && config.host.secrets.key.is_none() {
         config.host.secrets.key = Some(devloop::dev_secrets_key(&config.data_dir)?);
     }
+    let gateway_settings = &config.gateway;
+    let has_user_keys = gateway_settings.jwt_secret.is_some()
+        || gateway_settings.jwks_file.is_some()
+        || gateway_settings.jwks_url.is_some();
+    if dev && config.roles.gateway && !has_user_keys {
+        config.gateway.jwt_secret = Some(devloop::dev_jwt_secret(&config.data_dir)?);
+    }
     let no_token = config.server.service_tokens.is_empty();
     let runner = Arc::new(Runner::new(config)?);
     // Fail start-up, not the first request, on a bad STORAGE_KV_URL.
@@ -189,6 +196,12 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
         .map_err(|f| anyhow::anyhow!("STORAGE_KV_URL: {}", f.message))?;
     let registry = match runner.config().roles.registry {
         true => Some(Arc::new(crate::registry::Registry::open(&runner).await?)),
+        false => None,
+    };
+    let gateway = match runner.config().roles.gateway {
+        true => Some(Arc::new(
+            crate::gateway::Gateway::open(&runner, registry.as_ref()).await?,
+        )),
         false => None,
     };
     let listeners = Listeners::bind(&runner.config().server).await?;
@@ -223,7 +236,7 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
             _rebuilding = Some(AbortOnDrop(tokio::spawn(dev_loop.run())));
         }
     }
-    serve(runner, registry, listeners, shutdown_signal(), grace).await
+    serve(runner, registry, gateway, listeners, shutdown_signal(), grace).await
 }
 
 /// A task that stops when its handle goes.

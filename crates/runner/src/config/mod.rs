@@ -31,6 +31,8 @@ pub struct Config {
     pub server: crate::server::settings::ServerSettings,
     /// The registry role's database and tokens (`REGISTRY_*`).
     pub registry: crate::registry::settings::RegistrySettings,
+    /// The gateway role's user keys, links and limits (`GATEWAY_*`).
+    pub gateway: crate::gateway::settings::GatewaySettings,
     /// Which keys execution grants must be signed with (`RUNNER_GRANT_KEYS`).
     pub grants: crate::grant::GrantSettings,
     /// Where the revocation list comes from (`RUNNER_REVOCATIONS_*`).
@@ -62,10 +64,6 @@ pub struct Overrides {
     pub bundle_store: Option<String>,
     pub dev: bool,
 }
-
-/// Settings other parts of the platform read (the gateway's
-/// `RUNNER_BASE_URL`); accepted so shared deployment manifests validate.
-const ACCEPTED_ELSEWHERE: &[&str] = &["RUNNER_BASE_URL"];
 
 impl Config {
     /// Merge defaults, `env` and `overrides`, then validate everything.
@@ -111,14 +109,13 @@ impl Config {
         let cache_dir = source
             .text("RUNNER_CACHE_DIR")
             .map_or_else(|| data_dir.join("cache"), PathBuf::from);
-        for key in ACCEPTED_ELSEWHERE {
-            source.accept(key);
-        }
+        let roles = crate::roles::Roles::from_source(source);
         Config {
-            roles: crate::roles::Roles::from_source(source),
+            roles,
             server: crate::server::settings::ServerSettings::from_source(source),
             registry: crate::registry::settings::RegistrySettings::from_source(source, &data_dir),
-            grants: crate::grant::GrantSettings::from_source(source),
+            gateway: crate::gateway::settings::GatewaySettings::from_source(source),
+            grants: crate::grant::GrantSettings::from_source(source, roles),
             revocations: crate::revocation::RevocationSettings::from_source(source),
             limits: crate::limits::ExecutionLimits::from_source(source),
             engine: crate::engine::EngineSettings::from_source(source),

@@ -32,7 +32,7 @@ impl ConfigError {
 
 /// Prefixes of the names this runner owns: an unread key with one of them
 /// is a typo, reported as an unknown setting.
-pub const OWNED_PREFIXES: &[&str] = &["RUNNER_", "BUNDLE_STORAGE_"];
+pub const OWNED_PREFIXES: &[&str] = &["RUNNER_", "BUNDLE_STORAGE_", "GATEWAY_"];
 
 /// Settings to read, and what went wrong reading them.
 pub struct Source {
@@ -125,12 +125,6 @@ impl Source {
     /// A value that is not ours (`HOME`, `XDG_DATA_HOME`): read, not owned.
     pub fn foreign(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    /// Note `key` as known without reading it: a setting other parts of the
-    /// platform read, accepted so shared deployment manifests validate.
-    pub fn accept(&self, key: &'static str) {
-        self.read.borrow_mut().insert(key);
     }
 
     /// Record a problem (the message names its key).

@@ -61,6 +61,16 @@ impl GrantKeys {
         Ok(GrantKeys { keys })
     }
 
+    /// The public half of a key pair made now whose private half is
+    /// dropped: no grant verifies (see [`super::GrantSettings`]).
+    pub fn process_made() -> GrantKeys {
+        let pem = ext_bundle::SigningKey::generate(ext_bundle::KeyAlgorithm::Ed25519).to_pkcs8_pem();
+        let jwks = GrantSigner::from_pem(pem.as_bytes())
+            .and_then(|signer| signer.jwks())
+            .expect("a freshly made Ed25519 key has a JWKS");
+        GrantKeys::from_jwks(&[("process-made key".to_string(), jwks)]).expect("a freshly made key's JWKS parses")
+    }
+
     /// The key ids, in file order.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|(kid, _)| kid.as_str())

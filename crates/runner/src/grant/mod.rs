@@ -20,9 +20,14 @@ use crate::error::{ErrorCode, Failure};
 /// The request header that carries the grant (a compact JWS).
 pub const GRANT_HEADER: &str = "x-ext-grant";
 
-/// `RUNNER_GRANT_KEYS`: `off` (or unset) believes envelopes; otherwise a
+/// `RUNNER_GRANT_KEYS`: `off` believes envelopes; otherwise a
 /// comma-separated list of JWKS files whose Ed25519 keys grants must be
-/// signed with (several files or keys while one rotates).
+/// signed with (several files or keys while one rotates). Unset, it is
+/// `off`, except in a process that runs the gateway and the runner role
+/// outside `--dev`: there grants are required with a key pair the process
+/// makes at start-up and whose private half it never keeps (its gateway
+/// hands grants to its runner directly), so `/v1/execute` refuses every
+/// envelope that did not come through the gateway.
 #[derive(Clone, Debug, Default)]
 pub struct GrantSettings {
     pub files: Vec<PathBuf>,
@@ -30,8 +35,14 @@ pub struct GrantSettings {
 }
 
 impl GrantSettings {
-    pub fn from_source(source: &Source) -> GrantSettings {
+    pub fn from_source(source: &Source, roles: crate::roles::Roles) -> GrantSettings {
         let Some(value) = source.text("RUNNER_GRANT_KEYS").map(str::trim) else {
+            if roles.gateway && roles.runner && !source.dev() {
+                return GrantSettings {
+                    files: Vec::new(),
+                    keys: Some(Arc::new(GrantKeys::process_made())),
+                };
+            }
             return GrantSettings::default();
         };
         if value.eq_ignore_ascii_case("off") || value.is_empty() {

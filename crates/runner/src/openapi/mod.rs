@@ -155,6 +155,8 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "userToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                              "description": "An end user's token (HS256, ES256, RS256 or EdDSA) with `tenant` and `exp` claims"},
                 "serviceToken": {"type": "apiKey", "in": "header", "name": "x-runner-service-token"}
             },
             "schemas": {
@@ -262,8 +264,9 @@ pub fn document() -> Value {
             }
         }
     });
-    // The registry role's routes (served when the process runs it).
+    // The registry and gateway roles' routes (served when the process runs them).
     merge(&mut document["paths"], crate::registry::openapi::paths());
+    merge(&mut document["paths"], crate::gateway::openapi::paths());
     merge(
         &mut document["components"]["schemas"],
         crate::registry::openapi::schemas(),

@@ -164,7 +164,7 @@ impl Quotas {
         let rate = match (settings.tenant_rate_limit, &settings.redis_url) {
             (None, _) => None,
             (Some(limit), None) => Some(RateLimiter::memory(limit)),
-            (Some(limit), Some(url)) => Some(RateLimiter::redis(limit, url)?),
+            (Some(limit), Some(url)) => Some(RateLimiter::redis(limit, url, REDIS_KEY_PREFIX)?),
         };
         Ok(Quotas {
             tenant_cap: settings.tenant_max_concurrency,
@@ -424,9 +424,10 @@ impl MemoryBuckets {
     }
 }
 
-/// The per-tenant rate limit and where its buckets live.
-struct RateLimiter {
-    limit: RateLimit,
+/// A per-tenant rate limit and where its buckets live: the runner's
+/// (`RUNNER_TENANT_RATE_LIMIT`) and the gateway's (`GATEWAY_TENANT_RATE_LIMIT`).
+pub struct RateLimiter {
+    pub limit: RateLimit,
     store: BucketStore,
 }
 
@@ -437,25 +438,31 @@ enum BucketStore {
 }
 
 impl RateLimiter {
-    fn memory(limit: RateLimit) -> RateLimiter {
+    pub fn memory(limit: RateLimit) -> RateLimiter {
         RateLimiter {
             limit,
             store: BucketStore::Memory(Mutex::new(MemoryBuckets::new(Instant::now()))),
         }
     }
 
-    fn redis(limit: RateLimit, url: &str) -> Result<RateLimiter, redis::RedisError> {
+    /// Buckets in the Redis at `url`, under keys `<key_prefix><tenant>`.
+    ///
+    /// # Errors
+    /// An unusable Redis URL.
+    pub fn redis(limit: RateLimit, url: &str, key_prefix: &'static str) -> Result<RateLimiter, redis::RedisError> {
         Ok(RateLimiter {
             limit,
             store: BucketStore::Redis(Box::new(RedisBuckets {
                 redis: SharedRedis::open(url, "rate limit")?,
                 script: redis::Script::new(TOKEN_BUCKET_LUA),
+                key_prefix,
             })),
         })
     }
 
-    /// Take a token for `tenant`, or say how long until one is there.
-    async fn take(&self, tenant: &str, stats: &QuotaStats) -> Result<(), Duration> {
+    /// Take a token for `tenant`, or say how long until one is there; a
+    /// Redis that does not answer admits (counted in `stats`).
+    pub async fn take(&self, tenant: &str, stats: &QuotaStats) -> Result<(), Duration> {
         match &self.store {
             BucketStore::Memory(buckets) => {
                 let mut buckets = buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -505,11 +512,12 @@ return {allowed, wait}
 struct RedisBuckets {
     redis: SharedRedis,
     script: redis::Script,
+    key_prefix: &'static str,
 }
 
 impl RedisBuckets {
     async fn take(&self, tenant: &str, limit: &RateLimit, stats: &QuotaStats) -> Result<(), Duration> {
-        let mut invocation = self.script.key(format!("{REDIS_KEY_PREFIX}{tenant}"));
+        let mut invocation = self.script.key(format!("{}{tenant}", self.key_prefix));
         invocation.arg(limit.per_second).arg(limit.burst);
         match self.redis.invoke::<(u8, u64)>(invocation).await {
             Some((1, _)) => Ok(()),

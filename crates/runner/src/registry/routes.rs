@@ -60,6 +60,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Rout
         )
         .route("/v1/registry/secrets/reseal", post(reseal))
         .route("/v1/registry/tenants/{tenant}/executions", get(executions))
+        .route(
+            "/v1/registry/tenants/{tenant}/installs/{name}/call",
+            get(install_for_call),
+        )
+        .route("/v1/registry/executions", post(record_executions))
         .route("/v1/registry/installs/validate", get(validate))
         .route("/v1/registry/revocations", get(revocations))
         .route("/v1/registry/audit", get(audit))
@@ -87,7 +92,11 @@ impl FromRequestParts<Arc<Registry>> for Call {
         // A `runner` token reaches its few routes only, whatever a handler checks.
         let route = parts.extensions.get::<MatchedPath>().map_or("", MatchedPath::as_str);
         if !caller.may_call(route) {
-            let message = format!("token `{}` (scope runner) may not call {route}", caller.name);
+            let message = format!(
+                "token `{}` (scope {}) may not call {route}",
+                caller.name,
+                caller.scope.name()
+            );
             return Err(ApiError::new(ErrorCode::Forbidden, message, request_id));
         }
         Ok(Call { caller, request_id })
@@ -557,6 +566,80 @@ async fn validate(
                 "no enabled install of that extension at that content hash",
             ))
         }
+    };
+    call.answer(answer.await)
+}
+
+/// What a gateway elsewhere needs for one call of `tenant`'s install of
+/// `name` (`gateway` tokens and admins): the install, its sealed secrets
+/// (only a runner with the secrets key opens them) and the version's
+/// manifest.
+async fn install_for_call(
+    State(registry): State<Arc<Registry>>,
+    call: Call,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Response {
+    let answer = async {
+        if !(call.caller.is_admin() || call.caller.scope == Scope::Gateway) {
+            return Err(call.forbidden("read installs for calls"));
+        }
+        ext_registry::names::check_tenant(&tenant).map_err(|why| invalid("tenant", why))?;
+        check_extension(&name)?;
+        let not_found = || {
+            Failure::new(
+                ErrorCode::InstallNotFound,
+                format!("tenant `{tenant}` has no install of `{name}`"),
+            )
+        };
+        let (install, sealed) = registry
+            .db
+            .install_for_call(&tenant, &name)
+            .await?
+            .ok_or_else(not_found)?;
+        let version = registry
+            .db
+            .version_by_id(&install.version_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let answer = crate::gateway::installs::CallAnswer {
+            target: crate::gateway::installs::CallTarget::new(install, sealed),
+            manifest: version.manifest,
+        };
+        Ok(json(StatusCode::OK, &answer))
+    };
+    call.answer(answer.await)
+}
+
+/// The body of `POST /v1/registry/executions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutionBatch {
+    items: Vec<crate::gateway::execution_log::ExecutionRow>,
+}
+
+/// A gateway elsewhere appends to the execution log (`gateway` tokens and
+/// admins), at most [`crate::gateway::execution_log::MAX_BATCH_ROWS`] rows.
+async fn record_executions(
+    State(registry): State<Arc<Registry>>,
+    call: Call,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = async {
+        if !(call.caller.is_admin() || call.caller.scope == Scope::Gateway) {
+            return Err(call.forbidden("append to the execution log"));
+        }
+        let batch: ExecutionBatch = json_body(body)?;
+        let max = crate::gateway::execution_log::MAX_BATCH_ROWS;
+        if batch.items.len() > max {
+            return Err(invalid("items", format!("at most {max} rows per request")));
+        }
+        for (index, row) in batch.items.iter().enumerate() {
+            row.check()
+                .map_err(|(field, why)| invalid(&format!("items[{index}].{field}"), why))?;
+        }
+        let rows: Vec<ext_registry::Execution> = batch.items.into_iter().map(Into::into).collect();
+        registry.db.record_executions(&rows).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     };
     call.answer(answer.await)
 }

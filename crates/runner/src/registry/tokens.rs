@@ -38,11 +38,34 @@ pub enum Scope {
     Tenant(String),
     /// A runner: only [`RUNNER_ROUTES`].
     Runner,
+    /// A gateway elsewhere: only [`GATEWAY_ROUTES`], for any tenant.
+    Gateway,
+}
+
+impl Scope {
+    /// The scope as `REGISTRY_TOKENS` writes it, without its argument.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::Publisher(_) => "publisher",
+            Scope::Tenant(_) => "tenant",
+            Scope::Runner => "runner",
+            Scope::Gateway => "gateway",
+        }
+    }
 }
 
 /// The routes a `runner`-scoped token may call; every other route answers
 /// it 403.
 pub const RUNNER_ROUTES: &[&str] = &["/v1/registry/installs/validate", "/v1/registry/revocations"];
+
+/// The routes a `gateway`-scoped token may call: what one call needs of an
+/// install (its sealed secrets included, which only runners can open) and
+/// the execution log's appends.
+pub const GATEWAY_ROUTES: &[&str] = &[
+    "/v1/registry/tenants/{tenant}/installs/{name}/call",
+    "/v1/registry/executions",
+];
 
 /// An authenticated caller: the token's name and scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +97,7 @@ impl Caller {
                         .strip_prefix(prefix.as_str())
                         .is_some_and(|rest| rest.starts_with('.'))
             }
-            Scope::Tenant(_) | Scope::Runner => false,
+            Scope::Tenant(_) | Scope::Runner | Scope::Gateway => false,
         }
     }
 
@@ -83,7 +106,7 @@ impl Caller {
         match &self.scope {
             Scope::Admin => true,
             Scope::Tenant(own) => own == tenant,
-            Scope::Publisher(_) | Scope::Runner => false,
+            Scope::Publisher(_) | Scope::Runner | Scope::Gateway => false,
         }
     }
 
@@ -93,9 +116,15 @@ impl Caller {
         self.scope == Scope::Runner || self.may_manage(tenant)
     }
 
-    /// Whether the caller may call the route matched as `route`.
+    /// Whether the caller may call the route matched as `route`: a
+    /// `runner` or `gateway` token only its few routes (a route added
+    /// later is closed to them by default).
     pub fn may_call(&self, route: &str) -> bool {
-        self.scope != Scope::Runner || RUNNER_ROUTES.contains(&route)
+        match self.scope {
+            Scope::Runner => RUNNER_ROUTES.contains(&route),
+            Scope::Gateway => GATEWAY_ROUTES.contains(&route),
+            _ => true,
+        }
     }
 }
 
@@ -195,6 +224,7 @@ fn parse_scope(scope: &str) -> Result<Scope, String> {
     match scope.split_once(':') {
         None if scope == "admin" => Ok(Scope::Admin),
         None if scope == "runner" => Ok(Scope::Runner),
+        None if scope == "gateway" => Ok(Scope::Gateway),
         Some(("publisher", prefix)) => {
             ext_registry::names::check_extension(prefix)
                 .or_else(|_| check_prefix(prefix))
@@ -206,7 +236,7 @@ fn parse_scope(scope: &str) -> Result<Scope, String> {
             Ok(Scope::Tenant(tenant.to_string()))
         }
         _ => Err(format!(
-            "scope `{scope}` must be `admin`, `publisher:PREFIX`, `tenant:ID` or `runner`"
+            "scope `{scope}` must be `admin`, `publisher:PREFIX`, `tenant:ID`, `runner` or `gateway`"
         )),
     }
 }

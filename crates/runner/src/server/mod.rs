@@ -43,6 +43,8 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// The registry role, when this process runs it (`RUNNER_ROLES`).
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The gateway role, when this process runs it.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
     /// Verified UI files kept in memory and install-check answers.
     pub ui: Arc<crate::ui::UiState>,
     /// SHA-256 of each accepted service token: comparing fixed-size digests
@@ -69,11 +71,15 @@ impl AppState {
     /// The server's and the UI's families and gauges go to the runner's
     /// registry: one `AppState` per runner.
     pub fn new(runner: Arc<Runner>) -> Arc<AppState> {
-        AppState::with_registry(runner, None)
+        AppState::with_roles(runner, None, None)
     }
 
-    /// [`AppState::new`] with the registry role's state.
-    pub fn with_registry(runner: Arc<Runner>, registry: Option<Arc<crate::registry::Registry>>) -> Arc<AppState> {
+    /// [`AppState::new`] with the registry and gateway roles' states.
+    pub fn with_roles(
+        runner: Arc<Runner>,
+        registry: Option<Arc<crate::registry::Registry>>,
+        gateway: Option<Arc<crate::gateway::Gateway>>,
+    ) -> Arc<AppState> {
         let digest = |t: &String| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() };
         let config = runner.config();
         let token_digests = config.server.service_tokens.iter().map(digest).collect();
@@ -92,6 +98,7 @@ impl AppState {
             connections,
             runner,
             registry,
+            gateway,
         })
     }
 
@@ -135,7 +142,9 @@ fn presents_one_of(headers: &HeaderMap, digests: &[[u8; 32]]) -> bool {
 }
 
 /// The application: `POST /v1/execute` and the UI assets (the runner
-/// role), `/v1/registry/…` (the registry role), `GET /healthz`, `/readyz`,
+/// role), `/v1/registry/…` (the registry role), `/api/ext/…`,
+/// `/api/ext-proxy/…` and `/api/ext-ui/…` (the gateway role, checking
+/// user tokens), `GET /healthz`, `/readyz`,
 /// `/metrics`, `/openapi.json`, JSON 404/405.
 ///
 /// The API routes share one stack of layers (outermost first):
@@ -163,6 +172,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     if let Some(registry) = &state.registry {
         api = api.merge(crate::registry::routes::router(registry.clone()));
+    }
+    if let Some(gateway) = &state.gateway {
+        api = api.merge(crate::gateway::routes::router(gateway.clone()));
     }
     let api = api
         .route("/metrics", get(metrics))

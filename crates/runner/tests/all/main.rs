@@ -12,6 +12,7 @@ mod docs;
 mod egress;
 mod example;
 mod execute;
+mod gateway;
 mod grants;
 mod guest_metrics;
 mod h2raw;

@@ -27,11 +27,15 @@ const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// A `runner`-scoped registry token: UI install checks and revocations only.
 pub(crate) const RUNNER: &str = "runner-token-0123456789abcdef";
 pub(crate) const HELLO: &str = "com.example.hello";
+/// A `gateway`-scoped registry token: install lookups for calls and
+/// execution log appends only.
+pub(crate) const GATEWAY: &str = "gateway-token-0123456789abcdef";
 
-fn tokens() -> String {
+pub(crate) fn tokens() -> String {
     format!(
         "root={ADMIN},acme@publisher:com.example={PUBLISHER},other@publisher:com.other={OTHER_PUBLISHER},\
-         ta@tenant:tenant-a={TENANT_A},tb@tenant:tenant-b={TENANT_B},fleet@runner={RUNNER}"
+         ta@tenant:tenant-a={TENANT_A},tb@tenant:tenant-b={TENANT_B},fleet@runner={RUNNER},\
+         edge@gateway={GATEWAY}"
     )
 }
 
@@ -90,10 +94,10 @@ impl System {
 
     /// Both roles on `dir` and the database at `url`, with the test tokens
     /// and `extra`.
-    async fn both_roles(dir: tempfile::TempDir, url: &str, extra: &[(&str, &str)]) -> System {
+    pub(crate) async fn both_roles(dir: tempfile::TempDir, url: &str, extra: &[(&str, &str)]) -> System {
         let tokens = tokens();
         let mut env: Vec<(&str, &str)> = vec![
-            ("RUNNER_ROLES", "all"),
+            ("RUNNER_ROLES", "runner,registry"),
             ("REGISTRY_TOKENS", &tokens),
             ("REGISTRY_DATABASE_URL", url),
         ];
@@ -101,11 +105,19 @@ impl System {
         System::open(dir, &env).await.unwrap()
     }
 
-    async fn open(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<System> {
+    /// The roles `env` names on `dir` (the registry always; the gateway
+    /// when `RUNNER_ROLES` names it).
+    pub(crate) async fn open(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<System> {
         let config = test_config(dir.path(), env);
         let runner = Arc::new(Runner::new(config).unwrap());
         let registry = Arc::new(Registry::open(&runner).await?);
-        let state = AppState::with_registry(runner.clone(), Some(registry.clone()));
+        let gateway = match runner.config().roles.gateway {
+            true => Some(Arc::new(
+                ext_runner::gateway::Gateway::open(&runner, Some(&registry)).await?,
+            )),
+            false => None,
+        };
+        let state = AppState::with_roles(runner.clone(), Some(registry.clone()), gateway);
         Ok(System {
             test: TestRunner { runner, state, dir },
             registry,

@@ -1,0 +1,243 @@
+//! The inbound request as the guest will see it: the path checked so that
+//! no spelling reaches an endpoint it should not, the user's credentials
+//! and the platform's own headers stripped, and the envelope the runner
+//! gets.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use super::installs::CallTarget;
+use super::users::UserClaims;
+use crate::error::{ErrorCode, Failure};
+
+/// The path after `/api/ext/{extension}` as the guest sees it (`/` plus
+/// the rest), refused when a segment is `.` or `..` (also percent-encoded,
+/// in any case), or holds an encoded `/` or `\`, a raw `\`, a control
+/// character or a malformed escape: such a path could name one endpoint
+/// to the gateway and another to whatever resolves it next.
+///
+/// # Errors
+/// [`ErrorCode::EndpointNotFound`] naming what is wrong.
+pub fn guest_path(rest: &str) -> Result<String, Failure> {
+    let refuse = |why: &str| Failure::new(ErrorCode::EndpointNotFound, format!("no endpoint for this path: {why}"));
+    for segment in rest.split('/') {
+        let decoded = percent_decode(segment).ok_or_else(|| refuse("a malformed percent escape"))?;
+        if decoded == "." || decoded == ".." {
+            return Err(refuse("`.` and `..` segments are not allowed"));
+        }
+        if decoded.contains(['/', '\\']) || segment.contains('\\') {
+            return Err(refuse("encoded slashes and backslashes are not allowed"));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(refuse("control characters are not allowed"));
+        }
+    }
+    Ok(format!("/{rest}"))
+}
+
+/// `%XX` decoded (as text, lossy); `None` for a `%` not followed by two
+/// hex digits.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Inbound headers the guest never sees: the user's credentials (the
+/// gateway consumed them), hop-by-hop headers, and the names the platform
+/// sets itself (a caller must not pose as the gateway to the guest).
+fn is_stripped(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "x-request-id"
+            | "traceparent"
+            | "tracestate"
+            | "forwarded"
+    ) || name.starts_with("x-alga-")
+        || name.starts_with("x-ext-")
+        || name.starts_with("x-runner-")
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("proxy-")
+}
+
+/// The headers passed to the guest, then the platform's own:
+/// `x-request-id`, `x-alga-tenant`, `x-alga-extension`.
+pub fn guest_headers(
+    headers: &http::HeaderMap,
+    request_id: &str,
+    tenant: &str,
+    extension: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !is_stripped(name.as_str()))
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_string(), v.to_string())))
+        .collect();
+    out.push(("x-request-id".into(), request_id.into()));
+    out.push(("x-alga-tenant".into(), tenant.into()));
+    out.push(("x-alga-extension".into(), extension.into()));
+    out
+}
+
+/// The query as decoded pairs, repeated keys and their order kept.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// What one envelope is built from.
+pub struct EnvelopeParts<'a> {
+    pub request_id: &'a str,
+    pub extension: &'a str,
+    pub user: &'a UserClaims,
+    pub target: &'a CallTarget,
+    /// The handler component, or `ui-proxy:<path>`.
+    pub endpoint: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    /// `None` for a request without a body (`GET`, `HEAD`, nothing sent).
+    pub body: Option<&'a [u8]>,
+    pub timeout_ms: u64,
+}
+
+/// The execute envelope (compat §2): the install's ids, config,
+/// capabilities as `providers`, egress, sealed secrets and the user.
+///
+/// # Errors
+/// `internal_error` when the install's sealed secrets are not JSON (the
+/// registry wrote them; they are never shown).
+pub fn envelope(parts: &EnvelopeParts<'_>) -> Result<Vec<u8>, Failure> {
+    let target = parts.target;
+    let user = parts.user;
+    let mut envelope = json!({
+        "context": {
+            "request_id": parts.request_id,
+            "tenant_id": user.tenant,
+            "extension_id": parts.extension,
+            "install_id": target.install_id,
+            "version_id": target.version_id,
+            "content_hash": target.content_hash,
+            "config": target.config,
+        },
+        "endpoint": parts.endpoint,
+        "http": {
+            "method": parts.method,
+            "path": parts.path,
+            "query": parts.query,
+            "headers": parts.headers,
+        },
+        "limits": {"timeout_ms": parts.timeout_ms},
+        "providers": target.capabilities,
+        "egress": target.egress,
+        "user": {
+            "user_id": user.sub.as_deref().unwrap_or_default(),
+            "user_email": user.email.as_deref().unwrap_or_default(),
+            "user_name": user.name.as_deref().unwrap_or_default(),
+            "user_type": user.user_type.as_deref().unwrap_or_default(),
+            "client_name": user.client_name.as_deref().unwrap_or_default(),
+            "client_id": user.client_id,
+        },
+    });
+    if let Some(body) = parts.body {
+        envelope["http"]["body_b64"] = Value::String(BASE64.encode(body));
+    }
+    if let Some(sealed) = &target.sealed_secrets {
+        let sealed: Value = serde_json::from_str(sealed).map_err(|e| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("the install's sealed secrets are not JSON: {e}"),
+            )
+        })?;
+        envelope["secret_envelope"] = sealed;
+    }
+    serde_json::to_vec(&envelope).map_err(|e| Failure::new(ErrorCode::Internal, format!("encoding the envelope: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_never_reach_an_endpoint() {
+        assert_eq!(guest_path("visits").unwrap(), "/visits");
+        assert_eq!(guest_path("a/b%20c").unwrap(), "/a/b%20c");
+        assert_eq!(guest_path("").unwrap(), "/");
+        for bad in [
+            "..", "a/../b", "%2e%2e/x", "%2E%2e", ".%2e", "a/./b", "a%2fb", "a%2Fb", "a%5cb", "a\\b", "a%00b", "a%zz",
+            "a%2",
+        ] {
+            let err = guest_path(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::EndpointNotFound, "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_and_platform_headers_are_stripped() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer user"),
+            ("cookie", "session=1"),
+            ("x-alga-tenant", "someone-else"),
+            ("x-ext-grant", "forged"),
+            ("x-runner-service-token", "guess"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("accept", "application/json"),
+            ("x-custom", "kept"),
+        ] {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        let out = guest_headers(&headers, "req-1", "t1", "com.example.hello");
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "x-custom",
+                "x-request-id",
+                "x-alga-tenant",
+                "x-alga-extension"
+            ]
+        );
+        assert!(out.contains(&("x-alga-tenant".into(), "t1".into())));
+    }
+
+    #[test]
+    fn repeated_query_keys_keep_their_order() {
+        assert_eq!(
+            query_pairs(Some("b=2&a=1&b=3&c=%20x")),
+            [("b", "2"), ("a", "1"), ("b", "3"), ("c", " x")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec()
+        );
+        assert!(query_pairs(None).is_empty());
+    }
+}
