@@ -48,6 +48,9 @@ pub const SETTLE_TIME: Duration = Duration::from_millis(250);
 /// The rustup target extensions are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
+/// How long the user token `serve --dev` prints lasts: a working day.
+pub const DEV_USER_TOKEN_TTL_SECS: u64 = 12 * 3600;
+
 /// The tenant `serve --dev` and `dev` publish for and their `curl` uses.
 pub const DEV_TENANT: &str = "dev-tenant";
 
@@ -454,6 +457,30 @@ fn announcement(runner: &Runner, served: &Served, local: SocketAddr, state: &str
         "\n{} {} {state}{installed}. Try:\n\n  {example}\n\n",
         manifest.name, manifest.version
     );
+    if install.is_some()
+        && config.roles.gateway
+        && let Some(secret) = &config.gateway.jwt_secret
+    {
+        let token = crate::gateway::users::sign_hs256(
+            secret,
+            &crate::gateway::users::UserTokenRequest {
+                tenant: DEV_TENANT,
+                user: "dev-user",
+                email: Some("dev@example.com"),
+                name: Some("Dev User"),
+                ttl_secs: DEV_USER_TOKEN_TTL_SECS,
+            },
+        )?;
+        let _ = write!(
+            text,
+            "Through the gateway, as a signed-in user of {DEV_TENANT} (a dev token, valid 12 h; \
+             `ext-runner gateway token --tenant {DEV_TENANT}` makes another):\n\n  \
+             curl -s -X {method} http://{local}/api/ext/{name}{path} -H 'authorization: Bearer {token}'\n\n\
+             The iframe URL of the installed version, as a host page asks for it:\n\n  \
+             curl -s 'http://{local}/api/ext-ui/{name}?path=/' -H 'authorization: Bearer {token}'\n\n",
+            name = manifest.name,
+        );
+    }
     if install.is_some() {
         let registry_auth = match config.registry.tokens.is_empty() {
             true => "",

@@ -19,6 +19,7 @@
 pub mod bundle;
 pub mod exec;
 pub mod files;
+pub mod gateway;
 pub mod grant;
 pub use crate::imports;
 mod logging;
@@ -95,6 +96,9 @@ pub enum Command {
     /// Execution grants: the key pair (RUNNER_GRANT_KEYS) and a signed grant for one envelope.
     #[command(subcommand)]
     Grant(grant::GrantCommand),
+    /// Gateway helpers: `gateway token` prints a user token signed with GATEWAY_JWT_SECRET.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
     /// Talk to a registry (REGISTRY_URL, REGISTRY_TOKEN): publish, install, upgrade, roll back,
     /// uninstall, list, show, history, yank, revoke.
     Registry(registry::RegistryArgs),
@@ -125,6 +129,7 @@ impl Cli {
             Command::Verify(command) => report(command.run()),
             Command::Secrets(command) => report(command.run()),
             Command::Grant(command) => report(command.run()),
+            Command::Gateway(command) => report(command.run()),
             Command::Registry(args) => report(args.run(&runtime)),
         }
     }

@@ -52,6 +52,45 @@ pub struct UserClaims {
     pub exp: u64,
 }
 
+/// Who an HS256 user token made here is for ([`sign_hs256`]).
+pub struct UserTokenRequest<'a> {
+    pub tenant: &'a str,
+    pub user: &'a str,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub ttl_secs: u64,
+}
+
+/// An HS256 user token signed with `secret` (`gateway token`, `serve
+/// --dev`'s printed token).
+///
+/// # Errors
+/// A tenant id the gateway would refuse, or a secret shorter than
+/// [`super::settings::MIN_JWT_SECRET_BYTES`].
+pub fn sign_hs256(secret: &str, request: &UserTokenRequest<'_>) -> anyhow::Result<String> {
+    ext_registry::names::check_tenant(request.tenant).map_err(|why| anyhow::anyhow!("tenant: {why}"))?;
+    if secret.len() < super::settings::MIN_JWT_SECRET_BYTES {
+        bail!(
+            "the secret must be at least {} bytes",
+            super::settings::MIN_JWT_SECRET_BYTES
+        );
+    }
+    let claims = serde_json::json!({
+        "tenant": request.tenant,
+        "sub": request.user,
+        "email": request.email,
+        "name": request.name,
+        "user_type": "internal",
+        "exp": crate::grant::now_secs() + request.ttl_secs,
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())?;
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &key,
+    )?)
+}
+
 /// One verification key and the one algorithm it verifies.
 struct UserKey {
     kid: Option<String>,
@@ -292,5 +331,60 @@ fn pinned_algorithm(jwk: &Jwk) -> anyhow::Result<Algorithm> {
         Some(KeyAlgorithm::RS256) if by_type == Algorithm::RS256 => Ok(by_type),
         Some(KeyAlgorithm::EdDSA) if by_type == Algorithm::EdDSA => Ok(by_type),
         Some(other) => bail!("`alg` {other:?} is not accepted for this key (only {by_type:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-0123456789abcdef";
+
+    fn keys() -> UserKeys {
+        UserKeys {
+            hs256: Some(DecodingKey::from_secret(SECRET.as_bytes()).unwrap()),
+            file: Vec::new(),
+            remote: None,
+        }
+    }
+
+    fn request(tenant: &str) -> UserTokenRequest<'_> {
+        UserTokenRequest {
+            tenant,
+            user: "u-1",
+            email: Some("u@example.com"),
+            name: None,
+            ttl_secs: 60,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_token_verifies_with_its_claims() {
+        let token = sign_hs256(SECRET, &request("t1")).unwrap();
+        let claims = keys().verify(Some(&format!("Bearer {token}"))).await.unwrap();
+        assert_eq!((claims.tenant.as_str(), claims.sub.as_deref()), ("t1", Some("u-1")));
+        assert_eq!(claims.email.as_deref(), Some("u@example.com"));
+        let other = sign_hs256("another-secret-0123456789abcdefgh", &request("t1")).unwrap();
+        let err = keys().verify(Some(&format!("Bearer {other}"))).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+        assert!(err.message.contains("bad signature"), "{}", err.message);
+    }
+
+    #[test]
+    fn tokens_are_refused_for_bad_tenants_and_short_secrets() {
+        assert!(sign_hs256(SECRET, &request("../x")).is_err());
+        assert!(sign_hs256("short", &request("t1")).is_err());
+    }
+
+    #[test]
+    fn jwks_keys_are_pinned_to_one_algorithm() {
+        let pem = ext_bundle::SigningKey::generate(ext_bundle::KeyAlgorithm::Ed25519).to_pkcs8_pem();
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
+        let text = |jwk: &Jwk| serde_json::json!({"keys": [jwk]}).to_string();
+        assert_eq!(parse_jwks(&text(&jwk)).unwrap()[0].algorithm, Algorithm::EdDSA);
+        jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
+        assert!(parse_jwks(&text(&jwk)).is_err());
+        assert!(parse_jwks(r#"{"keys": []}"#).is_err());
     }
 }

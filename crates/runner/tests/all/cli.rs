@@ -199,7 +199,12 @@ impl ServeDev {
 
     /// `GET path` on this server: status and JSON body.
     fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        self.get_with(path, "")
+    }
+
+    /// `GET path` with `headers` (each `name: value\r\n`).
+    fn get_with(&self, path: &str, headers: &str) -> (u16, serde_json::Value) {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{headers}connection: close\r\n\r\n");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -209,6 +214,20 @@ impl ServeDev {
         let status = response[9..12].parse().unwrap();
         let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
         (status, serde_json::from_str(body).unwrap_or_default())
+    }
+
+    /// Run the printed gateway curl whose URL has `what`, with the dev user
+    /// token it carries: status and JSON body.
+    fn gateway(&self, what: &str) -> (u16, serde_json::Value) {
+        let curl = self.curl(what);
+        let url = curl
+            .split_whitespace()
+            .map(|w| w.trim_matches('\''))
+            .find(|w| w.starts_with("http://"))
+            .unwrap();
+        let path = &url[url.find("/api/").unwrap()..];
+        let token = curl.split("Bearer ").nth(1).unwrap().trim_end_matches('\'');
+        self.get_with(path, &format!("authorization: Bearer {token}\r\n"))
     }
 
     /// Run the printed curl of the registry's view of the install.
@@ -225,8 +244,8 @@ impl ServeDev {
 
 /// The README's first command ends in `serve --dev`: the example is
 /// published through the registry and installed for the dev tenant at the
-/// content hash the printed curl names; the printed curls (the call and the
-/// registry's view) work; a restart on the same data directory keeps the
+/// content hash the printed curl names; the printed curls (the call, the
+/// call and the iframe URL through the gateway, the registry's view) work; a restart on the same data directory keeps the
 /// version and the install, one with other bytes under the same manifest
 /// version upgrades it to a new dev version; without the registry role the
 /// example goes straight into the store, as before.
@@ -273,6 +292,21 @@ fn serve_dev_prints_a_working_curl() {
         hash.replace(':', "%3A")
     ));
     assert_eq!(status, 200);
+    // The gateway's curls, as a signed-in user of the dev tenant: the call,
+    // and the iframe URL of the installed version.
+    let (status, greeting) = first.gateway("/api/ext/");
+    assert_eq!(status, 200, "{greeting}");
+    assert_eq!(
+        (&greeting["message"], &greeting["tenant"]),
+        (&serde_json::json!("Hello, world!"), &serde_json::json!("dev-tenant"))
+    );
+    let (status, ui) = first.gateway("/api/ext-ui/");
+    assert_eq!(status, 200, "{ui}");
+    let src = ui["src"].as_str().unwrap();
+    assert!(
+        src.contains(&hash.replace(':', "%3A")) && src.ends_with("tenant=dev-tenant"),
+        "{src}"
+    );
     // The capability routes' curls carry the same context.
     assert!(first.curl("/visits").contains(install["install_id"].as_str().unwrap()));
     drop(first);
