@@ -28,7 +28,7 @@ const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub(crate) const RUNNER: &str = "runner-token-0123456789abcdef";
 pub(crate) const HELLO: &str = "com.example.hello";
 
-fn tokens() -> String {
+pub(crate) fn tokens() -> String {
     format!(
         "root={ADMIN},acme@publisher:com.example={PUBLISHER},other@publisher:com.other={OTHER_PUBLISHER},\
          ta@tenant:tenant-a={TENANT_A},tb@tenant:tenant-b={TENANT_B},fleet@runner={RUNNER}"
