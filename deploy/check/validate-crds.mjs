@@ -1,5 +1,6 @@
 // Validates custom resources against the schemas of their CRDs, as compiled
-// into the @kubernetes-models packages (Knative Serving, Prometheus Operator).
+// into the @kubernetes-models packages (Knative Serving; Prometheus Operator:
+// ServiceMonitor, PrometheusRule).
 // Used by scripts/check-deploy through deploy/check/validate.py.
 //
 // Input (stdin): JSON array of Kubernetes objects.
@@ -22,6 +23,10 @@ const MODELS = {
   "monitoring.coreos.com/v1/ServiceMonitor": [
     "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js",
     "ServiceMonitor",
+  ],
+  "monitoring.coreos.com/v1/PrometheusRule": [
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule.js",
+    "PrometheusRule",
   ],
 };
 

@@ -930,6 +930,7 @@ def main() -> int:
         except (KeyError, ValueError, TypeError) as e:
             fail(f"{label}: project rules", f"{type(e).__name__}: {e}")
 
+    check_observability(root, chart, args.node_validator)
     print("--- custom resources")
     validate_crds(crds, args.node_validator)
 
@@ -949,6 +950,176 @@ def merge(base: dict, over: dict) -> dict:
         else:
             base[k] = v
     return base
+
+
+# --- dashboards and alert rules (dashboards.*, prometheusRule.*) ----------------
+
+# Validated against its CRD schema by validate-crds.mjs, like ServiceMonitor.
+CRD_KINDS.add(("monitoring.coreos.com/v1", "PrometheusRule"))
+DASHBOARD, RULES = "dashboards/ext-runner.json", "prometheus/ext-runner-rules.yaml"
+COPIES = {DASHBOARD: "deploy/grafana/ext-runner.json", RULES: "deploy/prometheus/ext-runner-rules.yaml"}
+PROM_DURATION = re.compile(r"(0|([0-9]+(ms|[smhdwy]))+)")
+
+
+def dashboard_problems(dashboard: dict) -> list[str]:
+    """The shape the README promises: a current schema, `${datasource}` on
+    every query, the tenant and extension variables, a tidy grid."""
+    problems = []
+    if dashboard.get("schemaVersion", 0) < 39:
+        problems.append(f"schemaVersion {dashboard.get('schemaVersion')} is older than Grafana 11's")
+    variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+    source = variables.get("datasource", {})
+    if (source.get("type"), source.get("query")) != ("datasource", "prometheus"):
+        problems.append("no `datasource` variable of Prometheus data sources")
+    for name in ("tenant", "extension"):
+        var = variables.get(name, {})
+        query = var.get("query", {}).get("query", "") if isinstance(var.get("query"), dict) else var.get("query", "")
+        if var.get("type") != "query" or not query.startswith("label_values(") or not query.endswith(f", {name})"):
+            problems.append(f"no `{name}` variable from label_values(…, {name})")
+        elif var.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"variable {name} does not query ${{datasource}}")
+    ids, cells = set(), set()
+    for panel in dashboard.get("panels", []):
+        title = panel.get("title", "?")
+        if panel.get("id") in ids:
+            problems.append(f"panel id {panel.get('id')} used twice")
+        ids.add(panel.get("id"))
+        g = panel.get("gridPos", {})
+        if g.get("x", 0) + g.get("w", 0) > 24:
+            problems.append(f"panel {title!r} is wider than the grid")
+        for x in range(g.get("x", 0), g.get("x", 0) + g.get("w", 0)):
+            for y in range(g.get("y", 0), g.get("y", 0) + g.get("h", 0)):
+                if (x, y) in cells:
+                    problems.append(f"panel {title!r} overlaps another at ({x}, {y})")
+                    break
+                cells.add((x, y))
+            else:
+                continue
+            break
+        if panel.get("type") == "row":
+            continue
+        targets = panel.get("targets", [])
+        if not targets or not panel.get("description"):
+            problems.append(f"panel {title!r} has no queries or no description")
+        for ref in [panel.get("datasource", {})] + [t.get("datasource", {}) for t in targets]:
+            if ref.get("uid") != "${datasource}":
+                problems.append(f"panel {title!r} does not query ${{datasource}}")
+                break
+        if any(not t.get("expr", "").strip() for t in targets):
+            problems.append(f"panel {title!r} has an empty query")
+    return problems
+
+
+def rules_problems(rules: dict) -> list[str]:
+    """Every alert: a unique name, an expression, `for`, a severity and
+    both annotations."""
+    problems, names = [], set()
+    groups = rules.get("groups") if isinstance(rules, dict) else None
+    if not groups or set(rules) != {"groups"}:
+        return ["not a rule-group file: only `groups:` at the top"]
+    for group in groups:
+        for rule in group.get("rules", []):
+            name = rule.get("alert")
+            if not name or name in names:
+                problems.append(f"alert name {name!r} missing or used twice")
+            names.add(name)
+            if not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+                problems.append(f"{name}: no expr")
+            if not PROM_DURATION.fullmatch(str(rule.get("for", ""))):
+                problems.append(f"{name}: `for` is {rule.get('for')!r}")
+            if rule.get("labels", {}).get("severity") not in ("critical", "warning"):
+                problems.append(f"{name}: severity is not critical or warning")
+            if not all(rule.get("annotations", {}).get(a) for a in ("summary", "description")):
+                problems.append(f"{name}: summary or description missing")
+    if not names:
+        problems.append("no alerts")
+    return problems
+
+
+def check_observability(root: Path, chart: Path, node_validator: Path) -> None:
+    """The chart's dashboard and rules files (and their copies outside the
+    chart), the ConfigMap and PrometheusRule made of them: absent by default,
+    the files unchanged when enabled, the sidecar label configurable."""
+    print("--- dashboards and alert rules")
+    texts = {}
+    for in_chart, copy_path in COPIES.items():
+        texts[in_chart] = (chart / in_chart).read_text()
+        check(f"{copy_path} is the chart's {in_chart}, byte for byte",
+              (root / copy_path).read_text() == texts[in_chart], "the copies differ: copy the chart's over")
+    dashboard = json.loads(texts[DASHBOARD])
+    problems = dashboard_problems(dashboard)
+    panels = [p for p in dashboard.get("panels", []) if p.get("type") != "row"]
+    check(f"{DASHBOARD}: {len(panels)} panels, variables datasource, tenant, extension, queries on ${{datasource}}",
+          not problems, "; ".join(problems))
+    rules = yaml.safe_load(texts[RULES])
+    problems = rules_problems(rules)
+    alerts = [r.get("alert") for g in rules.get("groups", []) for r in g.get("rules", [])] if not problems else []
+    check(f"{RULES}: {len(alerts)} alerts, each with expr, for, severity, summary and description",
+          not problems, "; ".join(problems))
+
+    def rendered(values: dict) -> list[dict]:
+        with helm.Chart.load(str(chart)) as c:
+            manifests = c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return [d for path, text in manifests.items() if path.endswith(".yaml")
+                for d in yaml.safe_load_all(text) if d is not None]
+
+    def dashboards_of(objs: list[dict]) -> list[dict]:
+        return [o for o in objs if o["kind"] == "ConfigMap" and DASHBOARD.split("/")[1] in o.get("data", {})]
+
+    default = rendered({})
+    check("default values: no dashboard ConfigMap, no PrometheusRule",
+          not dashboards_of(default) and not any(o["kind"] == "PrometheusRule" for o in default),
+          "rendered although dashboards.enabled and prometheusRule.enabled default to false")
+    values = yaml.safe_load((root / "deploy/check/values-observability.yaml").read_text())
+    objs = rendered(values)
+    maps = dashboards_of(objs)
+    problems = []
+    if len(maps) != 1:
+        problems.append(f"{len(maps)} dashboard ConfigMaps")
+    else:
+        meta = maps[0]["metadata"]
+        if maps[0]["data"]["ext-runner.json"] != texts[DASHBOARD]:
+            problems.append("its ext-runner.json is not the chart's file")
+        if meta.get("labels", {}).get("grafana_dashboard") != "1":
+            problems.append("no grafana_dashboard: \"1\" label")
+        if meta.get("annotations") != values["dashboards"]["annotations"]:
+            problems.append(f"annotations {meta.get('annotations')}")
+    check("values-observability.yaml: the dashboard ConfigMap holds the file unchanged, labelled for the sidecar",
+          not problems, "; ".join(problems))
+    rule_objs = [o for o in objs if o["kind"] == "PrometheusRule"]
+    problems = []
+    if len(rule_objs) != 1:
+        problems.append(f"{len(rule_objs)} PrometheusRules")
+    else:
+        if rule_objs[0]["spec"] != rules:
+            problems.append("its spec is not the chart's rules file")
+        labels = rule_objs[0]["metadata"].get("labels", {})
+        if any(labels.get(k) != v for k, v in values["prometheusRule"]["labels"].items()):
+            problems.append(f"labels {labels}")
+    check("values-observability.yaml: the PrometheusRule's spec is the rules file, with prometheusRule.labels",
+          not problems, "; ".join(problems))
+    custom = rendered({"dashboards": {"enabled": True, "label": "team_dashboards", "labelValue": "ext",
+                                      "namespace": "monitoring"}})
+    maps = dashboards_of(custom)
+    check("dashboards.label, labelValue and namespace place the ConfigMap where the sidecar looks",
+          len(maps) == 1 and maps[0]["metadata"]["labels"].get("team_dashboards") == "ext"
+          and "grafana_dashboard" not in maps[0]["metadata"]["labels"]
+          and maps[0]["metadata"]["namespace"] == "monitoring",
+          f"rendered {[m['metadata'] for m in maps]}")
+
+    bad_rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "x"},
+                "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "for": "5 minutes"}]}]}}
+    out = subprocess.run(["node", str(node_validator)], capture_output=True, text=True, check=False,
+                         input=json.dumps([bad_rule]))
+    rejected = out.returncode == 0 and not json.loads(out.stdout)[0]["ok"]
+    check("canary: the CRD validator rejects a PrometheusRule with a malformed `for`", rejected,
+          out.stderr or out.stdout)
+    broken = copy.deepcopy(rules)
+    del broken["groups"][0]["rules"][0]["labels"]["severity"]
+    broken_dash = copy.deepcopy(dashboard)
+    next(p for p in broken_dash["panels"] if p.get("targets"))["targets"][0]["datasource"] = {"uid": "prom"}
+    check("canary: the shape checks reject an alert without severity and a panel on a fixed data source",
+          bool(rules_problems(broken)) and bool(dashboard_problems(broken_dash)), "they passed")
 
 
 if __name__ == "__main__":

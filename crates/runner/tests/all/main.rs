@@ -17,6 +17,7 @@ mod grants;
 mod guest_metrics;
 mod h2raw;
 mod limits;
+mod observability;
 mod ops;
 mod quota;
 mod registry;
