@@ -297,17 +297,44 @@ def listen_port(value) -> int | None:
     return int(str(value).rsplit(":", 1)[1]) if isinstance(value, str) and ":" in value else None
 
 
+def component(obj: dict) -> str | None:
+    return obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component")
+
+
 def is_registry(obj: dict) -> bool:
     """An object of the registry Deployment (registry.enabled), by its component label."""
-    return obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "registry"
+    return component(obj) == "registry"
+
+
+def is_gateway(obj: dict) -> bool:
+    """An object of the gateway (its Deployment, or the gateway Service in mode all-in-one)."""
+    return component(obj) == "gateway"
+
+
+def is_role_object(obj: dict) -> bool:
+    """An object of a role that runs apart from the runner's Deployment (or the gateway's Service)."""
+    return is_registry(obj) or is_gateway(obj)
+
+
+def all_in_one(values: dict) -> bool:
+    return values.get("mode", "split") == "all-in-one"
+
+
+def split_registry(values: dict) -> bool:
+    return not all_in_one(values) and bool(values.get("registry", {}).get("enabled"))
+
+
+def split_gateway(values: dict) -> bool:
+    return not all_in_one(values) and bool(values.get("gateway", {}).get("enabled"))
 
 
 def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
-    """The runner's Deployment and what serves it; the registry's objects
-    (ConfigMaps aside, which envFrom resolves by name) are policy_registry's."""
+    """The runner's Deployment and what serves it; the registry's and the
+    gateway's objects (ConfigMaps aside, which envFrom resolves by name) are
+    policy_registry's and policy_gateway's."""
     by_kind: dict[str, list[dict]] = {}
     for o in objs:
-        if o["kind"] != "ConfigMap" and is_registry(o):
+        if o["kind"] != "ConfigMap" and is_role_object(o):
             continue
         by_kind.setdefault(o["kind"], []).append(o)
     config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
@@ -321,7 +348,10 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
     policy_security(label, pod, container)
     policy_probes(label, container)
     policy_volumes(label, pod, container, env)
-    policy_memory(label, container, env, values.get("resources", {}).get("memoryOverheadMi", 512))
+    overhead = values.get("resources", {}).get("memoryOverheadMi", 512)
+    if all_in_one(values):
+        overhead += values.get("allInOne", {}).get("extraMemoryMi", 0)
+    policy_memory(label, container, env, overhead)
 
     policy_drain(label, pod, container, "runner")
 
@@ -355,7 +385,10 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
         if not {"Ingress", "Egress"} <= set(np["spec"].get("policyTypes", [])):
             problems.append("NetworkPolicy does not govern both ingress and egress")
         internal_rules = [r for r in np["spec"].get("ingress", []) if ports.get("http") in {p["port"] for p in r.get("ports", [])}]
-        if any(not r.get("from") for r in internal_rules):
+        # In mode all-in-one the internal port is the gateway's too: open
+        # exactly when gateway.networkPolicy.from is empty.
+        open_by_design = all_in_one(values) and not values.get("gateway", {}).get("networkPolicy", {}).get("from")
+        if any(not r.get("from") for r in internal_rules) and not open_by_design:
             problems.append("NetworkPolicy opens the internal port to everyone")
         dns = [r for r in np["spec"].get("egress", []) if {p["port"] for p in r.get("ports", [])} == {53}]
         if not dns:
@@ -377,9 +410,9 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
             problems.append("PodDisruptionBudget does not select the pods")
     for name in ("secretKeyRef",):
         secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])}
-        # The registry's Secrets (RUNNER_REGISTRY_TOKEN's) are always the operator's.
+        # The registry's and the gateway's Secrets are always the operator's.
         refs = {v[name]["name"] for k, v in env.items() if isinstance(v, dict) and name in v
-                and k != "RUNNER_REGISTRY_TOKEN"}
+                and k not in OPERATOR_SECRET_ENV}
         if secrets and not refs <= secrets:
             problems.append(f"env refers to Secrets {sorted(refs - secrets)} the chart does not create")
     check(f"{label}: listeners, ports, Services, NetworkPolicy, ServiceMonitor, HPA and PDB agree",
@@ -390,7 +423,9 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
 # literal env value or a ConfigMap key.
 SECRET_ENV = {"RUNNER_SERVICE_TOKEN", "BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY",
               "RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_FILE", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS",
-              "RUNNER_REGISTRY_TOKEN"}
+              "RUNNER_REGISTRY_TOKEN", "GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN", "GATEWAY_JWT_SECRET"}
+# Secret variables whose Secrets the operator creates (never secret.create's).
+OPERATOR_SECRET_ENV = {"RUNNER_REGISTRY_TOKEN", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS", "GATEWAY_JWT_SECRET"}
 REGISTRY_VALIDATE_PATH = "/v1/registry/installs/validate"
 REGISTRY_REVOCATIONS_PATH = "/v1/registry/revocations"
 
@@ -409,10 +444,10 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     """The registry Deployment's rules, rule → problems (empty: it holds).
     Separate from printing so the canaries can feed it broken manifests."""
     reg = values.get("registry", {})
-    enabled = bool(reg.get("enabled"))
+    enabled = split_registry(values)
     deployments = [o for o in objs if o["kind"] == "Deployment"]
     registry = [d for d in deployments if is_registry(d)]
-    runners = [d for d in deployments if not is_registry(d)]
+    runners = [d for d in deployments if not is_role_object(d)]
     config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
     rules: dict[str, list[str]] = {k: [] for k in ("presence", "roles", "secrets", "security", "probes",
                                                    "resources", "serving", "runner_token", "runner_urls",
@@ -423,7 +458,8 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     if not enabled:
         leftover = [f"{o['kind']}/{o['metadata']['name']}" for o in objs if is_registry(o)]
         if leftover:
-            p.append(f"registry.enabled is false but the chart renders {', '.join(leftover)}")
+            p.append(f"registry.enabled is false{' (or mode all-in-one)' if all_in_one(values) else ''} "
+                     f"but the chart renders {', '.join(leftover)}")
     elif len(registry) != 1:
         p.append(f"registry.enabled but {len(registry)} registry Deployments")
     # Literal secrets: in no Deployment's env, in no ConfigMap.
@@ -439,10 +475,11 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     if len(runners) == 1:
         runner_env, _ = effective_env(pod_of(runners[0])[1], config_maps)
         roles = runner_env.get("RUNNER_ROLES")
-        if roles != ("runner" if enabled else None):
-            rules["roles"].append(f"runner RUNNER_ROLES is {roles!r}, not {'runner' if enabled else 'unset'}")
+        want = "all" if all_in_one(values) else "runner" if enabled or split_gateway(values) else None
+        if roles != want:
+            rules["roles"].append(f"runner RUNNER_ROLES is {roles!r}, not {want or 'unset'}")
         leaked = sorted(n for n in runner_env if n.startswith("REGISTRY_"))
-        if leaked:
+        if leaked and not all_in_one(values):
             rules["secrets"].append(f"the runner gets {', '.join(leaked)}")
     if not enabled or len(registry) != 1 or len(runners) != 1:
         return rules
@@ -560,7 +597,8 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
 
 REGISTRY_RULES = {
     "presence": "the registry Deployment exists exactly when registry.enabled",
-    "roles": "RUNNER_ROLES: registry for the registry Deployment, runner for the runner's (when enabled)",
+    "roles": "RUNNER_ROLES: registry for the registry Deployment, runner for the runner's (when a role runs apart), "
+             "all in mode all-in-one",
     "secrets": "REGISTRY_DATABASE_URL and REGISTRY_TOKENS from the registry.* Secrets (secretKeyRef); no literal secrets",
     "security": "registry pod and container security context, service account and service links are the runner's",
     "probes": "registry startup and liveness /healthz, readiness /readyz",
@@ -576,7 +614,7 @@ REGISTRY_RULES = {
 
 def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
     rules = registry_problems(objs, values)
-    enabled = bool(values.get("registry", {}).get("enabled"))
+    enabled = split_registry(values)
     for rule, problems in rules.items():
         if not enabled and rule not in ("presence", "roles", "secrets"):
             continue
@@ -764,7 +802,7 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
         container.pop("readinessProbe")
 
     def runner_of(copied) -> tuple[dict, dict]:
-        (runner,) = [o for o in copied if o["kind"] == "Deployment" and not is_registry(o)]
+        (runner,) = [o for o in copied if o["kind"] == "Deployment" and not is_role_object(o)]
         (cm,) = [o for o in copied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == RELEASE]
         return pod_of(runner)[1], cm
 
