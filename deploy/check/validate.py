@@ -631,6 +631,427 @@ def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]
         policy_drain(rlabel, pod, container, "registry")
 
 
+# --- gateway (gateway.enabled, or mode all-in-one) ----------------------------------
+
+GRANT_DIR, USER_JWKS_DIR = "/etc/ext-runner/grant", "/etc/ext-runner/user-jwks"
+# What only the gateway process is given: the runner pods never get these.
+GATEWAY_ONLY_ENV = {"GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN", "GATEWAY_GRANT_KEY", "GATEWAY_REGISTRY_URL",
+                    "RUNNER_BASE_URL"}
+# What the gateway pods must not get: they read no bundle and open no secret.
+NOT_FOR_GATEWAY_ENV = {"BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY", "RUNNER_SECRETS_KEY",
+                       "RUNNER_SECRETS_KEY_FILE", "RUNNER_REGISTRY_TOKEN", "SIGNING_TRUST_BUNDLE"}
+USER_TOKEN_ENV = ("GATEWAY_JWT_SECRET", "GATEWAY_JWKS_URL", "GATEWAY_JWKS_FILE")
+
+
+def secret_ref(value) -> dict | None:
+    return value.get("secretKeyRef") if isinstance(value, dict) else None
+
+
+def mounted_file(path, pod: dict, container: dict) -> tuple[dict | None, str]:
+    """The volume a file path lies in (through a read-only mount) and the
+    item key it is, or (None, why)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None, f"{path!r} is not a file path"
+    for m in container.get("volumeMounts", []):
+        base = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(base):
+            if not m.get("readOnly"):
+                return None, f"{path} is on a writable mount"
+            (volume,) = [v for v in pod.get("volumes", []) if v["name"] == m["name"]]
+            source = volume.get("secret") or volume.get("configMap") or {}
+            items = {i["path"]: i["key"] for i in source.get("items", [])}
+            rel = path[len(base):]
+            if rel not in items:
+                return None, f"{path}: {rel} is not an item of volume {volume['name']} (items {sorted(items)})"
+            return volume, items[rel]
+    return None, f"{path} is in no mounted volume"
+
+
+def source_is(volume: dict, secret: str | None, config_map: str | None) -> bool:
+    if config_map:
+        return volume.get("configMap", {}).get("name") == config_map and "secret" not in volume
+    return volume.get("secret", {}).get("secretName") == secret and "configMap" not in volume
+
+
+def peer_key(peer: dict) -> str:
+    return json.dumps(peer, sort_keys=True)
+
+
+def metrics_peer(values: dict) -> dict | None:
+    m = values.get("networkPolicy", {}).get("metrics", {}) or {}
+    peer = {k: m[k] for k in ("namespaceSelector", "podSelector") if m.get(k)}
+    return peer or None
+
+
+def rules_for_port(np: dict, port: int) -> list[dict]:
+    """The policy's ingress rules that admit traffic to `port` (a rule
+    without ports admits every port)."""
+    return [r for r in np["spec"].get("ingress", [])
+            if not r.get("ports") or port in {p.get("port") for p in r["ports"]}]
+
+
+def gateway_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
+    """The gateway's rules, rule → problems (empty: it holds); like
+    registry_problems, separate from printing for the canaries."""
+    g = values.get("gateway", {})
+    aio, split = all_in_one(values), split_gateway(values)
+    rules: dict[str, list[str]] = {k: [] for k in (
+        "presence", "env", "secrets", "grants", "user_tokens", "security", "probes", "resources", "serving",
+        "runner_ingress", "gateway_policy", "all_in_one")}
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    gateways = [d for d in deployments if is_gateway(d)]
+    runners = [d for d in deployments if not is_role_object(d)]
+    config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+    services = [o for o in objs if o["kind"] == "Service"]
+    gateway_services = [s for s in services if is_gateway(s)]
+    p = rules["presence"]
+    if split:
+        if len(gateways) != 1:
+            p.append(f"gateway.enabled but {len(gateways)} gateway Deployments")
+    else:
+        stray = [f"{o['kind']}/{o['metadata']['name']}" for o in objs if is_gateway(o)
+                 and not (aio and o["kind"] == "Service")]
+        if stray:
+            p.append(f"{'mode all-in-one' if aio else 'gateway.enabled is false'} but the chart renders {', '.join(stray)}")
+        if aio and len(gateway_services) != 1:
+            p.append(f"mode all-in-one: {len(gateway_services)} gateway Services, not one")
+    if len(runners) != 1:
+        p.append(f"{len(runners)} runner Deployments")
+        return rules
+    rpod, rcontainer, runner_labels = pod_of(runners[0])
+    runner_env, _ = effective_env(rcontainer, config_maps)
+    reach = ({n for n in GATEWAY_ONLY_ENV if n in runner_env}
+             | ({"RUNNER_GRANT_KEYS"} & set(runner_env) if aio else set()))
+    if reach:
+        rules["secrets" if not aio else "all_in_one"].append(
+            f"the runner pods get {', '.join(sorted(reach))}"
+            + (" (in-process in mode all-in-one; grants use the process's own key)" if aio else ""))
+    internal = [s for s in services if component(s) == "internal"]
+    runner_port = values.get("runner", {}).get("port")
+    mpeer = metrics_peer(values)
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    runner_policies = [np for np in policies if selects(np["spec"]["podSelector"].get("matchLabels", {}), runner_labels)]
+
+    def user_tokens(env: dict, pod: dict, container: dict, out: list[str]) -> None:
+        u = g.get("userTokens", {})
+        got = [n for n in USER_TOKEN_ENV if n in env]
+        if not got:
+            out.append("no GATEWAY_JWT_SECRET, GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE: no user can be authenticated")
+        if "GATEWAY_JWT_SECRET" in env:
+            ref = secret_ref(env["GATEWAY_JWT_SECRET"])
+            want = (u.get("jwtSecret", {}).get("existingSecret"), u.get("jwtSecret", {}).get("key"))
+            if not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional"):
+                out.append(f"GATEWAY_JWT_SECRET is {env['GATEWAY_JWT_SECRET']!r}, not a secretKeyRef of {want}")
+        if "GATEWAY_JWKS_URL" in env and env["GATEWAY_JWKS_URL"] != u.get("jwksUrl"):
+            out.append(f"GATEWAY_JWKS_URL {env['GATEWAY_JWKS_URL']!r} ≠ gateway.userTokens.jwksUrl")
+        if "GATEWAY_JWKS_FILE" in env:
+            f = u.get("jwksFile", {})
+            volume, key = mounted_file(env["GATEWAY_JWKS_FILE"], pod, container)
+            if volume is None:
+                out.append(f"GATEWAY_JWKS_FILE: {key}")
+            elif not source_is(volume, f.get("existingSecret"), f.get("configMap")) or key != f.get("key"):
+                out.append(f"GATEWAY_JWKS_FILE is key {key} of volume {volume['name']}, not gateway.userTokens.jwksFile's")
+
+    def public_base(env: dict, out: list[str]) -> None:
+        want = str(g.get("publicBase") or "").rstrip("/")
+        if not want or env.get("RUNNER_PUBLIC_BASE") != want:
+            out.append(f"RUNNER_PUBLIC_BASE is {env.get('RUNNER_PUBLIC_BASE')!r}, not gateway.publicBase {want!r}")
+
+    def ingress_from(np: dict, port: int, out: list[str]) -> None:
+        """gateway.networkPolicy.from (+ the metrics peer), or anyone when it is empty."""
+        frm = g.get("networkPolicy", {}).get("from") or []
+        got = rules_for_port(np, port)
+        if not got:
+            out.append(f"NetworkPolicy {np['metadata']['name']} admits nobody to port {port}")
+        elif not frm:
+            if not any(not r.get("from") for r in got):
+                out.append(f"NetworkPolicy {np['metadata']['name']}: gateway.networkPolicy.from is empty, "
+                           f"yet port {port} is not open")
+        else:
+            want = {peer_key(x) for x in frm} | ({peer_key(mpeer)} if mpeer else set())
+            peers = {peer_key(x) for r in got for x in r.get("from") or [{"anyone": True}]}
+            if peers != want:
+                out.append(f"NetworkPolicy {np['metadata']['name']} admits {sorted(peers)} to port {port}, "
+                           f"not gateway.networkPolicy.from and the metrics peer")
+
+    if aio:
+        a = rules["all_in_one"]
+        pod, container = rpod, rcontainer
+        if runner_env.get("RUNNER_ROLES") != "all":
+            a.append(f"RUNNER_ROLES is {runner_env.get('RUNNER_ROLES')!r}, not 'all'")
+        for name in ("RUNNER_REVOCATIONS_URL", "RUNNER_REGISTRY_TOKEN"):
+            if name in runner_env:
+                a.append(f"{name} is set: the runner asks the registry in-process")
+        reg = values.get("registry", {})
+        tokens_secret = reg.get("tokens", {}).get("existingSecret") or reg.get("database", {}).get("existingSecret")
+        for name, want in (("REGISTRY_DATABASE_URL", (reg.get("database", {}).get("existingSecret"),
+                                                      reg.get("database", {}).get("key"))),
+                           ("REGISTRY_TOKENS", (tokens_secret, reg.get("tokens", {}).get("key")))):
+            ref = secret_ref(runner_env.get(name))
+            if not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional"):
+                a.append(f"{name} is {runner_env.get(name)!r}, not a secretKeyRef of {want}")
+        public_base(runner_env, a)
+        user_tokens(runner_env, pod, container, rules["user_tokens"])
+        ports = {pp["name"]: pp["containerPort"] for pp in container.get("ports", [])}
+        for svc in gateway_services:
+            if not selects(svc["spec"]["selector"], runner_labels):
+                a.append(f"Service {svc['metadata']['name']} does not select the pods that run the gateway role")
+            if any(pp["targetPort"] not in ("http", ports.get("http")) for pp in svc["spec"]["ports"]):
+                a.append(f"Service {svc['metadata']['name']} does not target the one listener (http)")
+            if svc["spec"]["ports"][0]["port"] != g.get("service", {}).get("port"):
+                a.append(f"Service {svc['metadata']['name']} port ≠ gateway.service.port")
+        for np in runner_policies:
+            ingress_from(np, runner_port, rules["runner_ingress"])
+        return rules
+    if not split or len(gateways) != 1:
+        if any("GRANT" in n for n in GATEWAY_ONLY_ENV & set(runner_env)):
+            rules["grants"].append("grant settings without the gateway")
+        return rules
+
+    (deployment,) = gateways
+    pod, container, pod_labels = pod_of(deployment)
+    env, problems = effective_env(container, config_maps)
+    rules["presence"] += problems
+    ports = {pp["name"]: pp["containerPort"] for pp in container.get("ports", [])}
+    # Settings: role, listener, the runner's and the registry's Services.
+    e = rules["env"]
+    if env.get("RUNNER_ROLES") != "gateway":
+        e.append(f"RUNNER_ROLES is {env.get('RUNNER_ROLES')!r}, not 'gateway'")
+    if env.get("RUNNER_LISTEN") != f"0.0.0.0:{g.get('port')}":
+        e.append(f"RUNNER_LISTEN is {env.get('RUNNER_LISTEN')!r}, not 0.0.0.0:<gateway.port {g.get('port')}>")
+    if len(internal) == 1:
+        want = f"http://{internal[0]['metadata']['name']}.{NAMESPACE}.svc:{internal[0]['spec']['ports'][0]['port']}"
+        if env.get("RUNNER_BASE_URL") != want or not selects(internal[0]["spec"]["selector"], runner_labels):
+            e.append(f"RUNNER_BASE_URL is {env.get('RUNNER_BASE_URL')!r}, not the runner's Service {want!r}")
+    else:
+        e.append(f"{len(internal)} internal runner Services")
+    registry_svcs = [s for s in services if is_registry(s)]
+    if split_registry(values):
+        want = (f"http://{registry_svcs[0]['metadata']['name']}.{NAMESPACE}.svc:{registry_svcs[0]['spec']['ports'][0]['port']}"
+                if len(registry_svcs) == 1 else None)
+    else:
+        want = str(g.get("registryUrl") or "").rstrip("/") or None
+    if not want or env.get("GATEWAY_REGISTRY_URL") != want:
+        e.append(f"GATEWAY_REGISTRY_URL is {env.get('GATEWAY_REGISTRY_URL')!r}, not {want!r}")
+    public_base(env, e)
+    missing = [n for n in ("RUNNER_SERVICE_TOKEN", "GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN",
+                           "GATEWAY_GRANT_KEY") if n not in env]
+    if missing:
+        e.append(f"not set: {', '.join(missing)}")
+    # Secrets: each from its Secret and key; nothing the gateway does not need.
+    s = rules["secrets"]
+    secret_name = values.get("secret", {}).get("name") or RELEASE
+    keys = values.get("secret", {}).get("keys", {})
+    reg = values.get("registry", {})
+    want_runner = (g.get("runnerToken", {}).get("existingSecret") or secret_name,
+                   g.get("runnerToken", {}).get("key") or keys.get("serviceToken"))
+    want_registry = (g.get("registryToken", {}).get("existingSecret") or reg.get("tokens", {}).get("existingSecret")
+                     or reg.get("database", {}).get("existingSecret"), g.get("registryToken", {}).get("key"))
+    for name, want in (("GATEWAY_RUNNER_TOKEN", want_runner), ("RUNNER_SERVICE_TOKEN", want_runner),
+                       ("GATEWAY_REGISTRY_TOKEN", want_registry)):
+        ref = secret_ref(env.get(name))
+        if name in env and (not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional")):
+            s.append(f"the gateway's {name} is {env.get(name)!r}, not a secretKeyRef of {want}")
+    leaked = sorted(n for n in env if n in NOT_FOR_GATEWAY_ENV or n.startswith("REGISTRY_"))
+    if leaked:
+        s.append(f"the gateway gets {', '.join(leaked)}")
+    # One of the runners' tokens: checkable when the chart creates both.
+    created = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
+    gref, rref = secret_ref(env.get("GATEWAY_RUNNER_TOKEN")), secret_ref(runner_env.get("RUNNER_SERVICE_TOKEN"))
+    if gref and rref and gref["name"] in created and rref["name"] in created:
+        token = created[gref["name"]].get(gref["key"])
+        accepted = [x.strip() for x in str(created[rref["name"]].get(rref["key"], "")).split(",")]
+        if token not in accepted:
+            s.append("GATEWAY_RUNNER_TOKEN is not one of the runners' RUNNER_SERVICE_TOKEN list")
+    # Grants: the gateway signs with the private key, the runners verify
+    # with its public JWKS, and neither file reaches the other side.
+    gr = rules["grants"]
+    k = g.get("grantKey", {})
+    volume, key = mounted_file(env.get("GATEWAY_GRANT_KEY"), pod, container)
+    if volume is None:
+        gr.append(f"GATEWAY_GRANT_KEY: {key}")
+    elif not source_is(volume, k.get("existingSecret"), None) or key != k.get("key") \
+            or len(volume["secret"].get("items", [])) != 1:
+        gr.append(f"GATEWAY_GRANT_KEY is key {key} of volume {volume['name']}, not only {k.get('key')} of Secret "
+                  f"{k.get('existingSecret')}")
+    jwks = k.get("jwks", {})
+    volume, key = mounted_file(runner_env.get("RUNNER_GRANT_KEYS"), rpod, rcontainer)
+    if volume is None:
+        gr.append(f"the runners' RUNNER_GRANT_KEYS: {key} (grants are required with the gateway)")
+    elif not source_is(volume, jwks.get("existingSecret") or k.get("existingSecret"), jwks.get("configMap")) \
+            or key != jwks.get("key"):
+        gr.append(f"the runners' RUNNER_GRANT_KEYS is key {key} of volume {volume['name']}, not gateway.grantKey.jwks'")
+    for v in rpod.get("volumes", []):
+        src = v.get("secret") or {}
+        if src.get("secretName") == k.get("existingSecret") and (
+                not src.get("items") or k.get("key") in {i["key"] for i in src["items"]}):
+            gr.append(f"the runner pods mount the grant's private key (volume {v['name']})")
+    user_tokens(env, pod, container, rules["user_tokens"])
+    # Security, probes, resources: as the registry's.
+    for what, mine, theirs in (("pod securityContext", pod.get("securityContext"), rpod.get("securityContext")),
+                               ("container securityContext", container.get("securityContext"),
+                                rcontainer.get("securityContext"))):
+        if mine != theirs:
+            rules["security"].append(f"{what} {mine} differs from the runner's {theirs}")
+    for field in ("enableServiceLinks", "automountServiceAccountToken", "serviceAccountName"):
+        if pod.get(field) != rpod.get(field):
+            rules["security"].append(f"{field} {pod.get(field)!r} differs from the runner's {rpod.get(field)!r}")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        got = container.get(probe, {}).get("httpGet", {})
+        if got.get("path") != path or got.get("port") not in set(ports) | set(ports.values()):
+            rules["probes"].append(f"{probe} is {got or 'missing'}, not GET {path} on a container port")
+    r = rules["resources"]
+    res = container.get("resources", {})
+    want = f"{g.get('resources', {}).get('memoryMi')}Mi"
+    if res.get("requests", {}).get("memory") != want or res.get("limits", {}).get("memory") != want:
+        r.append(f"memory request/limit {res.get('requests', {}).get('memory')}/{res.get('limits', {}).get('memory')}"
+                 f" ≠ gateway.resources.memoryMi {want}")
+    if env.get("RUNNER_MAX_CONCURRENCY") != "1":
+        r.append(f"RUNNER_MAX_CONCURRENCY {env.get('RUNNER_MAX_CONCURRENCY')!r}: the gateway executes nothing, 1")
+    hpas = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"
+            and o["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]]
+    auto = g.get("autoscaling", {})
+    if auto.get("enabled"):
+        if len(hpas) != 1 or "replicas" in deployment["spec"]:
+            r.append(f"gateway.autoscaling.enabled: {len(hpas)} HPAs target it, replicas "
+                     f"{deployment['spec'].get('replicas')!r} (the HPA owns them)")
+        elif (hpas[0]["spec"]["minReplicas"], hpas[0]["spec"]["maxReplicas"]) != (auto.get("minReplicas"),
+                                                                                  auto.get("maxReplicas")):
+            r.append("the gateway HPA's replicas are not gateway.autoscaling's")
+    elif hpas or deployment["spec"].get("replicas") != g.get("replicas"):
+        r.append(f"replicas {deployment['spec'].get('replicas')} ≠ gateway.replicas {g.get('replicas')}, or an HPA")
+    # Serving: one port, its own Service, PDB and ServiceMonitor.
+    sv = rules["serving"]
+    if set(ports) != {"http"} or ports.get("http") != g.get("port") or "RUNNER_PUBLIC_LISTEN" in env:
+        sv.append(f"container ports {ports}: one, http = gateway.port {g.get('port')}, no public listener")
+    others = [d for d in deployments if d is not deployment]
+    if any(selects(deployment["spec"]["selector"]["matchLabels"], pod_of(d)[2])
+           or selects(d["spec"]["selector"]["matchLabels"], pod_labels) for d in others):
+        sv.append("the gateway's and another Deployment's selectors overlap")
+    mine = [o for o in services if selects(o["spec"]["selector"], pod_labels)]
+    if len(mine) != 1 or not is_gateway(mine[0]):
+        sv.append(f"Services selecting the gateway pods: {[o['metadata']['name'] for o in mine]}, not one gateway Service")
+    else:
+        svc = mine[0]
+        if selects(svc["spec"]["selector"], runner_labels):
+            sv.append(f"Service {svc['metadata']['name']} also selects the runner pods")
+        if svc["spec"]["ports"][0]["port"] != g.get("service", {}).get("port"):
+            sv.append(f"Service port {svc['spec']['ports'][0]['port']} ≠ gateway.service.port")
+        if any(pp["targetPort"] not in ports and pp["targetPort"] not in ports.values() for pp in svc["spec"]["ports"]):
+            sv.append(f"Service {svc['metadata']['name']} targets a port the gateway container lacks")
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget" and selects(o["spec"]["selector"]["matchLabels"], pod_labels)]
+    if len(pdbs) != int(bool(g.get("podDisruptionBudget", {}).get("enabled"))) or any(
+            selects(o["spec"]["selector"]["matchLabels"], runner_labels) for o in pdbs):
+        sv.append(f"PodDisruptionBudgets of the gateway pods: {[o['metadata']['name'] for o in pdbs]}")
+    sms = [o for o in objs if o["kind"] == "ServiceMonitor" and is_gateway(o)]
+    if len(sms) != int(bool(g.get("serviceMonitor", {}).get("enabled"))):
+        sv.append(f"{len(sms)} gateway ServiceMonitors, gateway.serviceMonitor.enabled is "
+                  f"{g.get('serviceMonitor', {}).get('enabled')}")
+    for sm in sms:
+        targets = [o for o in services if selects(sm["spec"]["selector"]["matchLabels"], o["metadata"]["labels"])]
+        if targets != mine or {ep["path"] for ep in sm["spec"]["endpoints"]} != {"/metrics"}:
+            sv.append("the gateway ServiceMonitor does not scrape exactly the gateway Service's /metrics")
+    if not values.get("networkPolicy", {}).get("enabled"):
+        return rules
+    # The runner's internal port: the gateway's pods (and the scraper) only.
+    ri = rules["runner_ingress"]
+    if not runner_policies:
+        ri.append("no NetworkPolicy covers the runner pods")
+    for np in runner_policies:
+        got = rules_for_port(np, runner_port)
+        peers = [x for rule in got for x in (rule.get("from") or [{"anyone": True}])]
+        gateway_peers = [x for x in peers if set(x) == {"podSelector"}
+                         and selects(x["podSelector"].get("matchLabels", {"-": "-"}), pod_labels)
+                         and not x["podSelector"].get("matchExpressions")]
+        wrong = [x for x in peers if x not in gateway_peers and (not mpeer or peer_key(x) != peer_key(mpeer))]
+        if not gateway_peers:
+            ri.append(f"NetworkPolicy {np['metadata']['name']} does not admit the gateway pods to runner.port {runner_port}")
+        if wrong:
+            ri.append(f"NetworkPolicy {np['metadata']['name']} admits {wrong} to runner.port {runner_port} "
+                      "(only the gateway pods and networkPolicy.metrics may)")
+        for x in gateway_peers:
+            strangers = [d["metadata"]["name"] for d in others
+                         if selects(x["podSelector"].get("matchLabels", {}), pod_of(d)[2])]
+            if strangers:
+                ri.append(f"its gateway peer also selects the pods of {strangers}")
+    # The gateway's own policy.
+    gp = rules["gateway_policy"]
+    mine_np = [np for np in policies if selects(np["spec"]["podSelector"].get("matchLabels", {}), pod_labels)]
+    if len(mine_np) != 1:
+        gp.append(f"{len(mine_np)} NetworkPolicies cover the gateway pods")
+        return rules
+    (np,) = mine_np
+    if not {"Ingress", "Egress"} <= set(np["spec"].get("policyTypes", [])):
+        gp.append("it does not govern both ingress and egress")
+    ingress_from(np, g.get("port"), gp)
+    egress = np["spec"].get("egress", [])
+    if not [x for x in egress if {pp["port"] for pp in x.get("ports", [])} == {53}]:
+        gp.append("no DNS egress")
+
+    def reaches(labels: dict, port) -> bool:
+        return any(any("podSelector" in t and "namespaceSelector" not in t and "ipBlock" not in t
+                       and selects(t["podSelector"].get("matchLabels", {}), labels) for t in x.get("to", []))
+                   and port in {pp.get("port") for pp in x.get("ports", [])} for x in egress)
+    if not reaches(runner_labels, runner_port):
+        gp.append(f"no egress to the runner pods on runner.port {runner_port}")
+    registry = [d for d in deployments if is_registry(d)]
+    if split_registry(values) and (len(registry) != 1 or not reaches(pod_of(registry[0])[2],
+                                                                      values.get("registry", {}).get("port"))):
+        gp.append("no egress to the registry pods on registry.port")
+    return rules
+
+
+GATEWAY_RULES = {
+    "presence": "the gateway Deployment exists exactly when gateway.enabled in mode split (all-in-one: only its Service)",
+    "env": "gateway RUNNER_ROLES=gateway, RUNNER_LISTEN on gateway.port, RUNNER_BASE_URL = the runner Service, "
+           "GATEWAY_REGISTRY_URL = the registry Service (or registryUrl), RUNNER_PUBLIC_BASE, tokens and grant key set",
+    "secrets": "GATEWAY_RUNNER_TOKEN (= its RUNNER_SERVICE_TOKEN, one of the runners') and GATEWAY_REGISTRY_TOKEN "
+               "from their Secrets; no S3 credentials, secrets key or registry variables in the gateway, no gateway "
+               "tokens in the runner",
+    "grants": "GATEWAY_GRANT_KEY only the private key of gateway.grantKey's Secret (read-only); the runners' "
+              "RUNNER_GRANT_KEYS its public JWKS, never the private key",
+    "user_tokens": "end users are authenticated: GATEWAY_JWT_SECRET (secretKeyRef), GATEWAY_JWKS_URL or a mounted "
+                   "GATEWAY_JWKS_FILE, as gateway.userTokens says",
+    "security": "gateway pod and container security context, service account and service links are the runner's",
+    "probes": "gateway startup and liveness /healthz, readiness /readyz",
+    "resources": "gateway memory request = limit = gateway.resources.memoryMi, RUNNER_MAX_CONCURRENCY 1, replicas "
+                 "or its HPA",
+    "serving": "gateway listener, Service, PodDisruptionBudget and ServiceMonitor select the gateway pods only",
+    "runner_ingress": "the runner's NetworkPolicy admits only the gateway pods (and networkPolicy.metrics) to "
+                      "runner.port",
+    "gateway_policy": "the gateway's NetworkPolicy: gateway.port from gateway.networkPolicy.from (or anyone), egress "
+                      "to DNS, the runner pods and the registry pods",
+    "all_in_one": "mode all-in-one: RUNNER_ROLES=all, the registry's Secrets, RUNNER_PUBLIC_BASE, the gateway "
+                  "Service on the one listener, no grant keys, service tokens or registry URLs between roles",
+}
+SPLIT_ONLY = {"env", "secrets", "grants", "security", "probes", "resources", "serving", "gateway_policy"}
+
+
+def policy_gateway(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
+    rules = gateway_problems(objs, values)
+    aio, split = all_in_one(values), split_gateway(values)
+    for rule, problems in rules.items():
+        if rule in SPLIT_ONLY and not split and not (rule == "secrets" and problems):
+            continue
+        if rule in ("user_tokens", "runner_ingress") and not (aio or split):
+            continue
+        if rule == "runner_ingress" and not values.get("networkPolicy", {}).get("enabled"):
+            continue
+        if rule == "all_in_one" and not aio:
+            continue
+        check(f"{label}: {GATEWAY_RULES[rule]}", not problems, "; ".join(problems))
+    gateways = [o for o in objs if o["kind"] == "Deployment" and is_gateway(o)]
+    if split and len(gateways) == 1:
+        pod, container, _ = pod_of(gateways[0])
+        config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+        env, _ = effective_env(container, config_maps)
+        glabel = f"{label} gateway"
+        policy_env_names(glabel, set(env), readme)
+        policy_security(glabel, pod, container)
+        policy_volumes(glabel, pod, container, env)
+        policy_drain(glabel, pod, container, "gateway")
+
+
 def policy_knative(label: str, ksvc: dict, readme: set[str]) -> None:
     spec = ksvc["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -947,6 +1368,10 @@ def main() -> int:
             policy_registry(label, objs, merged, readme)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             fail(f"{label}: registry rules", f"{type(e).__name__}: {e}")
+        try:
+            policy_gateway(label, objs, merged, readme)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            fail(f"{label}: gateway rules", f"{type(e).__name__}: {e}")
 
     print("--- Knative")
     kpath = root / "deploy/knative/service.yaml"
