@@ -845,8 +845,9 @@ def gateway_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     reg = values.get("registry", {})
     want_runner = (g.get("runnerToken", {}).get("existingSecret") or secret_name,
                    g.get("runnerToken", {}).get("key") or keys.get("serviceToken"))
-    want_registry = (g.get("registryToken", {}).get("existingSecret") or reg.get("tokens", {}).get("existingSecret")
-                     or reg.get("database", {}).get("existingSecret"), g.get("registryToken", {}).get("key"))
+    fallback = (reg.get("tokens", {}).get("existingSecret") or reg.get("database", {}).get("existingSecret")
+                if split_registry(values) else None)
+    want_registry = (g.get("registryToken", {}).get("existingSecret") or fallback, g.get("registryToken", {}).get("key"))
     for name, want in (("GATEWAY_RUNNER_TOKEN", want_runner), ("RUNNER_SERVICE_TOKEN", want_runner),
                        ("GATEWAY_REGISTRY_TOKEN", want_registry)):
         ref = secret_ref(env.get(name))
@@ -1279,6 +1280,233 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
           bool(registry_problems(plain + stray, defaults)["presence"]), "accepted")
 
 
+def gateway_canaries(chart: Path) -> None:
+    """The gateway's refusals and rules must reject known-bad input."""
+    def render_values(values: dict) -> list[dict]:
+        with helm.Chart.load(str(chart)) as c:
+            texts = c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return [d for path, t in texts.items() if path.endswith(".yaml") for d in yaml.safe_load_all(t) if d]
+
+    split = {"registry": {"enabled": True, "database": {"existingSecret": "db"}},
+             "gateway": {"enabled": True, "publicBase": "https://ext-ui.example.com",
+                         "grantKey": {"existingSecret": "grant"}, "userTokens": {"jwtSecret": {"existingSecret": "jwt"}}}}
+    aio = {"mode": "all-in-one", "config": {"BUNDLE_STORAGE_URL": "s3://bundles/p"},
+           "registry": {"database": {"existingSecret": "db"}},
+           "gateway": {"publicBase": "https://ext.example.com", "userTokens": {"jwtSecret": {"existingSecret": "jwt"}}}}
+    for what, base in (("split", split), ("all-in-one", aio)):
+        try:
+            render_values(base)
+            ok(f"canary: the base of the {what} gateway refusals renders")
+        except helm.HelmError as e:
+            fail(f"canary: the base of the {what} gateway refusals renders", str(e))
+    refusals = (
+        ("gateway.enabled without a registry", split, {"registry": {"enabled": False}}, "GATEWAY_REGISTRY_URL"),
+        ("both registry.enabled and gateway.registryUrl", split, {"gateway": {"registryUrl": "http://r.example:8080"}},
+         "gateway.registryUrl"),
+        ("gateway.registryUrl without a registry token Secret", split,
+         {"registry": {"enabled": False}, "gateway": {"registryUrl": "http://r.example:8080"}},
+         "gateway.registryToken.existingSecret"),
+        ("the gateway without a registry token key", split, {"gateway": {"registryToken": {"key": ""}}},
+         "gateway.registryToken.key"),
+        ("the gateway without a grant key Secret", split, {"gateway": {"grantKey": {"existingSecret": ""}}},
+         "gateway.grantKey.existingSecret"),
+        ("the grant JWKS from both a Secret and a ConfigMap", split,
+         {"gateway": {"grantKey": {"jwks": {"existingSecret": "a", "configMap": "b"}}}}, "gateway.grantKey.jwks"),
+        ("the gateway without a user-token key", split,
+         {"gateway": {"userTokens": {"jwtSecret": {"existingSecret": ""}}}}, "gateway.userTokens"),
+        ("the gateway without gateway.publicBase", split, {"gateway": {"publicBase": ""}}, "gateway.publicBase"),
+        ("the gateway without the runner's public listener", split,
+         {"runner": {"publicListener": {"enabled": False}}}, "runner.publicListener.enabled"),
+        ("GATEWAY_JWT_SECRET in config", split, {"config": {"GATEWAY_JWT_SECRET": "x" * 32}},
+         "config.GATEWAY_JWT_SECRET"),
+        ("RUNNER_GRANT_KEYS in config with the gateway", split, {"config": {"RUNNER_GRANT_KEYS": "off"}},
+         "config.RUNNER_GRANT_KEYS"),
+        ("a chart-owned name in gateway.config", split, {"gateway": {"config": {"RUNNER_LISTEN": "0.0.0.0:1"}}},
+         "gateway.config.RUNNER_LISTEN"),
+        ("the runners' whole token list as GATEWAY_RUNNER_TOKEN", split,
+         {"secret": {"create": True, "serviceToken": "a" * 20 + "," + "b" * 20, "trustBundle": "x"}},
+         "gateway.runnerToken"),
+        ("mode all-in-one without the registry's database Secret", aio,
+         {"registry": {"database": {"existingSecret": ""}}}, "registry.database.existingSecret"),
+        ("mode all-in-one without a user-token key", aio,
+         {"gateway": {"userTokens": {"jwtSecret": {"existingSecret": ""}}}}, "gateway.userTokens"),
+        ("mode all-in-one with config.RUNNER_REVOCATIONS_URL", aio,
+         {"config": {"RUNNER_REVOCATIONS_URL": "http://r.example/v1/registry/revocations"}}, "same process"),
+        ("mode all-in-one with grants turned off", aio, {"config": {"RUNNER_GRANT_KEYS": "off"}},
+         "config.RUNNER_GRANT_KEYS"),
+        ("mode all-in-one on a file bundle store", aio, {"config": {"BUNDLE_STORAGE_URL": ""}},
+         "config.BUNDLE_STORAGE_URL"),
+        ("an unknown mode", split, {"mode": "both"}, "mode"),
+    )
+    for what, base, change, says in refusals:
+        try:
+            render_values(merge(copy.deepcopy(base), change))
+            fail(f"canary: the chart refuses {what}", "it rendered")
+        except helm.HelmError as e:
+            check(f"canary: the chart refuses {what}", says in str(e), f"it failed, but not naming {says}: {e}")
+
+    # The rules, fed broken copies of renders that pass them.
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    checks = chart.parent.parent / "check"
+    bases = {}
+    for name in ("values-full.yaml", "values-all-in-one.yaml"):
+        given = yaml.safe_load((checks / name).read_text())
+        values, objs = merge(copy.deepcopy(defaults), given), render_values(given)
+        bases[name] = (values, objs)
+        problems = {k: v for k, v in gateway_problems(objs, values).items() if v}
+        check(f"canary: the gateway rules pass {name}", not problems, str(problems))
+
+    def parts(copied: list[dict]) -> dict:
+        deployments = [o for o in copied if o["kind"] == "Deployment"]
+        out = {"runner": [d for d in deployments if not is_role_object(d)][0]}
+        out["gateway"] = next((d for d in deployments if is_gateway(d)), None)
+        out["cm"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "ConfigMap"}
+        out["np"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "NetworkPolicy"}
+        out["svc"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "Service"}
+        return out
+
+    gw = f"{RELEASE}-gateway"
+
+    def env_of(d: dict) -> list[dict]:
+        return pod_of(d)[1]["env"]
+
+    def set_env(d: dict, name: str, entry: dict) -> None:
+        env = [e for e in env_of(d) if e["name"] != name]
+        pod_of(d)[1]["env"] = env + [{"name": name, **entry}]
+
+    def internal_rule(x: dict) -> dict:
+        (rule,) = [r for r in x["np"][RELEASE]["spec"]["ingress"] if 8080 in {p["port"] for p in r.get("ports", [])}]
+        return rule
+
+    def literal_registry_token(x):
+        set_env(x["gateway"], "GATEWAY_REGISTRY_TOKEN", {"value": "edge-token-0123456789abcdef"})
+
+    def gateway_gets_secrets_key(x):
+        set_env(x["gateway"], "RUNNER_SECRETS_KEY", {"valueFrom": {"secretKeyRef": {"name": RELEASE,
+                                                                                     "key": "runner-secrets-key"}}})
+
+    def runner_token_elsewhere(x):
+        set_env(x["gateway"], "GATEWAY_RUNNER_TOKEN", {"valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "other"}}})
+
+    def runner_gets_gateway_token(x):
+        set_env(x["runner"], "GATEWAY_REGISTRY_TOKEN", {"valueFrom": {"secretKeyRef": {"name": "r", "key": "k"}}})
+
+    def token_list(x):
+        (secret,) = [o for o in x["all"] if o["kind"] == "Secret"]
+        secret["stringData"]["service-token"] += ",another-service-token-0123456789"
+
+    def no_grant_keys(x):
+        x["cm"][RELEASE]["data"].pop("RUNNER_GRANT_KEYS")
+
+    def runner_mounts_private_key(x):
+        pod_of(x["runner"])[0]["volumes"].append({"name": "leak", "secret": {"secretName": "ext-runner-grant"}})
+
+    def whole_grant_secret(x):
+        for v in pod_of(x["gateway"])[0]["volumes"]:
+            if v["name"] == "grant":
+                v["secret"].pop("items")
+
+    def other_registry(x):
+        x["cm"][gw]["data"]["GATEWAY_REGISTRY_URL"] = "http://registry.elsewhere.svc:8080"
+
+    def base_url_port(x):
+        x["cm"][gw]["data"]["RUNNER_BASE_URL"] = x["cm"][gw]["data"]["RUNNER_BASE_URL"].replace(":8080", ":8081")
+
+    def no_user_tokens(x):
+        pod_of(x["gateway"])[1]["env"] = [e for e in env_of(x["gateway"]) if e["name"] != "GATEWAY_JWT_SECRET"]
+        for name in ("GATEWAY_JWKS_URL", "GATEWAY_JWKS_FILE"):
+            x["cm"][gw]["data"].pop(name)
+
+    def extra_peer(x):
+        internal_rule(x)["from"].append({"namespaceSelector": {}})
+
+    def open_internal_port(x):
+        internal_rule(x).pop("from")
+
+    def broad_gateway_peer(x):
+        internal_rule(x)["from"][0] = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE}}}
+
+    def no_runner_egress(x):
+        x["np"][gw]["spec"]["egress"] = [r for r in x["np"][gw]["spec"]["egress"]
+                                         if 8080 not in {p["port"] for p in r.get("ports", [])}
+                                         or any("namespaceSelector" in t or "ipBlock" in t for t in r.get("to", []))]
+
+    def gateway_port_open(x):
+        x["np"][gw]["spec"]["ingress"][0].pop("from")
+
+    def service_selects_runner(x):
+        x["svc"][gw]["spec"]["selector"] = {"app.kubernetes.io/instance": RELEASE}
+
+    def gateway_memory(x):
+        pod_of(x["gateway"])[1]["resources"]["limits"]["memory"] = "1Gi"
+
+    def writable_root(x):
+        pod_of(x["gateway"])[1]["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def no_readiness(x):
+        pod_of(x["gateway"])[1].pop("readinessProbe")
+
+    def aio_grant_key(x):
+        x["cm"][RELEASE]["data"]["GATEWAY_GRANT_KEY"] = "/etc/ext-runner/grant/grant.pem"
+
+    def aio_roles(x):
+        x["cm"][RELEASE]["data"]["RUNNER_ROLES"] = "runner"
+
+    def aio_service_public(x):
+        x["svc"][gw]["spec"]["ports"][0]["targetPort"] = "public"
+
+    def aio_revocations(x):
+        x["cm"][RELEASE]["data"]["RUNNER_REVOCATIONS_URL"] = "http://ext-runner-registry.ext-runner.svc:8080/v1/registry/revocations"
+
+    def aio_wider_ingress(x):
+        internal_rule(x)["from"].append({"namespaceSelector": {}})
+
+    for base, what, change, rule in (
+            ("values-full.yaml", "a literal GATEWAY_REGISTRY_TOKEN", literal_registry_token, "secrets"),
+            ("values-full.yaml", "a gateway with the secrets key", gateway_gets_secrets_key, "secrets"),
+            ("values-full.yaml", "a gateway runner token from another key", runner_token_elsewhere, "secrets"),
+            ("values-full.yaml", "a runner with the gateway's registry token", runner_gets_gateway_token, "secrets"),
+            ("values-full.yaml", "a gateway runner token that is the runners' whole list", token_list, "secrets"),
+            ("values-full.yaml", "runners without RUNNER_GRANT_KEYS", no_grant_keys, "grants"),
+            ("values-full.yaml", "runners mounting the grant's private key", runner_mounts_private_key, "grants"),
+            ("values-full.yaml", "a gateway mounting its whole grant Secret", whole_grant_secret, "grants"),
+            ("values-full.yaml", "a gateway asking another registry", other_registry, "env"),
+            ("values-full.yaml", "RUNNER_BASE_URL on another port than the runner Service's", base_url_port, "env"),
+            ("values-full.yaml", "a gateway without a user-token key", no_user_tokens, "user_tokens"),
+            ("values-full.yaml", "a runner policy admitting another peer to runner.port", extra_peer, "runner_ingress"),
+            ("values-full.yaml", "a runner policy opening runner.port to everyone", open_internal_port, "runner_ingress"),
+            ("values-full.yaml", "a runner policy whose gateway peer also selects the runner pods", broad_gateway_peer,
+             "runner_ingress"),
+            ("values-full.yaml", "a gateway policy without egress to the runner pods", no_runner_egress,
+             "gateway_policy"),
+            ("values-full.yaml", "a gateway policy open to anyone while gateway.networkPolicy.from is set",
+             gateway_port_open, "gateway_policy"),
+            ("values-full.yaml", "a gateway Service that selects the runner pods", service_selects_runner, "serving"),
+            ("values-full.yaml", "a gateway memory limit unlike gateway.resources.memoryMi", gateway_memory,
+             "resources"),
+            ("values-full.yaml", "a gateway security context unlike the runner's", writable_root, "security"),
+            ("values-full.yaml", "a gateway without a readiness probe", no_readiness, "probes"),
+            ("values-all-in-one.yaml", "an all-in-one pod with a grant key file", aio_grant_key, "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one pod that runs only the runner role", aio_roles, "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one gateway Service on the public UI port", aio_service_public,
+             "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one pod polling revocations over HTTP", aio_revocations,
+             "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one policy admitting more than gateway.networkPolicy.from",
+             aio_wider_ingress, "runner_ingress")):
+        values, objs = bases[base]
+        copied = copy.deepcopy(objs)
+        x = parts(copied)
+        x["all"] = copied
+        change(x)
+        check(f"canary: the gateway rules reject {what}", bool(gateway_problems(copied, values)[rule]), "accepted")
+    values, objs = bases["values-full.yaml"]
+    plain = render_values({})
+    stray = [o for o in objs if o["kind"] == "Deployment" and is_gateway(o)]
+    check("canary: the gateway rules reject a gateway Deployment while gateway.enabled is false",
+          bool(gateway_problems(plain + stray, defaults)["presence"]), "accepted")
+
+
 # --- Helm -------------------------------------------------------------------------------
 
 
@@ -1398,6 +1626,7 @@ def main() -> int:
 
     print("--- canaries")
     canaries(args.node_validator, readme, chart)
+    gateway_canaries(chart)
 
     if failures:
         print(f"check-deploy: {len(failures)} check(s) failed")

@@ -146,9 +146,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default .Values.secret.keys.serviceToken .Values.gateway.runnerToken.key }}
 {{- end }}
 
-{{/* GATEWAY_REGISTRY_TOKEN's Secret: gateway.registryToken.existingSecret, else the registry's tokens Secret. */}}
+{{/* GATEWAY_REGISTRY_TOKEN's Secret: gateway.registryToken.existingSecret, else (registry.enabled) the registry's tokens Secret. */}}
 {{- define "ext-runner.gateway.registryTokenSecret" -}}
-{{- default (include "ext-runner.registry.tokensSecret" .) .Values.gateway.registryToken.existingSecret }}
+{{- if .Values.gateway.registryToken.existingSecret }}
+{{- .Values.gateway.registryToken.existingSecret }}
+{{- else if include "ext-runner.splitRegistry" . }}
+{{- include "ext-runner.registry.tokensSecret" . }}
+{{- end }}
 {{- end }}
 
 {{/* The runners' grant JWKS Secret (when not a ConfigMap): gateway.grantKey.jwks.existingSecret, else the private key's. */}}
