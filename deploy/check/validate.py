@@ -12,7 +12,9 @@ Runs with the tools venv's Python (deploy/check/requirements.txt):
   - the Knative PodSpec is also validated strictly as a core PodSpec, and
     against the fields Knative's webhook admits by default;
   - the project's own rules: README names, resources from the limits,
-    security context, probes, volumes, ports and selectors (see `policy_*`).
+    security context, probes, volumes, ports and selectors, the registry's
+    and the gateway's wiring (tokens, grant keys, URLs, NetworkPolicies) in
+    mode split and all-in-one (see `policy_*`, `*_problems`).
 Prints one line per check; exits 1 if any failed.
 """
 
