@@ -12,7 +12,9 @@ Runs with the tools venv's Python (deploy/check/requirements.txt):
   - the Knative PodSpec is also validated strictly as a core PodSpec, and
     against the fields Knative's webhook admits by default;
   - the project's own rules: README names, resources from the limits,
-    security context, probes, volumes, ports and selectors (see `policy_*`).
+    security context, probes, volumes, ports and selectors, the registry's
+    and the gateway's wiring (tokens, grant keys, URLs, NetworkPolicies) in
+    mode split and all-in-one (see `policy_*`, `*_problems`).
 Prints one line per check; exits 1 if any failed.
 """
 
@@ -297,17 +299,44 @@ def listen_port(value) -> int | None:
     return int(str(value).rsplit(":", 1)[1]) if isinstance(value, str) and ":" in value else None
 
 
+def component(obj: dict) -> str | None:
+    return obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component")
+
+
 def is_registry(obj: dict) -> bool:
     """An object of the registry Deployment (registry.enabled), by its component label."""
-    return obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "registry"
+    return component(obj) == "registry"
+
+
+def is_gateway(obj: dict) -> bool:
+    """An object of the gateway (its Deployment, or the gateway Service in mode all-in-one)."""
+    return component(obj) == "gateway"
+
+
+def is_role_object(obj: dict) -> bool:
+    """An object of a role that runs apart from the runner's Deployment (or the gateway's Service)."""
+    return is_registry(obj) or is_gateway(obj)
+
+
+def all_in_one(values: dict) -> bool:
+    return values.get("mode", "split") == "all-in-one"
+
+
+def split_registry(values: dict) -> bool:
+    return not all_in_one(values) and bool(values.get("registry", {}).get("enabled"))
+
+
+def split_gateway(values: dict) -> bool:
+    return not all_in_one(values) and bool(values.get("gateway", {}).get("enabled"))
 
 
 def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
-    """The runner's Deployment and what serves it; the registry's objects
-    (ConfigMaps aside, which envFrom resolves by name) are policy_registry's."""
+    """The runner's Deployment and what serves it; the registry's and the
+    gateway's objects (ConfigMaps aside, which envFrom resolves by name) are
+    policy_registry's and policy_gateway's."""
     by_kind: dict[str, list[dict]] = {}
     for o in objs:
-        if o["kind"] != "ConfigMap" and is_registry(o):
+        if o["kind"] != "ConfigMap" and is_role_object(o):
             continue
         by_kind.setdefault(o["kind"], []).append(o)
     config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
@@ -321,7 +350,10 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
     policy_security(label, pod, container)
     policy_probes(label, container)
     policy_volumes(label, pod, container, env)
-    policy_memory(label, container, env, values.get("resources", {}).get("memoryOverheadMi", 512))
+    overhead = values.get("resources", {}).get("memoryOverheadMi", 512)
+    if all_in_one(values):
+        overhead += values.get("allInOne", {}).get("extraMemoryMi", 0)
+    policy_memory(label, container, env, overhead)
 
     policy_drain(label, pod, container, "runner")
 
@@ -355,7 +387,10 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
         if not {"Ingress", "Egress"} <= set(np["spec"].get("policyTypes", [])):
             problems.append("NetworkPolicy does not govern both ingress and egress")
         internal_rules = [r for r in np["spec"].get("ingress", []) if ports.get("http") in {p["port"] for p in r.get("ports", [])}]
-        if any(not r.get("from") for r in internal_rules):
+        # In mode all-in-one the internal port is the gateway's too: open
+        # exactly when gateway.networkPolicy.from is empty.
+        open_by_design = all_in_one(values) and not values.get("gateway", {}).get("networkPolicy", {}).get("from")
+        if any(not r.get("from") for r in internal_rules) and not open_by_design:
             problems.append("NetworkPolicy opens the internal port to everyone")
         dns = [r for r in np["spec"].get("egress", []) if {p["port"] for p in r.get("ports", [])} == {53}]
         if not dns:
@@ -377,9 +412,9 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
             problems.append("PodDisruptionBudget does not select the pods")
     for name in ("secretKeyRef",):
         secrets = {s["metadata"]["name"] for s in by_kind.get("Secret", [])}
-        # The registry's Secrets (RUNNER_REGISTRY_TOKEN's) are always the operator's.
+        # The registry's and the gateway's Secrets are always the operator's.
         refs = {v[name]["name"] for k, v in env.items() if isinstance(v, dict) and name in v
-                and k != "RUNNER_REGISTRY_TOKEN"}
+                and k not in OPERATOR_SECRET_ENV}
         if secrets and not refs <= secrets:
             problems.append(f"env refers to Secrets {sorted(refs - secrets)} the chart does not create")
     check(f"{label}: listeners, ports, Services, NetworkPolicy, ServiceMonitor, HPA and PDB agree",
@@ -390,7 +425,9 @@ def policy_deployment(label: str, objs: list[dict], values: dict, readme: set[st
 # literal env value or a ConfigMap key.
 SECRET_ENV = {"RUNNER_SERVICE_TOKEN", "BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY",
               "RUNNER_SECRETS_KEY", "RUNNER_SECRETS_KEY_FILE", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS",
-              "RUNNER_REGISTRY_TOKEN"}
+              "RUNNER_REGISTRY_TOKEN", "GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN", "GATEWAY_JWT_SECRET"}
+# Secret variables whose Secrets the operator creates (never secret.create's).
+OPERATOR_SECRET_ENV = {"RUNNER_REGISTRY_TOKEN", "REGISTRY_DATABASE_URL", "REGISTRY_TOKENS", "GATEWAY_JWT_SECRET"}
 REGISTRY_VALIDATE_PATH = "/v1/registry/installs/validate"
 REGISTRY_REVOCATIONS_PATH = "/v1/registry/revocations"
 
@@ -409,10 +446,10 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     """The registry Deployment's rules, rule → problems (empty: it holds).
     Separate from printing so the canaries can feed it broken manifests."""
     reg = values.get("registry", {})
-    enabled = bool(reg.get("enabled"))
+    enabled = split_registry(values)
     deployments = [o for o in objs if o["kind"] == "Deployment"]
     registry = [d for d in deployments if is_registry(d)]
-    runners = [d for d in deployments if not is_registry(d)]
+    runners = [d for d in deployments if not is_role_object(d)]
     config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
     rules: dict[str, list[str]] = {k: [] for k in ("presence", "roles", "secrets", "security", "probes",
                                                    "resources", "serving", "runner_token", "runner_urls",
@@ -423,7 +460,8 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     if not enabled:
         leftover = [f"{o['kind']}/{o['metadata']['name']}" for o in objs if is_registry(o)]
         if leftover:
-            p.append(f"registry.enabled is false but the chart renders {', '.join(leftover)}")
+            p.append(f"registry.enabled is false{' (or mode all-in-one)' if all_in_one(values) else ''} "
+                     f"but the chart renders {', '.join(leftover)}")
     elif len(registry) != 1:
         p.append(f"registry.enabled but {len(registry)} registry Deployments")
     # Literal secrets: in no Deployment's env, in no ConfigMap.
@@ -439,10 +477,11 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
     if len(runners) == 1:
         runner_env, _ = effective_env(pod_of(runners[0])[1], config_maps)
         roles = runner_env.get("RUNNER_ROLES")
-        if roles != ("runner" if enabled else None):
-            rules["roles"].append(f"runner RUNNER_ROLES is {roles!r}, not {'runner' if enabled else 'unset'}")
+        want = "all" if all_in_one(values) else "runner" if enabled or split_gateway(values) else None
+        if roles != want:
+            rules["roles"].append(f"runner RUNNER_ROLES is {roles!r}, not {want or 'unset'}")
         leaked = sorted(n for n in runner_env if n.startswith("REGISTRY_"))
-        if leaked:
+        if leaked and not all_in_one(values):
             rules["secrets"].append(f"the runner gets {', '.join(leaked)}")
     if not enabled or len(registry) != 1 or len(runners) != 1:
         return rules
@@ -560,7 +599,8 @@ def registry_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
 
 REGISTRY_RULES = {
     "presence": "the registry Deployment exists exactly when registry.enabled",
-    "roles": "RUNNER_ROLES: registry for the registry Deployment, runner for the runner's (when enabled)",
+    "roles": "RUNNER_ROLES: registry for the registry Deployment, runner for the runner's (when a role runs apart), "
+             "all in mode all-in-one",
     "secrets": "REGISTRY_DATABASE_URL and REGISTRY_TOKENS from the registry.* Secrets (secretKeyRef); no literal secrets",
     "security": "registry pod and container security context, service account and service links are the runner's",
     "probes": "registry startup and liveness /healthz, readiness /readyz",
@@ -576,7 +616,7 @@ REGISTRY_RULES = {
 
 def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
     rules = registry_problems(objs, values)
-    enabled = bool(values.get("registry", {}).get("enabled"))
+    enabled = split_registry(values)
     for rule, problems in rules.items():
         if not enabled and rule not in ("presence", "roles", "secrets"):
             continue
@@ -591,6 +631,428 @@ def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]
         policy_security(rlabel, pod, container)
         policy_volumes(rlabel, pod, container, env)
         policy_drain(rlabel, pod, container, "registry")
+
+
+# --- gateway (gateway.enabled, or mode all-in-one) ----------------------------------
+
+GRANT_DIR, USER_JWKS_DIR = "/etc/ext-runner/grant", "/etc/ext-runner/user-jwks"
+# What only the gateway process is given: the runner pods never get these.
+GATEWAY_ONLY_ENV = {"GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN", "GATEWAY_GRANT_KEY", "GATEWAY_REGISTRY_URL",
+                    "RUNNER_BASE_URL"}
+# What the gateway pods must not get: they read no bundle and open no secret.
+NOT_FOR_GATEWAY_ENV = {"BUNDLE_STORAGE_ACCESS_KEY_ID", "BUNDLE_STORAGE_SECRET_ACCESS_KEY", "RUNNER_SECRETS_KEY",
+                       "RUNNER_SECRETS_KEY_FILE", "RUNNER_REGISTRY_TOKEN", "SIGNING_TRUST_BUNDLE"}
+USER_TOKEN_ENV = ("GATEWAY_JWT_SECRET", "GATEWAY_JWKS_URL", "GATEWAY_JWKS_FILE")
+
+
+def secret_ref(value) -> dict | None:
+    return value.get("secretKeyRef") if isinstance(value, dict) else None
+
+
+def mounted_file(path, pod: dict, container: dict) -> tuple[dict | None, str]:
+    """The volume a file path lies in (through a read-only mount) and the
+    item key it is, or (None, why)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None, f"{path!r} is not a file path"
+    for m in container.get("volumeMounts", []):
+        base = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(base):
+            if not m.get("readOnly"):
+                return None, f"{path} is on a writable mount"
+            (volume,) = [v for v in pod.get("volumes", []) if v["name"] == m["name"]]
+            source = volume.get("secret") or volume.get("configMap") or {}
+            items = {i["path"]: i["key"] for i in source.get("items", [])}
+            rel = path[len(base):]
+            if rel not in items:
+                return None, f"{path}: {rel} is not an item of volume {volume['name']} (items {sorted(items)})"
+            return volume, items[rel]
+    return None, f"{path} is in no mounted volume"
+
+
+def source_is(volume: dict, secret: str | None, config_map: str | None) -> bool:
+    if config_map:
+        return volume.get("configMap", {}).get("name") == config_map and "secret" not in volume
+    return volume.get("secret", {}).get("secretName") == secret and "configMap" not in volume
+
+
+def peer_key(peer: dict) -> str:
+    return json.dumps(peer, sort_keys=True)
+
+
+def metrics_peer(values: dict) -> dict | None:
+    m = values.get("networkPolicy", {}).get("metrics", {}) or {}
+    peer = {k: m[k] for k in ("namespaceSelector", "podSelector") if m.get(k)}
+    return peer or None
+
+
+def rules_for_port(np: dict, port: int) -> list[dict]:
+    """The policy's ingress rules that admit traffic to `port` (a rule
+    without ports admits every port)."""
+    return [r for r in np["spec"].get("ingress", [])
+            if not r.get("ports") or port in {p.get("port") for p in r["ports"]}]
+
+
+def gateway_problems(objs: list[dict], values: dict) -> dict[str, list[str]]:
+    """The gateway's rules, rule → problems (empty: it holds); like
+    registry_problems, separate from printing for the canaries."""
+    g = values.get("gateway", {})
+    aio, split = all_in_one(values), split_gateway(values)
+    rules: dict[str, list[str]] = {k: [] for k in (
+        "presence", "env", "secrets", "grants", "user_tokens", "security", "probes", "resources", "serving",
+        "runner_ingress", "gateway_policy", "all_in_one")}
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    gateways = [d for d in deployments if is_gateway(d)]
+    runners = [d for d in deployments if not is_role_object(d)]
+    config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+    services = [o for o in objs if o["kind"] == "Service"]
+    gateway_services = [s for s in services if is_gateway(s)]
+    p = rules["presence"]
+    if split:
+        if len(gateways) != 1:
+            p.append(f"gateway.enabled but {len(gateways)} gateway Deployments")
+    else:
+        stray = [f"{o['kind']}/{o['metadata']['name']}" for o in objs if is_gateway(o)
+                 and not (aio and o["kind"] == "Service")]
+        if stray:
+            p.append(f"{'mode all-in-one' if aio else 'gateway.enabled is false'} but the chart renders {', '.join(stray)}")
+        if aio and len(gateway_services) != 1:
+            p.append(f"mode all-in-one: {len(gateway_services)} gateway Services, not one")
+    if len(runners) != 1:
+        p.append(f"{len(runners)} runner Deployments")
+        return rules
+    rpod, rcontainer, runner_labels = pod_of(runners[0])
+    runner_env, _ = effective_env(rcontainer, config_maps)
+    reach = ({n for n in GATEWAY_ONLY_ENV if n in runner_env}
+             | ({"RUNNER_GRANT_KEYS"} & set(runner_env) if aio else set()))
+    if reach:
+        rules["secrets" if not aio else "all_in_one"].append(
+            f"the runner pods get {', '.join(sorted(reach))}"
+            + (" (in-process in mode all-in-one; grants use the process's own key)" if aio else ""))
+    internal = [s for s in services if component(s) == "internal"]
+    runner_port = values.get("runner", {}).get("port")
+    mpeer = metrics_peer(values)
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    runner_policies = [np for np in policies if selects(np["spec"]["podSelector"].get("matchLabels", {}), runner_labels)]
+
+    def user_tokens(env: dict, pod: dict, container: dict, out: list[str]) -> None:
+        u = g.get("userTokens", {})
+        got = [n for n in USER_TOKEN_ENV if n in env]
+        if not got:
+            out.append("no GATEWAY_JWT_SECRET, GATEWAY_JWKS_URL or GATEWAY_JWKS_FILE: no user can be authenticated")
+        if "GATEWAY_JWT_SECRET" in env:
+            ref = secret_ref(env["GATEWAY_JWT_SECRET"])
+            want = (u.get("jwtSecret", {}).get("existingSecret"), u.get("jwtSecret", {}).get("key"))
+            if not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional"):
+                out.append(f"GATEWAY_JWT_SECRET is {env['GATEWAY_JWT_SECRET']!r}, not a secretKeyRef of {want}")
+        if "GATEWAY_JWKS_URL" in env and env["GATEWAY_JWKS_URL"] != u.get("jwksUrl"):
+            out.append(f"GATEWAY_JWKS_URL {env['GATEWAY_JWKS_URL']!r} ≠ gateway.userTokens.jwksUrl")
+        if "GATEWAY_JWKS_FILE" in env:
+            f = u.get("jwksFile", {})
+            volume, key = mounted_file(env["GATEWAY_JWKS_FILE"], pod, container)
+            if volume is None:
+                out.append(f"GATEWAY_JWKS_FILE: {key}")
+            elif not source_is(volume, f.get("existingSecret"), f.get("configMap")) or key != f.get("key"):
+                out.append(f"GATEWAY_JWKS_FILE is key {key} of volume {volume['name']}, not gateway.userTokens.jwksFile's")
+
+    def public_base(env: dict, out: list[str]) -> None:
+        want = str(g.get("publicBase") or "").rstrip("/")
+        if not want or env.get("RUNNER_PUBLIC_BASE") != want:
+            out.append(f"RUNNER_PUBLIC_BASE is {env.get('RUNNER_PUBLIC_BASE')!r}, not gateway.publicBase {want!r}")
+
+    def ingress_from(np: dict, port: int, out: list[str]) -> None:
+        """gateway.networkPolicy.from (+ the metrics peer), or anyone when it is empty."""
+        frm = g.get("networkPolicy", {}).get("from") or []
+        got = rules_for_port(np, port)
+        if not got:
+            out.append(f"NetworkPolicy {np['metadata']['name']} admits nobody to port {port}")
+        elif not frm:
+            if not any(not r.get("from") for r in got):
+                out.append(f"NetworkPolicy {np['metadata']['name']}: gateway.networkPolicy.from is empty, "
+                           f"yet port {port} is not open")
+        else:
+            want = {peer_key(x) for x in frm} | ({peer_key(mpeer)} if mpeer else set())
+            peers = {peer_key(x) for r in got for x in r.get("from") or [{"anyone": True}]}
+            if peers != want:
+                out.append(f"NetworkPolicy {np['metadata']['name']} admits {sorted(peers)} to port {port}, "
+                           f"not gateway.networkPolicy.from and the metrics peer")
+
+    if aio:
+        a = rules["all_in_one"]
+        pod, container = rpod, rcontainer
+        if runner_env.get("RUNNER_ROLES") != "all":
+            a.append(f"RUNNER_ROLES is {runner_env.get('RUNNER_ROLES')!r}, not 'all'")
+        for name in ("RUNNER_REVOCATIONS_URL", "RUNNER_REGISTRY_TOKEN"):
+            if name in runner_env:
+                a.append(f"{name} is set: the runner asks the registry in-process")
+        reg = values.get("registry", {})
+        tokens_secret = reg.get("tokens", {}).get("existingSecret") or reg.get("database", {}).get("existingSecret")
+        for name, want in (("REGISTRY_DATABASE_URL", (reg.get("database", {}).get("existingSecret"),
+                                                      reg.get("database", {}).get("key"))),
+                           ("REGISTRY_TOKENS", (tokens_secret, reg.get("tokens", {}).get("key")))):
+            ref = secret_ref(runner_env.get(name))
+            if not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional"):
+                a.append(f"{name} is {runner_env.get(name)!r}, not a secretKeyRef of {want}")
+        public_base(runner_env, a)
+        user_tokens(runner_env, pod, container, rules["user_tokens"])
+        ports = {pp["name"]: pp["containerPort"] for pp in container.get("ports", [])}
+        for svc in gateway_services:
+            if not selects(svc["spec"]["selector"], runner_labels):
+                a.append(f"Service {svc['metadata']['name']} does not select the pods that run the gateway role")
+            if any(pp["targetPort"] not in ("http", ports.get("http")) for pp in svc["spec"]["ports"]):
+                a.append(f"Service {svc['metadata']['name']} does not target the one listener (http)")
+            if svc["spec"]["ports"][0]["port"] != g.get("service", {}).get("port"):
+                a.append(f"Service {svc['metadata']['name']} port ≠ gateway.service.port")
+        for np in runner_policies:
+            ingress_from(np, runner_port, rules["runner_ingress"])
+        return rules
+    if not split or len(gateways) != 1:
+        if any("GRANT" in n for n in GATEWAY_ONLY_ENV & set(runner_env)):
+            rules["grants"].append("grant settings without the gateway")
+        return rules
+
+    (deployment,) = gateways
+    pod, container, pod_labels = pod_of(deployment)
+    env, problems = effective_env(container, config_maps)
+    rules["presence"] += problems
+    ports = {pp["name"]: pp["containerPort"] for pp in container.get("ports", [])}
+    # Settings: role, listener, the runner's and the registry's Services.
+    e = rules["env"]
+    if env.get("RUNNER_ROLES") != "gateway":
+        e.append(f"RUNNER_ROLES is {env.get('RUNNER_ROLES')!r}, not 'gateway'")
+    if env.get("RUNNER_LISTEN") != f"0.0.0.0:{g.get('port')}":
+        e.append(f"RUNNER_LISTEN is {env.get('RUNNER_LISTEN')!r}, not 0.0.0.0:<gateway.port {g.get('port')}>")
+    if len(internal) == 1:
+        want = f"http://{internal[0]['metadata']['name']}.{NAMESPACE}.svc:{internal[0]['spec']['ports'][0]['port']}"
+        if env.get("RUNNER_BASE_URL") != want or not selects(internal[0]["spec"]["selector"], runner_labels):
+            e.append(f"RUNNER_BASE_URL is {env.get('RUNNER_BASE_URL')!r}, not the runner's Service {want!r}")
+    else:
+        e.append(f"{len(internal)} internal runner Services")
+    registry_svcs = [s for s in services if is_registry(s)]
+    if split_registry(values):
+        want = (f"http://{registry_svcs[0]['metadata']['name']}.{NAMESPACE}.svc:{registry_svcs[0]['spec']['ports'][0]['port']}"
+                if len(registry_svcs) == 1 else None)
+    else:
+        want = str(g.get("registryUrl") or "").rstrip("/") or None
+    if not want or env.get("GATEWAY_REGISTRY_URL") != want:
+        e.append(f"GATEWAY_REGISTRY_URL is {env.get('GATEWAY_REGISTRY_URL')!r}, not {want!r}")
+    public_base(env, e)
+    missing = [n for n in ("RUNNER_SERVICE_TOKEN", "GATEWAY_RUNNER_TOKEN", "GATEWAY_REGISTRY_TOKEN",
+                           "GATEWAY_GRANT_KEY") if n not in env]
+    if missing:
+        e.append(f"not set: {', '.join(missing)}")
+    # Secrets: each from its Secret and key; nothing the gateway does not need.
+    s = rules["secrets"]
+    secret_name = values.get("secret", {}).get("name") or RELEASE
+    keys = values.get("secret", {}).get("keys", {})
+    reg = values.get("registry", {})
+    want_runner = (g.get("runnerToken", {}).get("existingSecret") or secret_name,
+                   g.get("runnerToken", {}).get("key") or keys.get("serviceToken"))
+    fallback = (reg.get("tokens", {}).get("existingSecret") or reg.get("database", {}).get("existingSecret")
+                if split_registry(values) else None)
+    want_registry = (g.get("registryToken", {}).get("existingSecret") or fallback, g.get("registryToken", {}).get("key"))
+    for name, want in (("GATEWAY_RUNNER_TOKEN", want_runner), ("RUNNER_SERVICE_TOKEN", want_runner),
+                       ("GATEWAY_REGISTRY_TOKEN", want_registry)):
+        ref = secret_ref(env.get(name))
+        if name in env and (not ref or (ref.get("name"), ref.get("key")) != want or ref.get("optional")):
+            s.append(f"the gateway's {name} is {env.get(name)!r}, not a secretKeyRef of {want}")
+    leaked = sorted(n for n in env if n in NOT_FOR_GATEWAY_ENV or n.startswith("REGISTRY_"))
+    if leaked:
+        s.append(f"the gateway gets {', '.join(leaked)}")
+    # One of the runners' tokens: checkable when the chart creates both.
+    created = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
+    gref, rref = secret_ref(env.get("GATEWAY_RUNNER_TOKEN")), secret_ref(runner_env.get("RUNNER_SERVICE_TOKEN"))
+    if gref and rref and gref["name"] in created and rref["name"] in created:
+        token = created[gref["name"]].get(gref["key"])
+        accepted = [x.strip() for x in str(created[rref["name"]].get(rref["key"], "")).split(",")]
+        if token not in accepted:
+            s.append("GATEWAY_RUNNER_TOKEN is not one of the runners' RUNNER_SERVICE_TOKEN list")
+    # Grants: the gateway signs with the private key, the runners verify
+    # with its public JWKS, and neither file reaches the other side.
+    gr = rules["grants"]
+    k = g.get("grantKey", {})
+    volume, key = mounted_file(env.get("GATEWAY_GRANT_KEY"), pod, container)
+    if volume is None:
+        gr.append(f"GATEWAY_GRANT_KEY: {key}")
+    elif not source_is(volume, k.get("existingSecret"), None) or key != k.get("key") \
+            or len(volume["secret"].get("items", [])) != 1:
+        gr.append(f"GATEWAY_GRANT_KEY is key {key} of volume {volume['name']}, not only {k.get('key')} of Secret "
+                  f"{k.get('existingSecret')}")
+    jwks = k.get("jwks", {})
+    volume, key = mounted_file(runner_env.get("RUNNER_GRANT_KEYS"), rpod, rcontainer)
+    if volume is None:
+        gr.append(f"the runners' RUNNER_GRANT_KEYS: {key} (grants are required with the gateway)")
+    elif not source_is(volume, jwks.get("existingSecret") or k.get("existingSecret"), jwks.get("configMap")) \
+            or key != jwks.get("key"):
+        gr.append(f"the runners' RUNNER_GRANT_KEYS is key {key} of volume {volume['name']}, not gateway.grantKey.jwks'")
+    for v in rpod.get("volumes", []):
+        src = v.get("secret") or {}
+        if src.get("secretName") == k.get("existingSecret") and (
+                not src.get("items") or k.get("key") in {i["key"] for i in src["items"]}):
+            gr.append(f"the runner pods mount the grant's private key (volume {v['name']})")
+    user_tokens(env, pod, container, rules["user_tokens"])
+    # Security, probes, resources: as the registry's.
+    for what, mine, theirs in (("pod securityContext", pod.get("securityContext"), rpod.get("securityContext")),
+                               ("container securityContext", container.get("securityContext"),
+                                rcontainer.get("securityContext"))):
+        if mine != theirs:
+            rules["security"].append(f"{what} {mine} differs from the runner's {theirs}")
+    for field in ("enableServiceLinks", "automountServiceAccountToken", "serviceAccountName"):
+        if pod.get(field) != rpod.get(field):
+            rules["security"].append(f"{field} {pod.get(field)!r} differs from the runner's {rpod.get(field)!r}")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        got = container.get(probe, {}).get("httpGet", {})
+        if got.get("path") != path or got.get("port") not in set(ports) | set(ports.values()):
+            rules["probes"].append(f"{probe} is {got or 'missing'}, not GET {path} on a container port")
+    r = rules["resources"]
+    res = container.get("resources", {})
+    want = f"{g.get('resources', {}).get('memoryMi')}Mi"
+    if res.get("requests", {}).get("memory") != want or res.get("limits", {}).get("memory") != want:
+        r.append(f"memory request/limit {res.get('requests', {}).get('memory')}/{res.get('limits', {}).get('memory')}"
+                 f" ≠ gateway.resources.memoryMi {want}")
+    if env.get("RUNNER_MAX_CONCURRENCY") != "1":
+        r.append(f"RUNNER_MAX_CONCURRENCY {env.get('RUNNER_MAX_CONCURRENCY')!r}: the gateway executes nothing, 1")
+    hpas = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"
+            and o["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]]
+    auto = g.get("autoscaling", {})
+    if auto.get("enabled"):
+        if len(hpas) != 1 or "replicas" in deployment["spec"]:
+            r.append(f"gateway.autoscaling.enabled: {len(hpas)} HPAs target it, replicas "
+                     f"{deployment['spec'].get('replicas')!r} (the HPA owns them)")
+        elif (hpas[0]["spec"]["minReplicas"], hpas[0]["spec"]["maxReplicas"]) != (auto.get("minReplicas"),
+                                                                                  auto.get("maxReplicas")):
+            r.append("the gateway HPA's replicas are not gateway.autoscaling's")
+    elif hpas or deployment["spec"].get("replicas") != g.get("replicas"):
+        r.append(f"replicas {deployment['spec'].get('replicas')} ≠ gateway.replicas {g.get('replicas')}, or an HPA")
+    # Serving: one port, its own Service, PDB and ServiceMonitor.
+    sv = rules["serving"]
+    if set(ports) != {"http"} or ports.get("http") != g.get("port") or "RUNNER_PUBLIC_LISTEN" in env:
+        sv.append(f"container ports {ports}: one, http = gateway.port {g.get('port')}, no public listener")
+    others = [d for d in deployments if d is not deployment]
+    if any(selects(deployment["spec"]["selector"]["matchLabels"], pod_of(d)[2])
+           or selects(d["spec"]["selector"]["matchLabels"], pod_labels) for d in others):
+        sv.append("the gateway's and another Deployment's selectors overlap")
+    mine = [o for o in services if selects(o["spec"]["selector"], pod_labels)]
+    if len(mine) != 1 or not is_gateway(mine[0]):
+        sv.append(f"Services selecting the gateway pods: {[o['metadata']['name'] for o in mine]}, not one gateway Service")
+    else:
+        svc = mine[0]
+        if selects(svc["spec"]["selector"], runner_labels):
+            sv.append(f"Service {svc['metadata']['name']} also selects the runner pods")
+        if svc["spec"]["ports"][0]["port"] != g.get("service", {}).get("port"):
+            sv.append(f"Service port {svc['spec']['ports'][0]['port']} ≠ gateway.service.port")
+        if any(pp["targetPort"] not in ports and pp["targetPort"] not in ports.values() for pp in svc["spec"]["ports"]):
+            sv.append(f"Service {svc['metadata']['name']} targets a port the gateway container lacks")
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget" and selects(o["spec"]["selector"]["matchLabels"], pod_labels)]
+    if len(pdbs) != int(bool(g.get("podDisruptionBudget", {}).get("enabled"))) or any(
+            selects(o["spec"]["selector"]["matchLabels"], runner_labels) for o in pdbs):
+        sv.append(f"PodDisruptionBudgets of the gateway pods: {[o['metadata']['name'] for o in pdbs]}")
+    sms = [o for o in objs if o["kind"] == "ServiceMonitor" and is_gateway(o)]
+    if len(sms) != int(bool(g.get("serviceMonitor", {}).get("enabled"))):
+        sv.append(f"{len(sms)} gateway ServiceMonitors, gateway.serviceMonitor.enabled is "
+                  f"{g.get('serviceMonitor', {}).get('enabled')}")
+    for sm in sms:
+        targets = [o for o in services if selects(sm["spec"]["selector"]["matchLabels"], o["metadata"]["labels"])]
+        if targets != mine or {ep["path"] for ep in sm["spec"]["endpoints"]} != {"/metrics"}:
+            sv.append("the gateway ServiceMonitor does not scrape exactly the gateway Service's /metrics")
+    if not values.get("networkPolicy", {}).get("enabled"):
+        return rules
+    # The runner's internal port: the gateway's pods (and the scraper) only.
+    ri = rules["runner_ingress"]
+    if not runner_policies:
+        ri.append("no NetworkPolicy covers the runner pods")
+    for np in runner_policies:
+        got = rules_for_port(np, runner_port)
+        peers = [x for rule in got for x in (rule.get("from") or [{"anyone": True}])]
+        gateway_peers = [x for x in peers if set(x) == {"podSelector"}
+                         and selects(x["podSelector"].get("matchLabels", {"-": "-"}), pod_labels)
+                         and not x["podSelector"].get("matchExpressions")]
+        wrong = [x for x in peers if x not in gateway_peers and (not mpeer or peer_key(x) != peer_key(mpeer))]
+        if not gateway_peers:
+            ri.append(f"NetworkPolicy {np['metadata']['name']} does not admit the gateway pods to runner.port {runner_port}")
+        if wrong:
+            ri.append(f"NetworkPolicy {np['metadata']['name']} admits {wrong} to runner.port {runner_port} "
+                      "(only the gateway pods and networkPolicy.metrics may)")
+        for x in gateway_peers:
+            strangers = [d["metadata"]["name"] for d in others
+                         if selects(x["podSelector"].get("matchLabels", {}), pod_of(d)[2])]
+            if strangers:
+                ri.append(f"its gateway peer also selects the pods of {strangers}")
+    # The gateway's own policy.
+    gp = rules["gateway_policy"]
+    mine_np = [np for np in policies if selects(np["spec"]["podSelector"].get("matchLabels", {}), pod_labels)]
+    if len(mine_np) != 1:
+        gp.append(f"{len(mine_np)} NetworkPolicies cover the gateway pods")
+        return rules
+    (np,) = mine_np
+    if not {"Ingress", "Egress"} <= set(np["spec"].get("policyTypes", [])):
+        gp.append("it does not govern both ingress and egress")
+    ingress_from(np, g.get("port"), gp)
+    egress = np["spec"].get("egress", [])
+    if not [x for x in egress if {pp["port"] for pp in x.get("ports", [])} == {53}]:
+        gp.append("no DNS egress")
+
+    def reaches(labels: dict, port) -> bool:
+        return any(any("podSelector" in t and "namespaceSelector" not in t and "ipBlock" not in t
+                       and selects(t["podSelector"].get("matchLabels", {}), labels) for t in x.get("to", []))
+                   and port in {pp.get("port") for pp in x.get("ports", [])} for x in egress)
+    if not reaches(runner_labels, runner_port):
+        gp.append(f"no egress to the runner pods on runner.port {runner_port}")
+    registry = [d for d in deployments if is_registry(d)]
+    if split_registry(values) and (len(registry) != 1 or not reaches(pod_of(registry[0])[2],
+                                                                      values.get("registry", {}).get("port"))):
+        gp.append("no egress to the registry pods on registry.port")
+    return rules
+
+
+GATEWAY_RULES = {
+    "presence": "the gateway Deployment exists exactly when gateway.enabled in mode split (all-in-one: only its Service)",
+    "env": "gateway RUNNER_ROLES=gateway, RUNNER_LISTEN on gateway.port, RUNNER_BASE_URL = the runner Service, "
+           "GATEWAY_REGISTRY_URL = the registry Service (or registryUrl), RUNNER_PUBLIC_BASE, tokens and grant key set",
+    "secrets": "GATEWAY_RUNNER_TOKEN (= its RUNNER_SERVICE_TOKEN, one of the runners') and GATEWAY_REGISTRY_TOKEN "
+               "from their Secrets; no S3 credentials, secrets key or registry variables in the gateway, no gateway "
+               "tokens in the runner",
+    "grants": "GATEWAY_GRANT_KEY only the private key of gateway.grantKey's Secret (read-only); the runners' "
+              "RUNNER_GRANT_KEYS its public JWKS, never the private key",
+    "user_tokens": "end users are authenticated: GATEWAY_JWT_SECRET (secretKeyRef), GATEWAY_JWKS_URL or a mounted "
+                   "GATEWAY_JWKS_FILE, as gateway.userTokens says",
+    "security": "gateway pod and container security context, service account and service links are the runner's",
+    "probes": "gateway startup and liveness /healthz, readiness /readyz",
+    "resources": "gateway memory request = limit = gateway.resources.memoryMi, RUNNER_MAX_CONCURRENCY 1, replicas "
+                 "or its HPA",
+    "serving": "gateway listener, Service, PodDisruptionBudget and ServiceMonitor select the gateway pods only",
+    "runner_ingress": "the runner's NetworkPolicy admits only the gateway pods (and networkPolicy.metrics) to "
+                      "runner.port",
+    "gateway_policy": "the gateway's NetworkPolicy: gateway.port from gateway.networkPolicy.from (or anyone), egress "
+                      "to DNS, the runner pods and the registry pods",
+    "all_in_one": "mode all-in-one: RUNNER_ROLES=all, the registry's Secrets, RUNNER_PUBLIC_BASE, the gateway "
+                  "Service on the one listener, no grant keys, service tokens or registry URLs between roles",
+}
+SPLIT_ONLY = {"env", "secrets", "grants", "security", "probes", "resources", "serving", "gateway_policy"}
+
+
+def policy_gateway(label: str, objs: list[dict], values: dict, readme: set[str]) -> None:
+    rules = gateway_problems(objs, values)
+    aio, split = all_in_one(values), split_gateway(values)
+    for rule, problems in rules.items():
+        if rule in SPLIT_ONLY and not split and not (rule == "secrets" and problems):
+            continue
+        if rule in ("user_tokens", "runner_ingress") and not (aio or split):
+            continue
+        if rule == "runner_ingress" and not values.get("networkPolicy", {}).get("enabled"):
+            continue
+        if rule == "all_in_one" and not aio:
+            continue
+        check(f"{label}: {GATEWAY_RULES[rule]}", not problems, "; ".join(problems))
+    gateways = [o for o in objs if o["kind"] == "Deployment" and is_gateway(o)]
+    if split and len(gateways) == 1:
+        pod, container, _ = pod_of(gateways[0])
+        config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+        env, _ = effective_env(container, config_maps)
+        glabel = f"{label} gateway"
+        policy_env_names(glabel, set(env), readme)
+        policy_security(glabel, pod, container)
+        policy_volumes(glabel, pod, container, env)
+        policy_drain(glabel, pod, container, "gateway")
 
 
 def policy_knative(label: str, ksvc: dict, readme: set[str]) -> None:
@@ -764,7 +1226,7 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
         container.pop("readinessProbe")
 
     def runner_of(copied) -> tuple[dict, dict]:
-        (runner,) = [o for o in copied if o["kind"] == "Deployment" and not is_registry(o)]
+        (runner,) = [o for o in copied if o["kind"] == "Deployment" and not is_role_object(o)]
         (cm,) = [o for o in copied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == RELEASE]
         return pod_of(runner)[1], cm
 
@@ -818,6 +1280,233 @@ def canaries(node_validator: Path, readme: set[str], chart: Path) -> None:
     stray = [o for o in objs if o["kind"] == "Deployment" and is_registry(o)]
     check("canary: the registry rules reject a registry Deployment while registry.enabled is false",
           bool(registry_problems(plain + stray, defaults)["presence"]), "accepted")
+
+
+def gateway_canaries(chart: Path) -> None:
+    """The gateway's refusals and rules must reject known-bad input."""
+    def render_values(values: dict) -> list[dict]:
+        with helm.Chart.load(str(chart)) as c:
+            texts = c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return [d for path, t in texts.items() if path.endswith(".yaml") for d in yaml.safe_load_all(t) if d]
+
+    split = {"registry": {"enabled": True, "database": {"existingSecret": "db"}},
+             "gateway": {"enabled": True, "publicBase": "https://ext-ui.example.com",
+                         "grantKey": {"existingSecret": "grant"}, "userTokens": {"jwtSecret": {"existingSecret": "jwt"}}}}
+    aio = {"mode": "all-in-one", "config": {"BUNDLE_STORAGE_URL": "s3://bundles/p"},
+           "registry": {"database": {"existingSecret": "db"}},
+           "gateway": {"publicBase": "https://ext.example.com", "userTokens": {"jwtSecret": {"existingSecret": "jwt"}}}}
+    for what, base in (("split", split), ("all-in-one", aio)):
+        try:
+            render_values(base)
+            ok(f"canary: the base of the {what} gateway refusals renders")
+        except helm.HelmError as e:
+            fail(f"canary: the base of the {what} gateway refusals renders", str(e))
+    refusals = (
+        ("gateway.enabled without a registry", split, {"registry": {"enabled": False}}, "GATEWAY_REGISTRY_URL"),
+        ("both registry.enabled and gateway.registryUrl", split, {"gateway": {"registryUrl": "http://r.example:8080"}},
+         "gateway.registryUrl"),
+        ("gateway.registryUrl without a registry token Secret", split,
+         {"registry": {"enabled": False}, "gateway": {"registryUrl": "http://r.example:8080"}},
+         "gateway.registryToken.existingSecret"),
+        ("the gateway without a registry token key", split, {"gateway": {"registryToken": {"key": ""}}},
+         "gateway.registryToken.key"),
+        ("the gateway without a grant key Secret", split, {"gateway": {"grantKey": {"existingSecret": ""}}},
+         "gateway.grantKey.existingSecret"),
+        ("the grant JWKS from both a Secret and a ConfigMap", split,
+         {"gateway": {"grantKey": {"jwks": {"existingSecret": "a", "configMap": "b"}}}}, "gateway.grantKey.jwks"),
+        ("the gateway without a user-token key", split,
+         {"gateway": {"userTokens": {"jwtSecret": {"existingSecret": ""}}}}, "gateway.userTokens"),
+        ("the gateway without gateway.publicBase", split, {"gateway": {"publicBase": ""}}, "gateway.publicBase"),
+        ("the gateway without the runner's public listener", split,
+         {"runner": {"publicListener": {"enabled": False}}}, "runner.publicListener.enabled"),
+        ("GATEWAY_JWT_SECRET in config", split, {"config": {"GATEWAY_JWT_SECRET": "x" * 32}},
+         "config.GATEWAY_JWT_SECRET"),
+        ("RUNNER_GRANT_KEYS in config with the gateway", split, {"config": {"RUNNER_GRANT_KEYS": "off"}},
+         "config.RUNNER_GRANT_KEYS"),
+        ("a chart-owned name in gateway.config", split, {"gateway": {"config": {"RUNNER_LISTEN": "0.0.0.0:1"}}},
+         "gateway.config.RUNNER_LISTEN"),
+        ("the runners' whole token list as GATEWAY_RUNNER_TOKEN", split,
+         {"secret": {"create": True, "serviceToken": "a" * 20 + "," + "b" * 20, "trustBundle": "x"}},
+         "gateway.runnerToken"),
+        ("mode all-in-one without the registry's database Secret", aio,
+         {"registry": {"database": {"existingSecret": ""}}}, "registry.database.existingSecret"),
+        ("mode all-in-one without a user-token key", aio,
+         {"gateway": {"userTokens": {"jwtSecret": {"existingSecret": ""}}}}, "gateway.userTokens"),
+        ("mode all-in-one with config.RUNNER_REVOCATIONS_URL", aio,
+         {"config": {"RUNNER_REVOCATIONS_URL": "http://r.example/v1/registry/revocations"}}, "same process"),
+        ("mode all-in-one with grants turned off", aio, {"config": {"RUNNER_GRANT_KEYS": "off"}},
+         "config.RUNNER_GRANT_KEYS"),
+        ("mode all-in-one on a file bundle store", aio, {"config": {"BUNDLE_STORAGE_URL": ""}},
+         "config.BUNDLE_STORAGE_URL"),
+        ("an unknown mode", split, {"mode": "both"}, "mode"),
+    )
+    for what, base, change, says in refusals:
+        try:
+            render_values(merge(copy.deepcopy(base), change))
+            fail(f"canary: the chart refuses {what}", "it rendered")
+        except helm.HelmError as e:
+            check(f"canary: the chart refuses {what}", says in str(e), f"it failed, but not naming {says}: {e}")
+
+    # The rules, fed broken copies of renders that pass them.
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    checks = chart.parent.parent / "check"
+    bases = {}
+    for name in ("values-full.yaml", "values-all-in-one.yaml"):
+        given = yaml.safe_load((checks / name).read_text())
+        values, objs = merge(copy.deepcopy(defaults), given), render_values(given)
+        bases[name] = (values, objs)
+        problems = {k: v for k, v in gateway_problems(objs, values).items() if v}
+        check(f"canary: the gateway rules pass {name}", not problems, str(problems))
+
+    def parts(copied: list[dict]) -> dict:
+        deployments = [o for o in copied if o["kind"] == "Deployment"]
+        out = {"runner": [d for d in deployments if not is_role_object(d)][0]}
+        out["gateway"] = next((d for d in deployments if is_gateway(d)), None)
+        out["cm"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "ConfigMap"}
+        out["np"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "NetworkPolicy"}
+        out["svc"] = {o["metadata"]["name"]: o for o in copied if o["kind"] == "Service"}
+        return out
+
+    gw = f"{RELEASE}-gateway"
+
+    def env_of(d: dict) -> list[dict]:
+        return pod_of(d)[1]["env"]
+
+    def set_env(d: dict, name: str, entry: dict) -> None:
+        env = [e for e in env_of(d) if e["name"] != name]
+        pod_of(d)[1]["env"] = env + [{"name": name, **entry}]
+
+    def internal_rule(x: dict) -> dict:
+        (rule,) = [r for r in x["np"][RELEASE]["spec"]["ingress"] if 8080 in {p["port"] for p in r.get("ports", [])}]
+        return rule
+
+    def literal_registry_token(x):
+        set_env(x["gateway"], "GATEWAY_REGISTRY_TOKEN", {"value": "edge-token-0123456789abcdef"})
+
+    def gateway_gets_secrets_key(x):
+        set_env(x["gateway"], "RUNNER_SECRETS_KEY", {"valueFrom": {"secretKeyRef": {"name": RELEASE,
+                                                                                     "key": "runner-secrets-key"}}})
+
+    def runner_token_elsewhere(x):
+        set_env(x["gateway"], "GATEWAY_RUNNER_TOKEN", {"valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "other"}}})
+
+    def runner_gets_gateway_token(x):
+        set_env(x["runner"], "GATEWAY_REGISTRY_TOKEN", {"valueFrom": {"secretKeyRef": {"name": "r", "key": "k"}}})
+
+    def token_list(x):
+        (secret,) = [o for o in x["all"] if o["kind"] == "Secret"]
+        secret["stringData"]["service-token"] += ",another-service-token-0123456789"
+
+    def no_grant_keys(x):
+        x["cm"][RELEASE]["data"].pop("RUNNER_GRANT_KEYS")
+
+    def runner_mounts_private_key(x):
+        pod_of(x["runner"])[0]["volumes"].append({"name": "leak", "secret": {"secretName": "ext-runner-grant"}})
+
+    def whole_grant_secret(x):
+        for v in pod_of(x["gateway"])[0]["volumes"]:
+            if v["name"] == "grant":
+                v["secret"].pop("items")
+
+    def other_registry(x):
+        x["cm"][gw]["data"]["GATEWAY_REGISTRY_URL"] = "http://registry.elsewhere.svc:8080"
+
+    def base_url_port(x):
+        x["cm"][gw]["data"]["RUNNER_BASE_URL"] = x["cm"][gw]["data"]["RUNNER_BASE_URL"].replace(":8080", ":8081")
+
+    def no_user_tokens(x):
+        pod_of(x["gateway"])[1]["env"] = [e for e in env_of(x["gateway"]) if e["name"] != "GATEWAY_JWT_SECRET"]
+        for name in ("GATEWAY_JWKS_URL", "GATEWAY_JWKS_FILE"):
+            x["cm"][gw]["data"].pop(name)
+
+    def extra_peer(x):
+        internal_rule(x)["from"].append({"namespaceSelector": {}})
+
+    def open_internal_port(x):
+        internal_rule(x).pop("from")
+
+    def broad_gateway_peer(x):
+        internal_rule(x)["from"][0] = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE}}}
+
+    def no_runner_egress(x):
+        x["np"][gw]["spec"]["egress"] = [r for r in x["np"][gw]["spec"]["egress"]
+                                         if 8080 not in {p["port"] for p in r.get("ports", [])}
+                                         or any("namespaceSelector" in t or "ipBlock" in t for t in r.get("to", []))]
+
+    def gateway_port_open(x):
+        x["np"][gw]["spec"]["ingress"][0].pop("from")
+
+    def service_selects_runner(x):
+        x["svc"][gw]["spec"]["selector"] = {"app.kubernetes.io/instance": RELEASE}
+
+    def gateway_memory(x):
+        pod_of(x["gateway"])[1]["resources"]["limits"]["memory"] = "1Gi"
+
+    def writable_root(x):
+        pod_of(x["gateway"])[1]["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def no_readiness(x):
+        pod_of(x["gateway"])[1].pop("readinessProbe")
+
+    def aio_grant_key(x):
+        x["cm"][RELEASE]["data"]["GATEWAY_GRANT_KEY"] = "/etc/ext-runner/grant/grant.pem"
+
+    def aio_roles(x):
+        x["cm"][RELEASE]["data"]["RUNNER_ROLES"] = "runner"
+
+    def aio_service_public(x):
+        x["svc"][gw]["spec"]["ports"][0]["targetPort"] = "public"
+
+    def aio_revocations(x):
+        x["cm"][RELEASE]["data"]["RUNNER_REVOCATIONS_URL"] = "http://ext-runner-registry.ext-runner.svc:8080/v1/registry/revocations"
+
+    def aio_wider_ingress(x):
+        internal_rule(x)["from"].append({"namespaceSelector": {}})
+
+    for base, what, change, rule in (
+            ("values-full.yaml", "a literal GATEWAY_REGISTRY_TOKEN", literal_registry_token, "secrets"),
+            ("values-full.yaml", "a gateway with the secrets key", gateway_gets_secrets_key, "secrets"),
+            ("values-full.yaml", "a gateway runner token from another key", runner_token_elsewhere, "secrets"),
+            ("values-full.yaml", "a runner with the gateway's registry token", runner_gets_gateway_token, "secrets"),
+            ("values-full.yaml", "a gateway runner token that is the runners' whole list", token_list, "secrets"),
+            ("values-full.yaml", "runners without RUNNER_GRANT_KEYS", no_grant_keys, "grants"),
+            ("values-full.yaml", "runners mounting the grant's private key", runner_mounts_private_key, "grants"),
+            ("values-full.yaml", "a gateway mounting its whole grant Secret", whole_grant_secret, "grants"),
+            ("values-full.yaml", "a gateway asking another registry", other_registry, "env"),
+            ("values-full.yaml", "RUNNER_BASE_URL on another port than the runner Service's", base_url_port, "env"),
+            ("values-full.yaml", "a gateway without a user-token key", no_user_tokens, "user_tokens"),
+            ("values-full.yaml", "a runner policy admitting another peer to runner.port", extra_peer, "runner_ingress"),
+            ("values-full.yaml", "a runner policy opening runner.port to everyone", open_internal_port, "runner_ingress"),
+            ("values-full.yaml", "a runner policy whose gateway peer also selects the runner pods", broad_gateway_peer,
+             "runner_ingress"),
+            ("values-full.yaml", "a gateway policy without egress to the runner pods", no_runner_egress,
+             "gateway_policy"),
+            ("values-full.yaml", "a gateway policy open to anyone while gateway.networkPolicy.from is set",
+             gateway_port_open, "gateway_policy"),
+            ("values-full.yaml", "a gateway Service that selects the runner pods", service_selects_runner, "serving"),
+            ("values-full.yaml", "a gateway memory limit unlike gateway.resources.memoryMi", gateway_memory,
+             "resources"),
+            ("values-full.yaml", "a gateway security context unlike the runner's", writable_root, "security"),
+            ("values-full.yaml", "a gateway without a readiness probe", no_readiness, "probes"),
+            ("values-all-in-one.yaml", "an all-in-one pod with a grant key file", aio_grant_key, "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one pod that runs only the runner role", aio_roles, "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one gateway Service on the public UI port", aio_service_public,
+             "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one pod polling revocations over HTTP", aio_revocations,
+             "all_in_one"),
+            ("values-all-in-one.yaml", "an all-in-one policy admitting more than gateway.networkPolicy.from",
+             aio_wider_ingress, "runner_ingress")):
+        values, objs = bases[base]
+        copied = copy.deepcopy(objs)
+        x = parts(copied)
+        x["all"] = copied
+        change(x)
+        check(f"canary: the gateway rules reject {what}", bool(gateway_problems(copied, values)[rule]), "accepted")
+    values, objs = bases["values-full.yaml"]
+    plain = render_values({})
+    stray = [o for o in objs if o["kind"] == "Deployment" and is_gateway(o)]
+    check("canary: the gateway rules reject a gateway Deployment while gateway.enabled is false",
+          bool(gateway_problems(plain + stray, defaults)["presence"]), "accepted")
 
 
 # --- Helm -------------------------------------------------------------------------------
@@ -909,6 +1598,10 @@ def main() -> int:
             policy_registry(label, objs, merged, readme)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             fail(f"{label}: registry rules", f"{type(e).__name__}: {e}")
+        try:
+            policy_gateway(label, objs, merged, readme)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            fail(f"{label}: gateway rules", f"{type(e).__name__}: {e}")
 
     print("--- Knative")
     kpath = root / "deploy/knative/service.yaml"
@@ -936,6 +1629,7 @@ def main() -> int:
 
     print("--- canaries")
     canaries(args.node_validator, readme, chart)
+    gateway_canaries(chart)
 
     if failures:
         print(f"check-deploy: {len(failures)} check(s) failed")

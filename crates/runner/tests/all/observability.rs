@@ -20,6 +20,9 @@ use crate::support::*;
 
 /// The chart's files (Helm reads only files inside the chart) and their
 /// copies for people without Helm.
+/// The gateway's HS256 secret of user tokens in the process under test.
+const USER_TOKEN_SECRET: &str = "observability-test-secret-0123456789";
+
 const COPIES: [(&str, &str); 2] = [
     (
         "deploy/helm/ext-runner/dashboards/ext-runner.json",
@@ -350,6 +353,9 @@ impl Process {
                 ("RUNNER_ROLES", "all"),
                 ("REGISTRY_TOKENS", &tokens),
                 ("REGISTRY_DATABASE_URL", &database),
+                ("GATEWAY_JWT_SECRET", USER_TOKEN_SECRET),
+                // The direct execute calls below come without a grant.
+                ("RUNNER_GRANT_KEYS", "off"),
             ],
         );
         Process {
@@ -432,6 +438,26 @@ async fn scrape_after_traffic() -> String {
     let (status, install) = process.send(install).await;
     assert_eq!(status, 201, "install: {install}");
 
+    // The gateway: a signed-in user's call of the install, whose row the
+    // execution log then holds.
+    let user = ext_runner::gateway::users::sign_hs256(
+        USER_TOKEN_SECRET,
+        &ext_runner::gateway::users::UserTokenRequest {
+            tenant: "tenant-a",
+            user: "u-1",
+            email: None,
+            name: None,
+            ttl_secs: 60,
+        },
+    )
+    .unwrap();
+    let call = process
+        .client
+        .get(format!("{base}/api/ext/{HELLO}/hello"))
+        .bearer_auth(user);
+    let (status, body) = process.send(call).await;
+    assert_eq!(status, 200, "gateway: {body}");
+
     // The runner: the install executed, a bundle that does not exist, a
     // guest stopped by its timeout, a fetch the policy refuses.
     let hash = ext_bundle::Digest::parse(install["content_hash"].as_str().unwrap()).unwrap();
@@ -466,7 +492,8 @@ async fn scrape_after_traffic() -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let text = process.metrics().await;
-        if text.contains("\next_runner_revocations_sync_age_seconds ") {
+        let synced = text.contains("\next_runner_revocations_sync_age_seconds ");
+        if synced && text.contains("ext_runner_gateway_execution_log_rows_total{result=\"written\"}") {
             return text;
         }
         assert!(
@@ -513,6 +540,8 @@ async fn observability_dashboard_and_alerts_name_only_exported_series() {
         "ext_runner_cache_write_failures_total",
         "ext_runner_egress_denied",
         "ext_runner_revocations_sync_age_seconds",
+        "ext_runner_gateway_requests_total",
+        "ext_runner_gateway_execution_log_rows_total",
     ] {
         assert!(named.contains(name), "{name} is in no panel or alert");
     }
