@@ -41,7 +41,7 @@ fn call_operation(summary: &str) -> Value {
         (502, "The runner or the guest failed"),
         (504, "The guest or the runner ran out of time"),
     ]);
-    responses["default"] = json!({"description": "The guest's own status, its allowed headers and body",
+    responses["default"] = json!({"description": "The guest's own answer: its status (any, the ones above included), its allowed headers and its body; the gateway's own refusals are the ones above, with the Error body",
                                   "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}}},
                                   "content": {"*/*": {"schema": {}}}});
     json!({

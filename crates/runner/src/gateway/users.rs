@@ -376,6 +376,76 @@ mod tests {
         assert!(sign_hs256("short", &request("t1")).is_err());
     }
 
+    /// An Ed25519 key: its encoding key and its JWKS text with `kid`.
+    fn ed25519(kid: &str) -> (jsonwebtoken::EncodingKey, String) {
+        let pem = ext_bundle::SigningKey::generate(ext_bundle::KeyAlgorithm::Ed25519).to_pkcs8_pem();
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
+        jwk.common.key_id = Some(kid.to_string());
+        (key, serde_json::json!({"keys": [jwk]}).to_string())
+    }
+
+    fn signed(key: &jsonwebtoken::EncodingKey, kid: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_string());
+        let claims = serde_json::json!({"tenant": "t1", "exp": crate::grant::now_secs() + 60});
+        format!("Bearer {}", jsonwebtoken::encode(&header, &claims, key).unwrap())
+    }
+
+    #[tokio::test]
+    async fn jwks_url_keys_rotate_on_an_unknown_kid_at_most_every_interval() {
+        let (old_key, old_jwks) = ed25519("old");
+        let (new_key, new_jwks) = ed25519("new");
+        let served = Arc::new(Mutex::new(old_jwks));
+        let app = {
+            let served = served.clone();
+            axum::Router::new().route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let served = served.clone();
+                    async move { served.lock().unwrap().clone() }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let source = crate::config::source::Source::new(std::collections::HashMap::from([(
+            "GATEWAY_JWKS_URL".to_string(),
+            url,
+        )]));
+        let keys = UserKeys::load(&GatewaySettings::from_source(&source)).await.unwrap();
+        assert!(keys.verify(Some(&signed(&old_key, "old"))).await.is_ok());
+
+        // The issuer rotates: a token with the new kid, just after a fetch,
+        // does not fetch again (a flood of made-up kids costs nothing)...
+        *served.lock().unwrap() = new_jwks;
+        let new_token = signed(&new_key, "new");
+        assert_eq!(
+            keys.verify(Some(&new_token)).await.unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
+        // ...and once the interval has passed, it does: the new key verifies,
+        // the old one is gone.
+        let remote = keys.remote.as_ref().unwrap();
+        *remote.fetched.lock().unwrap() = Instant::now().checked_sub(JWKS_MIN_REFETCH);
+        assert!(keys.verify(Some(&new_token)).await.is_ok());
+        assert!(keys.verify(Some(&signed(&old_key, "old"))).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_jwks_url_that_does_not_answer_stops_start_up() {
+        let source = crate::config::source::Source::new(std::collections::HashMap::from([(
+            "GATEWAY_JWKS_URL".to_string(),
+            "http://127.0.0.1:9/jwks".to_string(),
+        )]));
+        let err = UserKeys::load(&GatewaySettings::from_source(&source))
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("GATEWAY_JWKS_URL"), "{err:#}");
+    }
+
     #[test]
     fn jwks_keys_are_pinned_to_one_algorithm() {
         let pem = ext_bundle::SigningKey::generate(ext_bundle::KeyAlgorithm::Ed25519).to_pkcs8_pem();

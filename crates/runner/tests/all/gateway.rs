@@ -614,3 +614,28 @@ async fn a_gateway_alone_resolves_installs_and_logs_through_the_registry_elsewhe
         "{body}"
     );
 }
+
+/// Two gateways on one Redis share each tenant's budget
+/// (`GATEWAY_RATE_LIMIT_REDIS_URL`), under keys apart from the runner's.
+#[tokio::test]
+async fn gateways_on_one_redis_share_the_tenants_rate_limit() {
+    let url = redis_url();
+    // A tenant of its own, so reruns and parallel tests never share a bucket.
+    let tenant = format!("t-{}", &uuid()[..8]);
+    let env = [
+        ("GATEWAY_TENANT_RATE_LIMIT", "0.01:3"),
+        ("GATEWAY_RATE_LIMIT_REDIS_URL", url.as_str()),
+    ];
+    let (first, _) = gateway_system(&env).await;
+    publish_and_install(&first, &tenant).await;
+    let (second, _) = gateway_system(&env).await;
+    publish_and_install(&second, &tenant).await;
+    let uri = format!("/api/ext/{HELLO}/hello");
+    let mut statuses = Vec::new();
+    for system in [&first, &second, &first, &second] {
+        statuses.push(get(system, &uri, Some(&user(&tenant))).await.0.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let ttl = redis_ttl_ms(&url, &format!("{}{tenant}", ext_runner::gateway::REDIS_KEY_PREFIX)).await;
+    assert!(ttl > 0, "the bucket lives under the gateway's prefix ({ttl})");
+}
