@@ -73,7 +73,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 }
 
 /// Which route a call came in on.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
     Api,
     Proxy,
@@ -96,11 +96,21 @@ async fn call_proxy(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     gateway.call(Route::Proxy, request).await
 }
 
-/// The extension name and the rest of the path, as sent (not decoded:
-/// `{*path}` would decode `%2F` into a separator).
-fn split_path(route: Route, path: &str) -> (&str, &str) {
-    let rest = path.strip_prefix(route.prefix()).unwrap_or_default();
-    rest.split_once('/').unwrap_or((rest, ""))
+/// What a call names: its route, the extension and the rest of the path,
+/// as sent (not decoded: `{*path}` would decode `%2F` into a separator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Target<'p> {
+    route: Route,
+    extension: &'p str,
+    rest: &'p str,
+}
+
+impl<'p> Target<'p> {
+    fn of(route: Route, path: &'p str) -> Target<'p> {
+        let after = path.strip_prefix(route.prefix()).unwrap_or_default();
+        let (extension, rest) = after.split_once('/').unwrap_or((after, ""));
+        Target { route, extension, rest }
+    }
 }
 
 /// What the log and the metrics record of one call.
@@ -118,7 +128,7 @@ impl Gateway {
         let started = Instant::now();
         let request_id = id_of(&request);
         let path = request.uri().path().to_string();
-        let (extension, rest) = split_path(route, &path);
+        let target = Target::of(route, &path);
         let mut record = Record {
             user: None,
             extension: UNRESOLVED,
@@ -131,9 +141,7 @@ impl Gateway {
             Err(failure) => return self.finish(&record, Err(failure), &request_id, started),
         };
         record.user = Some(&user);
-        let answer = self
-            .answer(route, request, extension, rest, &user, &request_id, &mut record)
-            .await;
+        let answer = self.answer(target, request, &user, &request_id, &mut record).await;
         self.finish(&record, answer, &request_id, started)
     }
 
@@ -143,17 +151,15 @@ impl Gateway {
     }
 
     /// Everything after the user is known, up to the guest's answer.
-    #[allow(clippy::too_many_arguments)]
     async fn answer<'r>(
         &self,
-        route: Route,
+        target: Target<'r>,
         request: Request,
-        extension: &'r str,
-        rest: &str,
         user: &'r UserClaims,
         request_id: &str,
         record: &mut Record<'r>,
     ) -> Result<Response, Failure> {
+        let Target { route, extension, rest } = target;
         self.admit(&user.tenant).await?;
         let resolved = self.resolve(&user.tenant, extension).await?;
         record.extension = extension;
@@ -404,11 +410,12 @@ mod tests {
 
     #[test]
     fn the_extension_and_the_rest_come_from_the_raw_path() {
-        assert_eq!(split_path(Route::Api, "/api/ext/com.x/visits/3"), ("com.x", "visits/3"));
-        assert_eq!(split_path(Route::Api, "/api/ext/com.x"), ("com.x", ""));
-        assert_eq!(
-            split_path(Route::Proxy, "/api/ext-proxy/com.x/a%2Fb"),
-            ("com.x", "a%2Fb")
-        );
+        let parts = |route, path| {
+            let Target { extension, rest, .. } = Target::of(route, path);
+            (extension, rest)
+        };
+        assert_eq!(parts(Route::Api, "/api/ext/com.x/visits/3"), ("com.x", "visits/3"));
+        assert_eq!(parts(Route::Api, "/api/ext/com.x"), ("com.x", ""));
+        assert_eq!(parts(Route::Proxy, "/api/ext-proxy/com.x/a%2Fb"), ("com.x", "a%2Fb"));
     }
 }

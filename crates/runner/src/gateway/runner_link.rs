@@ -118,8 +118,22 @@ impl RunnerLink {
         })
     }
 
-    /// Run `call` under `timeout`, answers up to `max_response_bytes`.
+    /// Run `call` under `timeout`; a guest answer over `max_response_bytes`
+    /// is refused, whichever way the runner is reached.
     pub async fn call(&self, call: Call<'_>, timeout: Duration, max_response_bytes: u64) -> Outcome {
+        let mut outcome = self.call_runner(call, timeout, max_response_bytes).await;
+        if let Ok(answer) = &outcome.result
+            && answer.body.len() as u64 > max_response_bytes
+        {
+            outcome.result = Err(Failure::new(
+                ErrorCode::ResponseTooLarge,
+                format!("the extension's answer exceeds the gateway's limit of {max_response_bytes} bytes"),
+            ));
+        }
+        outcome
+    }
+
+    async fn call_runner(&self, call: Call<'_>, timeout: Duration, max_response_bytes: u64) -> Outcome {
         match self {
             RunnerLink::Local(runner) => local(runner, call, timeout).await,
             RunnerLink::Remote {
@@ -254,12 +268,7 @@ async fn remote(
             };
             Err(checked(Failure::new(code, error.message)))
         }
-        None => answer_of(
-            answer.status,
-            &answer.headers,
-            answer.body_b64.as_deref(),
-            max_response_bytes,
-        ),
+        None => answer_of(answer.status, &answer.headers, answer.body_b64.as_deref()),
     };
     Outcome { result, limit_hit }
 }
@@ -270,17 +279,10 @@ fn answer_of(
     status: u16,
     headers: &serde_json::Map<String, serde_json::Value>,
     body_b64: Option<&str>,
-    max_response_bytes: u64,
 ) -> Result<Answer, Failure> {
     let body = BASE64
         .decode(body_b64.unwrap_or_default())
         .map_err(|e| unavailable(format!("its body_b64 is not base64: {e}")))?;
-    if body.len() as u64 > max_response_bytes {
-        return Err(Failure::new(
-            ErrorCode::ResponseTooLarge,
-            format!("the extension's answer exceeds the gateway's limit of {max_response_bytes} bytes"),
-        ));
-    }
     let headers = headers
         .iter()
         .filter_map(|(name, value)| value.as_str().map(|v| (name.clone(), v.to_string())));

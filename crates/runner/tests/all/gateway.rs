@@ -292,6 +292,14 @@ async fn sizes_are_capped_before_the_runner_is_called() {
         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
     );
     assert_eq!(runner_invocations(&system).await, before);
+
+    // The guest's answer is held to GATEWAY_MAX_RESPONSE_BYTES too.
+    let (system, _) = gateway_system(&[("GATEWAY_MAX_RESPONSE_BYTES", "16")]).await;
+    let (status, body) = get(&system, &format!("/api/ext/{HELLO}/hello"), Some(&user(TENANT))).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "response_too_large")
+    );
 }
 
 #[tokio::test]
