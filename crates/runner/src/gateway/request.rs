@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use super::installs::CallTarget;
 use super::users::UserClaims;
 use crate::error::{ErrorCode, Failure};
+use crate::host::ui_proxy::route::percent_decode;
 
 /// The path after `/api/ext/{extension}` as the guest sees it (`/` plus
 /// the rest), refused when a segment is `.` or `..` (also percent-encoded,
 /// in any case), or holds an encoded `/` or `\`, a raw `\`, a control
-/// character or a malformed escape: such a path could name one endpoint
+/// character, a malformed escape or an escape that is not UTF-8: such a path could name one endpoint
 /// to the gateway and another to whatever resolves it next.
 ///
 /// # Errors
@@ -22,7 +23,7 @@ use crate::error::{ErrorCode, Failure};
 pub fn guest_path(rest: &str) -> Result<String, Failure> {
     let refuse = |why: &str| Failure::new(ErrorCode::EndpointNotFound, format!("no endpoint for this path: {why}"));
     for segment in rest.split('/') {
-        let decoded = percent_decode(segment).ok_or_else(|| refuse("a malformed percent escape"))?;
+        let decoded = percent_decode(segment).ok_or_else(|| refuse("a malformed percent escape or not UTF-8"))?;
         if decoded == "." || decoded == ".." {
             return Err(refuse("`.` and `..` segments are not allowed"));
         }
@@ -34,25 +35,6 @@ pub fn guest_path(rest: &str) -> Result<String, Failure> {
         }
     }
     Ok(format!("/{rest}"))
-}
-
-/// `%XX` decoded (as text, lossy); `None` for a `%` not followed by two
-/// hex digits.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Inbound headers the guest never sees: the user's credentials (the

@@ -117,8 +117,8 @@ pub fn route_url(base: &str, extension: &str, route: &str) -> Result<Url, RouteR
 }
 
 /// `text` with `%XX` escapes decoded, or `None` for a malformed escape or
-/// bytes that are not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// bytes that are not UTF-8 (also the gateway's path check).
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
