@@ -171,7 +171,7 @@ async function main() {
     onApiProxy: async ({ route, method, body }) => {
       event("apiproxy", `UI → host: apiproxy ${method} ${route}`);
       const url = `/api/ext-proxy/${encodeURIComponent(extension)}${route}`;
-      const answer = await gateway({ kind: "apiproxy", what: `apiproxy ${method} ${route}`, method, url, body });
+      const answer = await gateway({ kind: "apiproxy", what: `apiproxy ${method} ${route} (UI → host → gateway → runner → guest)`, method, url, body });
       if (!answer.response.ok) {
         const error = describe(answer.response.status, answer.text);
         answer.reply(`host → UI: apiproxy_response {error: "${error}"}`);
