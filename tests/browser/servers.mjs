@@ -1,20 +1,136 @@
-// The test's own servers, each on its own loopback origin:
-// - the host application: the host page (pages/host.html + host.js), the
-//   bridge SDK's built modules under /sdk/, and a tiny gateway at
-//   POST /gateway/apiproxy that checks the session token and forwards the
+// The servers the browser tests talk to, each on its own loopback origin:
+// - `ext-runner serve --dev` with the example extension (startRunner),
+//   optionally with a second, UI-only listener (RUNNER_PUBLIC_LISTEN);
+// - for ui.test.mjs, the host application: the host page (pages/host.html +
+//   host.js), the bridge SDK's built modules under /sdk/, and a tiny gateway
+//   at POST /gateway/apiproxy that checks the session token and forwards the
 //   UI's apiproxy calls to the runner's POST /v1/execute;
 // - a third origin serving pages/other.html, for frames that try to speak
 //   for the host and for the extension UI (the host serves it too, for a
 //   frame on the host's own origin).
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { cpSync, existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
 import { join } from "node:path";
 
+import { ROOT, RUNNER_BIN } from "./browser.mjs";
+
 const PAGES = new URL("./pages/", import.meta.url);
+const HELLO = join(ROOT, "examples", "hello");
+/** serve --dev packs, signs and publishes the example before it prints its curl line. */
+const RUNNER_START_TIMEOUT_MS = 120_000;
+/** The line of serve --dev's announcement with the host page's URL. */
+const HOST_PAGE_LINE = /^The host page .*: (http:\/\/\S+\/dev\/host)$/m;
 
 /** Largest request body the gateway reads (the UI's apiproxy body, base64, in JSON). */
 const MAX_GATEWAY_BODY_BYTES = 1024 * 1024;
+
+/** `count` distinct free loopback ports (held open together, so no two are the same). */
+export async function freePorts(count) {
+  const servers = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createNetServer();
+      servers.push(server);
+      await new Promise((resolveListen, reject) => {
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", resolveListen);
+      });
+    }
+    return servers.map((server) => server.address().port);
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((r) => server.close(r))));
+  }
+}
+
+/** A bundle directory with only what the example ships: manifest.json, dist/main.wasm, ui/. */
+export function stageHello(dir) {
+  const wasm = join(HELLO, "dist", "main.wasm");
+  if (!existsSync(wasm)) throw new Error(`${wasm} is missing: run scripts/build-example`);
+  mkdirSync(join(dir, "dist"), { recursive: true });
+  cpSync(join(HELLO, "manifest.json"), join(dir, "manifest.json"));
+  cpSync(wasm, join(dir, "dist", "main.wasm"));
+  cpSync(join(HELLO, "ui"), join(dir, "ui"), { recursive: true });
+  return dir;
+}
+
+/**
+ * `serve --dev` of the example on a free loopback port, in a clean
+ * environment (no RUNNER_* or BUNDLE_STORAGE_* from the caller). With
+ * `uiListener`, the UI assets also get a listener of their own on another
+ * port (RUNNER_PUBLIC_LISTEN, RUNNER_PUBLIC_BASE), as scripts/dev runs it:
+ * another origin for the iframe than for the host page. The content hash
+ * comes from the printed curl line, the host page's URL from its line.
+ */
+export async function startRunner({ extensionDir, dataDir, uiListener = false }) {
+  if (!existsSync(RUNNER_BIN)) throw new Error(`${RUNNER_BIN} is missing: cargo build -p ext-runner (or set EXT_RUNNER_BIN)`);
+  const [port, uiPort] = await freePorts(2);
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, RUNNER_DATA_DIR: dataDir, RUST_LOG: "warn" };
+  let uiBase = `http://127.0.0.1:${port}`;
+  if (uiListener) {
+    uiBase = `http://127.0.0.1:${uiPort}`;
+    Object.assign(env, { RUNNER_PUBLIC_LISTEN: `127.0.0.1:${uiPort}`, RUNNER_PUBLIC_BASE: uiBase });
+  }
+  const child = spawn(RUNNER_BIN, ["serve", "--dev", "--listen", `127.0.0.1:${port}`, "--extension", extensionDir], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  // Complete lines only: the announcement may arrive in pieces.
+  const lines = () => stdout.slice(0, stdout.lastIndexOf("\n") + 1);
+  const curl = await new Promise((resolveCurl, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`serve --dev printed no curl line in ${RUNNER_START_TIMEOUT_MS} ms:\n${stderr}`)),
+      RUNNER_START_TIMEOUT_MS,
+    );
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      const line = lines().split("\n").find((l) => l.trim().startsWith("curl ") && l.includes("-d '"));
+      if (line && HOST_PAGE_LINE.test(lines())) {
+        clearTimeout(timer);
+        resolveCurl(line.trim());
+      }
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`ext-runner exited (${code ?? signal}) before it was ready:\n${stderr}`));
+    });
+  });
+  const envelope = JSON.parse(curl.split("-d '")[1].replace(/'$/, ""));
+  return {
+    base: `http://127.0.0.1:${port}`,
+    uiBase,
+    hostPage: HOST_PAGE_LINE.exec(lines())[1],
+    hash: envelope.context.content_hash,
+    extensionId: envelope.context.extension_id,
+    envelope,
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The runner's first execute compiles the component: do it before the browser waits on one. */
+export async function warmUp(runner, timeoutMs) {
+  const warm = await fetch(`${runner.base}/v1/execute`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(runner.envelope),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (warm.status !== 200) throw new Error(`warm-up execute: ${warm.status} ${await warm.text()}`);
+}
 
 function listen(server) {
   return new Promise((resolve, reject) => {

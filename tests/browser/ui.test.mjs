@@ -11,137 +11,21 @@
 // instead of failing, when Chromium is missing). Saves a screenshot to
 // ${CARGO_TARGET_DIR:-target}/browser/ui.png.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { startHostServer, startOtherServer } from "./servers.mjs";
+import { ROOT, TARGET, WARM_UP_TIMEOUT_MS, chromiumSkip, launchChromium, sleep, waitFor } from "./browser.mjs";
+import { stageHello, startHostServer, startOtherServer, startRunner, warmUp } from "./servers.mjs";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const TARGET = resolve(ROOT, process.env.CARGO_TARGET_DIR || "target");
-const CHROMIUM = process.env.EXT_CHROMIUM || "/usr/bin/chromium";
-const RUNNER_BIN = process.env.EXT_RUNNER_BIN || join(TARGET, "debug", "ext-runner");
 const SDK_DIST = join(ROOT, "sdk", "iframe-bridge", "dist");
-const HELLO = join(ROOT, "examples", "hello");
 const SCREENSHOT = join(TARGET, "browser", "ui.png");
 const TENANT = "dev-tenant";
 
-/** Flags for Chromium on a machine without network: no background fetches, no first-run UI. */
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-/** serve --dev packs, signs and publishes the example before it prints its curl line. */
-const RUNNER_START_TIMEOUT_MS = 120_000;
-/** The first execute compiles the hello component (seconds on two cores). */
-const WARM_UP_TIMEOUT_MS = 120_000;
-const WAIT_TIMEOUT_MS = 20_000;
 /** How long a forged message gets to (wrongly) have an effect. */
 const SETTLE_MS = 400;
 
-let skip = false;
-if (!existsSync(CHROMIUM)) {
-  if (process.env.EXT_BROWSER_OPTIONAL === "1") {
-    console.log(`skipped: chromium not installed (${CHROMIUM})`);
-    skip = "chromium not installed";
-  } else {
-    console.error(
-      `chromium not installed (${CHROMIUM}): run scripts/services/chromium, or set EXT_BROWSER_OPTIONAL=1 to skip this test`,
-    );
-    process.exit(1);
-  }
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(check, what, timeoutMs = WAIT_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-/** A bundle directory with only what the example ships: manifest.json, dist/main.wasm, ui/. */
-function stageHello(dir) {
-  const wasm = join(HELLO, "dist", "main.wasm");
-  if (!existsSync(wasm)) throw new Error(`${wasm} is missing: run scripts/build-example`);
-  mkdirSync(join(dir, "dist"), { recursive: true });
-  cpSync(join(HELLO, "manifest.json"), join(dir, "manifest.json"));
-  cpSync(wasm, join(dir, "dist", "main.wasm"));
-  cpSync(join(HELLO, "ui"), join(dir, "ui"), { recursive: true });
-  return dir;
-}
-
-/** `serve --dev` on a free loopback port; the content hash comes from its curl line. */
-async function startRunner(extensionDir, dataDir) {
-  if (!existsSync(RUNNER_BIN)) throw new Error(`${RUNNER_BIN} is missing: cargo build -p ext-runner (or set EXT_RUNNER_BIN)`);
-  const port = await freePort();
-  const child = spawn(RUNNER_BIN, ["serve", "--dev", "--listen", `127.0.0.1:${port}`, "--extension", extensionDir], {
-    // A clean environment: no RUNNER_* or BUNDLE_STORAGE_* from the caller.
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, RUNNER_DATA_DIR: dataDir, RUST_LOG: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const curl = await new Promise((resolveCurl, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`serve --dev printed no curl line in ${RUNNER_START_TIMEOUT_MS} ms:\n${stderr}`)),
-      RUNNER_START_TIMEOUT_MS,
-    );
-    child.stdout.on("data", (d) => {
-      stdout += d;
-      const line = stdout.split("\n").find((l) => l.trim().startsWith("curl ") && l.includes("-d '"));
-      if (line && stdout.slice(stdout.indexOf(line) + line.length).includes("\n")) {
-        clearTimeout(timer);
-        resolveCurl(line.trim());
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`ext-runner exited (${code ?? signal}) before it was ready:\n${stderr}`));
-    });
-  });
-  const envelope = JSON.parse(curl.split("-d '")[1].replace(/'$/, ""));
-  return {
-    base: `http://127.0.0.1:${port}`,
-    hash: envelope.context.content_hash,
-    extensionId: envelope.context.extension_id,
-    envelope,
-    stderr: () => stderr,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
+const skip = chromiumSkip();
 
 if (skip) it("extension UI in Chromium", { skip });
 
@@ -162,15 +46,8 @@ describe("extension UI in Chromium", { skip: Boolean(skip), timeout: 600_000 }, 
   before(async () => {
     mkdirSync(join(TARGET, "browser"), { recursive: true });
     work = mkdtempSync(join(TARGET, "browser", "run-"));
-    runner = await startRunner(stageHello(join(work, "hello")), join(work, "data"));
-    // Warm up: the first execute compiles the component.
-    const warm = await fetch(`${runner.base}/v1/execute`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(runner.envelope),
-      signal: AbortSignal.timeout(WARM_UP_TIMEOUT_MS),
-    });
-    assert.equal(warm.status, 200, `warm-up execute: ${await warm.text()}`);
+    runner = await startRunner({ extensionDir: stageHello(join(work, "hello")), dataDir: join(work, "data") });
+    await warmUp(runner, WARM_UP_TIMEOUT_MS);
 
     other = await startOtherServer();
     host = await startHostServer({
@@ -183,8 +60,7 @@ describe("extension UI in Chromium", { skip: Boolean(skip), timeout: 600_000 }, 
     });
     assert.notEqual(new URL(host.origin).port, new URL(runner.base).port);
 
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
     // In every frame, before its own scripts: record each message event it receives.
     await page.addInitScript(() => {

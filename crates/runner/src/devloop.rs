@@ -480,6 +480,12 @@ fn announcement(runner: &Runner, served: &Served, local: SocketAddr, state: &str
              curl -s 'http://{local}/api/ext-ui/{name}?path=/' -H 'authorization: Bearer {token}'\n\n",
             name = manifest.name,
         );
+        if manifest.ui.is_some() {
+            let _ = write!(
+                text,
+                "The host page (the UI embedded as a user of {DEV_TENANT}, every call shown): http://{local}/dev/host\n\n"
+            );
+        }
     }
     if install.is_some() {
         let registry_auth = match config.registry.tokens.is_empty() {

@@ -83,3 +83,17 @@ describe("examples/hello/ui/ext-bridge.js", () => {
     assert.ok(committed === built, "examples/hello/ui/ext-bridge.js is stale: run `npm run sync-example` in sdk/iframe-bridge");
   });
 });
+
+describe("crates/runner/src/gateway/dev_host/bridge-host.js", () => {
+  it("is the current build of the host side (npm run sync-dev-host)", () => {
+    const built = readFileSync(new URL("../../dist/ext-bridge-host.js", import.meta.url), "utf8");
+    const committed = readFileSync(
+      new URL("../../../../crates/runner/src/gateway/dev_host/bridge-host.js", import.meta.url),
+      "utf8",
+    );
+    assert.ok(
+      committed === built,
+      "crates/runner/src/gateway/dev_host/bridge-host.js is stale: run `npm run sync-dev-host` in sdk/iframe-bridge",
+    );
+  });
+});

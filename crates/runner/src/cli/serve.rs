@@ -223,6 +223,10 @@ async fn run_server(mut config: Config, extension: DevExtension, grace: Duration
         let served = devloop::publish_dir(&runner, &destination, &key, &extension.dir, local)
             .await
             .with_context(|| format!("publishing {}", extension.dir.display()))?;
+        // The host page opens what was just installed.
+        if let (Some(install), Some(dev_host)) = (&served.install, gateway.as_ref().and_then(|g| g.dev_host())) {
+            dev_host.published(&install.tenant, &install.extension);
+        }
         if let Some(lang) = extension.rebuild {
             let dev_loop = devloop::DevLoop {
                 runner: runner.clone(),

@@ -11,9 +11,11 @@
 //!   answers become the gateway's;
 //! - [`execution_log`]: one row per call, written off the request path;
 //! - [`routes`]: `/api/ext/…`, `/api/ext-proxy/…`, `/api/ext-ui/…`;
+//! - [`dev_host`]: `serve --dev`'s host page at `/dev/host`;
 //! - [`metrics`]: the gateway's series;
 //! - [`openapi`]: its part of `/openapi.json`.
 
+pub mod dev_host;
 pub mod execution_log;
 pub mod installs;
 pub mod metrics;
@@ -32,6 +34,7 @@ use crate::execute::Runner;
 use crate::grant::GrantSigner;
 use crate::quota::{QuotaStats, RateLimiter};
 use crate::registry::Registry;
+use dev_host::DevHost;
 use execution_log::{ExecutionLog, LogSink};
 use installs::Installs;
 use metrics::GatewayMetrics;
@@ -60,6 +63,8 @@ pub struct Gateway {
     public_base: String,
     /// The runner's body read timeout, also the gateway's.
     body_read_timeout: std::time::Duration,
+    /// `serve --dev`'s host page; `None` outside dev.
+    dev_host: Option<Arc<DevHost>>,
 }
 
 impl Gateway {
@@ -123,6 +128,7 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.server.listen));
         let log = ExecutionLog::start(sink, settings.log_queue, metrics.clone());
+        let dev_host = DevHost::for_config(config, &public_base).map(Arc::new);
         Ok(Gateway {
             users,
             installs,
@@ -133,6 +139,7 @@ impl Gateway {
             metrics,
             public_base,
             body_read_timeout: config.server.body_read_timeout,
+            dev_host,
             settings,
         })
     }
@@ -157,5 +164,10 @@ impl Gateway {
 
     pub fn settings(&self) -> &GatewaySettings {
         &self.settings
+    }
+
+    /// `serve --dev`'s host page, when this process serves it.
+    pub fn dev_host(&self) -> Option<&DevHost> {
+        self.dev_host.as_deref()
     }
 }

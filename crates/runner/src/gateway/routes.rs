@@ -4,7 +4,8 @@
 //! - `ANY /api/ext-proxy/{extension}/{*path}`: the iframe's `apiproxy`
 //!   calls (envelope `endpoint: "ui-proxy:<path>"`);
 //! - `GET /api/ext-ui/{extension}?path=/…`: `{src}`, the iframe URL of the
-//!   tenant's installed version.
+//!   tenant's installed version;
+//! - under `serve --dev`, the host page's `/dev/…` ([`super::dev_host`]).
 //!
 //! Order of checks, each refusal before anything behind it runs (G-01):
 //! path shape, user token (401), the tenant's rate limit (429), the install
@@ -45,6 +46,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(gateway: Arc<Gateway>) -> Router
         .route("/api/ext-ui/{extension}", get(ui_src));
     let router = match cors(&gateway.settings.cors_origins) {
         Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // After the CORS layer: no other origin may read a dev token.
+    let router = match &gateway.dev_host {
+        Some(dev) => router.merge(super::dev_host::router(dev.clone())),
         None => router,
     };
     router.with_state(gateway)

@@ -120,11 +120,13 @@ fn exec_runs_one_handler() {
 }
 
 /// A `serve --dev` of the real binary on a data directory: the `curl`
-/// lines of its announcement, up to the last one (the example's `/relay`).
+/// lines of its announcement, up to the last one (the example's `/relay`),
+/// and the host page's URL when it printed one.
 struct ServeDev {
     child: std::process::Child,
     port: u16,
     curls: Vec<String>,
+    host_page: Option<String>,
 }
 
 impl Drop for ServeDev {
@@ -159,10 +161,15 @@ impl ServeDev {
             command.env("RUNNER_ROLES", roles);
         }
         let mut child = command.spawn().unwrap();
-        let rx = curl_lines(child.stdout.take().unwrap());
-        let mut curls = Vec::new();
+        let rx = announced_lines(child.stdout.take().unwrap(), |line| {
+            line.starts_with("curl ") || line.starts_with("The host page ")
+        });
+        let (mut curls, mut host_page) = (Vec::new(), None);
         while !curls.last().is_some_and(|c: &String| c.contains(r#""path":"/relay""#)) {
             match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.starts_with("The host page ") => {
+                    host_page = line.rsplit(' ').next().map(str::to_string);
+                }
                 Ok(curl) => curls.push(curl),
                 Err(e) => panic!(
                     "serve --dev printed {curls:?} and then nothing ({e}); its log:\n{}",
@@ -170,7 +177,12 @@ impl ServeDev {
                 ),
             }
         }
-        ServeDev { child, port, curls }
+        ServeDev {
+            child,
+            port,
+            curls,
+            host_page,
+        }
     }
 
     /// The first printed `curl` containing `what`.
@@ -204,7 +216,16 @@ impl ServeDev {
 
     /// `GET path` with `headers` (each `name: value\r\n`).
     fn get_with(&self, path: &str, headers: &str) -> (u16, serde_json::Value) {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{headers}connection: close\r\n\r\n");
+        let (status, body) = self.request("GET", path, headers);
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+
+    /// `method path` with `headers` and no body: status and body text.
+    fn request(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost:{}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n",
+            self.port
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -213,7 +234,7 @@ impl ServeDev {
         let response = rt.block_on(raw_exchange(addr, request.as_bytes(), Duration::from_secs(10)));
         let status = response[9..12].parse().unwrap();
         let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or_default())
+        (status, body.to_string())
     }
 
     /// Run the printed gateway curl whose URL has `what`, with the dev user
@@ -307,6 +328,24 @@ fn serve_dev_prints_a_working_curl() {
         src.contains(&hash.replace(':', "%3A")) && src.ends_with("tenant=dev-tenant"),
         "{src}"
     );
+    // The host page it printed, and a dev user token from it that the
+    // gateway takes.
+    let host_page = first
+        .host_page
+        .as_deref()
+        .expect("serve --dev printed the host page's URL");
+    assert_eq!(host_page, format!("http://127.0.0.1:{}/dev/host", first.port));
+    let (status, html) = first.request("GET", "/dev/host", "");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(r#""extension":"com.example.hello""#), "{html}");
+    let (status, body) = first.request("POST", "/dev/token?tenant=dev-tenant", "");
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (status, ui) = first.get_with(
+        "/api/ext-ui/com.example.hello?path=/",
+        &format!("authorization: Bearer {}\r\n", token["token"].as_str().unwrap()),
+    );
+    assert_eq!((status, &ui["src"]), (200, &serde_json::json!(src)));
     // The capability routes' curls carry the same context.
     assert!(first.curl("/visits").contains(install["install_id"].as_str().unwrap()));
     drop(first);
@@ -364,4 +403,6 @@ fn serve_dev_prints_a_working_curl() {
         "{:?}",
         runner_only.curls
     );
+    assert_eq!(runner_only.host_page, None, "no gateway, no host page");
+    assert_eq!(runner_only.request("GET", "/dev/host", "").0, 404);
 }

@@ -1,7 +1,8 @@
 //! The gateway role over the real router: user tokens (G-01), install and
 //! endpoint resolution, what the guest sees and what the user gets back,
 //! limits, the runner in-process and over HTTP with signed grants, the
-//! execution log, the iframe URL and CORS.
+//! execution log, the iframe URL and CORS; `serve --dev`'s host page and
+//! its dev user tokens.
 
 use std::time::Duration;
 
@@ -371,6 +372,207 @@ async fn the_iframe_src_names_the_installed_version_and_the_tenant() {
         (StatusCode::NOT_FOUND, "extension_not_installed")
     );
     assert_eq!(get(&system, &uri, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// `method uri` with `headers` through the router: status, headers and the
+/// body as text (the dev host page's files are not JSON).
+async fn call_text(
+    system: &System,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    use tower::ServiceExt as _;
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = ext_runner::server::router(system.test.state.clone())
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// `POST /dev/token?tenant=…` as a browser on this machine sends it.
+async fn dev_token(system: &System, query: &str) -> (StatusCode, Value) {
+    let request = Request::post(format!("/dev/token{query}")).header("host", "127.0.0.1:8080");
+    let (status, _, body) = system.call(request, Vec::new()).await;
+    (status, body)
+}
+
+/// The gateway as `serve --dev` runs it, UI assets on another origin.
+async fn dev_gateway_system(extra: &[(&str, &str)]) -> System {
+    let mut env = vec![
+        ("RUNNER_ROLES", "all"),
+        ("GATEWAY_JWT_SECRET", SECRET),
+        ("RUNNER_PUBLIC_BASE", "http://127.0.0.1:8081"),
+    ];
+    env.extend_from_slice(extra);
+    System::start_dev(&env).await
+}
+
+/// `serve --dev`'s host page and its files, and a dev user token for the
+/// tenant asked that the gateway takes: the tenant's install answers (the
+/// iframe URL on the UI origin, an apiproxy call), another tenant's is 404.
+#[tokio::test]
+async fn the_dev_host_page_signs_in_as_a_user_of_the_tenant_asked() {
+    let system = dev_gateway_system(&[]).await;
+    publish_and_install(&system, TENANT).await;
+    let gateway = system.test.state.gateway.as_ref().unwrap();
+    gateway.dev_host().unwrap().published(TENANT, HELLO);
+
+    let (status, headers, html) = call_text(&system, "GET", "/dev/host", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-src http://127.0.0.1:8081;",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    let config = html
+        .split(r#"<script id="config" type="application/json">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(config).unwrap(),
+        json!({"tenant": TENANT, "extension": HELLO, "uiOrigin": "http://127.0.0.1:8081"})
+    );
+    for (file, content_type, has) in [
+        ("host.js", "text/javascript; charset=utf-8", "/api/ext-proxy/"),
+        ("host.css", "text/css; charset=utf-8", "iframe#ext"),
+        ("bridge-host.js", "text/javascript; charset=utf-8", "bootstrapIframe"),
+    ] {
+        let (status, headers, text) = call_text(&system, "GET", &format!("/dev/host/{file}"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert_eq!(headers["content-type"], content_type, "{file}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{file}");
+        assert!(text.contains(has), "{file}");
+    }
+    assert_eq!(
+        call_text(&system, "GET", "/dev/host/other.js", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, body) = dev_token(&system, &format!("?tenant={TENANT}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["tenant"], &body["user"]), (&json!(TENANT), &json!("dev-user")));
+    let exp = body["exp"].as_u64().unwrap();
+    let ttl = ext_runner::gateway::dev_host::DEV_HOST_TOKEN_TTL_SECS;
+    assert!((now() + ttl - 5..=now() + ttl).contains(&exp), "{exp}");
+    let token = body["token"].as_str().unwrap();
+    let (status, ui) = get(&system, &format!("/api/ext-ui/{HELLO}?path=/"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{ui}");
+    assert!(
+        ui["src"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://127.0.0.1:8081/ext-ui/{HELLO}/")),
+        "{ui}"
+    );
+    let (status, answer) = get(&system, &format!("/api/ext-proxy/{HELLO}/hello/Ada"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (&answer["message"], &answer["tenant"]),
+        (&json!("Hello, Ada!"), &json!(TENANT))
+    );
+
+    // A user of another tenant signs in, and sees no install.
+    let (status, body) = dev_token(&system, "?tenant=tenant-b").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, ui) = get(&system, &format!("/api/ext-ui/{HELLO}?path=/"), body["token"].as_str()).await;
+    assert_eq!(
+        (status, error_code(&ui)),
+        (StatusCode::NOT_FOUND, "extension_not_installed")
+    );
+}
+
+/// `/dev/token` makes tokens only for a valid tenant id, only for a
+/// loopback `Host` (a rebound DNS name is refused) and only when the
+/// service listens on loopback; it takes `POST` only.
+#[tokio::test]
+async fn the_dev_token_route_refuses_bad_tenants_other_hosts_and_other_listeners() {
+    let system = dev_gateway_system(&[]).await;
+    let long = "t".repeat(ext_registry::names::MAX_TENANT_BYTES + 1);
+    for query in [
+        "?tenant=../x".to_string(),
+        "?tenant=a%20b".to_string(),
+        "?tenant=a/b".to_string(),
+        "?tenant=".to_string(),
+        format!("?tenant={long}"),
+        String::new(),
+    ] {
+        let (status, body) = dev_token(&system, &query).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{query}: {body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().starts_with("tenant: "),
+            "{body}"
+        );
+    }
+    for host in [Some("rebound.example:8080"), Some("10.0.0.5:8080"), None] {
+        let mut request = Request::post(format!("/dev/token?tenant={TENANT}"));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let (status, _, body) = system.call(request, Vec::new()).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{host:?}: {body}"
+        );
+    }
+    let request = Request::get(format!("/dev/token?tenant={TENANT}")).header("host", "127.0.0.1:8080");
+    assert_eq!(system.call(request, Vec::new()).await.0, StatusCode::METHOD_NOT_ALLOWED);
+
+    let everywhere = dev_gateway_system(&[("RUNNER_LISTEN", "0.0.0.0:8080")]).await;
+    let (status, body) = dev_token(&everywhere, &format!("?tenant={TENANT}")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("loopback"),
+        "{body}"
+    );
+}
+
+/// Outside `serve --dev`, and under it without the gateway role, there is
+/// no `/dev/…` at all.
+#[tokio::test]
+async fn dev_routes_are_absent_outside_dev() {
+    let (production, _) = gateway_system(&[]).await;
+    let no_gateway = System::start_dev(&[]).await;
+    for system in [&production, &no_gateway] {
+        for (method, uri) in [
+            ("GET", "/dev/host"),
+            ("GET", "/dev/host/host.js"),
+            ("GET", "/dev/host/bridge-host.js"),
+            ("POST", "/dev/token?tenant=tenant-a"),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("host", "127.0.0.1:8080");
+            let (status, _, body) = system.call(request, Vec::new()).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::NOT_FOUND, "not_found"),
+                "{method} {uri}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -109,6 +109,32 @@ impl System {
     /// when `RUNNER_ROLES` names it).
     pub(crate) async fn open(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<System> {
         let config = test_config(dir.path(), env);
+        System::open_config(dir, config).await
+    }
+
+    /// [`System::start`] on SQLite, its configuration loaded as `serve
+    /// --dev` loads it.
+    pub(crate) async fn start_dev(extra: &[(&str, &str)]) -> System {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("registry.db").display().to_string();
+        let tokens = tokens();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("RUNNER_SECRETS_KEY", KEY_B64),
+            ("RUNNER_ROLES", "runner,registry"),
+            ("REGISTRY_TOKENS", &tokens),
+            ("REGISTRY_DATABASE_URL", &url),
+        ];
+        env.extend_from_slice(extra);
+        let dev = ext_runner::config::Overrides {
+            dev: true,
+            ..Default::default()
+        };
+        let config = test_config_with(dir.path(), &env, &dev);
+        System::open_config(dir, config).await.unwrap()
+    }
+
+    /// The roles `config` names on `dir`, as [`System::open`].
+    async fn open_config(dir: tempfile::TempDir, config: ext_runner::config::Config) -> anyhow::Result<System> {
         let runner = Arc::new(Runner::new(config).unwrap());
         let registry = Arc::new(Registry::open(&runner).await?);
         let gateway = match runner.config().roles.gateway {

@@ -119,6 +119,11 @@ impl TestRunner {
 }
 
 pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
+    test_config_with(dir, extra, &Overrides::default())
+}
+
+/// [`test_config`] with command-line `overrides` (`--dev`, …).
+pub fn test_config_with(dir: &Path, extra: &[(&str, &str)], overrides: &Overrides) -> Config {
     let mut env: HashMap<String, String> = HashMap::from([
         ("RUNNER_DATA_DIR".to_string(), dir.display().to_string()),
         ("RUNNER_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
@@ -129,7 +134,7 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
-    Config::load(&env, &Overrides::default()).unwrap()
+    Config::load(&env, overrides).unwrap()
 }
 
 /// The process-wide test signing key (P-256), trusted by [`test_config`].
@@ -419,11 +424,17 @@ pub fn spawn_serve(data: &Path, extra_args: &[&str], extra_env: &[(&str, &str)])
 /// The `curl …` lines a `serve --dev` or `dev` process prints on `stdout`,
 /// trimmed, as they come (read on a thread of their own).
 pub fn curl_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    announced_lines(stdout, |line| line.starts_with("curl "))
+}
+
+/// The lines of `stdout` that `keep` accepts, trimmed, as they come (read
+/// on a thread of their own).
+pub fn announced_lines(stdout: std::process::ChildStdout, keep: fn(&str) -> bool) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead as _;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim_start().starts_with("curl ") {
+            if keep(line.trim()) {
                 let _ = tx.send(line.trim().to_string());
             }
         }
