@@ -1,16 +1,39 @@
 //! The gateway's series: calls by tenant, extension and outcome, their
-//! latency per tenant (user token to answer, the runner included), and the
-//! execution log's rows by what became of them.
+//! latency per tenant (user token to answer, the runner included), the
+//! execution log's rows by what became of them, and rate-limit decisions
+//! taken without Redis.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::execute::metrics::{Outcome, Tenant};
-use crate::metrics::{Buckets, Capped, DURATION_BUCKETS, Labels, Metrics, OVERFLOW};
+use crate::metrics::{Buckets, Capped, DURATION_BUCKETS, Gauges, Labels, Metrics, OVERFLOW, Scraped};
+use crate::quota::QuotaStats;
+
+const RATE_LIMIT_FAIL_OPEN: Scraped = Scraped {
+    name: "ext_runner_gateway_rate_limit_fail_open",
+    help: "Gateway calls admitted without a rate-limit decision because Redis did not answer.",
+};
+
+/// The gateway rate limiter's counts, read when scraped.
+#[derive(Debug)]
+pub struct RateLimitGauges(pub Arc<QuotaStats>);
+
+impl Gauges for RateLimitGauges {
+    const FAMILIES: &'static [Scraped] = &[RATE_LIMIT_FAIL_OPEN];
+}
+
+impl Collector for RateLimitGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        RATE_LIMIT_FAIL_OPEN.encode(&mut encoder, self.0.rate_limit_fail_open.load(Ordering::Relaxed))
+    }
+}
 
 /// What became of one execution log row.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -56,7 +56,7 @@ pub struct Gateway {
     log: ExecutionLog,
     rate: Option<RateLimiter>,
     /// The rate limiter's fail-open count (Redis not answering).
-    rate_stats: QuotaStats,
+    rate_stats: Arc<QuotaStats>,
     metrics: Arc<GatewayMetrics>,
     /// Where browsers reach the runner's UI assets (`RUNNER_PUBLIC_BASE`,
     /// default `http://<listen address>`).
@@ -128,6 +128,10 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.server.listen));
         let log = ExecutionLog::start(sink, settings.log_queue, metrics.clone());
+        let rate_stats = Arc::new(QuotaStats::default());
+        runner
+            .metrics()
+            .register_gauges(metrics::RateLimitGauges(rate_stats.clone()));
         let dev_host = DevHost::for_config(config, &public_base).map(Arc::new);
         Ok(Gateway {
             users,
@@ -135,7 +139,7 @@ impl Gateway {
             runner: runner_link,
             log,
             rate,
-            rate_stats: QuotaStats::default(),
+            rate_stats,
             metrics,
             public_base,
             body_read_timeout: config.server.body_read_timeout,

@@ -219,7 +219,9 @@ impl Gateway {
             capabilities: target.capabilities.clone(),
             egress: target.egress.clone(),
             request_id: Some(request_id.to_string()),
-            exp: crate::grant::now_secs() + self.settings.timeout.as_secs() + 1,
+            // Valid for the call and not beyond (runners refuse grants that
+            // run longer than MAX_GRANT_TTL_SECS).
+            exp: crate::grant::now_secs() + (self.settings.timeout.as_secs() + 1).min(crate::grant::MAX_GRANT_TTL_SECS),
         };
         let traceparent = parts
             .headers

@@ -327,7 +327,8 @@ impl Dev {
     }
 
     /// The next `/v1/execute` `curl` line `dev` prints, and the `curl` of
-    /// the registry's view of the install it prints after it.
+    /// the registry's view of the install it prints after the gateway's two
+    /// (the call and the iframe URL, checked in `cli.rs`).
     fn next_curl(&mut self, within: Duration) -> (String, String) {
         let mut next = || match self.curls.recv_timeout(within) {
             Ok(curl) => curl,
@@ -342,6 +343,10 @@ impl Dev {
             ),
         };
         let execute = next();
+        for _ in 0..2 {
+            let gateway = next();
+            assert!(gateway.contains("/api/ext"), "{gateway}");
+        }
         let registry = next();
         assert!(execute.contains("/v1/execute"), "{execute}");
         assert!(
