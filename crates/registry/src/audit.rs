@@ -16,6 +16,27 @@ pub const MAX_LIST_ROWS: u32 = 1_000;
 /// A time-ordered id: the millisecond, then this process's sequence (rows
 /// one process writes in one millisecond keep their order), then a random
 /// part (ids of several processes never collide).
+/// Execution rows one `INSERT` carries: 11 parameters each, so 100 rows
+/// stay far below SQLite's (32,766) and PostgreSQL's (65,535) parameter
+/// limits, and one statement stays small.
+pub const EXECUTION_ROWS_PER_INSERT: usize = 100;
+
+/// `INSERT INTO executions … VALUES ($1, …, $11), ($12, …), …` for `rows` rows.
+fn insert_executions_sql(rows: usize) -> String {
+    const COLUMNS: usize = 11;
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", row * COLUMNS + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO executions (id, tenant, extension, request_id, version, endpoint, status, error_code, \
+         duration_ms, limit_hit, at) VALUES {}",
+        values.join(", ")
+    )
+}
+
 fn ordered_id(at: Timestamp) -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
@@ -109,30 +130,31 @@ impl Database {
     }
 
     /// Records executions in one transaction (the gateway batches them off
-    /// the request path).
+    /// the request path), [`EXECUTION_ROWS_PER_INSERT`] rows per statement:
+    /// one round trip to the database per statement, not per row.
     ///
     /// # Errors
     /// The database's.
     pub async fn record_executions(&self, executions: &[Execution]) -> Result<(), Error> {
         let mut tx = self.write().await?;
-        for e in executions {
-            sqlx::query(
-                "INSERT INTO executions (id, tenant, extension, request_id, version, endpoint, status, error_code, \
-                 duration_ms, limit_hit, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(ordered_id(e.at))
-            .bind(&e.tenant)
-            .bind(&e.extension)
-            .bind(&e.request_id)
-            .bind(&e.version)
-            .bind(&e.endpoint)
-            .bind(i64::from(e.status))
-            .bind(e.error_code.as_deref())
-            .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
-            .bind(e.limit_hit.as_deref())
-            .bind(e.at.0)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in executions.chunks(EXECUTION_ROWS_PER_INSERT) {
+            let sql = insert_executions_sql(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(ordered_id(e.at))
+                    .bind(e.tenant.clone())
+                    .bind(e.extension.clone())
+                    .bind(e.request_id.clone())
+                    .bind(e.version.clone())
+                    .bind(e.endpoint.clone())
+                    .bind(i64::from(e.status))
+                    .bind(e.error_code.clone())
+                    .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
+                    .bind(e.limit_hit.clone())
+                    .bind(e.at.0);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
