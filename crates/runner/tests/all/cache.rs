@@ -358,7 +358,8 @@ async fn echo_artifact_bytes() -> u64 {
 
 /// LRU by bytes: beyond RUNNER_CACHE_MAX_BYTES the least recently used
 /// entry goes; the cache stays within budget. The three bundles carry the
-/// same component, so they share one compiled artifact, which counts once.
+/// same component, so they share one compile and one compiled artifact,
+/// which counts once and outlives the evicted bundle.
 #[tokio::test]
 async fn lru_eviction_keeps_the_cache_within_its_budget() {
     let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
@@ -388,12 +389,76 @@ async fn lru_eviction_keeps_the_cache_within_its_budget() {
         1,
         "one artifact for three bundles"
     );
-    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 2);
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 0, "served from memory");
 
     // Evicted means refetched (and verified) on next use.
     let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(t.runner.bundles().fetches(), 4);
+}
+
+/// The artifact directories under `cache/compiled` (one per component).
+fn artifact_dirs(t: &TestRunner) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(t.dir.path().join("cache/compiled"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Issue 15, item 4: the compile cache is keyed by the component's own
+/// SHA-256 (with its world), not by the bundle carrying it. Two bundles
+/// with the same component bytes and different manifests (so different
+/// content hashes), asked for at once, share one compile, one component in
+/// memory and one artifact on disk, counted once in the budget; after a
+/// restart that artifact is loaded once for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_component_in_two_bundles_is_compiled_once() {
+    let t = TestRunner::new();
+    let wasm = fixture("echo");
+    let digests = [
+        t.publish_dir(bundle_dir_for("echo_one", &wasm).path()),
+        t.publish_dir(bundle_dir_for("echo_two", &wasm).path()),
+    ];
+    assert_ne!(digests[0], digests[1]);
+    let envelopes = digests.map(|d| envelope(&d, "GET", "/"));
+    let (one, two) = tokio::join!(t.post(&envelopes[0]), t.post(&envelopes[1]));
+    for (status, _, body) in [one, two] {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let stats = t.runner.engine_stats();
+    assert_eq!(
+        (load(&stats.compiles), load(&stats.artifact_loads)),
+        (1, 0),
+        "one compile, and the second bundle served from memory"
+    );
+    assert_eq!(t.runner.runtime().loaded_components(), 1);
+    let (_, scrape) = get_text(&t, "/metrics").await;
+    assert_eq!(metric_value(&scrape, "ext_runner_compiles "), Some(1.0), "{scrape}");
+    assert_eq!(artifact_dirs(&t), vec![ext_bundle::Digest::of(&wasm).hex()]);
+    let artifact = t.runner.bundles().cache().artifact_bytes();
+    assert!(artifact > 0);
+    let bundles: u64 = digests
+        .iter()
+        .map(|d| t.runner.bundles().cache().record(d).unwrap().unpacked_bytes)
+        .sum();
+    assert_eq!(t.runner.bundles().cache().total_bytes(), bundles + artifact);
+
+    // A restart loads the shared artifact from disk, once for both bundles.
+    let TestRunner { dir, .. } = t;
+    let t = TestRunner::in_dir(dir, &[]);
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), artifact, "counted once");
+    for digest in &digests {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = t.runner.engine_stats();
+    assert_eq!((load(&stats.compiles), load(&stats.artifact_loads)), (0, 1));
+    assert_eq!(t.runner.runtime().loaded_components(), 1);
 }
 
 /// `echo` made a distinct component (another SHA-256, the same code) by a

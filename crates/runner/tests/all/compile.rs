@@ -1,8 +1,8 @@
-//! compile storms. One compile per (content hash, component) however
-//! many callers give up, a bounded compile pool with a per-tenant share
-//! whose waiting counts against the request's deadline, a cap on component
-//! bytes, remembered refusals, and `pack`/`publish` refusing up front what
-//! the runner would refuse.
+//! compile storms. One compile per component (its SHA-256 and world,
+//! whatever bundle carries it) however many callers give up, a bounded
+//! compile pool with a per-tenant share whose waiting counts against the
+//! request's deadline, a cap on component bytes, remembered refusals, and
+//! `pack`/`publish` refusing up front what the runner would refuse.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -150,6 +150,42 @@ async fn a21_refusals_are_remembered_not_recompiled() {
     let echo = t.publish_fixture("echo");
     let (status, _, body) = t.post(&envelope(&echo, "GET", "/")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A refusal is remembered for the component, not the bundle: another
+/// bundle carrying the same bytes (at another path) gets it without a
+/// compile, and its message names that bundle's own path.
+#[tokio::test]
+async fn a21_a_refusal_is_shared_by_every_bundle_with_the_component_and_names_its_path() {
+    let t = TestRunner::new();
+    let wasm = std::fs::read(ext_test_fixtures::component("wasi_sockets")).unwrap();
+    let first = t.publish_component("sockets_one", &wasm);
+    let other = bundle_dir_for("sockets_two", &wasm);
+    let manifest_path = other.path().join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["entry"] = "dist/handler.wasm".into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let dist = other.path().join("dist");
+    std::fs::rename(dist.join("main.wasm"), dist.join("handler.wasm")).unwrap();
+    let second = t.publish_dir(other.path());
+    let mut messages = Vec::new();
+    for digest in [&first, &second] {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(error_code(&body), "unsupported_import", "{body}");
+        messages.push(body["error"]["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(stat(&t, |s| &s.compiles), 1, "compiled once for both bundles");
+    assert_eq!(stat(&t, |s| &s.refusals_remembered), 1);
+    assert!(
+        messages[0].starts_with("dist/main.wasm: imports interfaces"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages[1],
+        messages[0].replacen("dist/main.wasm", "dist/handler.wasm", 1),
+        "the same refusal, naming the second bundle's path"
+    );
 }
 
 /// with one compile slot busy with tenant A's slow component, tenant
