@@ -568,6 +568,48 @@ async fn f03_leftovers_of_a_killed_process_are_cleaned_at_start() {
     assert_eq!(t.runner.bundles().fetches(), 1);
 }
 
+/// An artifact directory from before components were keyed by their own
+/// hash (`compiled/<bundle hash>/<path hash>.<engine tag>.cwasm`) and
+/// another engine's artifact are removed at start-up, never counted in the
+/// budget nor loaded; the component compiles and its artifact is written
+/// in today's layout.
+#[tokio::test]
+async fn artifacts_of_an_older_layout_or_another_engine_are_removed_at_start() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let TestRunner { dir, .. } = t;
+    let compiled = dir.path().join("cache/compiled");
+    let wasm = fixture("echo");
+    let old_layout = compiled.join(digest.hex());
+    let other_engine = compiled.join(ext_bundle::Digest::of(&wasm).hex());
+    for (dir, stem) in [
+        (&old_layout, "0123456789abcdef.fedcba9876543210"),
+        (&other_engine, "0000000000000000"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        let artifact = b"not code for this engine";
+        std::fs::write(dir.join(format!("{stem}.cwasm")), artifact).unwrap();
+        let sidecar = ext_bundle::Digest::of(artifact).hex();
+        std::fs::write(dir.join(format!("{stem}.sha256")), sidecar).unwrap();
+    }
+
+    let t = TestRunner::in_dir(dir, &[]);
+    assert!(!old_layout.exists(), "the older layout's directory is removed");
+    assert!(!other_engine.exists(), "another engine's artifact is removed");
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), 0);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 1);
+    let names: Vec<String> = std::fs::read_dir(&other_engine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let tag = t.runner.runtime().engine_tag();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with(tag)), "{names:?}");
+}
+
 /// B-04 through the runner: a signed archive with a path-escaping entry is
 /// refused with `bundle_invalid_entry`, and nothing lands outside staging.
 #[tokio::test]
