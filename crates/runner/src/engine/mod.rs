@@ -256,6 +256,19 @@ enum Cell {
     Ready(Prepared),
 }
 
+/// What [`Runtime::known`] found without a new compile.
+enum Known {
+    Answer(Result<Prepared, Failure>),
+    Compiling(watch::Receiver<Outcome>),
+}
+
+/// One try at a component: its answer, and whether it came from a compile
+/// another request started (whose transient failure is not this one's).
+struct Attempt {
+    result: Result<Prepared, Failure>,
+    joined: bool,
+}
+
 /// What the cache knows about a component now.
 enum Lookup {
     Ready(Prepared),
@@ -561,8 +574,26 @@ impl Runtime {
         world: World,
         admission: Admission<'_>,
     ) -> Result<Prepared, Failure> {
+        let key = source.key(world);
         let path = source.path.clone();
-        self.component_at(source, world, admission).await.map_err(|failure| {
+        let mut source = Some(source);
+        let mut attempt = self.component_at(key, &mut source, admission).await;
+        // A compile this request joined failed for a reason that is not the
+        // component's (the starting request's bundle files unreadable or
+        // changed on disk, a failed task): that bundle's trouble, not this
+        // one's. Try once more with this bundle's own files.
+        if attempt.joined && attempt.result.as_ref().is_err_and(|f| !is_refusal(f.code)) && source.is_some() {
+            attempt = self.component_at(key, &mut source, admission).await;
+            if attempt.joined && attempt.result.as_ref().is_err_and(|f| !is_refusal(f.code)) {
+                // Joined someone else's failing compile twice: say so, and
+                // nothing of theirs (a bundle's hash, its files).
+                attempt.result = Err(Failure::new(
+                    ErrorCode::CompileBusy,
+                    "compiling this component failed for another request; retry shortly",
+                ));
+            }
+        }
+        attempt.result.map_err(|failure| {
             // Cached and shared failures carry no path: each bundle's answer
             // names its own file.
             if is_refusal(failure.code) {
@@ -573,85 +604,100 @@ impl Runtime {
         })
     }
 
-    /// [`Self::component`], its failures without the path.
+    /// [`Self::component`] once, its failures without the path. `source`
+    /// is taken only if this request starts the compile.
     async fn component_at(
         &self,
-        source: ComponentSource,
-        world: World,
+        key: ComponentKey,
+        source: &mut Option<ComponentSource>,
         admission: Admission<'_>,
-    ) -> Result<Prepared, Failure> {
-        let key = source.key(world);
-        if let Some(known) = self.known(&key) {
-            return known.await;
-        }
-        if source.bytes > self.max_component_bytes {
-            let failure = Failure::new(
-                ErrorCode::ComponentTooLarge,
-                format!(
-                    "the component is {} bytes, over this runner's limit of {} bytes (RUNNER_MAX_COMPONENT_BYTES)",
-                    source.bytes, self.max_component_bytes
-                ),
-            );
-            let mut loaded = lock(&self.components);
-            let tick = loaded.next_tick();
-            loaded.refuse(&key, &failure, tick);
-            return Err(failure);
-        }
-        // Only a compile takes a slot: loading a verified artifact from
-        // disk costs milliseconds.
-        let permit = if self.artifacts.contains(&source.sha256) {
-            None
-        } else {
-            match self.pool.acquire(admission.tenant, admission.deadline).await {
-                Some(permit) => Some(permit),
-                None => {
-                    self.stats.compile_busy.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(content_hash = %source.bundle, component = %source.path, component_sha256 = %key.component, tenant = admission.tenant, "no compile slot before the request's deadline");
-                    return Err(Failure::new(
-                        ErrorCode::CompileBusy,
-                        "every compile slot this tenant may use stayed busy until the request's deadline; retry shortly",
-                    ));
+    ) -> Attempt {
+        let mine = |result| Attempt { result, joined: false };
+        let receiver = match self.known(&key) {
+            Some(Known::Answer(result)) => return mine(result),
+            Some(Known::Compiling(receiver)) => receiver,
+            None => {
+                // Copied out: the source (not `Sync`) is not borrowed across
+                // the wait for a slot.
+                let Some((bytes, bundle, path)) = source.as_ref().map(|s| (s.bytes, s.bundle, s.path.clone())) else {
+                    // Only a second try reaches here, and only with its source.
+                    return mine(Err(Failure::new(ErrorCode::Internal, "component source already used")));
+                };
+                if bytes > self.max_component_bytes {
+                    let failure = Failure::new(
+                        ErrorCode::ComponentTooLarge,
+                        format!(
+                            "the component is {bytes} bytes, over this runner's limit of {} bytes (RUNNER_MAX_COMPONENT_BYTES)",
+                            self.max_component_bytes
+                        ),
+                    );
+                    let mut loaded = lock(&self.components);
+                    let tick = loaded.next_tick();
+                    loaded.refuse(&key, &failure, tick);
+                    return mine(Err(failure));
+                }
+                // Only a compile takes a slot: loading a verified artifact
+                // from disk costs milliseconds.
+                let permit = if self.artifacts.contains(&key.component) {
+                    None
+                } else {
+                    match self.pool.acquire(admission.tenant, admission.deadline).await {
+                        Some(permit) => Some(permit),
+                        None => {
+                            self.stats.compile_busy.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(content_hash = %bundle, component = %path, component_sha256 = %key.component, tenant = admission.tenant, "no compile slot before the request's deadline");
+                            return mine(Err(Failure::new(
+                                ErrorCode::CompileBusy,
+                                "every compile slot this tenant may use stayed busy until the request's deadline; retry shortly",
+                            )));
+                        }
+                    }
+                };
+                let started = {
+                    let mut loaded = lock(&self.components);
+                    match loaded.lookup(&key) {
+                        // Another request started (or finished) it while
+                        // this one waited for a slot; the slot goes back
+                        // unused.
+                        Lookup::Ready(prepared) => return mine(Ok(prepared)),
+                        Lookup::Refused(failure) => return mine(Err(failure)),
+                        Lookup::Compiling(receiver) => Err(receiver),
+                        Lookup::Absent => {
+                            let source = source.take().expect("checked above");
+                            let (sender, receiver) = watch::channel(None);
+                            loaded.start(&key, receiver.clone());
+                            self.spawn_compile(key, source, permit, sender);
+                            Ok(receiver)
+                        }
+                    }
+                };
+                match started {
+                    Ok(receiver) => return mine(wait(receiver).await),
+                    Err(receiver) => receiver,
                 }
             }
         };
-        let receiver = {
-            let mut loaded = lock(&self.components);
-            match loaded.lookup(&key) {
-                // Another request started (or finished) it while this one
-                // waited for a slot; the slot goes back unused.
-                Lookup::Ready(prepared) => return Ok(prepared),
-                Lookup::Refused(failure) => return Err(failure),
-                Lookup::Compiling(receiver) => receiver,
-                Lookup::Absent => {
-                    let (sender, receiver) = watch::channel(None);
-                    loaded.start(&key, receiver.clone());
-                    self.spawn_compile(key, source, permit, sender);
-                    receiver
-                }
-            }
-        };
-        wait(receiver).await
+        Attempt {
+            result: wait(receiver).await,
+            joined: true,
+        }
     }
 
     /// The answer for `key` if it needs no new compile: ready, refused, or
     /// a compile in progress to wait for.
-    fn known(
-        &self,
-        key: &ComponentKey,
-    ) -> Option<impl std::future::Future<Output = Result<Prepared, Failure>> + use<>> {
+    fn known(&self, key: &ComponentKey) -> Option<Known> {
         let lookup = lock(&self.components).lookup(key);
-        let ready = |result| Some(futures_util::future::Either::Left(std::future::ready(result)));
         match lookup {
             Lookup::Ready(prepared) => {
                 // Keep its artifact recent in the disk budget's LRU order.
                 self.artifacts.touch(&key.component);
-                ready(Ok(prepared))
+                Some(Known::Answer(Ok(prepared)))
             }
             Lookup::Refused(failure) => {
                 self.stats.refusals_remembered.fetch_add(1, Ordering::Relaxed);
-                ready(Err(failure))
+                Some(Known::Answer(Err(failure)))
             }
-            Lookup::Compiling(receiver) => Some(futures_util::future::Either::Right(wait(receiver))),
+            Lookup::Compiling(receiver) => Some(Known::Compiling(receiver)),
             Lookup::Absent => None,
         }
     }

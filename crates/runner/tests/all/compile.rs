@@ -316,3 +316,82 @@ async fn a21_pack_and_publish_refuse_what_the_runner_refuses() {
     let good = bundle_dir_for("echo", &fixture("echo"));
     ext_runner::cli::pack_dir(good.path()).unwrap();
 }
+
+/// A request that joined a compile another bundle's request started, which
+/// failed for that bundle's own reason (its file changed on disk), does not
+/// get that failure (nor that bundle's hash): it compiles from its own
+/// bundle's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_compile_failing_for_the_other_bundle_is_retried_with_this_ones_files() {
+    use ext_runner::engine::{Admission, ComponentSource, EngineLimits, Runtime, Unbudgeted};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = EngineLimits {
+        max_concurrency: 2,
+        max_memory_bytes: 64 << 20,
+        max_loaded_components: 8,
+        compile_concurrency: 2,
+        max_component_bytes: 64 << 20,
+    };
+    let runtime = Arc::new(Runtime::new(limits, dir.path(), Arc::new(Unbudgeted), None).unwrap());
+    let wasm = fixture("echo");
+    let (reading, read_started) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let broken = ext_bundle::Digest::of(b"bundle a");
+    let source = |bundle: &[u8], read: ext_runner::engine::ReadBytes| ComponentSource {
+        bundle: ext_bundle::Digest::of(bundle),
+        path: "dist/main.wasm".into(),
+        wasm: read,
+        precompiled: None,
+        sha256: ext_bundle::Digest::of(&wasm),
+        bytes: wasm.len() as u64,
+    };
+    let corrupt = source(
+        b"bundle a",
+        Box::new(move || {
+            reading.send(()).unwrap();
+            released.recv().unwrap();
+            Err(ext_runner::engine::Failure::new(
+                ext_runner::error::ErrorCode::BundleIntegrity,
+                format!("bundle {broken}: `dist/main.wasm` changed on disk since it was verified"),
+            ))
+        }),
+    );
+    let good_bytes = wasm.clone();
+    let good = source(b"bundle b", Box::new(move || Ok(good_bytes)));
+    let admission = || Admission {
+        tenant: "tenant-a",
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+    };
+    let first = tokio::spawn({
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .component(corrupt, ext_bundle::World::Runner, admission())
+                .await
+                .map(drop)
+        }
+    });
+    // A's compile is reading its file: B joins it, then A's read fails.
+    tokio::task::spawn_blocking(move || read_started.recv().unwrap())
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .component(good, ext_bundle::World::Runner, admission())
+                .await
+                .map(drop)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    let failure = first.await.unwrap().unwrap_err();
+    assert_eq!(failure.code, ext_runner::error::ErrorCode::BundleIntegrity);
+    second
+        .await
+        .unwrap()
+        .unwrap_or_else(|f| panic!("{}: {}", f.code.as_str(), f.message));
+    let stats = runtime.stats();
+    assert_eq!(stats.compiles.load(Ordering::Relaxed), 1, "B's own compile");
+}
