@@ -207,10 +207,11 @@ pub struct Runtime {
     engine: wasmtime::Engine,
     /// Linked once at start-up; every component is pre-instantiated with it.
     linker: Linker<Invocation>,
-    /// Single-flight compile cache: concurrent first requests for the same
-    /// component wait for one compile task, which fills the cache even if
-    /// all of them give up. Refusals are remembered; transient failures are
-    /// not. Bounded: see [`Loaded`]. Shared with the compile tasks.
+    /// Single-flight compile cache by [`ComponentKey`]: concurrent first
+    /// requests for the same component, from any bundles, wait for one
+    /// compile task, which fills the cache even if all of them give up.
+    /// Refusals are remembered; transient failures are not. Bounded: see
+    /// [`Loaded`]. Shared with the compile tasks.
     components: Arc<Mutex<Loaded>>,
     /// Compiled code on disk, keyed by component hash + engine compatibility.
     artifacts: ArtifactCache,
