@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::engine::{
     Admission, ComponentSource, EngineLimits, ExecLimits, ExecutionReport, Failure, GuestInput, Prepared, Runtime,
+    SuppliedArtifact,
 };
 use crate::envelope::{Envelope, is_header_name, is_header_value};
 use crate::error::ErrorCode;
@@ -460,15 +461,14 @@ impl Runner {
             ));
         }
         let component_path = resolve_component(&bundle, envelope)?;
-        let key = (bundle.digest, component_path.clone());
+        let world = bundle.manifest.component_world(&component_path);
         let source = component_source(
             &bundle,
             component_path,
             self.config.bundles.trust_precompiled,
             self.runtime.engine_tag(),
         )?;
-        let world = bundle.manifest.component_world(&key.1);
-        let pre = self.runtime.component(&key, source, world, admission).await?;
+        let pre = self.runtime.component(source, world, admission).await?;
         Ok((bundle, pre))
     }
 }
@@ -493,28 +493,36 @@ fn component_source(
         )
     })?;
     let (artifact, tag_file) = crate::engine::precompiled_paths();
-    let usable =
-        trusted && bundle.signer.is_some() && path == bundle.manifest.entry && bundle.files.contains_key(&artifact);
+    let supplied = bundle.files.get(&artifact).map(|meta| meta.sha256);
+    let usable = trusted && bundle.signer.is_some() && path == bundle.manifest.entry;
     // Files are read only when the component is not compiled yet (the
     // closures run on the compile path, not per request).
-    let precompiled: Option<crate::engine::ReadBytes> = if usable {
-        let reader = bundle.clone();
-        let engine_tag = engine_tag.to_string();
-        Some(Box::new(move || {
-            let tag = reader.read_verified(&tag_file)?;
-            if String::from_utf8_lossy(&tag).trim() != engine_tag {
-                return Err(Failure::new(
-                    ErrorCode::ComponentInvalid,
-                    format!("`{artifact}` was compiled for another engine (`{tag_file}` does not name this one)"),
-                ));
-            }
-            reader.read_verified(&artifact)
-        }))
-    } else {
-        None
+    let precompiled = match supplied {
+        Some(sha256) if usable => {
+            let reader = bundle.clone();
+            let engine_tag = engine_tag.to_string();
+            Some(SuppliedArtifact {
+                sha256,
+                read: Box::new(move || {
+                    let tag = reader.read_verified(&tag_file)?;
+                    if String::from_utf8_lossy(&tag).trim() != engine_tag {
+                        return Err(Failure::new(
+                            ErrorCode::ComponentInvalid,
+                            format!(
+                                "`{artifact}` was compiled for another engine (`{tag_file}` does not name this one)"
+                            ),
+                        ));
+                    }
+                    reader.read_verified(&artifact)
+                }),
+            })
+        }
+        _ => None,
     };
     let reader = bundle.clone();
     Ok(ComponentSource {
+        bundle: bundle.digest,
+        path: path.clone(),
         wasm: Box::new(move || reader.read_verified(&path)),
         precompiled,
         sha256: meta.sha256,

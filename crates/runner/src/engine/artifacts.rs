@@ -22,6 +22,11 @@
 //! (`RUNNER_CACHE_MAX_BYTES`, shared with the bundles): the
 //! [`ArtifactBudget`] is told its size after every write and of every use.
 //!
+//! At start-up everything else under `compiled/` is removed: another
+//! engine's artifacts (never loaded) and the layout before artifacts were
+//! keyed by component (`compiled/<bundle hash>/<path hash>.<engine
+//! tag>.cwasm`), so neither takes budget.
+//!
 //! Evicting an artifact is safe at any time: artifacts are read into memory
 //! (`fs::read` + `Component::deserialize`), never mapped from the file, so a
 //! component loaded from one keeps running after its file is gone, and a
@@ -83,8 +88,10 @@ impl Hasher for Sha256Hasher {
 
 impl ArtifactCache {
     /// Open (creating) the cache directory, remove what a killed process
-    /// left behind (temp files, artifacts without their sidecar), and tell
-    /// `budget` the size of every artifact directory, oldest first.
+    /// left behind (temp files, artifacts without their sidecar) and what
+    /// this engine never loads (another layout, another engine's
+    /// artifacts), and tell `budget` the size of every artifact directory,
+    /// oldest first.
     ///
     /// # Errors
     /// If the directory cannot be created or read.
@@ -93,6 +100,9 @@ impl ArtifactCache {
         dir: &Path,
         budget: std::sync::Arc<dyn ArtifactBudget>,
     ) -> std::io::Result<ArtifactCache> {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_tag = hex::encode(&hasher.0.finalize()[..8]);
         fs::create_dir_all(dir)?;
         remove_temp_files(dir)?;
         let mut found = Vec::new();
@@ -102,11 +112,16 @@ impl ArtifactCache {
             let digest = Digest::parse(&format!("sha256:{name}")).ok();
             match digest {
                 Some(digest) if entry.file_type()?.is_dir() => {
+                    // Read before the clean-up below touches the directory.
                     let modified = entry
                         .metadata()?
                         .modified()
                         .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                    found.push((modified, digest, dir_bytes(&entry.path())));
+                    remove_foreign(&entry.path(), &engine_tag)?;
+                    match dir_bytes(&entry.path()) {
+                        0 => remove_any(&entry.path()),
+                        bytes => found.push((modified, digest, bytes)),
+                    }
                 }
                 // Another layout (an older runner) or junk: not ours to keep.
                 _ => remove_any(&entry.path()),
@@ -116,9 +131,6 @@ impl ArtifactCache {
         for (_, digest, bytes) in found {
             budget.sized(&digest, bytes);
         }
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_tag = hex::encode(&hasher.0.finalize()[..8]);
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
             engine_tag,
@@ -226,6 +238,23 @@ fn dir_bytes(dir: &Path) -> u64 {
         .filter(fs::Metadata::is_file)
         .map(|m| m.len())
         .sum()
+}
+
+/// Remove from an artifact directory everything but this engine's artifact
+/// and sidecar: another engine's (a Wasmtime upgrade or another
+/// configuration; never loaded, and only taking budget) and the files of
+/// the layout before components were keyed by their own hash
+/// (`compiled/<bundle hash>/<path hash>.<engine tag>.cwasm`).
+fn remove_foreign(dir: &Path, engine_tag: &str) -> std::io::Result<()> {
+    let keep = [format!("{engine_tag}.cwasm"), format!("{engine_tag}.sha256")];
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(keep.contains(&name) && entry.file_type()?.is_file()) {
+            remove_any(&entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn remove_any(path: &Path) {

@@ -3,10 +3,13 @@
 //!
 //! One [`Engine`](wasmtime::Engine) and one [`Linker`] per process. A
 //! component is compiled (or loaded from the verified artifact cache) once
-//! per (content hash, component path) and kept pre-instantiated for its world
-//! ([`RunnerPre`] for `alga:extension/runner`, [`ProxyPre`] for
-//! `wasi:http/proxy`); each execution then costs a fresh store plus an
-//! instance from the pooling allocator, nothing more.
+//! per [`ComponentKey`]: the SHA-256 of its own bytes, the world it is
+//! linked for and where its native code comes from, never the bundle that
+//! carries it, so every bundle with the same component shares one compile.
+//! It is kept pre-instantiated for its world ([`RunnerPre`] for
+//! `alga:extension/runner`, [`ProxyPre`] for `wasi:http/proxy`); each
+//! execution then costs a fresh store plus an instance from the pooling
+//! allocator, nothing more.
 //!
 //! Compiling is bounded: a compile runs on a task of its own that
 //! fills the cache whatever happens to the requests waiting for it, takes a
@@ -53,8 +56,35 @@ pub(crate) use artifacts::write_atomically;
 pub use artifacts::{ArtifactBudget, ArtifactCache, Unbudgeted};
 pub use pool::tenant_share;
 
-/// Identifies a compiled component: the bundle and the file inside it.
-pub type ComponentKey = (Digest, String);
+/// Identifies a compiled, linked component in memory: everything that
+/// decides its code and how it is linked, and nothing about the bundle
+/// carrying it, so two bundles with the same component bytes (another
+/// manifest, another UI) share one compile and one entry. The engine's
+/// configuration is not in it (one engine per process); the on-disk
+/// artifacts carry its compatibility tag instead (`artifacts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ComponentKey {
+    /// SHA-256 of the component file (from the bundle's verified index).
+    pub component: Digest,
+    /// The world it is checked against and pre-instantiated for (the
+    /// manifest's, per endpoint): the same bytes linked for another world
+    /// are another entry (or another refusal).
+    pub world: World,
+    /// Where its native code comes from.
+    pub code: Code,
+}
+
+/// Where a component's native code comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// Compiled by this runner from the component's bytes (or loaded from
+    /// its own artifact of them).
+    Compiled,
+    /// A signed bundle's own precompiled artifact, by that artifact's
+    /// SHA-256: a bundle carrying the same component without it (or with
+    /// another one) never runs its code.
+    Supplied(Digest),
+}
 
 /// A component ready to instantiate: compiled, checked and linked.
 pub type Prepared = Arc<PreparedComponent>;
@@ -177,10 +207,11 @@ pub struct Runtime {
     engine: wasmtime::Engine,
     /// Linked once at start-up; every component is pre-instantiated with it.
     linker: Linker<Invocation>,
-    /// Single-flight compile cache: concurrent first requests for the same
-    /// component wait for one compile task, which fills the cache even if
-    /// all of them give up. Refusals are remembered; transient failures are
-    /// not. Bounded: see [`Loaded`]. Shared with the compile tasks.
+    /// Single-flight compile cache by [`ComponentKey`]: concurrent first
+    /// requests for the same component, from any bundles, wait for one
+    /// compile task, which fills the cache even if all of them give up.
+    /// Refusals are remembered; transient failures are not. Bounded: see
+    /// [`Loaded`]. Shared with the compile tasks.
     components: Arc<Mutex<Loaded>>,
     /// Compiled code on disk, keyed by component hash + engine compatibility.
     artifacts: ArtifactCache,
@@ -224,6 +255,19 @@ type Outcome = Option<Result<Prepared, Failure>>;
 enum Cell {
     Compiling(watch::Receiver<Outcome>),
     Ready(Prepared),
+}
+
+/// What [`Runtime::known`] found without a new compile.
+enum Known {
+    Answer(Result<Prepared, Failure>),
+    Compiling(watch::Receiver<Outcome>),
+}
+
+/// One try at a component: its answer, and whether it came from a compile
+/// another request started (whose transient failure is not this one's).
+struct Attempt {
+    result: Result<Prepared, Failure>,
+    joined: bool,
 }
 
 /// What the cache knows about a component now.
@@ -281,7 +325,7 @@ impl Loaded {
 
     fn start(&mut self, key: &ComponentKey, receiver: watch::Receiver<Outcome>) {
         let tick = self.next_tick();
-        self.cells.insert(key.clone(), (Cell::Compiling(receiver), tick));
+        self.cells.insert(*key, (Cell::Compiling(receiver), tick));
     }
 
     /// Record a compile's outcome; returns how many ready components were
@@ -290,7 +334,7 @@ impl Loaded {
         let tick = self.next_tick();
         match outcome {
             Ok(prepared) => {
-                self.cells.insert(key.clone(), (Cell::Ready(prepared.clone()), tick));
+                self.cells.insert(*key, (Cell::Ready(prepared.clone()), tick));
             }
             Err(failure) => {
                 self.cells.remove(key);
@@ -306,7 +350,7 @@ impl Loaded {
                 .iter()
                 .filter(|(_, (cell, _))| matches!(cell, Cell::Ready(_)))
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| key.clone());
+                .map(|(key, _)| *key);
             let Some(oldest) = oldest else { break };
             self.cells.remove(&oldest);
             dropped += 1;
@@ -327,7 +371,7 @@ impl Loaded {
                 .refused
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| key.clone())
+                .map(|(key, _)| *key)
         {
             self.refused.remove(&oldest);
         }
@@ -340,8 +384,7 @@ impl Loaded {
             message.truncate(cut);
             message.push('…');
         }
-        self.refused
-            .insert(key.clone(), (Failure::new(failure.code, message), tick));
+        self.refused.insert(*key, (Failure::new(failure.code, message), tick));
     }
 
     fn loaded(&self) -> usize {
@@ -352,8 +395,8 @@ impl Loaded {
     }
 }
 
-/// Failures that are properties of the component's bytes, so the same
-/// (content hash, component) fails the same way every time: remembered.
+/// Failures that are properties of the component's bytes (and world), so
+/// the same [`ComponentKey`] fails the same way every time: remembered.
 /// Anything else (a read error, a changed file, a failed task) may pass on
 /// the next try and is not.
 fn is_refusal(code: ErrorCode) -> bool {
@@ -397,14 +440,41 @@ fn lock(components: &Mutex<Loaded>) -> std::sync::MutexGuard<'_, Loaded> {
 /// must be compiled) and, when the operator trusts it for this bundle, the
 /// bundle's own precompiled artifact.
 pub struct ComponentSource {
+    /// The bundle asking, for logs only (not in the key).
+    pub bundle: Digest,
+    /// The component's path in that bundle, for messages and logs only
+    /// (not in the key): failures are remembered without it and each
+    /// request's answer names its own path.
+    pub path: String,
     pub wasm: ReadBytes,
-    pub precompiled: Option<ReadBytes>,
+    pub precompiled: Option<SuppliedArtifact>,
     /// The component file's SHA-256 (from the bundle's verified index):
-    /// the key of its compiled artifact.
+    /// the key of its compiled code, in memory and on disk.
     pub sha256: Digest,
     /// The component file's size in bytes (from the same index), checked
     /// against `RUNNER_MAX_COMPONENT_BYTES` before anything is read.
     pub bytes: u64,
+}
+
+/// A bundle's own precompiled artifact the operator trusts.
+pub struct SuppliedArtifact {
+    /// The artifact file's SHA-256 (from the bundle's verified index).
+    pub sha256: Digest,
+    pub read: ReadBytes,
+}
+
+impl ComponentSource {
+    /// The cache key of this component linked for `world`.
+    pub fn key(&self, world: World) -> ComponentKey {
+        ComponentKey {
+            component: self.sha256,
+            world,
+            code: self
+                .precompiled
+                .as_ref()
+                .map_or(Code::Compiled, |supplied| Code::Supplied(supplied.sha256)),
+        }
+    }
 }
 
 /// Reads one file of a verified bundle, on the compile thread.
@@ -476,105 +546,159 @@ impl Runtime {
     /// # Errors
     /// `component_invalid`, `unsupported_feature` or `unsupported_import`.
     pub fn precompile(&self, path: &str, wasm: &[u8], world: World) -> Result<Vec<u8>, Failure> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| compile_failure(path, wasm, &e))?;
-        host::check_imports(&self.engine, &component, world).map_err(|names| unsupported(path, &names))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| at(path, compile_failure(wasm, &e)))?;
+        host::check_imports(&self.engine, &component, world).map_err(|names| at(path, unsupported(&names)))?;
         component
             .serialize()
             .map_err(|e| Failure::new(ErrorCode::Internal, format!("{path}: serialize: {e}")))
     }
 
-    /// The pre-instantiated component for `key`, compiling it from `wasm`
-    /// (read lazily) on first use, linked for `world` (a bundle's manifest
-    /// gives each component one world, so the key decides it).
+    /// The pre-instantiated component of `source` linked for `world`,
+    /// compiling it from its wasm (read lazily) on first use.
     ///
-    /// The compile runs on a task of its own holding a slot of the compile
-    /// pool: it completes and fills the cache even if every caller gives
-    /// up, and later callers wait for it instead of compiling again. A
-    /// caller waits for a free slot (within its tenant's share) until its
-    /// deadline. A refusal is remembered for `key`.
+    /// Cached by [`ComponentSource::key`] (the component's own SHA-256, the
+    /// world, where its code comes from), so the first request of any
+    /// bundle carrying the same component compiles it and every other one
+    /// reuses it. The compile runs on a task of its own holding a slot of
+    /// the compile pool: it completes and fills the cache even if every
+    /// caller gives up, and later callers wait for it instead of compiling
+    /// again. A caller waits for a free slot (within its tenant's share)
+    /// until its deadline. A refusal is remembered for the key; its message
+    /// names the component's path in the asking bundle.
     ///
     /// # Errors
     /// `unsupported_import`, `unsupported_feature`, `component_invalid`,
     /// `component_too_large`, or `compile_busy` when no slot freed in time.
     pub async fn component(
         &self,
-        key: &ComponentKey,
         source: ComponentSource,
         world: World,
         admission: Admission<'_>,
     ) -> Result<Prepared, Failure> {
-        if let Some(known) = self.known(key, &source.sha256) {
-            return known.await;
+        let key = source.key(world);
+        let path = source.path.clone();
+        let mut source = Some(source);
+        let mut attempt = self.component_at(key, &mut source, admission).await;
+        // A compile this request joined failed for a reason that is not the
+        // component's (the starting request's bundle files unreadable or
+        // changed on disk, a failed task): that bundle's trouble, not this
+        // one's. Try once more with this bundle's own files.
+        if attempt.joined && attempt.result.as_ref().is_err_and(|f| !is_refusal(f.code)) && source.is_some() {
+            attempt = self.component_at(key, &mut source, admission).await;
+            if attempt.joined && attempt.result.as_ref().is_err_and(|f| !is_refusal(f.code)) {
+                // Joined someone else's failing compile twice: say so, and
+                // nothing of theirs (a bundle's hash, its files).
+                attempt.result = Err(Failure::new(
+                    ErrorCode::CompileBusy,
+                    "compiling this component failed for another request; retry shortly",
+                ));
+            }
         }
-        if source.bytes > self.max_component_bytes {
-            let failure = Failure::new(
-                ErrorCode::ComponentTooLarge,
-                format!(
-                    "{}: the component is {} bytes, over this runner's limit of {} bytes (RUNNER_MAX_COMPONENT_BYTES)",
-                    key.1, source.bytes, self.max_component_bytes
-                ),
-            );
-            let mut loaded = lock(&self.components);
-            let tick = loaded.next_tick();
-            loaded.refuse(key, &failure, tick);
-            return Err(failure);
-        }
-        // Only a compile takes a slot: loading a verified artifact from
-        // disk costs milliseconds.
-        let permit = if self.artifacts.contains(&source.sha256) {
-            None
-        } else {
-            match self.pool.acquire(admission.tenant, admission.deadline).await {
-                Some(permit) => Some(permit),
-                None => {
-                    self.stats.compile_busy.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(content_hash = %key.0, component = %key.1, tenant = admission.tenant, "no compile slot before the request's deadline");
-                    return Err(Failure::new(
-                        ErrorCode::CompileBusy,
-                        "every compile slot this tenant may use stayed busy until the request's deadline; retry shortly",
-                    ));
+        attempt.result.map_err(|failure| {
+            // Cached and shared failures carry no path: each bundle's answer
+            // names its own file.
+            if is_refusal(failure.code) {
+                at(&path, failure)
+            } else {
+                failure
+            }
+        })
+    }
+
+    /// [`Self::component`] once, its failures without the path. `source`
+    /// is taken only if this request starts the compile.
+    async fn component_at(
+        &self,
+        key: ComponentKey,
+        source: &mut Option<ComponentSource>,
+        admission: Admission<'_>,
+    ) -> Attempt {
+        let mine = |result| Attempt { result, joined: false };
+        let receiver = match self.known(&key) {
+            Some(Known::Answer(result)) => return mine(result),
+            Some(Known::Compiling(receiver)) => receiver,
+            None => {
+                // Copied out: the source (not `Sync`) is not borrowed across
+                // the wait for a slot.
+                let Some((bytes, bundle, path)) = source.as_ref().map(|s| (s.bytes, s.bundle, s.path.clone())) else {
+                    // Only a second try reaches here, and only with its source.
+                    return mine(Err(Failure::new(ErrorCode::Internal, "component source already used")));
+                };
+                if bytes > self.max_component_bytes {
+                    let failure = Failure::new(
+                        ErrorCode::ComponentTooLarge,
+                        format!(
+                            "the component is {bytes} bytes, over this runner's limit of {} bytes (RUNNER_MAX_COMPONENT_BYTES)",
+                            self.max_component_bytes
+                        ),
+                    );
+                    let mut loaded = lock(&self.components);
+                    let tick = loaded.next_tick();
+                    loaded.refuse(&key, &failure, tick);
+                    return mine(Err(failure));
+                }
+                // Only a compile takes a slot: loading a verified artifact
+                // from disk costs milliseconds.
+                let permit = if self.artifacts.contains(&key.component) {
+                    None
+                } else {
+                    match self.pool.acquire(admission.tenant, admission.deadline).await {
+                        Some(permit) => Some(permit),
+                        None => {
+                            self.stats.compile_busy.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(content_hash = %bundle, component = %path, component_sha256 = %key.component, tenant = admission.tenant, "no compile slot before the request's deadline");
+                            return mine(Err(Failure::new(
+                                ErrorCode::CompileBusy,
+                                "every compile slot this tenant may use stayed busy until the request's deadline; retry shortly",
+                            )));
+                        }
+                    }
+                };
+                let started = {
+                    let mut loaded = lock(&self.components);
+                    match loaded.lookup(&key) {
+                        // Another request started (or finished) it while
+                        // this one waited for a slot; the slot goes back
+                        // unused.
+                        Lookup::Ready(prepared) => return mine(Ok(prepared)),
+                        Lookup::Refused(failure) => return mine(Err(failure)),
+                        Lookup::Compiling(receiver) => Err(receiver),
+                        Lookup::Absent => {
+                            let source = source.take().expect("checked above");
+                            let (sender, receiver) = watch::channel(None);
+                            loaded.start(&key, receiver.clone());
+                            self.spawn_compile(key, source, permit, sender);
+                            Ok(receiver)
+                        }
+                    }
+                };
+                match started {
+                    Ok(receiver) => return mine(wait(receiver).await),
+                    Err(receiver) => receiver,
                 }
             }
         };
-        let receiver = {
-            let mut loaded = lock(&self.components);
-            match loaded.lookup(key) {
-                // Another request started (or finished) it while this one
-                // waited for a slot; the slot goes back unused.
-                Lookup::Ready(prepared) => return Ok(prepared),
-                Lookup::Refused(failure) => return Err(failure),
-                Lookup::Compiling(receiver) => receiver,
-                Lookup::Absent => {
-                    let (sender, receiver) = watch::channel(None);
-                    loaded.start(key, receiver.clone());
-                    self.spawn_compile(key.clone(), source, world, permit, sender);
-                    receiver
-                }
-            }
-        };
-        wait(receiver).await
+        Attempt {
+            result: wait(receiver).await,
+            joined: true,
+        }
     }
 
     /// The answer for `key` if it needs no new compile: ready, refused, or
     /// a compile in progress to wait for.
-    fn known(
-        &self,
-        key: &ComponentKey,
-        component: &Digest,
-    ) -> Option<impl std::future::Future<Output = Result<Prepared, Failure>> + use<>> {
+    fn known(&self, key: &ComponentKey) -> Option<Known> {
         let lookup = lock(&self.components).lookup(key);
-        let ready = |result| Some(futures_util::future::Either::Left(std::future::ready(result)));
         match lookup {
             Lookup::Ready(prepared) => {
                 // Keep its artifact recent in the disk budget's LRU order.
-                self.artifacts.touch(component);
-                ready(Ok(prepared))
+                self.artifacts.touch(&key.component);
+                Some(Known::Answer(Ok(prepared)))
             }
             Lookup::Refused(failure) => {
                 self.stats.refusals_remembered.fetch_add(1, Ordering::Relaxed);
-                ready(Err(failure))
+                Some(Known::Answer(Err(failure)))
             }
-            Lookup::Compiling(receiver) => Some(futures_util::future::Either::Right(wait(receiver))),
+            Lookup::Compiling(receiver) => Some(Known::Compiling(receiver)),
             Lookup::Absent => None,
         }
     }
@@ -585,7 +709,6 @@ impl Runtime {
         &self,
         key: ComponentKey,
         source: ComponentSource,
-        world: World,
         permit: Option<pool::CompilePermit>,
         sender: watch::Sender<Outcome>,
     ) {
@@ -598,16 +721,15 @@ impl Runtime {
         let compile_on = self.compile_on.clone().unwrap_or_else(tokio::runtime::Handle::current);
         let abandon = Abandon {
             components: components.clone(),
-            key: Some(key.clone()),
+            key: Some(key),
         };
         tokio::spawn(async move {
-            let task_key = key.clone();
             // Compiling is CPU-bound (seconds for big guests): keep it off
             // the async workers. The slot is held until Cranelift is done.
             let outcome = compile_on
                 .spawn_blocking(move || {
                     let _permit = permit;
-                    prepare(&engine, &linker, &artifacts, &task_stats, &task_key, source, world)
+                    prepare(&engine, &linker, &artifacts, &task_stats, key, source)
                 })
                 .await
                 .map_err(|e| Failure::new(ErrorCode::Internal, format!("compile task failed: {e}")))
@@ -931,19 +1053,24 @@ fn classify_trap(error: &wasmtime::Error, memory_refused: bool) -> Failure {
     }
 }
 
-/// Compile (or load) one component and pre-instantiate it.
+/// Compile (or load) one component and pre-instantiate it for `key`'s
+/// world. Failure messages leave out the component's path (the caller adds
+/// the asking bundle's); logs name the bundle whose request started it.
 fn prepare(
     engine: &wasmtime::Engine,
     linker: &Linker<Invocation>,
     artifacts: &ArtifactCache,
     stats: &Stats,
-    key: &ComponentKey,
+    key: ComponentKey,
     source: ComponentSource,
-    world: World,
 ) -> Result<PreparedComponent, Failure> {
-    let (digest, path) = key;
-    let component_sha256 = source.sha256;
-    let supplied = source.precompiled.and_then(|read| match read() {
+    let ComponentKey {
+        component: sha256,
+        world,
+        ..
+    } = key;
+    let (digest, path) = (&source.bundle, &source.path);
+    let supplied = source.precompiled.and_then(|supplied| match (supplied.read)() {
         Ok(bytes) => match artifacts::load_supplied(engine, &bytes) {
             Ok(component) => Some(component),
             Err(e) => {
@@ -961,7 +1088,7 @@ fn prepare(
             stats.precompiled_loads.fetch_add(1, Ordering::Relaxed);
             component
         }
-        None => match artifacts.load(engine, &component_sha256) {
+        None => match artifacts.load(engine, &sha256) {
             Some(component) => {
                 stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
                 component
@@ -970,13 +1097,13 @@ fn prepare(
                 let bytes = (source.wasm)()?;
                 stats.compiles.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(path, &bytes, &e))?;
+                let component = Component::new(engine, &bytes).map_err(|e| compile_failure(&bytes, &e))?;
                 stats
                     .compile_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                tracing::info!(content_hash = %digest, component = %path, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
-                host::check_imports(engine, &component, world).map_err(|names| unsupported(path, &names))?;
-                if let Err(e) = artifacts.store(&component_sha256, &component) {
+                tracing::info!(content_hash = %digest, component = %path, component_sha256 = %sha256, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+                host::check_imports(engine, &component, world).map_err(|names| unsupported(&names))?;
+                if let Err(e) = artifacts.store(&sha256, &component) {
                     // The cache only saves time; a failed write must not fail the request.
                     tracing::warn!(content_hash = %digest, component = %path, error = %e, "could not persist compiled artifact");
                 }
@@ -984,37 +1111,42 @@ fn prepare(
             }
         },
     };
-    host::check_imports(engine, &component, world).map_err(|names| unsupported(path, &names))?;
+    host::check_imports(engine, &component, world).map_err(|names| unsupported(&names))?;
     let instance_pre = linker
         .instantiate_pre(&component)
-        .map_err(|e| Failure::new(ErrorCode::UnsupportedImport, format!("{path}: cannot link: {e}")))?;
+        .map_err(|e| Failure::new(ErrorCode::UnsupportedImport, format!("cannot link: {e}")))?;
     match world {
         World::Runner => RunnerPre::new(instance_pre).map(PreparedComponent::Runner).map_err(|e| {
             Failure::new(
                 ErrorCode::ComponentInvalid,
-                format!("{path}: does not export `handler: func(execute-request) -> execute-response` of world alga:extension/runner: {e}"),
+                format!("does not export `handler: func(execute-request) -> execute-response` of world alga:extension/runner: {e}"),
             )
         }),
         World::Proxy => ProxyPre::new(instance_pre).map(PreparedComponent::Proxy).map_err(|e| {
             Failure::new(
                 ErrorCode::ComponentInvalid,
-                format!("{path}: does not export `wasi:http/incoming-handler` of world wasi:http/proxy (the manifest's endpoint says `\"world\": \"wasi:http/proxy\"`): {e}"),
+                format!("does not export `wasi:http/incoming-handler` of world wasi:http/proxy (the manifest's endpoint says `\"world\": \"wasi:http/proxy\"`): {e}"),
             )
         }),
     }
 }
 
-fn unsupported(path: &str, names: &str) -> Failure {
+/// `failure` as the bundle with the component at `path` sees it.
+fn at(path: &str, failure: Failure) -> Failure {
+    Failure::new(failure.code, format!("{path}: {}", failure.message))
+}
+
+fn unsupported(names: &str) -> Failure {
     Failure::new(
         ErrorCode::UnsupportedImport,
-        format!("{path}: imports interfaces this runner does not provide: {names}"),
+        format!("imports interfaces this runner does not provide: {names}"),
     )
 }
 
 /// A component Wasmtime would not compile: `unsupported_feature` when it is
 /// valid WebAssembly once every proposal is allowed (so it uses one this
 /// engine keeps off, A-03), else `component_invalid`.
-fn compile_failure(path: &str, wasm: &[u8], error: &wasmtime::Error) -> Failure {
+fn compile_failure(wasm: &[u8], error: &wasmtime::Error) -> Failure {
     let detail = format!("{error:#}");
     let valid_with_every_proposal = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(wasm)
@@ -1024,7 +1156,7 @@ fn compile_failure(path: &str, wasm: &[u8], error: &wasmtime::Error) -> Failure 
     } else {
         ErrorCode::ComponentInvalid
     };
-    Failure::new(code, format!("{path}: not a loadable component: {detail}"))
+    Failure::new(code, format!("not a loadable component: {detail}"))
 }
 
 /// proposals switched off by flag, because this build of Wasmtime has
@@ -1080,4 +1212,59 @@ fn engine_config(limits: EngineLimits) -> Config {
         .parallel_compilation(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(bundle: &[u8], path: &str, wasm: &[u8], supplied: Option<&[u8]>) -> ComponentSource {
+        let unread = || -> ReadBytes { Box::new(|| unreachable!("a key is made without reading")) };
+        ComponentSource {
+            bundle: Digest::of(bundle),
+            path: path.into(),
+            wasm: unread(),
+            precompiled: supplied.map(|artifact| SuppliedArtifact {
+                sha256: Digest::of(artifact),
+                read: unread(),
+            }),
+            sha256: Digest::of(wasm),
+            bytes: wasm.len() as u64,
+        }
+    }
+
+    /// The key is the component's bytes, its world and its code's origin;
+    /// the bundle carrying it and its path there are not in it.
+    #[test]
+    fn the_compile_cache_key_is_the_component_not_the_bundle() {
+        let base = source(b"bundle a", "dist/main.wasm", b"wasm", None).key(World::Runner);
+        let cases = [
+            (
+                source(b"bundle b", "dist/other.wasm", b"wasm", None),
+                World::Runner,
+                true,
+            ),
+            (
+                source(b"bundle a", "dist/main.wasm", b"other wasm", None),
+                World::Runner,
+                false,
+            ),
+            (
+                source(b"bundle a", "dist/main.wasm", b"wasm", None),
+                World::Proxy,
+                false,
+            ),
+            (
+                source(b"bundle a", "dist/main.wasm", b"wasm", Some(b"cwasm")),
+                World::Runner,
+                false,
+            ),
+        ];
+        for (i, (source, world, same)) in cases.into_iter().enumerate() {
+            assert_eq!(source.key(world) == base, same, "case {i}");
+        }
+        let supplied = |bundle: &[u8], artifact: &[u8]| source(bundle, "p", b"wasm", Some(artifact)).key(World::Runner);
+        assert_eq!(supplied(b"a", b"cwasm"), supplied(b"b", b"cwasm"));
+        assert_ne!(supplied(b"a", b"cwasm"), supplied(b"a", b"another cwasm"));
+    }
 }

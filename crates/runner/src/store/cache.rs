@@ -15,6 +15,12 @@
 //! engine's artifact cache) are entries of the same budget and the same LRU
 //! order ([`Item::Artifact`]): an artifact is never "in use" on disk, since
 //! loaded code lives in memory (see `engine::artifacts`).
+//!
+//! An artifact is one entry however many bundles carry its component, and
+//! has its own place in the LRU order (every use, from any of those
+//! bundles, makes it recent): evicting a bundle never removes an artifact,
+//! and an artifact least recently used goes even while bundles carrying its
+//! component stay (they compile it again, once, when next loaded).
 
 use std::collections::HashMap;
 use std::fs;
@@ -426,6 +432,46 @@ mod tests {
         stage(&cache, &e);
         assert!(cache.evict_to_fit(|_| true).is_empty());
         assert_eq!(cache.total_bytes(), 300);
+    }
+
+    /// An artifact is one entry however many bundles carry its component:
+    /// sized again, it replaces its own count; evicting the bundles that
+    /// use it leaves it on disk; it goes only when it is itself the least
+    /// recently used (its own LRU entry: every use from any bundle touches
+    /// it).
+    #[test]
+    fn a_shared_artifact_counts_once_and_outlives_the_bundles_evicted_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let compiled = dir.path().join("compiled");
+        let cache = DiskCache::open(&dir.path().join("bundles"), &compiled, 260).unwrap();
+        let component = Digest::of(b"component");
+        let artifact_dir = compiled.join(component.hex());
+        fs::create_dir_all(&artifact_dir).unwrap();
+        fs::write(artifact_dir.join("tag.cwasm"), [0u8; 50]).unwrap();
+        let (a, b, c) = (record(b"a", 100), record(b"b", 100), record(b"c", 100));
+        stage(&cache, &a);
+        // Compiled for a's request, reused (sized, touched) for b's.
+        cache.account_artifact(&component, 50);
+        stage(&cache, &b);
+        cache.account_artifact(&component, 50);
+        cache.touch_item(Item::Artifact(component));
+        assert_eq!((cache.total_bytes(), cache.artifact_bytes()), (250, 50));
+
+        stage(&cache, &c);
+        assert_eq!(cache.evict_to_fit(|_| false), vec![Item::Bundle(a.digest)]);
+        assert!(artifact_dir.exists(), "the artifact b still uses stays");
+        assert_eq!(cache.artifact_bytes(), 50);
+
+        // Now the oldest: it goes although b and c carry its component (they
+        // then compile it again, once, on their next load).
+        cache.touch(&b.digest);
+        stage(&cache, &record(b"d", 100));
+        assert_eq!(
+            cache.evict_to_fit(|_| false),
+            vec![Item::Artifact(component), Item::Bundle(c.digest)]
+        );
+        assert!(!artifact_dir.exists());
+        assert_eq!(cache.artifact_bytes(), 0);
     }
 
     #[test]

@@ -508,15 +508,20 @@ mod tests {
         assert_eq!(keys.manifest, format!("sha256/{hex}/manifest.json"));
     }
 
+    /// The upstream layout of alga-compat §3, as the README shows it.
     #[test]
     fn layout_with_tenant_and_extension() {
-        let layout = KeyLayout::parse("tenants/{tenant}/ext/{extension}/{hex}/b.tar.zst").unwrap();
+        let layout = KeyLayout::parse("tenants/{tenant}/extensions/{extension}/sha256/{hex}/bundle.tar.zst").unwrap();
         let hex = digest().hex();
         let keys = layout.keys(&digest(), "t-1", "com.acme.sales");
-        assert_eq!(keys.bundle, format!("tenants/t-1/ext/com.acme.sales/{hex}/b.tar.zst"));
+        let dir = format!("tenants/t-1/extensions/com.acme.sales/sha256/{hex}");
+        assert_eq!(keys.bundle, format!("{dir}/bundle.tar.zst"));
+        assert_eq!(keys.signature, format!("{dir}/bundle.sig"));
+        assert_eq!(keys.manifest, format!("{dir}/manifest.json"));
+        let other = KeyLayout::parse("tenants/{tenant}/ext/{extension}/{hex}/b.tar.zst").unwrap();
         assert_eq!(
-            keys.signature,
-            format!("tenants/t-1/ext/com.acme.sales/{hex}/bundle.sig")
+            other.render(&digest(), "t-1", "com.acme.sales"),
+            format!("tenants/t-1/ext/com.acme.sales/{hex}/b.tar.zst")
         );
         let mixed = KeyLayout::parse("x/{tenant}-{hex}/bundle.tar.zst").unwrap();
         assert_eq!(mixed.render(&digest(), "t", "e"), format!("x/t-{hex}/bundle.tar.zst"));

@@ -358,7 +358,8 @@ async fn echo_artifact_bytes() -> u64 {
 
 /// LRU by bytes: beyond RUNNER_CACHE_MAX_BYTES the least recently used
 /// entry goes; the cache stays within budget. The three bundles carry the
-/// same component, so they share one compiled artifact, which counts once.
+/// same component, so they share one compile and one compiled artifact,
+/// which counts once and outlives the evicted bundle.
 #[tokio::test]
 async fn lru_eviction_keeps_the_cache_within_its_budget() {
     let one = std::fs::metadata(ext_test_fixtures::component("echo")).unwrap().len();
@@ -388,12 +389,76 @@ async fn lru_eviction_keeps_the_cache_within_its_budget() {
         1,
         "one artifact for three bundles"
     );
-    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 2);
+    assert_eq!(load(&t.runner.engine_stats().artifact_loads), 0, "served from memory");
 
     // Evicted means refetched (and verified) on next use.
     let (status, _, _) = t.post(&envelope(&digests[0], "GET", "/")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(t.runner.bundles().fetches(), 4);
+}
+
+/// The artifact directories under `cache/compiled` (one per component).
+fn artifact_dirs(t: &TestRunner) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(t.dir.path().join("cache/compiled"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Issue 15, item 4: the compile cache is keyed by the component's own
+/// SHA-256 (with its world), not by the bundle carrying it. Two bundles
+/// with the same component bytes and different manifests (so different
+/// content hashes), asked for at once, share one compile, one component in
+/// memory and one artifact on disk, counted once in the budget; after a
+/// restart that artifact is loaded once for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_component_in_two_bundles_is_compiled_once() {
+    let t = TestRunner::new();
+    let wasm = fixture("echo");
+    let digests = [
+        t.publish_dir(bundle_dir_for("echo_one", &wasm).path()),
+        t.publish_dir(bundle_dir_for("echo_two", &wasm).path()),
+    ];
+    assert_ne!(digests[0], digests[1]);
+    let envelopes = digests.map(|d| envelope(&d, "GET", "/"));
+    let (one, two) = tokio::join!(t.post(&envelopes[0]), t.post(&envelopes[1]));
+    for (status, _, body) in [one, two] {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let stats = t.runner.engine_stats();
+    assert_eq!(
+        (load(&stats.compiles), load(&stats.artifact_loads)),
+        (1, 0),
+        "one compile, and the second bundle served from memory"
+    );
+    assert_eq!(t.runner.runtime().loaded_components(), 1);
+    let (_, scrape) = get_text(&t, "/metrics").await;
+    assert_eq!(metric_value(&scrape, "ext_runner_compiles "), Some(1.0), "{scrape}");
+    assert_eq!(artifact_dirs(&t), vec![ext_bundle::Digest::of(&wasm).hex()]);
+    let artifact = t.runner.bundles().cache().artifact_bytes();
+    assert!(artifact > 0);
+    let bundles: u64 = digests
+        .iter()
+        .map(|d| t.runner.bundles().cache().record(d).unwrap().unpacked_bytes)
+        .sum();
+    assert_eq!(t.runner.bundles().cache().total_bytes(), bundles + artifact);
+
+    // A restart loads the shared artifact from disk, once for both bundles.
+    let TestRunner { dir, .. } = t;
+    let t = TestRunner::in_dir(dir, &[]);
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), artifact, "counted once");
+    for digest in &digests {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = t.runner.engine_stats();
+    assert_eq!((load(&stats.compiles), load(&stats.artifact_loads)), (0, 1));
+    assert_eq!(t.runner.runtime().loaded_components(), 1);
 }
 
 /// `echo` made a distinct component (another SHA-256, the same code) by a
@@ -501,6 +566,48 @@ async fn f03_leftovers_of_a_killed_process_are_cleaned_at_start() {
     let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(t.runner.bundles().fetches(), 1);
+}
+
+/// An artifact directory from before components were keyed by their own
+/// hash (`compiled/<bundle hash>/<path hash>.<engine tag>.cwasm`) and
+/// another engine's artifact are removed at start-up, never counted in the
+/// budget nor loaded; the component compiles and its artifact is written
+/// in today's layout.
+#[tokio::test]
+async fn artifacts_of_an_older_layout_or_another_engine_are_removed_at_start() {
+    let t = TestRunner::new();
+    let digest = t.publish_fixture("echo");
+    let TestRunner { dir, .. } = t;
+    let compiled = dir.path().join("cache/compiled");
+    let wasm = fixture("echo");
+    let old_layout = compiled.join(digest.hex());
+    let other_engine = compiled.join(ext_bundle::Digest::of(&wasm).hex());
+    for (dir, stem) in [
+        (&old_layout, "0123456789abcdef.fedcba9876543210"),
+        (&other_engine, "0000000000000000"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        let artifact = b"not code for this engine";
+        std::fs::write(dir.join(format!("{stem}.cwasm")), artifact).unwrap();
+        let sidecar = ext_bundle::Digest::of(artifact).hex();
+        std::fs::write(dir.join(format!("{stem}.sha256")), sidecar).unwrap();
+    }
+
+    let t = TestRunner::in_dir(dir, &[]);
+    assert!(!old_layout.exists(), "the older layout's directory is removed");
+    assert!(!other_engine.exists(), "another engine's artifact is removed");
+    assert_eq!(t.runner.bundles().cache().artifact_bytes(), 0);
+    let (status, _, body) = t.post(&envelope(&digest, "GET", "/")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&t.runner.engine_stats().compiles), 1);
+    let names: Vec<String> = std::fs::read_dir(&other_engine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let tag = t.runner.runtime().engine_tag();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with(tag)), "{names:?}");
 }
 
 /// B-04 through the runner: a signed archive with a path-escaping entry is

@@ -1,8 +1,8 @@
-//! compile storms. One compile per (content hash, component) however
-//! many callers give up, a bounded compile pool with a per-tenant share
-//! whose waiting counts against the request's deadline, a cap on component
-//! bytes, remembered refusals, and `pack`/`publish` refusing up front what
-//! the runner would refuse.
+//! compile storms. One compile per component (its SHA-256 and world,
+//! whatever bundle carries it) however many callers give up, a bounded
+//! compile pool with a per-tenant share whose waiting counts against the
+//! request's deadline, a cap on component bytes, remembered refusals, and
+//! `pack`/`publish` refusing up front what the runner would refuse.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -152,6 +152,42 @@ async fn a21_refusals_are_remembered_not_recompiled() {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// A refusal is remembered for the component, not the bundle: another
+/// bundle carrying the same bytes (at another path) gets it without a
+/// compile, and its message names that bundle's own path.
+#[tokio::test]
+async fn a21_a_refusal_is_shared_by_every_bundle_with_the_component_and_names_its_path() {
+    let t = TestRunner::new();
+    let wasm = std::fs::read(ext_test_fixtures::component("wasi_sockets")).unwrap();
+    let first = t.publish_component("sockets_one", &wasm);
+    let other = bundle_dir_for("sockets_two", &wasm);
+    let manifest_path = other.path().join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["entry"] = "dist/handler.wasm".into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let dist = other.path().join("dist");
+    std::fs::rename(dist.join("main.wasm"), dist.join("handler.wasm")).unwrap();
+    let second = t.publish_dir(other.path());
+    let mut messages = Vec::new();
+    for digest in [&first, &second] {
+        let (status, _, body) = t.post(&envelope(digest, "GET", "/")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(error_code(&body), "unsupported_import", "{body}");
+        messages.push(body["error"]["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(stat(&t, |s| &s.compiles), 1, "compiled once for both bundles");
+    assert_eq!(stat(&t, |s| &s.refusals_remembered), 1);
+    assert!(
+        messages[0].starts_with("dist/main.wasm: imports interfaces"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages[1],
+        messages[0].replacen("dist/main.wasm", "dist/handler.wasm", 1),
+        "the same refusal, naming the second bundle's path"
+    );
+}
+
 /// with one compile slot busy with tenant A's slow component, tenant
 /// B's request for another component waits only until its own deadline and
 /// gets 503 `compile_busy` with Retry-After; once the slot frees, B's
@@ -279,4 +315,83 @@ async fn a21_pack_and_publish_refuse_what_the_runner_refuses() {
     // The same bundle around a component the runner accepts packs fine.
     let good = bundle_dir_for("echo", &fixture("echo"));
     ext_runner::cli::pack_dir(good.path()).unwrap();
+}
+
+/// A request that joined a compile another bundle's request started, which
+/// failed for that bundle's own reason (its file changed on disk), does not
+/// get that failure (nor that bundle's hash): it compiles from its own
+/// bundle's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_compile_failing_for_the_other_bundle_is_retried_with_this_ones_files() {
+    use ext_runner::engine::{Admission, ComponentSource, EngineLimits, Runtime, Unbudgeted};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = EngineLimits {
+        max_concurrency: 2,
+        max_memory_bytes: 64 << 20,
+        max_loaded_components: 8,
+        compile_concurrency: 2,
+        max_component_bytes: 64 << 20,
+    };
+    let runtime = Arc::new(Runtime::new(limits, dir.path(), Arc::new(Unbudgeted), None).unwrap());
+    let wasm = fixture("echo");
+    let (reading, read_started) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let broken = ext_bundle::Digest::of(b"bundle a");
+    let source = |bundle: &[u8], read: ext_runner::engine::ReadBytes| ComponentSource {
+        bundle: ext_bundle::Digest::of(bundle),
+        path: "dist/main.wasm".into(),
+        wasm: read,
+        precompiled: None,
+        sha256: ext_bundle::Digest::of(&wasm),
+        bytes: wasm.len() as u64,
+    };
+    let corrupt = source(
+        b"bundle a",
+        Box::new(move || {
+            reading.send(()).unwrap();
+            released.recv().unwrap();
+            Err(ext_runner::engine::Failure::new(
+                ext_runner::error::ErrorCode::BundleIntegrity,
+                format!("bundle {broken}: `dist/main.wasm` changed on disk since it was verified"),
+            ))
+        }),
+    );
+    let good_bytes = wasm.clone();
+    let good = source(b"bundle b", Box::new(move || Ok(good_bytes)));
+    let admission = || Admission {
+        tenant: "tenant-a",
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+    };
+    let first = tokio::spawn({
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .component(corrupt, ext_bundle::World::Runner, admission())
+                .await
+                .map(drop)
+        }
+    });
+    // A's compile is reading its file: B joins it, then A's read fails.
+    tokio::task::spawn_blocking(move || read_started.recv().unwrap())
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .component(good, ext_bundle::World::Runner, admission())
+                .await
+                .map(drop)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    let failure = first.await.unwrap().unwrap_err();
+    assert_eq!(failure.code, ext_runner::error::ErrorCode::BundleIntegrity);
+    second
+        .await
+        .unwrap()
+        .unwrap_or_else(|f| panic!("{}: {}", f.code.as_str(), f.message));
+    let stats = runtime.stats();
+    assert_eq!(stats.compiles.load(Ordering::Relaxed), 1, "B's own compile");
 }
