@@ -89,7 +89,12 @@ impl Shared {
         let install = request
             .egress
             .map(|list| ext_egress::Allowlist::parse(list).unwrap_or_else(|_| ext_egress::Allowlist::new(Vec::new())));
-        let policy = ext_egress::Policy::new(declared, &self.settings.operator, &request.info.tenant_id, install);
+        let policy = ext_egress::Policy::new(
+            Some(declared),
+            &self.settings.operator,
+            &request.info.tenant_id,
+            install,
+        );
         Some(HttpAccess {
             egress: self.egress.clone(),
             policy,
