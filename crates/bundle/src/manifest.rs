@@ -75,8 +75,12 @@ pub struct Manifest {
     pub events: Vec<Value>,
     /// `network.allowed_hosts`: egress destinations the extension declares
     /// (`https://api.example.com`, `https://*.example.org:8443`), as written;
-    /// the runner parses and intersects them with the operator's policy.
-    pub allowed_hosts: Vec<String>,
+    /// the runner parses and intersects them with the operator's policy and
+    /// the install's list. `None` when the manifest has no `network` at all,
+    /// as upstream manifests do: it then declares no list, and the install's
+    /// list (or the operator's opt-in) decides. A `network` object without
+    /// `allowed_hosts`, or with `[]`, declares an empty list: no host.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// One HTTP endpoint of the extension.
@@ -387,9 +391,10 @@ impl Serialize for Manifest {
             assets: &self.assets,
             sbom: self.sbom.as_deref(),
             events: &self.events,
-            network: (!self.allowed_hosts.is_empty()).then_some(Network {
-                allowed_hosts: &self.allowed_hosts,
-            }),
+            network: self
+                .allowed_hosts
+                .as_deref()
+                .map(|allowed_hosts| Network { allowed_hosts }),
         }
         .serialize(serializer)
     }
@@ -593,10 +598,9 @@ impl Checker {
         })
     }
 
-    fn allowed_hosts(&mut self, root: &Map<String, Value>) -> Vec<String> {
-        let Some(network) = self.optional_object(root, "network", "network") else {
-            return Vec::new();
-        };
+    /// `None` without a `network` object (see [`Manifest::allowed_hosts`]).
+    fn allowed_hosts(&mut self, root: &Map<String, Value>) -> Option<Vec<String>> {
+        let network = self.optional_object(root, "network", "network")?;
         let mut hosts = Vec::new();
         let list = self
             .optional_array(network, "allowed_hosts", "network.allowed_hosts")
@@ -607,7 +611,7 @@ impl Checker {
                 hosts.push(host);
             }
         }
-        hosts
+        Some(hosts)
     }
 
     fn capabilities(&mut self, root: &Map<String, Value>) -> Vec<String> {

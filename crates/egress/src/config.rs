@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 
 use crate::addr::{AddressPolicy, Cidr, CidrError};
-use crate::policy::{Allowlist, OperatorPolicy, PatternError, PolicyFileError};
+use crate::policy::{Allowlist, OperatorPolicy, PatternError, PolicyFileError, UndeclaredManifests};
 
 /// How long one DNS resolution may take before the guest gets a DNS timeout (F-06): the
 /// smokescreen default. Also bounded by the invocation deadline.
@@ -117,6 +117,9 @@ impl Default for EgressConfig {
 pub const ENV_ALLOWLIST: &str = "EXT_EGRESS_ALLOWLIST";
 /// Path of the per-tenant policy file, `{ "tenants": { "<tenant>": ["pattern", ...] } }`.
 pub const ENV_POLICY_FILE: &str = "EXT_EGRESS_POLICY_FILE";
+/// `deny` (default) or `operator`: what a manifest without `network.allowed_hosts` may reach
+/// when the envelope carries no install list ([`UndeclaredManifests`]).
+pub const ENV_UNDECLARED_MANIFESTS: &str = "EXT_EGRESS_UNDECLARED_MANIFESTS";
 /// Comma-separated CIDR blocks exempt from the address table (`127.0.0.1/32` in tests).
 pub const ENV_ALLOW_PRIVATE_CIDRS: &str = "EXT_EGRESS_ALLOW_PRIVATE_CIDRS";
 /// [`EgressConfig::dns_timeout`] in milliseconds.
@@ -144,6 +147,7 @@ pub const ENV_SECRETS_REQUIRE_HTTPS: &str = "EXT_EGRESS_SECRETS_REQUIRE_HTTPS";
 pub const ENV_VARS: &[&str] = &[
     ENV_ALLOWLIST,
     ENV_POLICY_FILE,
+    ENV_UNDECLARED_MANIFESTS,
     ENV_ALLOW_PRIVATE_CIDRS,
     ENV_DNS_TIMEOUT_MS,
     ENV_CONNECT_TIMEOUT_MS,
@@ -264,6 +268,17 @@ impl Settings {
                 }
             }
         };
+        let undeclared = match lookup(ENV_UNDECLARED_MANIFESTS) {
+            None => UndeclaredManifests::default(),
+            Some(value) => value.parse().unwrap_or_else(|()| {
+                errors.push(ConfigError::Value {
+                    key: ENV_UNDECLARED_MANIFESTS,
+                    value,
+                    expected: "deny or operator",
+                });
+                UndeclaredManifests::default()
+            }),
+        };
         if let Some(list) = lookup(ENV_ALLOW_PRIVATE_CIDRS) {
             let mut cidrs = Vec::new();
             for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -335,7 +350,7 @@ impl Settings {
         if errors.is_empty() {
             Ok(Settings {
                 config,
-                operator: OperatorPolicy::new(global, tenants),
+                operator: OperatorPolicy::new(global, tenants).with_undeclared_manifests(undeclared),
             })
         } else {
             Err(ConfigErrors(errors))
@@ -365,6 +380,7 @@ mod tests {
             DEFAULT_MAX_REQUESTS_PER_INVOCATION
         );
         assert!(settings.config.secrets_require_https);
+        assert_eq!(settings.operator.undeclared_manifests(), UndeclaredManifests::Deny);
     }
 
     #[test]
@@ -375,6 +391,7 @@ mod tests {
         let settings = Settings::from_lookup(lookup(&[
             (ENV_ALLOWLIST, "https://a.example, https://*.b.example:8443"),
             (ENV_POLICY_FILE, file.to_str().unwrap()),
+            (ENV_UNDECLARED_MANIFESTS, "operator"),
             (ENV_ALLOW_PRIVATE_CIDRS, "127.0.0.1/32, 10.0.0.0/8"),
             (ENV_DNS_TIMEOUT_MS, "250"),
             (ENV_CONNECT_TIMEOUT_MS, "1000"),
@@ -398,6 +415,7 @@ mod tests {
         assert_eq!(c.max_response_bytes_per_invocation, 4096);
         assert_eq!(c.max_requests_per_invocation, 3);
         assert!(!c.secrets_require_https);
+        assert_eq!(settings.operator.undeclared_manifests(), UndeclaredManifests::Operator);
         assert_eq!(c.addresses.allowances().len(), 2);
         let acme = Destination::parse("https://acme.example/").unwrap();
         assert!(settings.operator.allows("acme", &acme) && !settings.operator.allows("other", &acme));
@@ -411,6 +429,7 @@ mod tests {
         let err = Settings::from_lookup(lookup(&[
             (ENV_ALLOWLIST, "example.com"),
             (ENV_POLICY_FILE, "/nonexistent/ext-egress-policy.json"),
+            (ENV_UNDECLARED_MANIFESTS, "allow"),
             (ENV_ALLOW_PRIVATE_CIDRS, "127.0.0.1/32,10.0.0.1/8,nope"),
             (ENV_DNS_TIMEOUT_MS, "0"),
             (ENV_MAX_REQUESTS, "-1"),
@@ -433,6 +452,7 @@ mod tests {
             [
                 ENV_ALLOWLIST,
                 ENV_POLICY_FILE,
+                ENV_UNDECLARED_MANIFESTS,
                 ENV_ALLOW_PRIVATE_CIDRS,
                 ENV_ALLOW_PRIVATE_CIDRS,
                 ENV_DNS_TIMEOUT_MS,

@@ -2,9 +2,10 @@
 //! `alga:extension/http`). No Wasmtime here; the runner calls [`Egress::fetch`] from its WIT
 //! `fetch` and maps the error with [`EgressError::kind`].
 //!
-//! - [`policy`]: URL parsing ([`Destination`]) and the allowlists: patterns, the manifest ∩
-//!   operator ∩ install intersection ([`Policy`]), the operator's lists ([`OperatorPolicy`]).
-//!   Deny by default.
+//! - [`policy`]: URL parsing ([`Destination`]) and the allowlists: patterns, the operator ∩
+//!   install ∩ manifest intersection ([`Policy`]; a side without a list does not narrow), the
+//!   operator's lists ([`OperatorPolicy`]) and its choice for manifests without a list when no
+//!   install list is given either ([`UndeclaredManifests`]). Deny by default.
 //! - [`addr`]: the address table (smokescreen's, plus the IPv4-carrying IPv6 forms) and the
 //!   operator's CIDR allowances ([`AddressPolicy`]).
 //! - [`resolve`]: the resolver seam ([`Resolve`]), the system resolver and a fake one.
@@ -20,8 +21,8 @@
 //! # Use from the runner
 //! One [`Egress`] per process (built from [`Settings::from_lookup`] plus the runner's own
 //! listen addresses in [`EgressConfig::self_addrs`]). Per invocation: a [`Policy`] from the
-//! manifest's `network.allowed_hosts`, the operator's lists for the tenant and the install's
-//! list, a [`RequestBudget`] from [`Egress::budget`], and the invocation's [`SecretSource`].
+//! manifest's `network.allowed_hosts` (if it declares one), the operator's lists for the tenant
+//! and the install's list (if the envelope or grant carries one), a [`RequestBudget`] from [`Egress::budget`], and the invocation's [`SecretSource`].
 //! Per call: [`Egress::fetch`] with a [`FetchContext`] whose deadline is the invocation's.
 //!
 //! # WIT error mapping (`alga:extension/types.http-error`)
@@ -62,6 +63,8 @@ pub use config::{
 };
 pub use error::{EgressError, HeaderProblem, HttpErrorKind, Phase, RequestPart, UrlProblem};
 pub use headers::{NoSecrets, SecretSource, StaticSecrets};
-pub use policy::{Allowlist, Destination, HostName, OperatorPolicy, Pattern, PatternError, Policy, Scheme};
+pub use policy::{
+    Allowlist, Destination, HostName, OperatorPolicy, Pattern, PatternError, Policy, Scheme, UndeclaredManifests,
+};
 pub use resolve::{Resolve, ResolveError, StaticResolver, SystemResolver};
 pub use stats::{EgressStats, RequestBudget, TenantEgress};

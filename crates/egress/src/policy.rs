@@ -1,6 +1,6 @@
 //! Destinations: URL parsing for `http.fetch` ([`Destination`]) and the allowlists it must pass
-//! ([`Pattern`], [`Allowlist`], [`OperatorPolicy`], [`Policy`]). Pure and synchronous; tested
-//! table-driven below (S-02, S-07).
+//! ([`Pattern`], [`Allowlist`], [`OperatorPolicy`], [`Policy`], [`UndeclaredManifests`]). Pure
+//! and synchronous; tested table-driven below (S-02, S-07).
 //!
 //! A pattern is `scheme://host[:port]`: the scheme is required (`http` or `https`), the port
 //! defaults to the scheme's (80, 443), and the host is a name, an IP literal, `*.suffix`
@@ -386,20 +386,73 @@ struct PolicyFile {
     tenants: HashMap<String, Vec<String>>,
 }
 
+/// What a manifest that declares no `network.allowed_hosts` (an upstream manifest) may reach
+/// when no install list names its hosts either (no registry, no grant):
+/// `EXT_EGRESS_UNDECLARED_MANIFESTS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UndeclaredManifests {
+    /// Nothing (the default): deny by default holds when nobody listed a host.
+    #[default]
+    Deny,
+    /// The operator's list for the tenant alone, for operators who vet every extension's
+    /// egress themselves.
+    Operator,
+}
+
+impl UndeclaredManifests {
+    /// `"deny"` or `"operator"`, as the setting is written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndeclaredManifests::Deny => "deny",
+            UndeclaredManifests::Operator => "operator",
+        }
+    }
+}
+
+impl std::str::FromStr for UndeclaredManifests {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<UndeclaredManifests, ()> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "deny" => Ok(UndeclaredManifests::Deny),
+            "operator" => Ok(UndeclaredManifests::Operator),
+            _ => Err(()),
+        }
+    }
+}
+
 /// The operator's side of the intersection: `EXT_EGRESS_ALLOWLIST` for every tenant, plus
 /// the tenant's own entries from the policy file (a union: the file adds destinations per
-/// tenant, it does not narrow the global list).
+/// tenant, it does not narrow the global list), and what a manifest without a list gets when
+/// no install list narrows it ([`UndeclaredManifests`]).
 #[derive(Debug, Clone, Default)]
 pub struct OperatorPolicy {
     /// Patterns every tenant may reach.
     global: Allowlist,
     /// Extra patterns per tenant id.
     tenants: HashMap<String, Allowlist>,
+    /// See [`UndeclaredManifests`]; [`Policy::new`] reads it.
+    undeclared: UndeclaredManifests,
 }
 
 impl OperatorPolicy {
+    /// The lists, with [`UndeclaredManifests::Deny`].
     pub fn new(global: Allowlist, tenants: HashMap<String, Allowlist>) -> OperatorPolicy {
-        OperatorPolicy { global, tenants }
+        OperatorPolicy {
+            global,
+            tenants,
+            undeclared: UndeclaredManifests::Deny,
+        }
+    }
+
+    /// The same lists, with `undeclared` for manifests that declare no list.
+    pub fn with_undeclared_manifests(self, undeclared: UndeclaredManifests) -> OperatorPolicy {
+        OperatorPolicy { undeclared, ..self }
+    }
+
+    /// What a manifest without a list gets when no install list narrows it.
+    pub fn undeclared_manifests(&self) -> UndeclaredManifests {
+        self.undeclared
     }
 
     /// Parses the per-tenant policy file, `{ "tenants": { "<tenant>": ["pattern", ...] } }`.
@@ -431,22 +484,40 @@ impl OperatorPolicy {
     }
 }
 
-/// The destinations one invocation may reach: the manifest's `network.allowed_hosts` ∩ the
-/// operator's list for the tenant ∩ the install's list when the envelope carries one. Nothing
-/// configured on any side means nothing allowed. Built by the runner per invocation.
+/// The destinations one invocation may reach: the operator's list for the tenant ∩ the
+/// install's list when the envelope (or its grant) carries one ∩ the manifest's
+/// `network.allowed_hosts` when the manifest declares one. With neither an install list nor a
+/// manifest list (an upstream manifest run without a registry or grant), nothing, unless the
+/// operator chose [`UndeclaredManifests::Operator`]. An empty list on any side allows nothing;
+/// nothing configured by the operator allows nothing. Built by the runner per invocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
-    manifest: Allowlist,
+    /// `None`: the manifest declares no list (it does not narrow).
+    manifest: Option<Allowlist>,
+    /// Empty when the operator allows nothing, or when nobody listed a host and the operator
+    /// did not opt in ([`UndeclaredManifests::Deny`]).
     operator: Allowlist,
+    /// `None`: no install list (it does not narrow).
     install: Option<Allowlist>,
 }
 
 impl Policy {
-    /// The policy for one invocation of `tenant`'s extension.
-    pub fn new(manifest: Allowlist, operator: &OperatorPolicy, tenant: &str, install: Option<Allowlist>) -> Policy {
+    /// The policy for one invocation of `tenant`'s extension: `manifest` is `None` when the
+    /// manifest has no `network`, `install` when the envelope carries no `egress`.
+    pub fn new(
+        manifest: Option<Allowlist>,
+        operator: &OperatorPolicy,
+        tenant: &str,
+        install: Option<Allowlist>,
+    ) -> Policy {
+        let unlisted = manifest.is_none() && install.is_none();
+        let operator = match (unlisted, operator.undeclared) {
+            (true, UndeclaredManifests::Deny) => Allowlist::default(),
+            _ => operator.for_tenant(tenant),
+        };
         Policy {
             manifest,
-            operator: operator.for_tenant(tenant),
+            operator,
             install,
         }
     }
@@ -458,8 +529,8 @@ impl Policy {
 
     /// Whether every side allows `destination`.
     pub fn allows(&self, destination: &Destination) -> bool {
-        self.manifest.matches(destination)
-            && self.operator.matches(destination)
+        self.operator.matches(destination)
+            && self.manifest.as_ref().is_none_or(|list| list.matches(destination))
             && self.install.as_ref().is_none_or(|list| list.matches(destination))
     }
 }
@@ -643,21 +714,79 @@ mod tests {
 
         assert!(!Policy::deny_all().allows(&d));
         assert!(
-            !Policy::new(Allowlist::default(), &operator, "t", None).allows(&d),
-            "no manifest list"
+            !Policy::new(Some(Allowlist::default()), &operator, "t", None).allows(&d),
+            "an empty manifest list"
         );
         let manifest = list(&["https://api.example.com", "https://other.example.com"]);
         assert!(
-            !Policy::new(manifest.clone(), &OperatorPolicy::default(), "t", None).allows(&d),
+            !Policy::new(Some(manifest.clone()), &OperatorPolicy::default(), "t", None).allows(&d),
             "no operator"
         );
-        let policy = Policy::new(manifest.clone(), &operator, "t", None);
+        let policy = Policy::new(Some(manifest.clone()), &operator, "t", None);
         assert!(policy.allows(&d) && policy.allows(&other));
         let install = Some(list(&["https://api.example.com"]));
-        let policy = Policy::new(manifest.clone(), &operator, "t", install);
+        let policy = Policy::new(Some(manifest.clone()), &operator, "t", install);
         assert!(policy.allows(&d) && !policy.allows(&other), "install narrows");
-        let policy = Policy::new(manifest, &operator, "t", Some(Allowlist::default()));
+        let policy = Policy::new(Some(manifest), &operator, "t", Some(Allowlist::default()));
         assert!(!policy.allows(&d), "an empty install list allows nothing");
+    }
+
+    /// The rule for a manifest that declares no list (upstream manifests), row by row as the
+    /// README's table states it: (manifest list, install list, opt-in) → api / other allowed.
+    #[test]
+    fn policy_for_manifests_without_a_list() {
+        let api = dest("https://api.example.com/x");
+        let other = dest("https://other.example.com/x");
+        let outside = dest("https://api.elsewhere.test/x");
+        let deny = OperatorPolicy::new(list(&["https://*.example.com"]), HashMap::new());
+        let opt_in = deny.clone().with_undeclared_manifests(UndeclaredManifests::Operator);
+        let api_only = || Some(list(&["https://api.example.com"]));
+        let both = || Some(list(&["https://api.example.com", "https://api.elsewhere.test"]));
+        type Row = (Option<Allowlist>, Option<Allowlist>, bool, [bool; 3]);
+        let rows: Vec<(&str, Row)> = vec![
+            ("nobody lists a host", (None, None, false, [false, false, false])),
+            (
+                "nobody lists, operator opts in",
+                (None, None, true, [true, true, false]),
+            ),
+            ("the install lists", (None, both(), false, [true, false, false])),
+            (
+                "the install lists, opt-in changes nothing",
+                (None, both(), true, [true, false, false]),
+            ),
+            (
+                "an empty install list",
+                (None, Some(Allowlist::default()), true, [false, false, false]),
+            ),
+            ("the manifest lists", (both(), None, false, [true, false, false])),
+            ("manifest ∩ install", (both(), api_only(), false, [true, false, false])),
+            (
+                "an empty manifest list",
+                (Some(Allowlist::default()), both(), true, [false, false, false]),
+            ),
+        ];
+        for (name, (manifest, install, opted_in, [a, o, x])) in rows {
+            let operator = if opted_in { &opt_in } else { &deny };
+            let policy = Policy::new(manifest, operator, "t", install);
+            assert_eq!(
+                [policy.allows(&api), policy.allows(&other), policy.allows(&outside)],
+                [a, o, x],
+                "{name}"
+            );
+        }
+        assert!(
+            !Policy::new(
+                None,
+                &OperatorPolicy::default().with_undeclared_manifests(UndeclaredManifests::Operator),
+                "t",
+                None
+            )
+            .allows(&api),
+            "the opt-in with no operator list allows nothing"
+        );
+        assert_eq!("Operator ".parse(), Ok(UndeclaredManifests::Operator));
+        assert_eq!("deny".parse(), Ok(UndeclaredManifests::Deny));
+        assert_eq!("allow".parse::<UndeclaredManifests>(), Err(()));
     }
 
     #[test]

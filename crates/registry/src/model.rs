@@ -106,7 +106,8 @@ pub struct Install {
     pub capabilities: Vec<String>,
     pub config: BTreeMap<String, String>,
     /// Egress hosts allowed: a subset of the manifest's
-    /// `network.allowed_hosts` when it declares any.
+    /// `network.allowed_hosts` when it has a `network`; any patterns for a
+    /// manifest without one (upstream manifests).
     pub egress: Vec<String>,
     pub enabled: bool,
     /// Counts the install's changes; the precondition of a conditional edit.

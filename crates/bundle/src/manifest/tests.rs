@@ -107,6 +107,31 @@ fn full_manifest_is_normalised() {
     assert_eq!(via_serde, manifest);
 }
 
+/// No `network` (upstream manifests) declares no list; a `network` object
+/// declares one, empty when it names no hosts. The pretty form keeps the
+/// difference.
+#[test]
+fn network_absent_differs_from_an_empty_list() {
+    let cases: &[(Value, Option<&[&str]>)] = &[
+        (json!({}), None),
+        (json!({"network": null}), None),
+        (json!({"network": {}}), Some(&[])),
+        (json!({"network": {"allowed_hosts": null}}), Some(&[])),
+        (json!({"network": {"allowed_hosts": []}}), Some(&[])),
+        (
+            json!({"network": {"allowed_hosts": ["https://api.example.com", "https://*.example.org:8443"]}}),
+            Some(&["https://api.example.com", "https://*.example.org:8443"]),
+        ),
+    ];
+    for (patch, expected) in cases {
+        let manifest = parse(&with(patch.clone()));
+        let expected = expected.map(|hosts| hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+        assert_eq!(manifest.allowed_hosts, expected, "{patch}");
+        let pretty = manifest.to_json_pretty();
+        assert_eq!(parse(pretty.as_bytes()).allowed_hosts, expected, "{pretty}");
+    }
+}
+
 #[test]
 fn ui_defaults() {
     let manifest = parse(&with(json!({"ui": {}})));
@@ -320,6 +345,18 @@ fn reject_table_with_exact_messages() {
         (
             with(json!({"events": {}})),
             "manifest.json: field `events`: must be an array, found object",
+        ),
+        (
+            with(json!({"network": ["https://api.example.com"]})),
+            "manifest.json: field `network`: must be an object, found array",
+        ),
+        (
+            with(json!({"network": {"allowed_hosts": "https://api.example.com"}})),
+            "manifest.json: field `network.allowed_hosts`: must be an array, found string",
+        ),
+        (
+            with(json!({"network": {"allowed_hosts": ["https://api.example.com", 443]}})),
+            "manifest.json: field `network.allowed_hosts[1]`: must be a string, found number",
         ),
     ];
     for (bytes, expected) in cases {

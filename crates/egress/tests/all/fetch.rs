@@ -126,7 +126,7 @@ async fn deny_by_default() {
         assert_eq!(code(&h.fetch(get(&url)).await), "destination_not_allowed");
     }
     let list = ext_egress::Allowlist::parse([format!("http://upstream.test:{p}")]).unwrap();
-    let no_operator = ext_egress::Policy::new(list, &ext_egress::OperatorPolicy::default(), TENANT, None);
+    let no_operator = ext_egress::Policy::new(Some(list), &ext_egress::OperatorPolicy::default(), TENANT, None);
     let mut h = Harness::new(allowing(&["127.0.0.1/32"]), &[]);
     h.policy = no_operator;
     h.resolve("upstream.test", &["127.0.0.1"]);

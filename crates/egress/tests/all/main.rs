@@ -204,7 +204,7 @@ pub fn allowing(cidrs: &[&str]) -> EgressConfig {
 pub fn policy(patterns: &[&str]) -> Policy {
     let list = Allowlist::parse(patterns).unwrap();
     Policy::new(
-        list.clone(),
+        Some(list.clone()),
         &OperatorPolicy::new(list, Default::default()),
         TENANT,
         None,

@@ -7,7 +7,9 @@
 //! the target version's manifest declares (so an upgrade picks up what the
 //! new version declares); omitted `config` and `enabled` keep the install's
 //! current values (`{}` and `true` for a first install). What the manifest
-//! does not declare is refused, naming each entry.
+//! does not declare is refused, naming each entry; a manifest without
+//! `network` (as upstream manifests are) declares no host list, so any
+//! valid egress pattern may be named for it, and omitted `egress` is none.
 
 use std::collections::BTreeMap;
 
@@ -123,8 +125,10 @@ impl InstallRequest {
     /// install.
     ///
     /// # Errors
-    /// [`ErrorCode::NotDeclared`] naming every capability or host the
-    /// manifest does not declare; [`ErrorCode::InvalidRequest`] for a
+    /// [`ErrorCode::NotDeclared`] naming every capability the manifest
+    /// does not declare, and every host outside its `network.allowed_hosts`
+    /// when it has a `network` (without one any valid pattern may be
+    /// named); [`ErrorCode::InvalidRequest`] for a
     /// capability that is not one.
     pub fn spec(&self, target: &Version, current: Option<&Install>) -> Result<InstallSpec, Failure> {
         let manifest = ext_bundle::Manifest::from_slice(target.manifest.as_bytes()).map_err(|e| {
@@ -153,14 +157,22 @@ impl InstallRequest {
                 normalised
             }
         };
-        let egress = match &self.egress {
-            None => manifest.allowed_hosts.clone(),
-            Some(asked) => {
-                let undeclared: Vec<&str> = asked
-                    .iter()
-                    .filter(|h| !manifest.allowed_hosts.is_empty() && !manifest.allowed_hosts.contains(h))
-                    .map(String::as_str)
-                    .collect();
+        // A manifest without `network` (an upstream one) declares no list:
+        // the install's list is then the only one besides the operator's,
+        // and none given means no host.
+        let egress = match (&self.egress, &manifest.allowed_hosts) {
+            (None, declared) => declared.clone().unwrap_or_default(),
+            (Some(asked), declared) => {
+                let hosts = crate::host::http::canonical_egress(asked)
+                    .map_err(|(index, why)| invalid(&format!("egress[{index}]"), why))?;
+                let undeclared: Vec<&str> = match declared {
+                    None => Vec::new(),
+                    Some(declared) => hosts
+                        .iter()
+                        .filter(|h| !declared.contains(h))
+                        .map(String::as_str)
+                        .collect(),
+                };
                 if !undeclared.is_empty() {
                     return Err(not_declared(
                         "egress",
@@ -170,9 +182,6 @@ impl InstallRequest {
                         target,
                     ));
                 }
-                let mut hosts = asked.clone();
-                hosts.sort();
-                hosts.dedup();
                 hosts
             }
         };

@@ -326,7 +326,7 @@ pub fn schemas() -> Value {
                              "description": "A subset of the manifest's; absent: all of them"},
             "config": map,
             "egress": {"type": "array", "items": {"type": "string"},
-                       "description": "A subset of the manifest's network.allowed_hosts; absent: all of them"},
+                       "description": "Egress patterns: a subset of the manifest's network.allowed_hosts; absent: all of them. For a manifest without network (upstream manifests): any patterns; absent: none"},
             "enabled": {"type": "boolean"}
         }},
         "Install": {"type": "object",

@@ -10,7 +10,9 @@ use http::{HeaderMap, Request, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::registry::{ADMIN, Backend, GATEWAY, HELLO, PUBLISHER, RUNNER, System, TENANT_A, hello_archive};
+use crate::registry::{
+    ADMIN, Backend, GATEWAY, HELLO, PUBLISHER, RUNNER, System, TENANT_A, edited_hello, hello_archive,
+};
 use crate::support::*;
 
 /// The HS256 secret user tokens are signed with in these tests.
@@ -350,6 +352,54 @@ async fn in_one_process_execute_requires_the_gateways_grant_unless_turned_off() 
             .await
             .0,
         StatusCode::OK
+    );
+}
+
+/// An upstream manifest (no `network`) through the whole system: the
+/// install's `egress` is what the gateway puts in the envelope and the
+/// grant, so its fetch reaches the host the install lists and the operator
+/// allows; with the install's list emptied it reaches nothing.
+#[tokio::test]
+async fn an_upstream_manifests_egress_is_the_installs_through_the_gateway() {
+    let upstream = crate::egress::upstream().await;
+    let origin = format!("http://127.0.0.1:{}", upstream.port());
+    let env = [
+        ("RUNNER_ROLES", "all"),
+        ("GATEWAY_JWT_SECRET", SECRET),
+        ("EXT_EGRESS_ALLOWLIST", origin.as_str()),
+        ("EXT_EGRESS_ALLOW_PRIVATE_CIDRS", "127.0.0.1/32"),
+        ("EXT_EGRESS_SECRETS_REQUIRE_HTTPS", "false"),
+    ];
+    let system = &System::start(Backend::Sqlite, &env).await;
+    let archive = edited_hello(|manifest| drop(manifest.as_object_mut().unwrap().remove("network")));
+    let (status, body) = system.publish(PUBLISHER, &archive).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = system
+        .install(ADMIN, TENANT, &json!({"version": "1.0.0", "egress": [origin]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secrets = format!("/v1/registry/tenants/{TENANT}/installs/{HELLO}/secrets");
+    let (status, _, _) = system
+        .send_json("PUT", ADMIN, &secrets, &json!({"api-key": "upstream-api-key-777"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let relay = || {
+        let body = json!({"url": format!("{origin}/check")}).to_string();
+        let uri = format!("/api/ext/{HELLO}/relay");
+        async move { call(system, "POST", &uri, Some(&user(TENANT)), body.as_bytes()).await }
+    };
+    let (status, _, body) = relay().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"upstream_status": 200, "upstream_body": "key ok"}));
+
+    // The same install without egress: none, though the operator allows it.
+    let (status, body) = system.install(ADMIN, TENANT, &json!({"version": "1.0.0"})).await;
+    assert_eq!((status, &body["egress"]), (StatusCode::OK, &json!([])), "{body}");
+    let (status, _, body) = relay().await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_GATEWAY, &json!("fetch_failed")),
+        "{body}"
     );
 }
 

@@ -281,7 +281,7 @@ pub(crate) fn hello_archive(version: &str, visits: bool) -> Vec<u8> {
 }
 
 /// The example bundle with its manifest edited.
-fn edited_hello(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+pub(crate) fn edited_hello(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&hello_dir(), dir.path());
     let path = dir.path().join("manifest.json");
@@ -739,6 +739,103 @@ async fn g03_capabilities_and_hosts_the_manifest_does_not_declare_are_refused() 
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["capabilities"], json!(["cap:log.emit"]));
     assert_eq!(body["egress"], json!(["https://api.example.com"]));
+}
+
+/// G-03 for a manifest without `network` (as upstream manifests are): it
+/// declares no host list, so an install may name any valid egress pattern
+/// (its list is then the only one besides the operator's) and omitted
+/// `egress` means none; a manifest with `network` still bounds the
+/// install's list, an explicit empty one included.
+#[tokio::test]
+async fn g03_an_upstream_manifest_takes_the_installs_egress_and_a_declared_list_still_bounds_it() {
+    let system = System::start(Backend::Sqlite, &[]).await;
+    let version = |version: &str, network: Option<Value>| {
+        edited_hello(|manifest| {
+            manifest["version"] = json!(version);
+            match network {
+                Some(network) => manifest["network"] = network,
+                None => drop(manifest.as_object_mut().unwrap().remove("network")),
+            }
+        })
+    };
+    let (status, body) = system.publish(PUBLISHER, &version("1.0.0", None)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let asked = json!([
+        "https://partner.example",
+        " https://*.other.example:8443",
+        "https://partner.example"
+    ]);
+    let (status, installed) = system
+        .install(TENANT_A, "tenant-a", &json!({"version": "1.0.0", "egress": asked}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{installed}");
+    let listed = json!(["https://*.other.example:8443", "https://partner.example"]);
+    assert_eq!(installed["egress"], listed, "trimmed, sorted, once each");
+    let (status, read) = system
+        .get(TENANT_A, &format!("/v1/registry/tenants/tenant-a/installs/{HELLO}"))
+        .await;
+    assert_eq!((status, &read["egress"]), (StatusCode::OK, &listed), "{read}");
+    // Still patterns only.
+    let (status, body) = system
+        .install(
+            TENANT_A,
+            "tenant-a",
+            &json!({"version": "1.0.0", "egress": ["partner.example"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("egress[0]"),
+        "{body}"
+    );
+    // Omitted: none (deny by default).
+    let (status, body) = system.install(TENANT_A, "tenant-a", &json!({"version": "1.0.0"})).await;
+    assert_eq!((status, &body["egress"]), (StatusCode::OK, &json!([])), "{body}");
+
+    // A declared list, even an empty one, bounds the install's.
+    for (v, network) in [
+        ("1.1.0", json!({"allowed_hosts": []})),
+        ("1.2.0", json!({})),
+        ("1.3.0", json!({"allowed_hosts": ["https://api.example.com"]})),
+    ] {
+        let (status, body) = system.publish(PUBLISHER, &version(v, Some(network.clone()))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = system
+            .install(
+                TENANT_A,
+                "tenant-a",
+                &json!({"version": v, "egress": ["https://partner.example"]}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "not_declared"),
+            "{network}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("https://partner.example"),
+            "{body}"
+        );
+    }
+    let (status, body) = system
+        .install(
+            TENANT_A,
+            "tenant-a",
+            &json!({"version": "1.3.0", "egress": ["https://api.example.com"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["egress"]),
+        (StatusCode::OK, &json!(["https://api.example.com"])),
+        "{body}"
+    );
 }
 
 #[tokio::test]

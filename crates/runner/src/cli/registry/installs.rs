@@ -26,7 +26,7 @@ pub struct Grants {
     #[arg(long = "capability", value_name = "CAP")]
     pub capabilities: Vec<String>,
     /// An egress host to allow (repeat for more); none given: as for --capability, with the
-    /// manifest's `network.allowed_hosts`.
+    /// manifest's `network.allowed_hosts` (none for a manifest without `network`).
     #[arg(long = "egress", value_name = "HOST")]
     pub egress: Vec<String>,
     /// The install's config: a JSON object of strings, or @FILE holding one; none given: an

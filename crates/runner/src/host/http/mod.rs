@@ -1,7 +1,10 @@
 //! `cap:http.fetch`: egress through the policy engine (ext-egress). The
-//! destination must be allowed by the manifest's `network.allowed_hosts`
-//! and the operator's allowlist, resolve to permitted addresses, and stay
-//! within the execution's request count, sizes and deadline. Header values
+//! destination must be allowed by the operator's allowlist, the install's
+//! egress list (envelope or grant) when there is one, and the manifest's
+//! `network.allowed_hosts` when it declares one (with neither list: only
+//! under `EXT_EGRESS_UNDECLARED_MANIFESTS=operator`), resolve to permitted
+//! addresses, and stay within the execution's request count, sizes and
+//! deadline. Header values
 //! may use `{{secret:NAME}}` handles when `cap:secrets.get` is granted too;
 //! the guest never sees the substituted value.
 //!
@@ -76,14 +79,18 @@ impl Shared {
         self.egress.stats()
     }
 
-    /// What the execution may reach: manifest ∩ operator (∩ the install's list, when given).
+    /// What the execution may reach: operator ∩ the install's list (when
+    /// given) ∩ the manifest's (when it declares one); with neither list,
+    /// what `EXT_EGRESS_UNDECLARED_MANIFESTS` says (default: nothing).
     pub fn prepare(&self, request: &Prepare<'_>) -> Option<HttpAccess> {
         if !request.grants.allows(CAPABILITY) {
             return None;
         }
-        let declared = ext_egress::Allowlist::parse(request.manifest.allowed_hosts.iter()).unwrap_or_else(|e| {
-            tracing::warn!(request_id = %request.info.request_id, error = %e, "manifest network.allowed_hosts unusable; egress denied");
-            ext_egress::Allowlist::new(Vec::new())
+        let declared = request.manifest.allowed_hosts.as_ref().map(|hosts| {
+            ext_egress::Allowlist::parse(hosts).unwrap_or_else(|e| {
+                tracing::warn!(request_id = %request.info.request_id, error = %e, "manifest network.allowed_hosts unusable; egress denied");
+                ext_egress::Allowlist::new(Vec::new())
+            })
         });
         // Validated when the envelope was parsed; a list that no longer parses reaches nothing.
         let install = request
@@ -102,7 +109,7 @@ impl Shared {
 /// What one execution may reach through `http.fetch`.
 pub struct HttpAccess {
     pub egress: ext_egress::Egress,
-    /// Manifest ∩ operator (∩ install) destinations.
+    /// Operator ∩ install (when given) ∩ manifest (when declared) destinations.
     pub policy: ext_egress::Policy,
     /// Requests left for this execution.
     pub budget: ext_egress::RequestBudget,
