@@ -77,7 +77,7 @@ pub fn paths() -> Value {
             "security": [{"userToken": []}],
             "parameters": [
                 path_param("extension", "The extension's name (reverse-domain)"),
-                {"name": "path", "in": "query", "required": false, "description": "The client path the iframe opens (starts with /)", "schema": {"type": "string"}},
+                {"name": "path", "in": "query", "required": false, "description": "The client path the iframe opens (starts with /)", "schema": {"type": "string", "pattern": "^/"}},
                 {"name": "parentOrigin", "in": "query", "required": false, "description": "The host page's origin, passed to the iframe", "schema": {"type": "string"}}
             ],
             "responses": {
