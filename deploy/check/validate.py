@@ -623,14 +623,20 @@ def policy_registry(label: str, objs: list[dict], values: dict, readme: set[str]
         check(f"{label}: {REGISTRY_RULES[rule]}", not problems, "; ".join(problems))
     registry = [o for o in objs if o["kind"] == "Deployment" and is_registry(o)]
     if enabled and len(registry) == 1:
-        pod, container, _ = pod_of(registry[0])
-        config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
-        env, _ = effective_env(container, config_maps)
-        rlabel = f"{label} registry"
-        policy_env_names(rlabel, set(env), readme)
-        policy_security(rlabel, pod, container)
-        policy_volumes(rlabel, pod, container, env)
-        policy_drain(rlabel, pod, container, "registry")
+        policy_role_pod(label, "registry", registry[0], objs, readme)
+
+
+def policy_role_pod(label: str, role: str, deployment: dict, objs: list[dict], readme: set[str]) -> None:
+    """The rules every role's pod shares with the runner's: README names,
+    security context, volumes, drain."""
+    pod, container, _ = pod_of(deployment)
+    config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
+    env, _ = effective_env(container, config_maps)
+    role_label = f"{label} {role}"
+    policy_env_names(role_label, set(env), readme)
+    policy_security(role_label, pod, container)
+    policy_volumes(role_label, pod, container, env)
+    policy_drain(role_label, pod, container, role)
 
 
 # --- gateway (gateway.enabled, or mode all-in-one) ----------------------------------
@@ -1045,14 +1051,7 @@ def policy_gateway(label: str, objs: list[dict], values: dict, readme: set[str])
         check(f"{label}: {GATEWAY_RULES[rule]}", not problems, "; ".join(problems))
     gateways = [o for o in objs if o["kind"] == "Deployment" and is_gateway(o)]
     if split and len(gateways) == 1:
-        pod, container, _ = pod_of(gateways[0])
-        config_maps = {c["metadata"]["name"]: c for c in objs if c["kind"] == "ConfigMap"}
-        env, _ = effective_env(container, config_maps)
-        glabel = f"{label} gateway"
-        policy_env_names(glabel, set(env), readme)
-        policy_security(glabel, pod, container)
-        policy_volumes(glabel, pod, container, env)
-        policy_drain(glabel, pod, container, "gateway")
+        policy_role_pod(label, "gateway", gateways[0], objs, readme)
 
 
 def policy_knative(label: str, ksvc: dict, readme: set[str]) -> None:
