@@ -49,6 +49,12 @@ pub struct Call<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// Longest the gateway waits for a TCP connection to the runner: a runner
+/// on the same network accepts in well under a millisecond, so a host that
+/// does not answer at all is reported (502 `runner_unavailable`) after this,
+/// not after the whole call timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub enum RunnerLink {
     Local(Arc<Runner>),
     Remote {
@@ -110,6 +116,7 @@ impl RunnerLink {
             // Connections are reused; Nagle off (pitfalls: 40 ms stalls).
             client: reqwest::Client::builder()
                 .tcp_nodelay(true)
+                .connect_timeout(CONNECT_TIMEOUT)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build()?,
             url: format!("{}/v1/execute", base.trim_end_matches('/')),
