@@ -46,6 +46,10 @@ pub struct GatewaySettings {
     pub jwks_url: Option<String>,
     /// `GATEWAY_JWKS_REFRESH_SECS`.
     pub jwks_refresh: Duration,
+    /// `GATEWAY_JWT_AUDIENCE`: when set, a user token's `aud` must name it.
+    pub jwt_audience: Option<String>,
+    /// `GATEWAY_JWT_ISSUER`: when set, a user token's `iss` must be it.
+    pub jwt_issuer: Option<String>,
     /// `GATEWAY_REGISTRY_URL`: the registry, when this process does not run it.
     pub registry_url: Option<String>,
     /// `GATEWAY_REGISTRY_TOKEN`: a registry token with the `gateway` scope.
@@ -81,6 +85,8 @@ impl fmt::Debug for GatewaySettings {
             .field("jwks_file", &self.jwks_file)
             .field("jwks_url", &self.jwks_url)
             .field("jwks_refresh", &self.jwks_refresh)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
             .field("registry_url", &self.registry_url)
             .field("registry_token", &redacted(&self.registry_token))
             .field("runner_url", &self.runner_url)
@@ -147,6 +153,8 @@ impl GatewaySettings {
                 DEFAULT_JWKS_REFRESH_SECS,
                 10..=86_400,
             )),
+            jwt_audience: source.text("GATEWAY_JWT_AUDIENCE").map(str::to_string),
+            jwt_issuer: source.text("GATEWAY_JWT_ISSUER").map(str::to_string),
             registry_url: source
                 .http_url("GATEWAY_REGISTRY_URL")
                 .map(|u| u.trim_end_matches('/').to_string()),

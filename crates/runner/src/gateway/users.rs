@@ -103,6 +103,10 @@ pub struct UserKeys {
     hs256: Option<DecodingKey>,
     file: Vec<UserKey>,
     remote: Option<RemoteJwks>,
+    /// `GATEWAY_JWT_AUDIENCE` / `GATEWAY_JWT_ISSUER`, when set: a token
+    /// must carry that `aud` / `iss`.
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 /// `GATEWAY_JWKS_URL`'s keys, as last fetched.
@@ -160,7 +164,13 @@ impl UserKeys {
         if hs256.is_none() && file.is_empty() && remote.is_none() {
             bail!("the gateway role needs user-token keys: GATEWAY_JWT_SECRET, GATEWAY_JWKS_FILE or GATEWAY_JWKS_URL");
         }
-        Ok(UserKeys { hs256, file, remote })
+        Ok(UserKeys {
+            hs256,
+            file,
+            remote,
+            audience: settings.jwt_audience.clone(),
+            issuer: settings.jwt_issuer.clone(),
+        })
     }
 
     /// Fetch `GATEWAY_JWKS_URL` again (the refresh task and unknown `kid`s);
@@ -209,7 +219,7 @@ impl UserKeys {
                     .hs256
                     .as_ref()
                     .ok_or_else(|| unauthorized("is HS256, which is not configured"))?;
-                decode(token, key, Algorithm::HS256)?
+                self.decode(token, key, Algorithm::HS256)?
             }
             alg => match self.find(token, header.kid.as_deref(), alg) {
                 Some(decoded) => decoded?,
@@ -248,7 +258,7 @@ impl UserKeys {
                 key.algorithm
             ))));
         }
-        Some(decode(token, &key.key, alg))
+        Some(self.decode(token, &key.key, alg))
     }
 
     async fn refetch_for_unknown_key(&self) {
@@ -266,24 +276,40 @@ impl UserKeys {
     }
 }
 
-/// Verify `token` with `key` under `alg` only.
-fn decode(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserClaims, Failure> {
-    let mut validation = Validation::new(alg);
-    validation.leeway = USER_TOKEN_LEEWAY_SECS;
-    validation.validate_exp = true;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp"]);
-    jsonwebtoken::decode::<UserClaims>(token, key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => unauthorized("has expired"),
-                K::InvalidSignature => unauthorized("has a bad signature"),
-                K::MissingRequiredClaim(claim) => unauthorized(format!("has no `{claim}` claim")),
-                _ => unauthorized(format!("is invalid: {e}")),
+impl UserKeys {
+    /// Verify `token` with `key` under `alg` only, with the audience and
+    /// issuer when they are configured.
+    fn decode(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserClaims, Failure> {
+        let mut validation = Validation::new(alg);
+        validation.leeway = USER_TOKEN_LEEWAY_SECS;
+        validation.validate_exp = true;
+        let mut required = vec!["exp"];
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
             }
-        })
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        jsonwebtoken::decode::<UserClaims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature => unauthorized("has expired"),
+                    K::InvalidSignature => unauthorized("has a bad signature"),
+                    K::InvalidAudience => unauthorized("is for another audience (GATEWAY_JWT_AUDIENCE)"),
+                    K::InvalidIssuer => unauthorized("is from another issuer (GATEWAY_JWT_ISSUER)"),
+                    K::MissingRequiredClaim(claim) => unauthorized(format!("has no `{claim}` claim")),
+                    _ => unauthorized(format!("is invalid: {e}")),
+                }
+            })
+    }
 }
 
 async fn fetch_jwks(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<UserKey>> {
@@ -345,7 +371,48 @@ mod tests {
             hs256: Some(DecodingKey::from_secret(SECRET.as_bytes()).unwrap()),
             file: Vec::new(),
             remote: None,
+            audience: None,
+            issuer: None,
         }
+    }
+
+    fn hs256(claims: &serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), claims, &key).unwrap();
+        format!("Bearer {token}")
+    }
+
+    #[tokio::test]
+    async fn a_configured_audience_and_issuer_are_required() {
+        let strict = UserKeys {
+            audience: Some("ext-gateway".into()),
+            issuer: Some("https://idp.example.com".into()),
+            ..keys()
+        };
+        let exp = crate::grant::now_secs() + 60;
+        let good =
+            serde_json::json!({"tenant": "t1", "exp": exp, "aud": "ext-gateway", "iss": "https://idp.example.com"});
+        assert_eq!(strict.verify(Some(&hs256(&good))).await.unwrap().tenant, "t1");
+        for (field, value, why) in [
+            ("aud", serde_json::json!("another-app"), "another audience"),
+            ("iss", serde_json::json!("https://evil.example.com"), "another issuer"),
+            ("aud", serde_json::Value::Null, "no `aud` claim"),
+            ("iss", serde_json::Value::Null, "no `iss` claim"),
+        ] {
+            let mut claims = good.clone();
+            match value {
+                serde_json::Value::Null => {
+                    claims.as_object_mut().unwrap().remove(field);
+                }
+                value => claims[field] = value,
+            }
+            let err = strict.verify(Some(&hs256(&claims))).await.unwrap_err();
+            assert_eq!(err.code, ErrorCode::Unauthorized);
+            assert!(err.message.contains(why), "{field}: {}", err.message);
+        }
+        // Without the settings, neither claim is looked at.
+        let plain = serde_json::json!({"tenant": "t1", "exp": exp, "aud": "anything"});
+        assert!(keys().verify(Some(&hs256(&plain))).await.is_ok());
     }
 
     fn request(tenant: &str) -> UserTokenRequest<'_> {
