@@ -463,13 +463,7 @@ fn announcement(runner: &Runner, served: &Served, local: SocketAddr, state: &str
     {
         let token = crate::gateway::users::sign_hs256(
             secret,
-            &crate::gateway::users::UserTokenRequest {
-                tenant: DEV_TENANT,
-                user: "dev-user",
-                email: Some("dev@example.com"),
-                name: Some("Dev User"),
-                ttl_secs: DEV_USER_TOKEN_TTL_SECS,
-            },
+            &crate::gateway::users::UserTokenRequest::dev_user(DEV_TENANT, DEV_USER_TOKEN_TTL_SECS),
         )?;
         let _ = write!(
             text,

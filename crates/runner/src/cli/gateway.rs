@@ -25,7 +25,7 @@ pub struct TokenArgs {
     #[arg(long)]
     tenant: String,
     /// The user id (`sub`).
-    #[arg(long, default_value = "dev-user")]
+    #[arg(long, default_value = crate::gateway::users::DEV_USER)]
     user: String,
     #[arg(long)]
     email: Option<String>,

@@ -166,10 +166,6 @@ impl Gateway {
         }))
     }
 
-    pub fn settings(&self) -> &GatewaySettings {
-        &self.settings
-    }
-
     /// `serve --dev`'s host page, when this process serves it.
     pub fn dev_host(&self) -> Option<&DevHost> {
         self.dev_host.as_deref()

@@ -61,6 +61,22 @@ pub struct UserTokenRequest<'a> {
     pub ttl_secs: u64,
 }
 
+/// The user `serve --dev`'s printed token and its host page sign in as.
+pub const DEV_USER: &str = "dev-user";
+
+impl<'a> UserTokenRequest<'a> {
+    /// [`DEV_USER`] of `tenant`, for `ttl_secs`.
+    pub fn dev_user(tenant: &'a str, ttl_secs: u64) -> UserTokenRequest<'a> {
+        UserTokenRequest {
+            tenant,
+            user: DEV_USER,
+            email: Some("dev@example.com"),
+            name: Some("Dev User"),
+            ttl_secs,
+        }
+    }
+}
+
 /// An HS256 user token signed with `secret` (`gateway token`, `serve
 /// --dev`'s printed token).
 ///

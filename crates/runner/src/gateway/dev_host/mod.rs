@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::request::query_pairs;
-use super::users::{UserTokenRequest, sign_hs256};
+use super::users::{DEV_USER, UserTokenRequest, sign_hs256};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, Failure};
 use crate::server::request_id::{id_of, set_request_id};
@@ -41,9 +41,6 @@ use crate::server::request_id::{id_of, set_request_id};
 /// around, short enough that one copied out of the page soon stops
 /// working. The page asks for a new one when it runs out.
 pub const DEV_HOST_TOKEN_TTL_SECS: u64 = 15 * 60;
-
-/// The `sub` of the tokens `/dev/token` makes.
-pub const DEV_HOST_USER: &str = "dev-user";
 
 const PAGE: &str = include_str!("host.html");
 
@@ -125,18 +122,9 @@ impl DevHost {
         ext_registry::names::check_tenant(tenant)
             .map_err(|why| Failure::new(ErrorCode::InvalidRequest, format!("tenant: {why}")))?;
         let exp = crate::grant::now_secs() + DEV_HOST_TOKEN_TTL_SECS;
-        let token = sign_hs256(
-            secret,
-            &UserTokenRequest {
-                tenant,
-                user: DEV_HOST_USER,
-                email: Some("dev@example.com"),
-                name: Some("Dev User"),
-                ttl_secs: DEV_HOST_TOKEN_TTL_SECS,
-            },
-        )
-        .map_err(|e| Failure::new(ErrorCode::Internal, format!("signing the dev user token: {e:#}")))?;
-        Ok(serde_json::json!({"token": token, "tenant": tenant, "user": DEV_HOST_USER, "exp": exp}))
+        let token = sign_hs256(secret, &UserTokenRequest::dev_user(tenant, DEV_HOST_TOKEN_TTL_SECS))
+            .map_err(|e| Failure::new(ErrorCode::Internal, format!("signing the dev user token: {e:#}")))?;
+        Ok(serde_json::json!({"token": token, "tenant": tenant, "user": DEV_USER, "exp": exp}))
     }
 
     /// The page, with its defaults where `host.js` reads them.
