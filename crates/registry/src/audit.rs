@@ -111,6 +111,7 @@ impl Database {
     ) -> Result<(), Error> {
         let mut tx = self.write().await?;
         append(&mut tx, Timestamp::now(), actor, action, subject, detail).await?;
+        // Not counted in `changes`: the audit log decides no call.
         tx.commit().await?;
         Ok(())
     }
@@ -156,6 +157,7 @@ impl Database {
             }
             query.execute(&mut *tx).await?;
         }
+        // Not counted in `changes`: the execution log decides no call.
         tx.commit().await?;
         Ok(())
     }

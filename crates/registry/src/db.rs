@@ -2,6 +2,8 @@
 //! migrations, and write transactions that behave alike on both backends.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -51,6 +53,9 @@ pub enum Backend {
 pub struct Database {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Changes committed through this handle and its clones (see
+    /// [`Database::changes`]).
+    changes: Arc<AtomicU64>,
 }
 
 impl Database {
@@ -89,7 +94,11 @@ impl Database {
             url: redact(url),
             source,
         })?;
-        Ok(Database { pool, backend })
+        Ok(Database {
+            pool,
+            backend,
+            changes: Arc::default(),
+        })
     }
 
     /// The backend holding the data.
@@ -115,6 +124,23 @@ impl Database {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// How many changes to versions, signers, installs or their secrets
+    /// this handle and its clones have committed. A cache of what those
+    /// decide may keep an answer read while this number stays the same;
+    /// changes other processes make to a shared database are not counted.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Commits a change to versions, signers, installs or secrets and counts
+    /// it in [`Database::changes`] (also when the commit fails: a count too
+    /// many only costs a cache a read).
+    pub(crate) async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), Error> {
+        let committed = tx.commit().await;
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        Ok(committed?)
     }
 
     /// Closes the pool, waiting for statements in flight.

@@ -430,7 +430,7 @@ impl Database {
             .await?
             .ok_or(Error::Contended)?;
         record(&mut tx, &install, action, actor, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(Applied {
             install,
             action: Some(action),
@@ -479,7 +479,7 @@ impl Database {
             .await?
             .ok_or_else(not_found)?;
         record(&mut tx, &install, Action::Secrets, actor, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(install)
     }
 
@@ -556,7 +556,7 @@ impl Database {
             audit::append(&mut tx, now, actor, "reseal", &subject, &detail).await?;
             written.push(read.install_id.clone());
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(written)
     }
 
@@ -580,7 +580,7 @@ impl Database {
         };
         check(precondition, Some(&current))?;
         remove(&mut tx, &current, actor, Timestamp::now()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(current))
     }
 
@@ -633,7 +633,7 @@ impl Database {
         .bind(actor)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(PendingPurge {
             tenant: tenant.to_string(),
             extension: extension.to_string(),
@@ -664,7 +664,7 @@ impl Database {
         let subject = format!("{}/{}", purge.tenant, purge.extension);
         let detail = serde_json::json!({"install_id": purge.install_id, "kv_entries": kv_entries});
         audit::append(&mut tx, Timestamp::now(), actor, "purged", &subject, &detail).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

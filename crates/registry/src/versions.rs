@@ -193,7 +193,7 @@ impl Database {
         )
         .await?;
         let created = version_in(&mut tx, &new.extension, version).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         created.map(Published::Created).ok_or(Error::Contended)
     }
 
@@ -317,7 +317,7 @@ impl Database {
         )
         .await?;
         let flagged = version_in(&mut tx, extension, version).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         flagged.ok_or(Error::Contended)
     }
 
@@ -339,7 +339,7 @@ impl Database {
             other => other?,
         };
         audit::append(&mut tx, now, actor, "revoke_signer", signer, &serde_json::json!({})).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -369,7 +369,7 @@ impl Database {
             Err(Error::Database(e)) if is_unique_violation(&e) => return Ok(()),
             other => other?,
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

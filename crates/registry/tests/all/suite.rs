@@ -33,6 +33,7 @@ macro_rules! suite_tests {
             ui_validation_needs_an_enabled_install_at_that_hash,
             executions_list_newest_first_and_prune_by_age,
             every_change_is_in_the_audit_log,
+            changes_a_call_depends_on_are_counted_and_logs_are_not,
             a_database_migrated_by_a_newer_binary_is_refused,
         );
     };
@@ -909,4 +910,54 @@ pub async fn a_database_migrated_by_a_newer_binary_is_refused(f: Fixture) {
     let err = Database::open(&f.url).await.unwrap_err();
     assert!(matches!(err, OpenError::Migrate { .. }), "{err:?}");
     assert!(err.to_string().contains("9999"), "{err}");
+}
+
+/// `Database::changes` (what the gateway's install cache is keyed on) moves
+/// with every change to versions, signers, installs and secrets, and stays
+/// put for the audit and execution logs; clones share it.
+pub async fn changes_a_call_depends_on_are_counted_and_logs_are_not(f: Fixture) {
+    let db = f.db.clone();
+    let mut seen = f.db.changes();
+    let mut moved = |what: &str| {
+        let now = f.db.changes();
+        assert!(now > seen, "{what} was not counted");
+        seen = now;
+    };
+    let v1 = publish(&db, "com.acme.hello", "1.0.0", 1).await;
+    moved("a publish");
+    db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::Absent, "ops")
+        .await
+        .unwrap();
+    moved("an install");
+    db.put_secrets("t1", "com.acme.hello", "sealed", &["K".into()], "ops")
+        .await
+        .unwrap();
+    moved("a secrets write");
+    db.set_yanked("com.acme.hello", "1.0.0", true, "admin").await.unwrap();
+    moved("a yank");
+    db.revoke_version("com.acme.hello", "1.0.0", "admin").await.unwrap();
+    moved("a version revocation");
+    db.revoke_signer("key:other", "admin").await.unwrap();
+    moved("a signer revocation");
+    db.uninstall("t1", "com.acme.hello", Precondition::None, "ops")
+        .await
+        .unwrap();
+    moved("an uninstall");
+
+    db.audit("ops", "token.use", "t1", &serde_json::json!({})).await.unwrap();
+    db.record_executions(&[Execution {
+        request_id: "r1".into(),
+        tenant: "t1".into(),
+        extension: "com.acme.hello".into(),
+        version: "1.0.0".into(),
+        endpoint: "GET /hello".into(),
+        status: 200,
+        error_code: None,
+        duration_ms: 1,
+        limit_hit: None,
+        at: Timestamp::now(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(f.db.changes(), seen, "a log write was counted");
 }

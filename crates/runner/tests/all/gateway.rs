@@ -424,6 +424,42 @@ async fn the_iframe_src_names_the_installed_version_and_the_tenant() {
     assert_eq!(get(&system, &uri, None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// Two replicas on one database and one bundle store: an install change
+/// applies to the very next call on the replica that made it, and on the
+/// other once its kept answer is older than `LOCAL_INSTALL_TTL`.
+#[tokio::test]
+async fn another_replicas_install_change_applies_within_the_install_ttl() {
+    use ext_runner::gateway::installs::LOCAL_INSTALL_TTL;
+
+    let shared = tempfile::tempdir().unwrap();
+    let url = shared.path().join("registry.db").display().to_string();
+    let store = format!("file://{}", shared.path().join("bundles").display());
+    let env = [
+        ("RUNNER_ROLES", "all"),
+        ("GATEWAY_JWT_SECRET", SECRET),
+        ("RUNNER_SECRETS_KEY", crate::registry::KEY_B64),
+        ("BUNDLE_STORAGE_URL", store.as_str()),
+    ];
+    let one = System::both_roles(tempfile::tempdir().unwrap(), &url, &env).await;
+    let two = System::both_roles(tempfile::tempdir().unwrap(), &url, &env).await;
+    publish_and_install(&one, TENANT).await;
+    let hello = format!("/api/ext/{HELLO}/hello/ada");
+    for replica in [&one, &two] {
+        let (status, body) = get(replica, &hello, Some(&user(TENANT))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    let (status, _) = one
+        .install(ADMIN, TENANT, &json!({"version": "1.0.0", "enabled": false}))
+        .await;
+    assert!(status.is_success());
+    let (status, body) = get(&one, &hello, Some(&user(TENANT))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "install_disabled"));
+    tokio::time::sleep(LOCAL_INSTALL_TTL + Duration::from_millis(100)).await;
+    let (status, body) = get(&two, &hello, Some(&user(TENANT))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "install_disabled"));
+}
+
 /// `method uri` with `headers` through the router: status, headers and the
 /// body as text (the dev host page's files are not JSON).
 async fn call_text(

@@ -23,7 +23,7 @@ pub(crate) const PUBLISHER: &str = "publisher-token-0123456789ab";
 const OTHER_PUBLISHER: &str = "other-publisher-token-012345";
 pub(crate) const TENANT_A: &str = "tenant-a-token-0123456789abc";
 const TENANT_B: &str = "tenant-b-token-0123456789abc";
-const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// A `runner`-scoped registry token: UI install checks and revocations only.
 pub(crate) const RUNNER: &str = "runner-token-0123456789abcdef";
 pub(crate) const HELLO: &str = "com.example.hello";
