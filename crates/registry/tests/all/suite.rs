@@ -944,7 +944,9 @@ pub async fn changes_a_call_depends_on_are_counted_and_logs_are_not(f: Fixture) 
         .unwrap();
     moved("an uninstall");
 
-    db.audit("ops", "token.use", "t1", &serde_json::json!({})).await.unwrap();
+    db.audit("ops", "token.use", "t1", &serde_json::json!({}))
+        .await
+        .unwrap();
     db.record_executions(&[Execution {
         request_id: "r1".into(),
         tenant: "t1".into(),

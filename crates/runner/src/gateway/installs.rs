@@ -84,11 +84,35 @@ pub struct CallAnswer {
     pub manifest: String,
 }
 
-/// A [`CallTarget`] with its manifest parsed.
+/// A [`CallTarget`] with its manifest and sealed secrets parsed.
 #[derive(Debug)]
 pub struct Resolved {
     pub target: CallTarget,
     pub manifest: Arc<Manifest>,
+    /// `target.sealed_secrets` as JSON.
+    pub sealed_secrets: Option<serde_json::Value>,
+}
+
+impl Resolved {
+    /// # Errors
+    /// `internal_error` when the install's sealed secrets are not JSON (the
+    /// registry wrote them; they are never shown).
+    fn new(target: CallTarget, manifest: Arc<Manifest>) -> Result<Resolved, Failure> {
+        let sealed_secrets = match &target.sealed_secrets {
+            Some(sealed) => Some(serde_json::from_str(sealed).map_err(|e| {
+                Failure::new(
+                    ErrorCode::Internal,
+                    format!("the install's sealed secrets are not JSON: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Resolved {
+            target,
+            manifest,
+            sealed_secrets,
+        })
+    }
 }
 
 /// An answer for (tenant, extension): when it was read, the database's
@@ -211,7 +235,7 @@ async fn read_local(
         }
     };
     let target = CallTarget::new(install, sealed);
-    Ok(Some(Arc::new(Resolved { target, manifest })))
+    Ok(Some(Arc::new(Resolved::new(target, manifest)?)))
 }
 
 async fn fetch(
@@ -244,10 +268,7 @@ async fn fetch(
     }
     let answer: CallAnswer = serde_json::from_slice(&bytes).map_err(unavailable)?;
     let manifest = Arc::new(parse_manifest(&answer.manifest)?);
-    Ok(Some(Arc::new(Resolved {
-        target: answer.target,
-        manifest,
-    })))
+    Ok(Some(Arc::new(Resolved::new(answer.target, manifest)?)))
 }
 
 fn parse_manifest(text: &str) -> Result<Manifest, Failure> {

@@ -5,7 +5,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::installs::CallTarget;
 use super::users::UserClaims;
@@ -106,59 +109,108 @@ pub struct EnvelopeParts<'a> {
     /// `None` for a request without a body (`GET`, `HEAD`, nothing sent).
     pub body: Option<&'a [u8]>,
     pub timeout_ms: u64,
+    /// The install's sealed secrets, parsed once per install answer
+    /// ([`super::installs::Resolved`]).
+    pub sealed_secrets: Option<&'a Value>,
+}
+
+/// The execute envelope as the gateway writes it (compat §2): serialized
+/// straight from borrowed fields, never built as a `serde_json::Value`.
+#[derive(Serialize)]
+struct Wire<'a> {
+    context: WireContext<'a>,
+    endpoint: &'a str,
+    http: WireHttp<'a>,
+    limits: WireLimits,
+    providers: &'a [String],
+    egress: &'a [String],
+    user: WireUser<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_envelope: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+struct WireContext<'a> {
+    request_id: &'a str,
+    tenant_id: &'a str,
+    extension_id: &'a str,
+    install_id: &'a str,
+    version_id: &'a str,
+    content_hash: &'a str,
+    config: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct WireHttp<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a [(String, String)],
+    headers: &'a [(String, String)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_b64: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WireLimits {
+    timeout_ms: u64,
+}
+
+#[derive(Serialize)]
+struct WireUser<'a> {
+    user_id: &'a str,
+    user_email: &'a str,
+    user_name: &'a str,
+    user_type: &'a str,
+    client_name: &'a str,
+    client_id: Option<&'a str>,
+}
+
+fn text(field: &Option<String>) -> &str {
+    field.as_deref().unwrap_or_default()
 }
 
 /// The execute envelope (compat §2): the install's ids, config,
 /// capabilities as `providers`, egress, sealed secrets and the user.
 ///
 /// # Errors
-/// `internal_error` when the install's sealed secrets are not JSON (the
-/// registry wrote them; they are never shown).
+/// `internal_error` when the envelope cannot be encoded.
 pub fn envelope(parts: &EnvelopeParts<'_>) -> Result<Vec<u8>, Failure> {
     let target = parts.target;
     let user = parts.user;
-    let mut envelope = json!({
-        "context": {
-            "request_id": parts.request_id,
-            "tenant_id": user.tenant,
-            "extension_id": parts.extension,
-            "install_id": target.install_id,
-            "version_id": target.version_id,
-            "content_hash": target.content_hash,
-            "config": target.config,
+    let wire = Wire {
+        context: WireContext {
+            request_id: parts.request_id,
+            tenant_id: &user.tenant,
+            extension_id: parts.extension,
+            install_id: &target.install_id,
+            version_id: &target.version_id,
+            content_hash: &target.content_hash,
+            config: &target.config,
         },
-        "endpoint": parts.endpoint,
-        "http": {
-            "method": parts.method,
-            "path": parts.path,
-            "query": parts.query,
-            "headers": parts.headers,
+        endpoint: &parts.endpoint,
+        http: WireHttp {
+            method: parts.method,
+            path: parts.path,
+            query: &parts.query,
+            headers: &parts.headers,
+            body_b64: parts.body.map(|body| BASE64.encode(body)),
         },
-        "limits": {"timeout_ms": parts.timeout_ms},
-        "providers": target.capabilities,
-        "egress": target.egress,
-        "user": {
-            "user_id": user.sub.as_deref().unwrap_or_default(),
-            "user_email": user.email.as_deref().unwrap_or_default(),
-            "user_name": user.name.as_deref().unwrap_or_default(),
-            "user_type": user.user_type.as_deref().unwrap_or_default(),
-            "client_name": user.client_name.as_deref().unwrap_or_default(),
-            "client_id": user.client_id,
+        limits: WireLimits {
+            timeout_ms: parts.timeout_ms,
         },
-    });
-    if let Some(body) = parts.body {
-        envelope["http"]["body_b64"] = Value::String(BASE64.encode(body));
-    }
-    if let Some(sealed) = &target.sealed_secrets {
-        let sealed: Value = serde_json::from_str(sealed).map_err(|e| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("the install's sealed secrets are not JSON: {e}"),
-            )
-        })?;
-        envelope["secret_envelope"] = sealed;
-    }
-    serde_json::to_vec(&envelope).map_err(|e| Failure::new(ErrorCode::Internal, format!("encoding the envelope: {e}")))
+        providers: &target.capabilities,
+        egress: &target.egress,
+        user: WireUser {
+            user_id: text(&user.sub),
+            user_email: text(&user.email),
+            user_name: text(&user.name),
+            user_type: text(&user.user_type),
+            client_name: text(&user.client_name),
+            client_id: user.client_id.as_deref(),
+        },
+        secret_envelope: parts.sealed_secrets,
+    };
+    serde_json::to_vec(&wire).map_err(|e| Failure::new(ErrorCode::Internal, format!("encoding the envelope: {e}")))
 }
 
 #[cfg(test)]

@@ -209,6 +209,7 @@ impl Gateway {
             headers,
             body: sends_body.then_some(&body[..]),
             timeout_ms: self.settings.runner_timeout_ms(),
+            sealed_secrets: resolved.sealed_secrets.as_ref(),
         })?;
         let claims = Claims {
             tenant: user.tenant.clone(),
