@@ -28,7 +28,7 @@ mod ticker;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -224,8 +224,11 @@ pub struct Runtime {
     /// Where compiles' blocking work runs: the guest threads' runtime
     /// (their lower priority), or the caller's when `None`.
     compile_on: Option<tokio::runtime::Handle>,
-    /// Increments the engine epoch every [`crate::limits::EPOCH_TICK`].
-    _ticker: ticker::EpochTicker,
+    /// Increments the engine epoch every [`crate::limits::EPOCH_TICK`]:
+    /// started by the first execution, so a process that never runs a
+    /// guest (a gateway or registry without the runner role) wakes no
+    /// thread a thousand times a second.
+    ticker: OnceLock<ticker::EpochTicker>,
 }
 
 /// How components were obtained since start-up.
@@ -508,7 +511,6 @@ impl Runtime {
         let engine = wasmtime::Engine::new(&engine_config(limits)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let linker = host::build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let artifacts = ArtifactCache::open(&engine, &cache_dir.join("compiled"), budget)?;
-        let ticker = ticker::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
             linker,
@@ -518,8 +520,13 @@ impl Runtime {
             max_component_bytes: limits.max_component_bytes,
             stats: Arc::default(),
             compile_on,
-            _ticker: ticker,
+            ticker: OnceLock::new(),
         })
+    }
+
+    /// Whether the epoch thread runs: from the first execution on.
+    pub fn epoch_ticking(&self) -> bool {
+        self.ticker.get().is_some()
     }
 
     /// Compiles running now (bounded by `RUNNER_COMPILE_CONCURRENCY`).
@@ -765,6 +772,8 @@ impl Runtime {
         input: GuestInput,
         limits: ExecLimits,
     ) -> impl std::future::Future<Output = (Result<ExecuteResponse, Failure>, ExecutionReport)> + Send + 'static {
+        self.ticker
+            .get_or_init(|| ticker::EpochTicker::start(self.engine.clone()));
         run_guest(self.engine.clone(), pre, invocation, input, limits)
     }
 }

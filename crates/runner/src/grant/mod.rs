@@ -204,7 +204,39 @@ mod tests {
         let long = code(headers(&signer.sign(&long).unwrap()), now);
         assert!(long.message.contains("ahead"), "{}", long.message);
         assert_eq!(code(headers("not-a-jws"), now).code, ErrorCode::GrantInvalid);
+
+        // The same signature with the group order added to its scalar is
+        // a second encoding of it: refused, so a grant has one form.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut signature = b64.decode(parts[2]).unwrap();
+        let mut carry = 0u16;
+        for (byte, order) in signature[32..].iter_mut().zip(ED25519_ORDER) {
+            let sum = u16::from(*byte) + u16::from(order) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+        let malleated = format!(
+            "{}.{}.{}",
+            parts[0],
+            token.split('.').nth(1).unwrap(),
+            b64.encode(&signature)
+        );
+        let failure = code(headers(&malleated), now);
+        assert!(failure.message.contains("bad signature"), "{}", failure.message);
+
+        // A signed grant without `exp` never expires: refused.
+        let mut unsigned: serde_json::Value = serde_json::to_value(claims(now)).unwrap();
+        unsigned.as_object_mut().unwrap().remove("exp");
+        let failure = code(headers(&signer.sign(&unsigned).unwrap()), now);
+        assert!(failure.message.contains("is invalid"), "{}", failure.message);
     }
+
+    /// The order of the Ed25519 group, little-endian.
+    const ED25519_ORDER: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
 
     #[test]
     fn g02_a_grant_for_another_envelope_is_a_mismatch_naming_the_fields() {

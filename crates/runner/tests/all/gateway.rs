@@ -866,6 +866,9 @@ async fn a_gateway_alone_resolves_installs_and_logs_through_the_registry_elsewhe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(endpoints.contains(&"GET /hello/:name".to_string()), "{endpoints:?}");
+    // The guest ran in the runner's process: only its engine ticks.
+    assert!(system.test.runner.runtime().epoch_ticking());
+    assert!(!gateway.runner.runtime().epoch_ticking());
 
     // The gateway's routes are the gateway token's only ones, and its routes
     // are closed to the other scopes.
