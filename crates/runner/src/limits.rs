@@ -312,6 +312,29 @@ pub fn clamp(requested: Option<u64>, default: u64, max: u64) -> u64 {
 /// Largest body `ui-proxy.call-route` hands back to a guest.
 pub const MAX_UI_PROXY_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 
+/// Longest one call to the host product's internal API may take (the
+/// product interfaces: `scheduler`, `invoicing`, `clients`, `services`):
+/// upstream runners give these calls 30 s. A call is also bounded by the
+/// execution's deadline, less [`HOST_API_ANSWER_MARGIN`].
+pub const HOST_API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time kept back from the execution's deadline when a host API call is
+/// timed: a call allowed all the remaining time would leave the guest none
+/// to turn the `internal` it gets into its answer, and the execution would
+/// end `execution_timeout` instead. 100 ms is far more than a guest needs
+/// to answer, and leaves the host call most of a deadline of a second.
+pub const HOST_API_ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// Largest answer of the host API read for a guest, read chunk by chunk
+/// and refused (`internal`) past it: the largest legitimate answers are a
+/// page of 100 clients or services (tens of KiB) and an install's
+/// schedules with their JSON payloads; 4 MiB leaves room for those and
+/// bounds what one call makes the runner hold.
+pub const MAX_HOST_API_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// `page-size` of `clients.list-clients` and `services.list-services` when
+/// the guest gives none, and the largest it may ask (compat: the product
+/// API's own paging; outside `1..=100` the call is `invalid-input`).
+pub const DEFAULT_PRODUCT_PAGE_SIZE: u32 = 25;
+pub const MAX_PRODUCT_PAGE_SIZE: u32 = 100;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,19 +6,26 @@
 //! execution* ([`Shared::invocation`] for each request's store).
 //!
 //! One folder per capability (`context`, `user`, `logging`, `secrets`,
-//! `http`, `storage`, `ui_proxy`, `metrics`), each with its settings, its
-//! shared handle, its per-execution state (`prepare`) and its WIT `Host`
-//! impl; `registry` is the table of them all, `grants` which ones an
-//! execution has, `bindings` the generated code.
+//! `http`, `storage`, `ui_proxy`, `metrics`, and the product interfaces
+//! `scheduler`, `invoicing`, `clients`, `services`), each with its
+//! settings, its shared handle, its per-execution state (`prepare`) and its
+//! WIT `Host` impl; `host_api` is the product interfaces' one transport
+//! (and their settings), `registry` the table of them all, `grants` which
+//! ones an execution has, `bindings` the generated code.
 
 pub mod bindings;
+pub mod clients;
 pub mod context;
 pub mod grants;
+pub mod host_api;
 pub mod http;
+pub mod invoicing;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod scheduler;
 pub mod secrets;
+pub mod services;
 pub mod storage;
 pub mod ui_proxy;
 pub mod user;
@@ -50,6 +57,8 @@ pub struct Settings {
     pub http: Arc<ext_egress::Settings>,
     pub secrets: secrets::SecretsConfig,
     pub ui_proxy: ui_proxy::Settings,
+    /// The product interfaces' host API (`RUNNER_HOST_API_*`).
+    pub host_api: host_api::Settings,
     pub logging: logging::Settings,
 }
 
@@ -68,6 +77,7 @@ impl Settings {
             http: Arc::new(http),
             secrets: secrets::SecretsConfig::from_source(source),
             ui_proxy: ui_proxy::Settings::from_source(source),
+            host_api: host_api::Settings::from_source(source),
             logging: logging::Settings::from_source(source),
         }
     }
@@ -80,6 +90,8 @@ pub struct Shared {
     pub http: http::Shared,
     secrets: Arc<secrets::SecretsConfig>,
     ui_proxy: ui_proxy::Shared,
+    /// The product interfaces' client and host API.
+    host_api: host_api::Shared,
     metrics: Arc<crate::metrics::Metrics>,
     debug_sink: Option<logging::debug_sink::DebugSink>,
 }
@@ -127,6 +139,7 @@ impl Shared {
             http,
             secrets: Arc::new(settings.secrets.clone()),
             ui_proxy: ui_proxy::Shared::new(&settings.ui_proxy)?,
+            host_api: host_api::Shared::new(&settings.host_api)?,
             metrics,
             debug_sink,
         })
@@ -154,6 +167,10 @@ impl Shared {
             http: outbound,
             storage: self.storage.prepare(&prepare).await?,
             ui_proxy: self.ui_proxy.prepare(&prepare),
+            scheduler: scheduler::prepare(&self.host_api, &prepare),
+            invoicing: invoicing::prepare(&self.host_api, &prepare),
+            clients: clients::prepare(&self.host_api, &prepare),
+            services: services::prepare(&self.host_api, &prepare),
             metrics: metrics::prepare(&self.metrics, &prepare),
         };
         Ok(Invocation::new(request, prepare.grants.clone(), caps, limits))
@@ -195,6 +212,10 @@ pub(crate) struct Slots {
     pub http: http::proxy::OutboundHooks,
     pub storage: Option<storage::State>,
     pub ui_proxy: Option<ui_proxy::State>,
+    pub scheduler: Option<scheduler::State>,
+    pub invoicing: Option<invoicing::State>,
+    pub clients: Option<clients::State>,
+    pub services: Option<services::State>,
     pub metrics: metrics::State,
 }
 
@@ -427,7 +448,7 @@ pub fn check_imports(engine: &Engine, component: &wasmtime::component::Component
     }
 }
 
-/// The one linker every component is pre-instantiated against: the eight
+/// The one linker every component is pre-instantiated against: the twelve
 /// `alga:extension` interfaces, this runner's `metrics`, the closed WASI
 /// subset and `wasi:http` (which [`check_imports`] lets only
 /// `wasi:http/proxy` components use).
@@ -487,7 +508,12 @@ mod tests {
             ("alga:extension/types", true),
             ("alga:extension/metrics", true),
             ("alga:extension/metrics@0.1.0", false),
-            ("alga:extension/scheduler", false),
+            ("alga:extension/scheduler", true),
+            ("alga:extension/invoicing", true),
+            ("alga:extension/clients", true),
+            ("alga:extension/services", true),
+            ("alga:extension/clients@0.1.0", false),
+            ("alga:extension/ledger", false),
             ("alga:extension/context@1.0.0", false),
             ("wasi:cli/stdout@0.2.3", true),
             ("wasi:io/streams@0.2.0", true),

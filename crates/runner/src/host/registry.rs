@@ -5,7 +5,9 @@
 //! undeclared capabilities and the `/metrics` host-call labels all read
 //! this one table; each capability's name is written once, in its folder.
 
-use super::{context, http, logging, metrics, secrets, storage, ui_proxy, user};
+use super::{
+    clients, context, http, invoicing, logging, metrics, scheduler, secrets, services, storage, ui_proxy, user,
+};
 
 /// How a capability's host functions run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,15 +85,31 @@ pub const CAPABILITIES: &[Capability] = &[
         always_granted: false,
         calls: Calls::Sync,
     },
-];
-
-/// Capability names an install may carry although this runner has no host
-/// side for them yet (the product interfaces): accepted, never granted.
-pub const PLANNED: &[&str] = &[
-    "cap:scheduler.manage",
-    "cap:invoice.manual.create",
-    "cap:client.read",
-    "cap:service.read",
+    // The product interfaces: each call goes to the host product's API.
+    Capability {
+        name: scheduler::CAPABILITY,
+        interfaces: &["alga:extension/scheduler"],
+        always_granted: false,
+        calls: Calls::Async,
+    },
+    Capability {
+        name: invoicing::CAPABILITY,
+        interfaces: &["alga:extension/invoicing"],
+        always_granted: false,
+        calls: Calls::Async,
+    },
+    Capability {
+        name: clients::CAPABILITY,
+        interfaces: &["alga:extension/clients"],
+        always_granted: false,
+        calls: Calls::Async,
+    },
+    Capability {
+        name: services::CAPABILITY,
+        interfaces: &["alga:extension/services"],
+        always_granted: false,
+        calls: Calls::Async,
+    },
 ];
 
 /// `alga:extension` interfaces that carry only types.
@@ -102,14 +120,14 @@ pub fn find(name: &str) -> Option<&'static Capability> {
     CAPABILITIES.iter().find(|c| c.name == name)
 }
 
-/// Whether an install may name `name` (implemented or planned).
+/// Whether an install may name `name`.
 pub fn is_known(name: &str) -> bool {
-    find(name).is_some() || PLANNED.contains(&name)
+    find(name).is_some()
 }
 
-/// Every known name, implemented first (for error messages).
+/// Every known name, in the table's order (for error messages).
 pub fn known_names() -> impl Iterator<Item = &'static str> {
-    CAPABILITIES.iter().map(|c| c.name).chain(PLANNED.iter().copied())
+    CAPABILITIES.iter().map(|c| c.name)
 }
 
 /// The capability that gates `interface` (unversioned), if one does.
@@ -137,7 +155,7 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), CAPABILITIES.len() + PLANNED.len());
+        assert_eq!(names.len(), CAPABILITIES.len());
     }
 
     /// `bindgen!` takes its async list as a literal: the table's `Async`

@@ -19,6 +19,7 @@ mod h2raw;
 mod limits;
 mod observability;
 mod ops;
+mod product;
 mod quota;
 mod registry;
 mod registry_cli;
