@@ -54,10 +54,23 @@ test('features: defaults leave out wasi:http; all expands; unknown names are ref
   assert.throws(() => disabledFeatures(['sockets']), (e: unknown) => e instanceof BuildError && /unknown feature "sockets"/.test(e.message));
 });
 
-test('the world runner imports the upstream interfaces; runner-ext adds metrics', async () => {
+test('the world runner imports the upstream interfaces, product ones included; runner-ext adds metrics', async () => {
   assert.equal(defaultWitDir(), repoWit);
   const upstream = await worldImports(repoWit, 'runner');
-  assert.deepEqual(upstream, ['context', 'secrets', 'http', 'storage', 'logging', 'ui-proxy', 'user', 'user-v2']);
+  assert.deepEqual(upstream, [
+    'context',
+    'secrets',
+    'http',
+    'storage',
+    'logging',
+    'ui-proxy',
+    'user',
+    'user-v2',
+    'scheduler',
+    'invoicing',
+    'clients',
+    'services',
+  ]);
   const ext = await worldImports(repoWit, 'runner-ext');
   assert.deepEqual(ext, [...upstream, 'metrics']);
   await assert.rejects(worldImports(repoWit, 'nope'), /no world "nope"/);
