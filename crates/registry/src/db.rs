@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pending purges",
         include_str!("../migrations/0002_pending_purges.sql"),
     ),
+    (3, "schedules", include_str!("../migrations/0003_schedules.sql")),
 ];
 
 /// Which server holds the data.

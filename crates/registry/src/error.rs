@@ -44,6 +44,14 @@ pub enum Error {
          again with ?purge=true, then install"
     )]
     PurgePending { tenant: String, extension: String },
+    /// A schedule's fields are invalid: each bad field and why.
+    #[error("invalid schedule: {}", describe(fields))]
+    InvalidSchedule {
+        fields: std::collections::BTreeMap<String, String>,
+    },
+    /// The install holds as many schedules as it may.
+    #[error("the install already holds {limit} schedules, the most it may")]
+    ScheduleQuota { limit: i64 },
     /// Another writer changed the same rows first and retrying did not help.
     #[error("changed concurrently by another request; retry")]
     Contended,
@@ -53,6 +61,12 @@ pub enum Error {
     /// A stored JSON column did not decode (a row written by something else).
     #[error("registry database: column `{column}` holds invalid JSON: {reason}")]
     Corrupt { column: &'static str, reason: String },
+}
+
+/// `field: why; field: why`.
+fn describe(fields: &std::collections::BTreeMap<String, String>) -> String {
+    let described: Vec<String> = fields.iter().map(|(field, why)| format!("{field}: {why}")).collect();
+    described.join("; ")
 }
 
 /// Why the database could not be opened (start-up, not per request).

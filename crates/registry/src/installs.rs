@@ -207,6 +207,11 @@ async fn remove(
     if deleted.rows_affected() == 0 {
         return Err(Error::Contended);
     }
+    // Schedules are install data: they go with the install.
+    sqlx::query("DELETE FROM schedules WHERE install_id = $1")
+        .bind(&current.install_id)
+        .execute(&mut **tx)
+        .await?;
     record(tx, current, Action::Uninstall, actor, at).await
 }
 

@@ -12,6 +12,8 @@
 //!   purge of the install's data it records), secrets (and their re-sealing
 //!   under a new key), history, the UI validation lookup.
 //! - [`audit`]: the audit log and the execution log.
+//! - [`schedules`]: an install's schedules (cron, time zone, endpoint,
+//!   payload), validated field by field, removed with the install.
 //! - [`model`]: the records; [`names`]: what names, versions and tenant ids
 //!   may be; [`error`]: [`Error`] and [`OpenError`].
 //!
@@ -27,6 +29,7 @@ pub mod error;
 pub mod installs;
 pub mod model;
 pub mod names;
+pub mod schedules;
 
 pub use db::{Backend, Database};
 pub use error::{Error, OpenError};
@@ -34,3 +37,4 @@ pub use model::{
     Action, Applied, AuditEntry, Execution, Extension, HistoryEntry, Install, InstallSpec, NewVersion, PendingPurge,
     Precondition, Published, SealedSecrets, Timestamp, Version,
 };
+pub use schedules::{Schedule, ScheduleEdit, ScheduleSpec};

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ext_registry::schedules::MAX_SCHEDULES_PER_INSTALL;
 use ext_registry::{
-    Action, Backend, Database, Error, Execution, InstallSpec, NewVersion, OpenError, Precondition, Published, Timestamp,
+    Action, Backend, Database, Error, Execution, InstallSpec, NewVersion, OpenError, Precondition, Published,
+    ScheduleEdit, ScheduleSpec, Timestamp,
 };
 
 use crate::Fixture;
@@ -35,6 +37,8 @@ macro_rules! suite_tests {
             every_change_is_in_the_audit_log,
             changes_a_call_depends_on_are_counted_and_logs_are_not,
             a_database_migrated_by_a_newer_binary_is_refused,
+            schedules_are_install_data_validated_field_by_field,
+            schedules_are_capped_per_install_and_go_with_it,
         );
     };
     (@each $fixture:path; $($name:ident,)*) => {
@@ -962,4 +966,204 @@ pub async fn changes_a_call_depends_on_are_counted_and_logs_are_not(f: Fixture) 
     .await
     .unwrap();
     assert_eq!(f.db.changes(), seen, "a log write was counted");
+}
+
+fn schedule_spec(cron: &str) -> ScheduleSpec {
+    ScheduleSpec {
+        endpoint_method: "POST".into(),
+        endpoint_path: "/sync".into(),
+        cron: cron.into(),
+        timezone: None,
+        enabled: None,
+        name: Some("nightly".into()),
+        payload: Some(r#"{"full":true}"#.into()),
+    }
+}
+
+pub async fn schedules_are_install_data_validated_field_by_field(f: Fixture) {
+    let v1 = publish(&f.db, "com.acme.hello", "1.0.0", 1).await;
+    let mine =
+        f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap()
+            .install;
+    let theirs =
+        f.db.put_install("t2", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap()
+            .install;
+
+    let before = Timestamp::now();
+    let created =
+        f.db.create_schedule(&mine.install_id, &schedule_spec("0 3 * * *"))
+            .await
+            .unwrap();
+    assert_eq!(
+        (
+            created.tenant.as_str(),
+            created.extension.as_str(),
+            created.install_id.as_str()
+        ),
+        ("t1", "com.acme.hello", mine.install_id.as_str())
+    );
+    assert_eq!(
+        (created.endpoint_method.as_str(), created.endpoint_path.as_str()),
+        ("POST", "/sync")
+    );
+    assert_eq!((created.timezone.as_str(), created.enabled), ("UTC", true));
+    assert_eq!(created.payload.as_deref(), Some(r#"{"full":true}"#));
+    assert_eq!((created.last_run_at, created.last_run_status.as_deref()), (None, None));
+    // Due at the next 03:00 UTC: within a day from now, on the hour.
+    let next = created.next_run_at.expect("an enabled schedule is due").0;
+    assert!(next > before.0 && next <= before.0 + 86_400_000, "{next}");
+    assert_eq!(next % 86_400_000, 3 * 3_600_000, "03:00 UTC");
+
+    assert_eq!(
+        f.db.schedules(&mine.install_id).await.unwrap(),
+        std::slice::from_ref(&created)
+    );
+    assert_eq!(
+        f.db.schedule(&mine.install_id, &created.schedule_id).await.unwrap(),
+        Some(created.clone())
+    );
+    // Another install (another tenant's) neither sees nor changes it.
+    assert!(f.db.schedules(&theirs.install_id).await.unwrap().is_empty());
+    assert_eq!(
+        f.db.schedule(&theirs.install_id, &created.schedule_id).await.unwrap(),
+        None
+    );
+    let err =
+        f.db.update_schedule(&theirs.install_id, &created.schedule_id, &ScheduleEdit::default())
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::NotFound { what: "schedule", .. }), "{err:?}");
+    assert!(
+        !f.db
+            .delete_schedule(&theirs.install_id, &created.schedule_id)
+            .await
+            .unwrap()
+    );
+
+    // Every bad field named at once; nothing stored.
+    let bad = ScheduleSpec {
+        endpoint_method: "post".into(),
+        endpoint_path: "sync".into(),
+        cron: "0 3 * *".into(),
+        timezone: Some("Mars/Olympus".into()),
+        enabled: None,
+        name: None,
+        payload: Some("{not json".into()),
+    };
+    match f.db.create_schedule(&mine.install_id, &bad).await.unwrap_err() {
+        Error::InvalidSchedule { fields } => {
+            assert_eq!(
+                fields.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["cron", "endpoint", "payload", "timezone"]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let err =
+        f.db.create_schedule("no-such-install", &schedule_spec("0 3 * * *"))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::NotFound { what: "install", .. }), "{err:?}");
+    assert_eq!(f.db.schedules(&mine.install_id).await.unwrap().len(), 1);
+
+    // Disabling clears the due time; a new zone and enabling again retime it.
+    let off = ScheduleEdit {
+        enabled: Some(false),
+        ..ScheduleEdit::default()
+    };
+    let disabled =
+        f.db.update_schedule(&mine.install_id, &created.schedule_id, &off)
+            .await
+            .unwrap();
+    assert_eq!((disabled.enabled, disabled.next_run_at), (false, None));
+    let retimed = ScheduleEdit {
+        enabled: Some(true),
+        timezone: Some("Asia/Kolkata".into()),
+        name: Some(None),
+        payload: Some(None),
+        ..ScheduleEdit::default()
+    };
+    let edited =
+        f.db.update_schedule(&mine.install_id, &created.schedule_id, &retimed)
+            .await
+            .unwrap();
+    assert_eq!(edited.timezone, "Asia/Kolkata");
+    assert_eq!((edited.name.as_deref(), edited.payload.as_deref()), (None, None));
+    // 03:00 in Kolkata is 21:30 UTC.
+    let next = edited.next_run_at.unwrap().0;
+    assert_eq!(next % 86_400_000, 21 * 3_600_000 + 30 * 60_000, "{next}");
+    let invalid = ScheduleEdit {
+        cron: Some("every day".into()),
+        ..ScheduleEdit::default()
+    };
+    match f
+        .db
+        .update_schedule(&mine.install_id, &created.schedule_id, &invalid)
+        .await
+        .unwrap_err()
+    {
+        Error::InvalidSchedule { fields } => assert!(fields.contains_key("cron"), "{fields:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.db.schedule(&mine.install_id, &created.schedule_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cron,
+        "0 3 * * *",
+        "a refused edit changes nothing"
+    );
+
+    assert!(
+        f.db.delete_schedule(&mine.install_id, &created.schedule_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.db
+            .delete_schedule(&mine.install_id, &created.schedule_id)
+            .await
+            .unwrap()
+    );
+    assert!(f.db.schedules(&mine.install_id).await.unwrap().is_empty());
+}
+
+pub async fn schedules_are_capped_per_install_and_go_with_it(f: Fixture) {
+    let v1 = publish(&f.db, "com.acme.hello", "1.0.0", 1).await;
+    let install =
+        f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap()
+            .install;
+    for _ in 0..MAX_SCHEDULES_PER_INSTALL {
+        f.db.create_schedule(&install.install_id, &schedule_spec("*/5 * * * *"))
+            .await
+            .unwrap();
+    }
+    let err =
+        f.db.create_schedule(&install.install_id, &schedule_spec("*/5 * * * *"))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::ScheduleQuota { limit } if limit == MAX_SCHEDULES_PER_INSTALL),
+        "{err:?}"
+    );
+    assert_eq!(
+        f.db.schedules(&install.install_id).await.unwrap().len() as i64,
+        MAX_SCHEDULES_PER_INSTALL
+    );
+
+    f.db.uninstall("t1", "com.acme.hello", Precondition::None, "ops")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        f.db.schedules(&install.install_id).await.unwrap().is_empty(),
+        "schedules go with the install"
+    );
 }

@@ -258,6 +258,8 @@ pub fn failure(error: ext_registry::Error) -> Failure {
         E::NotInstallable { .. } => ErrorCode::VersionNotInstallable,
         E::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
         E::Contended | E::PurgePending { .. } => ErrorCode::Conflict,
+        E::InvalidSchedule { .. } => ErrorCode::InvalidRequest,
+        E::ScheduleQuota { .. } => ErrorCode::Conflict,
         _ => {
             // The database's own words stay in the log.
             tracing::error!(error = %message, "registry database failed");
