@@ -19,6 +19,11 @@ impl Timestamp {
         Timestamp(i64::try_from(millis).unwrap_or(i64::MAX))
     }
 
+    /// This time in RFC 3339, to the millisecond (`2026-12-06T02:00:00.000Z`).
+    pub fn rfc3339(self) -> String {
+        humantime::format_rfc3339_millis(self.system_time()).to_string()
+    }
+
     /// This time as a [`SystemTime`] (before 1970 clamps to 1970).
     pub fn system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0))

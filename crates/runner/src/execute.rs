@@ -164,6 +164,12 @@ impl Runner {
         self.host.storage.open().await
     }
 
+    /// Keep guests' schedules in this process's registry (see
+    /// [`crate::host::Shared::keep_schedules_in`]).
+    pub fn keep_schedules_in(&self, registry: ext_registry::Database) {
+        self.host.keep_schedules_in(registry);
+    }
+
     /// Executions holding a slot now.
     pub fn in_flight(&self) -> usize {
         (self.config.limits.max_concurrency as usize).saturating_sub(self.slots.available_permits())

@@ -92,6 +92,9 @@ pub struct Shared {
     ui_proxy: ui_proxy::Shared,
     /// The product interfaces' client and host API.
     host_api: host_api::Shared,
+    /// This process's registry, once the registry role opens it: where
+    /// `scheduler` keeps schedules ([`Shared::keep_schedules_in`]).
+    schedules: std::sync::OnceLock<ext_registry::Database>,
     metrics: Arc<crate::metrics::Metrics>,
     debug_sink: Option<logging::debug_sink::DebugSink>,
 }
@@ -140,9 +143,16 @@ impl Shared {
             secrets: Arc::new(settings.secrets.clone()),
             ui_proxy: ui_proxy::Shared::new(&settings.ui_proxy)?,
             host_api: host_api::Shared::new(&settings.host_api)?,
+            schedules: std::sync::OnceLock::new(),
             metrics,
             debug_sink,
         })
+    }
+
+    /// Keep the guests' schedules in `registry` (the registry role runs in
+    /// this process) instead of the host API. Once: a later call is ignored.
+    pub fn keep_schedules_in(&self, registry: ext_registry::Database) {
+        let _ = self.schedules.set(registry);
     }
 
     /// The store state of one execution: its grants, and a slot per
@@ -167,7 +177,7 @@ impl Shared {
             http: outbound,
             storage: self.storage.prepare(&prepare).await?,
             ui_proxy: self.ui_proxy.prepare(&prepare),
-            scheduler: scheduler::prepare(&self.host_api, &prepare),
+            scheduler: scheduler::prepare(&self.host_api, self.schedules.get(), &prepare),
             invoicing: invoicing::prepare(&self.host_api, &prepare),
             clients: clients::prepare(&self.host_api, &prepare),
             services: services::prepare(&self.host_api, &prepare),

@@ -117,6 +117,8 @@ impl Registry {
             );
         }
         let db = Database::open(&settings.database_url).await?;
+        // Schedules are install data: guests of this process keep theirs here.
+        runner.keep_schedules_in(db.clone());
         Ok(Registry {
             db,
             tokens: settings.tokens.clone(),

@@ -855,3 +855,193 @@ async fn a02_hanging_host_api_is_internal_within_the_deadline() {
     }
     assert_eq!(host.take().len(), 2);
 }
+
+/// The example's manifest around the probe: the probe at `POST /`, one
+/// schedulable endpoint, one that is not, and a path two schedulable
+/// endpoints share.
+fn scheduling_archive() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&hello_dir(), dir.path());
+    let wasm = std::fs::read(ext_test_fixtures::component("product_probe")).unwrap();
+    std::fs::write(dir.path().join("dist/main.wasm"), wasm).unwrap();
+    let path = dir.path().join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["capabilities"] = json!(["cap:context.read", "cap:log.emit", "cap:scheduler.manage"]);
+    manifest["api"]["endpoints"] = json!([
+        {"method": "POST", "path": "/", "handler": "dist/main"},
+        {"method": "POST", "path": "/sync", "handler": "dist/main", "schedulable": true},
+        {"method": "GET", "path": "/report", "handler": "dist/main"},
+        {"method": "POST", "path": "/twice", "handler": "dist/main", "schedulable": true},
+        {"method": "PUT", "path": "/twice", "handler": "dist/main", "schedulable": true},
+    ]);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    ext_bundle::pack_dir(dir.path()).unwrap()
+}
+
+/// With the registry role in the process, `scheduler` keeps the install's
+/// schedules in the registry (no host API configured): endpoints from the
+/// manifest, `schedulable` required, the registry's field errors, another
+/// tenant's install sees none of them, and they go with an uninstall.
+#[tokio::test]
+async fn scheduler_keeps_schedules_in_the_registry_running_here() {
+    use crate::registry::{ADMIN, Backend, HELLO, PUBLISHER, System};
+
+    let system = System::start(Backend::Sqlite, &[]).await;
+    let (status, body) = system.publish(PUBLISHER, &scheduling_archive()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut installs = Vec::new();
+    for tenant in ["tenant-a", "tenant-b"] {
+        let (status, install) = system.install(ADMIN, tenant, &json!({"version": "1.0.0"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{install}");
+        installs.push(install);
+    }
+    let call = |install: &Value, name: &str, args: Value| {
+        let digest = ext_bundle::Digest::parse(install["content_hash"].as_str().unwrap()).unwrap();
+        let mut env = probe_envelope(&digest, name, args);
+        env["context"]["tenant_id"] = install["tenant"].clone();
+        env["context"]["extension_id"] = json!(HELLO);
+        env["context"]["install_id"] = install["install_id"].clone();
+        env["providers"] = json!(["cap:scheduler.manage"]);
+        let system = &system;
+        async move { run(&system.test, &env).await.0 }
+    };
+    let (a, b) = (&installs[0], &installs[1]);
+
+    let endpoints = call(a, "scheduler.endpoints", json!({})).await;
+    assert_eq!(
+        endpoints["ok"][1],
+        json!({"id": "POST /sync", "method": "POST", "path": "/sync", "handler": "dist/main", "schedulable": true})
+    );
+    assert_eq!(endpoints["ok"][2]["schedulable"], false);
+    assert_eq!(endpoints["ok"].as_array().unwrap().len(), 5);
+
+    let created = call(
+        a,
+        "scheduler.create",
+        json!({"endpoint": "POST /sync", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "name": "nightly", "payload": "{\"full\":true}"}),
+    )
+    .await;
+    assert_eq!(created["ok"]["success"], true, "{created}");
+    let id = created["ok"]["schedule_id"].as_str().unwrap().to_string();
+
+    let listed = call(a, "scheduler.list", json!({})).await;
+    let schedule = &listed["ok"][0];
+    assert_eq!(listed["ok"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        (
+            schedule["id"].as_str(),
+            schedule["endpoint_method"].as_str(),
+            schedule["endpoint_path"].as_str()
+        ),
+        (Some(id.as_str()), Some("POST"), Some("/sync"))
+    );
+    assert_eq!(
+        (schedule["cron"].as_str(), schedule["timezone"].as_str()),
+        (Some("0 3 * * *"), Some("Europe/Berlin"))
+    );
+    assert_eq!(
+        (schedule["enabled"].as_bool(), schedule["payload"].as_str()),
+        (Some(true), Some("{\"full\":true}"))
+    );
+    assert_eq!(schedule["last_run_at"], Value::Null);
+    assert!(schedule["created_at"].as_str().unwrap().ends_with('Z'), "{schedule}");
+    assert_eq!(call(a, "scheduler.get", json!({"id": id})).await["ok"], *schedule);
+
+    // A path alone names the one schedulable endpoint at it.
+    let by_path = call(
+        a,
+        "scheduler.create",
+        json!({"endpoint": "/sync", "cron": "*/15 * * * *"}),
+    )
+    .await;
+    assert_eq!(by_path["ok"]["success"], true, "{by_path}");
+
+    // Refusals: success false, validation-failed, the fields named.
+    let refused = |endpoint: &'static str, cron: &'static str| {
+        let call = &call;
+        async move {
+            let out = call(a, "scheduler.create", json!({"endpoint": endpoint, "cron": cron})).await;
+            assert_eq!(out["ok"]["success"], false, "{out}");
+            assert_eq!(out["ok"]["error"], "validation-failed", "{out}");
+            serde_json::from_str::<Value>(out["ok"]["field_errors"].as_str().unwrap()).unwrap()
+        }
+    };
+    let fields = refused("GET /report", "0 3 * * *").await;
+    assert_eq!(
+        fields,
+        json!({"endpoint": "`GET /report` is not marked schedulable in the manifest"})
+    );
+    assert!(
+        refused("POST /nowhere", "0 3 * * *").await["endpoint"]
+            .as_str()
+            .unwrap()
+            .contains("not an endpoint")
+    );
+    assert!(
+        refused("/twice", "0 3 * * *").await["endpoint"]
+            .as_str()
+            .unwrap()
+            .contains("several")
+    );
+    let fields = refused("POST /sync", "0 3 * *").await;
+    assert_eq!(fields.as_object().unwrap().keys().collect::<Vec<_>>(), ["cron"]);
+    let bad_zone = call(
+        a,
+        "scheduler.create",
+        json!({"endpoint": "POST /sync", "cron": "0 3 * * *", "timezone": "Mars/Base"}),
+    )
+    .await;
+    assert!(
+        bad_zone["ok"]["field_errors"].as_str().unwrap().contains("timezone"),
+        "{bad_zone}"
+    );
+
+    // Update: disable, then clear the payload; unknown ids are not-found.
+    let off = call(
+        a,
+        "scheduler.update",
+        json!({"id": id, "enabled": false, "payload": ""}),
+    )
+    .await;
+    assert_eq!(off["ok"], json!({"success": true, "error": null, "field_errors": null}));
+    let now = call(a, "scheduler.get", json!({"id": id})).await;
+    assert_eq!(
+        (now["ok"]["enabled"].as_bool(), &now["ok"]["payload"]),
+        (Some(false), &Value::Null)
+    );
+    let missing = call(a, "scheduler.update", json!({"id": "no-such", "cron": "0 4 * * *"})).await;
+    assert_eq!(missing["ok"]["error"], "not-found", "{missing}");
+
+    // Another tenant's install sees none of them and cannot touch them.
+    assert_eq!(call(b, "scheduler.list", json!({})).await, json!({"ok": []}));
+    assert_eq!(call(b, "scheduler.get", json!({"id": id})).await, json!({"ok": null}));
+    assert_eq!(
+        call(b, "scheduler.delete", json!({"id": id})).await["ok"]["error"],
+        "not-found"
+    );
+
+    assert_eq!(
+        call(a, "scheduler.delete", json!({"id": id})).await["ok"],
+        json!({"success": true, "error": null})
+    );
+    assert_eq!(
+        call(a, "scheduler.list", json!({})).await["ok"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Schedules are install data: gone with the install.
+    let a_id = a["install_id"].as_str().unwrap();
+    assert_eq!(system.registry.database().schedules(a_id).await.unwrap().len(), 1);
+    let uri = format!("/v1/registry/tenants/tenant-a/installs/{HELLO}");
+    let (status, _, _) = system
+        .call(
+            crate::registry::authorized(http::Request::delete(&uri), ADMIN),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(system.registry.database().schedules(a_id).await.unwrap().is_empty());
+}

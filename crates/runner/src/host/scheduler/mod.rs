@@ -24,6 +24,7 @@
 //!
 //! - `wire`: the JSON both ways.
 
+pub mod kept;
 pub mod wire;
 
 use super::bindings::alga::extension::scheduler;
@@ -36,9 +37,10 @@ use super::{Invocation, Prepare};
 
 pub const CAPABILITY: &str = "cap:scheduler.manage";
 
-/// Where one execution's schedules are kept: the seam a registry-kept
-/// backend will join.
+/// Where one execution's schedules are kept.
 pub enum Backend {
+    /// This process's registry (the registry role runs here): see `kept`.
+    Registry(kept::Kept),
     /// The host product keeps them (`ext-scheduler` of the host API).
     HostApi(host_api::Link),
 }
@@ -46,14 +48,26 @@ pub enum Backend {
 /// One execution's backend (its settings are the host API's).
 pub type State = Backend;
 
-/// Only when granted, with a host API and an install id.
-pub fn prepare(host_api: &host_api::Shared, request: &Prepare<'_>) -> Option<State> {
-    request
-        .grants
-        .allows(CAPABILITY)
-        .then(|| host_api.link(request, Service::Scheduler))
-        .flatten()
-        .map(Backend::HostApi)
+/// Only when granted and for a request whose context names an install:
+/// kept by `registry` when this process runs the registry role, else by
+/// the host API when one is configured.
+pub fn prepare(
+    host_api: &host_api::Shared,
+    registry: Option<&ext_registry::Database>,
+    request: &Prepare<'_>,
+) -> Option<State> {
+    if !request.grants.allows(CAPABILITY) {
+        return None;
+    }
+    match (registry, request.info.install_id.as_deref().filter(|id| !id.is_empty())) {
+        (Some(db), Some(install_id)) => Some(Backend::Registry(kept::Kept {
+            db: db.clone(),
+            install_id: install_id.to_string(),
+            endpoints: request.manifest.endpoints.clone(),
+        })),
+        (Some(_), None) => None,
+        (None, _) => host_api.link(request, Service::Scheduler).map(Backend::HostApi),
+    }
 }
 
 fn error(refusal: Refusal) -> SchedulerError {
@@ -69,6 +83,7 @@ fn error(refusal: Refusal) -> SchedulerError {
 impl Backend {
     async fn list(&self) -> Result<Vec<ScheduleInfo>, SchedulerError> {
         match self {
+            Backend::Registry(kept) => kept.list().await,
             Backend::HostApi(link) => link
                 .call::<Vec<wire::Schedule>>("list", ())
                 .await
@@ -79,6 +94,7 @@ impl Backend {
 
     async fn get(&self, schedule_id: &str) -> Result<Option<ScheduleInfo>, SchedulerError> {
         match self {
+            Backend::Registry(kept) => kept.get(schedule_id).await,
             Backend::HostApi(link) => match link
                 .call::<Option<wire::Schedule>>("get", wire::Id { schedule_id })
                 .await
@@ -90,36 +106,48 @@ impl Backend {
         }
     }
 
-    async fn create(&self, input: &CreateScheduleInput) -> wire::CreateResult {
+    async fn create(&self, input: &CreateScheduleInput) -> CreateScheduleResult {
         let payload = match wire::payload(input.payload.as_deref(), false) {
             Ok(payload) => payload,
-            Err(wire::NotJson) => return wire::CreateResult::invalid_payload(),
+            Err(wire::NotJson) => return wire::CreateResult::invalid_payload().into(),
         };
         match self {
-            Backend::HostApi(link) => host_api::outcome(link, "create", wire::Create::new(input, payload)).await,
-        }
-    }
-
-    async fn update(&self, schedule_id: &str, input: &UpdateScheduleInput) -> wire::UpdateResult {
-        let payload = match wire::payload(input.payload.as_deref(), true) {
-            Ok(payload) => payload,
-            Err(wire::NotJson) => return wire::UpdateResult::invalid_payload(),
-        };
-        match self {
+            Backend::Registry(kept) => kept.create(input).await,
             Backend::HostApi(link) => {
-                host_api::outcome(link, "update", wire::Update::new(schedule_id, input, payload)).await
+                host_api::outcome::<wire::CreateResult>(link, "create", wire::Create::new(input, payload))
+                    .await
+                    .into()
             }
         }
     }
 
-    async fn delete(&self, schedule_id: &str) -> wire::DeleteResult {
+    async fn update(&self, schedule_id: &str, input: &UpdateScheduleInput) -> UpdateScheduleResult {
+        let payload = match wire::payload(input.payload.as_deref(), true) {
+            Ok(payload) => payload,
+            Err(wire::NotJson) => return wire::UpdateResult::invalid_payload().into(),
+        };
         match self {
-            Backend::HostApi(link) => host_api::outcome(link, "delete", wire::Id { schedule_id }).await,
+            Backend::Registry(kept) => kept.update(schedule_id, input).await,
+            Backend::HostApi(link) => {
+                host_api::outcome::<wire::UpdateResult>(link, "update", wire::Update::new(schedule_id, input, payload))
+                    .await
+                    .into()
+            }
+        }
+    }
+
+    async fn delete(&self, schedule_id: &str) -> DeleteScheduleResult {
+        match self {
+            Backend::Registry(kept) => kept.delete(schedule_id).await,
+            Backend::HostApi(link) => host_api::outcome::<wire::DeleteResult>(link, "delete", wire::Id { schedule_id })
+                .await
+                .into(),
         }
     }
 
     async fn endpoints(&self) -> Result<Vec<EndpointInfo>, SchedulerError> {
         match self {
+            Backend::Registry(kept) => Ok(kept.endpoints()),
             Backend::HostApi(link) => link
                 .call::<Vec<wire::Endpoint>>("getEndpoints", ())
                 .await
@@ -159,7 +187,7 @@ impl scheduler::Host for Invocation {
         let Some(backend) = self.schedules() else {
             return Ok(wire::CreateResult::failed("denied").into());
         };
-        Ok(backend.create(&input).await.into())
+        Ok(backend.create(&input).await)
     }
 
     async fn update_schedule(
@@ -170,14 +198,14 @@ impl scheduler::Host for Invocation {
         let Some(backend) = self.schedules() else {
             return Ok(wire::UpdateResult::failed("denied").into());
         };
-        Ok(backend.update(&schedule_id, &input).await.into())
+        Ok(backend.update(&schedule_id, &input).await)
     }
 
     async fn delete_schedule(&mut self, schedule_id: String) -> wasmtime::Result<DeleteScheduleResult> {
         let Some(backend) = self.schedules() else {
             return Ok(wire::DeleteResult::failed("denied").into());
         };
-        Ok(backend.delete(&schedule_id).await.into())
+        Ok(backend.delete(&schedule_id).await)
     }
 
     async fn get_endpoints(&mut self) -> wasmtime::Result<Result<Vec<EndpointInfo>, SchedulerError>> {
