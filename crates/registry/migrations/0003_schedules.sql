@@ -1,8 +1,8 @@
 -- Schema version 3: schedules, the install data behind the guest's
 -- `scheduler` interface. A schedule belongs to one install and goes with
 -- it on uninstall; `next_run_at` (unix ms, NULL while disabled or when the
--- expression never matches again) is what the scheduler loop looks for,
--- `lease_until` and `lease_owner` the claim of one firing by one process.
+-- expression never matches again) is what the scheduler loop looks for: a
+-- claim moves it on, conditionally, so each due time is claimed once.
 CREATE TABLE schedules (
     schedule_id TEXT PRIMARY KEY,
     install_id TEXT NOT NULL,
@@ -19,8 +19,6 @@ CREATE TABLE schedules (
     last_run_at BIGINT,
     last_run_status TEXT,
     last_error TEXT,
-    lease_until BIGINT,
-    lease_owner TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

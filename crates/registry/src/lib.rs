@@ -37,4 +37,4 @@ pub use model::{
     Action, Applied, AuditEntry, Execution, Extension, HistoryEntry, Install, InstallSpec, NewVersion, PendingPurge,
     Precondition, Published, SealedSecrets, Timestamp, Version,
 };
-pub use schedules::{Schedule, ScheduleEdit, ScheduleSpec};
+pub use schedules::{Firing, Schedule, ScheduleEdit, ScheduleSpec};

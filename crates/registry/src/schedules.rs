@@ -92,6 +92,17 @@ pub struct ScheduleEdit {
     pub payload: Option<Option<String>>,
 }
 
+/// One due time of one schedule, claimed by one caller of
+/// [`Database::claim_due_schedules`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firing {
+    /// The schedule as it was when claimed (its `next_run_at` the due time).
+    pub schedule: Schedule,
+    /// The due time claimed: with the schedule id, what names this firing
+    /// (its idempotency key).
+    pub due: Timestamp,
+}
+
 /// A cron expression read in a time zone: when it fires next.
 #[derive(Clone, Debug)]
 pub struct Timing {
@@ -378,6 +389,81 @@ impl Database {
         self.schedule(install_id, schedule_id)
             .await?
             .ok_or_else(|| not_found(schedule_id))
+    }
+
+    /// Claims the enabled schedules due at `now` (at most `limit`, the
+    /// longest overdue first) and moves each one's `next_run_at` to the
+    /// expression's first match after `now`: a schedule that missed several
+    /// due times while nothing ran is fired once, not once per missed time.
+    /// The move is conditional on the due time read, so of concurrent
+    /// callers on one database (several gateway processes on one
+    /// PostgreSQL) exactly one claims each due time; PostgreSQL callers skip
+    /// rows another caller holds. A schedule whose stored expression no
+    /// longer parses is not claimed and stops being due.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn claim_due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Firing>, Error> {
+        let mut tx = self.write().await?;
+        let lock = match self.backend() {
+            crate::db::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::db::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "{SELECT_SCHEDULES} WHERE enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= $1 \
+             ORDER BY next_run_at, schedule_id LIMIT $2{lock}"
+        );
+        let due: Vec<Schedule> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(schedule_from)
+            .collect::<Result<_, _>>()?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for schedule in due {
+            let Some(at) = schedule.next_run_at else { continue };
+            let timing = Timing::parse(&schedule.cron, &schedule.timezone, &mut BTreeMap::new());
+            let next = timing.as_ref().and_then(|timing| timing.next_after(now));
+            let moved =
+                sqlx::query("UPDATE schedules SET next_run_at = $1 WHERE schedule_id = $2 AND next_run_at = $3")
+                    .bind(next.map(|t| t.0))
+                    .bind(&schedule.schedule_id)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?;
+            if moved.rows_affected() == 1 && timing.is_some() {
+                claimed.push(Firing { schedule, due: at });
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records how a firing of the schedule went (`status` such as
+    /// `success` or `error`, and the error's words); a schedule deleted
+    /// meanwhile is left deleted.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn record_schedule_run(
+        &self,
+        schedule_id: &str,
+        at: Timestamp,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE schedules SET last_run_at = $1, last_run_status = $2, last_error = $3 WHERE schedule_id = $4",
+        )
+        .bind(at.0)
+        .bind(status)
+        .bind(error)
+        .bind(schedule_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Deletes one of the install's schedules; `false` when it had none of

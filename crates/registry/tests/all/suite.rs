@@ -39,6 +39,7 @@ macro_rules! suite_tests {
             a_database_migrated_by_a_newer_binary_is_refused,
             schedules_are_install_data_validated_field_by_field,
             schedules_are_capped_per_install_and_go_with_it,
+            each_due_time_is_claimed_once_and_missed_ones_fire_once,
         );
     };
     (@each $fixture:path; $($name:ident,)*) => {
@@ -1166,4 +1167,88 @@ pub async fn schedules_are_capped_per_install_and_go_with_it(f: Fixture) {
         f.db.schedules(&install.install_id).await.unwrap().is_empty(),
         "schedules go with the install"
     );
+}
+
+pub async fn each_due_time_is_claimed_once_and_missed_ones_fire_once(f: Fixture) {
+    let v1 = publish(&f.db, "com.acme.hello", "1.0.0", 1).await;
+    let install =
+        f.db.put_install("t1", "com.acme.hello", &spec(&v1), Precondition::None, "ops")
+            .await
+            .unwrap()
+            .install;
+    let every_minute =
+        f.db.create_schedule(&install.install_id, &schedule_spec("* * * * *"))
+            .await
+            .unwrap();
+    let off = ScheduleSpec {
+        enabled: Some(false),
+        ..schedule_spec("* * * * *")
+    };
+    f.db.create_schedule(&install.install_id, &off).await.unwrap();
+    let due = every_minute.next_run_at.unwrap();
+
+    // Not yet due: nothing claimed.
+    assert!(
+        f.db.claim_due_schedules(Timestamp(due.0 - 1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Ten minutes late (the fleet was down): one firing, for the due time
+    // it missed first, and the next one after now.
+    let late = Timestamp(due.0 + 10 * 60_000 + 5_000);
+    // Two processes on one database (two handles: two pools) claim at once.
+    let other = Database::open(&f.url).await.unwrap();
+    let (one, two) = tokio::join!(f.db.claim_due_schedules(late, 10), other.claim_due_schedules(late, 10));
+    let mut claims: Vec<_> = one.unwrap().into_iter().chain(two.unwrap()).collect();
+    assert_eq!(claims.len(), 1, "exactly one claim: {claims:?}");
+    let firing = claims.pop().unwrap();
+    assert_eq!(
+        (firing.schedule.schedule_id.as_str(), firing.due),
+        (every_minute.schedule_id.as_str(), due)
+    );
+    let stored =
+        f.db.schedule(&install.install_id, &every_minute.schedule_id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        stored.next_run_at,
+        Some(Timestamp(due.0 + 11 * 60_000)),
+        "the next minute after now"
+    );
+    assert!(
+        f.db.claim_due_schedules(late, 10).await.unwrap().is_empty(),
+        "claimed once"
+    );
+
+    f.db.record_schedule_run(&every_minute.schedule_id, late, "error", Some("guest answered 500"))
+        .await
+        .unwrap();
+    let stored =
+        f.db.schedule(&install.install_id, &every_minute.schedule_id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (
+            stored.last_run_at,
+            stored.last_run_status.as_deref(),
+            stored.last_error.as_deref()
+        ),
+        (Some(late), Some("error"), Some("guest answered 500"))
+    );
+
+    // The batch limit holds; the rest stay due for the next claim.
+    for _ in 0..3 {
+        f.db.create_schedule(&install.install_id, &schedule_spec("* * * * *"))
+            .await
+            .unwrap();
+    }
+    let later = Timestamp(late.0 + 3_600_000);
+    assert_eq!(f.db.claim_due_schedules(later, 2).await.unwrap().len(), 2);
+    assert_eq!(f.db.claim_due_schedules(later, 10).await.unwrap().len(), 2);
+    assert!(f.db.claim_due_schedules(later, 10).await.unwrap().is_empty());
+    other.close().await;
 }
