@@ -44,8 +44,9 @@ impl Listeners {
 
 /// Serve `runner` (and `registry` and `gateway`, when this process runs
 /// those roles) on `listeners` until `shutdown` resolves, keeping the
-/// revocation list in sync, the registry's execution log pruned and the
-/// gateway's JWKS fresh meanwhile
+/// revocation list in sync, the registry's execution log pruned, due
+/// schedules firing (gateway and registry together,
+/// [`crate::gateway::schedules`]) and the gateway's JWKS fresh meanwhile
 /// ([`crate::revocation::sync`], [`crate::registry::retention`]). Then readiness
 /// flips to 503 at once, the listeners keep accepting for the drain delay
 /// (`RUNNER_DRAIN_DELAY_MS`) so load balancers notice, then they stop
@@ -78,6 +79,14 @@ pub async fn serve(
         .registry
         .clone()
         .map(|r| tokio::spawn(crate::registry::retention::run(r)));
+    // Schedules fire where the gateway meets the registry they are kept in.
+    let firing = match (&state.gateway, &state.registry) {
+        (Some(gateway), Some(registry)) => Some(tokio::spawn(crate::gateway::schedules::run(
+            gateway.clone(),
+            registry.database().clone(),
+        ))),
+        _ => None,
+    };
     let drain_delay = state.runner.config().server.drain_delay;
     let draining = state.clone();
     // One signal stops both listeners, after the drain delay.
@@ -108,7 +117,7 @@ pub async fn serve(
         crate::server::serve_app(public, Listener::Public, app, &state, stopped(stop_rx), grace).await
     };
     let (_, service, public) = tokio::join!(signal, service, public);
-    for task in [revocations, pruning, key_refresh].into_iter().flatten() {
+    for task in [revocations, pruning, firing, key_refresh].into_iter().flatten() {
         task.abort();
     }
     service?;

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod request;
 pub mod routes;
 pub mod runner_link;
+pub mod schedules;
 pub mod settings;
 pub mod users;
 

@@ -94,11 +94,23 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// What started a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger<'a> {
+    /// A signed-in user's request.
+    Http,
+    /// A firing of the install's schedule.
+    Schedule { schedule_id: &'a str },
+}
+
 /// What one envelope is built from.
 pub struct EnvelopeParts<'a> {
     pub request_id: &'a str,
+    pub tenant: &'a str,
     pub extension: &'a str,
-    pub user: &'a UserClaims,
+    /// `None` for a scheduled firing: no user is signed in.
+    pub user: Option<&'a UserClaims>,
+    pub trigger: Trigger<'a>,
     pub target: &'a CallTarget,
     /// The handler component, or `ui-proxy:<path>`.
     pub endpoint: String,
@@ -124,7 +136,8 @@ struct Wire<'a> {
     limits: WireLimits,
     providers: &'a [String],
     egress: &'a [String],
-    user: WireUser<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<WireUser<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_envelope: Option<&'a Value>,
 }
@@ -138,6 +151,10 @@ struct WireContext<'a> {
     version_id: &'a str,
     content_hash: &'a str,
     config: &'a BTreeMap<String, String>,
+    /// `http` or `schedule` (compat §2).
+    trigger: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -169,23 +186,29 @@ fn text(field: &Option<String>) -> &str {
     field.as_deref().unwrap_or_default()
 }
 
-/// The execute envelope (compat §2): the install's ids, config,
-/// capabilities as `providers`, egress, sealed secrets and the user.
+/// The execute envelope (compat §2): the install's ids, config, what
+/// triggered it, capabilities as `providers`, egress, sealed secrets and
+/// the user (none for a scheduled firing).
 ///
 /// # Errors
 /// `internal_error` when the envelope cannot be encoded.
 pub fn envelope(parts: &EnvelopeParts<'_>) -> Result<Vec<u8>, Failure> {
     let target = parts.target;
-    let user = parts.user;
+    let (trigger, schedule_id) = match parts.trigger {
+        Trigger::Http => ("http", None),
+        Trigger::Schedule { schedule_id } => ("schedule", Some(schedule_id)),
+    };
     let wire = Wire {
         context: WireContext {
             request_id: parts.request_id,
-            tenant_id: &user.tenant,
+            tenant_id: parts.tenant,
             extension_id: parts.extension,
             install_id: &target.install_id,
             version_id: &target.version_id,
             content_hash: &target.content_hash,
             config: &target.config,
+            trigger,
+            schedule_id,
         },
         endpoint: &parts.endpoint,
         http: WireHttp {
@@ -200,14 +223,14 @@ pub fn envelope(parts: &EnvelopeParts<'_>) -> Result<Vec<u8>, Failure> {
         },
         providers: &target.capabilities,
         egress: &target.egress,
-        user: WireUser {
+        user: parts.user.map(|user| WireUser {
             user_id: text(&user.sub),
             user_email: text(&user.email),
             user_name: text(&user.name),
             user_type: text(&user.user_type),
             client_name: text(&user.client_name),
             client_id: user.client_id.as_deref(),
-        },
+        }),
         secret_envelope: parts.sealed_secrets,
     };
     serde_json::to_vec(&wire).map_err(|e| Failure::new(ErrorCode::Internal, format!("encoding the envelope: {e}")))

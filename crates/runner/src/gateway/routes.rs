@@ -26,8 +26,8 @@ use http_body_util::BodyExt as _;
 
 use super::Gateway;
 use super::execution_log::ExecutionRow;
-use super::installs::Resolved;
-use super::request::{EnvelopeParts, envelope, guest_headers, guest_path, query_pairs};
+use super::installs::{CallTarget, Resolved};
+use super::request::{EnvelopeParts, Trigger, envelope, guest_headers, guest_path, query_pairs};
 use super::runner_link::Call;
 use super::users::UserClaims;
 use crate::error::{ApiError, ErrorCode, Failure};
@@ -199,8 +199,10 @@ impl Gateway {
         let target = &resolved.target;
         let envelope = envelope(&EnvelopeParts {
             request_id,
+            tenant: &user.tenant,
             extension,
-            user,
+            user: Some(user),
+            trigger: Trigger::Http,
             target,
             endpoint: endpoint_field,
             method: &method,
@@ -211,19 +213,7 @@ impl Gateway {
             timeout_ms: self.settings.runner_timeout_ms(),
             sealed_secrets: resolved.sealed_secrets.as_ref(),
         })?;
-        let claims = Claims {
-            tenant: user.tenant.clone(),
-            extension: extension.to_string(),
-            install_id: Some(target.install_id.clone()),
-            version_id: Some(target.version_id.clone()),
-            content_hash: target.content_hash.clone(),
-            capabilities: target.capabilities.clone(),
-            egress: target.egress.clone(),
-            request_id: Some(request_id.to_string()),
-            // Valid for the call and not beyond (runners refuse grants that
-            // run longer than MAX_GRANT_TTL_SECS).
-            exp: crate::grant::now_secs() + (self.settings.timeout.as_secs() + 1).min(crate::grant::MAX_GRANT_TTL_SECS),
-        };
+        let claims = self.claims(&user.tenant, extension, target, request_id);
         let traceparent = parts
             .headers
             .get("traceparent")
@@ -253,6 +243,23 @@ impl Gateway {
             }
         }
         Ok(response)
+    }
+
+    /// The execution grant of one call to the tenant's install.
+    pub(super) fn claims(&self, tenant: &str, extension: &str, target: &CallTarget, request_id: &str) -> Claims {
+        Claims {
+            tenant: tenant.to_string(),
+            extension: extension.to_string(),
+            install_id: Some(target.install_id.clone()),
+            version_id: Some(target.version_id.clone()),
+            content_hash: target.content_hash.clone(),
+            capabilities: target.capabilities.clone(),
+            egress: target.egress.clone(),
+            request_id: Some(request_id.to_string()),
+            // Valid for the call and not beyond (runners refuse grants that
+            // run longer than MAX_GRANT_TTL_SECS).
+            exp: crate::grant::now_secs() + (self.settings.timeout.as_secs() + 1).min(crate::grant::MAX_GRANT_TTL_SECS),
+        }
     }
 
     /// The tenant's rate limit (`GATEWAY_TENANT_RATE_LIMIT`).

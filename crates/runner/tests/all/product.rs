@@ -1045,3 +1045,106 @@ async fn scheduler_keeps_schedules_in_the_registry_running_here() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(system.registry.database().schedules(a_id).await.unwrap().is_empty());
 }
+
+/// With the gateway and the registry in one process, a due schedule fires
+/// through the gateway's path once per due time: its payload is the
+/// guest's body (here the probe renames its own schedule), the run is
+/// recorded on the schedule and in the execution log, and a firing that
+/// cannot run (the install disabled) is recorded as an error.
+#[tokio::test]
+async fn a_due_schedule_fires_once_through_the_gateway() {
+    use crate::registry::{ADMIN, Backend, HELLO, PUBLISHER, System};
+    use ext_registry::{ScheduleEdit, ScheduleSpec};
+    use ext_runner::gateway::schedules::fire_due;
+
+    let env = [
+        ("RUNNER_ROLES", "all"),
+        ("GATEWAY_JWT_SECRET", "a-gateway-secret-of-32-bytes-or-more!"),
+    ];
+    let system = System::start(Backend::Sqlite, &env).await;
+    let (status, body) = system.publish(PUBLISHER, &scheduling_archive()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, install) = system.install(ADMIN, "tenant-a", &json!({"version": "1.0.0"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{install}");
+    let install_id = install["install_id"].as_str().unwrap();
+    let db = system.registry.database();
+    let gateway = system.test.state.gateway.clone().expect("the gateway role runs");
+
+    let spec = ScheduleSpec {
+        endpoint_method: "POST".into(),
+        endpoint_path: "/sync".into(),
+        cron: "*/5 * * * *".into(),
+        timezone: None,
+        enabled: None,
+        name: Some("before".into()),
+        payload: None,
+    };
+    let schedule = db.create_schedule(install_id, &spec).await.unwrap();
+    let id = schedule.schedule_id.clone();
+    let payload = json!({"call": "scheduler.update", "args": {"id": id, "name": "renamed by its firing"}});
+    let edit = ScheduleEdit {
+        payload: Some(Some(payload.to_string())),
+        ..ScheduleEdit::default()
+    };
+    db.update_schedule(install_id, &id, &edit).await.unwrap();
+    let due = schedule.next_run_at.unwrap();
+
+    assert!(
+        fire_due(&gateway, db, ext_registry::Timestamp(due.0 - 1))
+            .await
+            .is_empty(),
+        "not due yet"
+    );
+    let fired = fire_due(&gateway, db, due).await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(
+        (fired[0].schedule_id.as_str(), fired[0].status, &fired[0].error),
+        (id.as_str(), 200, &None)
+    );
+    assert!(fire_due(&gateway, db, due).await.is_empty(), "each due time fires once");
+
+    let after = db.schedule(install_id, &id).await.unwrap().unwrap();
+    assert_eq!(
+        after.name.as_deref(),
+        Some("renamed by its firing"),
+        "the payload reached the guest"
+    );
+    assert_eq!(
+        (after.last_run_status.as_deref(), after.last_error.as_deref()),
+        (Some("success"), None)
+    );
+    assert!(after.last_run_at.is_some());
+    assert_eq!(after.next_run_at, Some(ext_registry::Timestamp(due.0 + 5 * 60_000)));
+
+    // The execution log has the firing, under its request id (written off the path).
+    let mut logged = None;
+    for _ in 0..50 {
+        let rows = db.executions("tenant-a", Some(HELLO), 10).await.unwrap();
+        logged = rows.into_iter().find(|r| r.request_id == fired[0].request_id);
+        if logged.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logged = logged.expect("the firing is in the execution log");
+    assert_eq!(
+        (logged.endpoint.as_str(), logged.status, logged.version.as_str()),
+        ("schedule:POST /sync", 200, "1.0.0")
+    );
+
+    // Disabled: the next due time is claimed, refused, recorded.
+    let (status, body) = system
+        .install(ADMIN, "tenant-a", &json!({"version": "1.0.0", "enabled": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = after.next_run_at.unwrap();
+    let fired = fire_due(&gateway, db, next).await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].error.as_deref(), Some("install_disabled"));
+    let refused = db.schedule(install_id, &id).await.unwrap().unwrap();
+    assert_eq!(refused.last_run_status.as_deref(), Some("error"));
+    assert!(
+        refused.last_error.as_deref().unwrap().contains("disabled"),
+        "{refused:?}"
+    );
+}
