@@ -6,10 +6,13 @@
  */
 
 import type {
+  ClientReadErrorCode,
   HttpErrorCode,
   MetricsErrorCode,
   ProxyErrorCode,
+  SchedulerErrorCode,
   SecretErrorCode,
+  ServiceReadErrorCode,
   StorageErrorCode,
   UserErrorCode,
 } from './wit.js';
@@ -99,4 +102,26 @@ export class UserError extends CapabilityError<UserErrorCode> {
 export class MetricsError extends CapabilityError<MetricsErrorCode> {
   readonly capability = 'cap:metrics.emit';
   override readonly name = 'MetricsError';
+}
+
+/**
+ * `cap:scheduler.manage` failed: `not-found`, `validation-failed`,
+ * `quota-exceeded`, `denied` or `internal`. Only the reads throw it; changes
+ * answer `success: false` with the case (or the host's message) as `error`.
+ */
+export class SchedulerError extends CapabilityError<SchedulerErrorCode> {
+  readonly capability = 'cap:scheduler.manage';
+  override readonly name = 'SchedulerError';
+}
+
+/** `cap:client.read` failed: `not-allowed`, `invalid-input` or `internal`. */
+export class ClientReadError extends CapabilityError<ClientReadErrorCode> {
+  readonly capability = 'cap:client.read';
+  override readonly name = 'ClientReadError';
+}
+
+/** `cap:service.read` failed: `not-allowed`, `invalid-input` or `internal`. */
+export class ServiceReadError extends CapabilityError<ServiceReadErrorCode> {
+  readonly capability = 'cap:service.read';
+  override readonly name = 'ServiceReadError';
 }

@@ -11,11 +11,15 @@
  */
 
 import type {
+  ClientsImports,
   ContextImports,
   HttpImports,
+  InvoicingImports,
   LoggingImports,
   MetricsImports,
+  SchedulerImports,
   SecretsImports,
+  ServicesImports,
   StorageImports,
   UiProxyImports,
   UserImports,
@@ -32,6 +36,16 @@ export interface Host {
   uiProxy: UiProxyImports;
   user: UserImports;
   userV2: UserV2Imports;
+  /*
+   * The product interfaces. World `runner` imports them, but a component
+   * built with `--wit` against an older copy of the WIT does not: absent,
+   * their wrappers answer the typed denial, as the runner does without the
+   * grant. Optional also so that a `Host` written before them still is one.
+   */
+  scheduler?: SchedulerImports | undefined;
+  invoicing?: InvoicingImports | undefined;
+  clients?: ClientsImports | undefined;
+  services?: ServicesImports | undefined;
   /** Absent when the component was built against a world without `metrics` (the upstream one). */
   metrics?: MetricsImports | undefined;
 }

@@ -3,8 +3,8 @@
  *
  * [[mockHost]] installs an in-memory host that behaves like the runner's
  * capabilities (grants, typed errors, KV revisions and conflicts, secrets,
- * scripted `http.fetch` and `ui-proxy` answers) and records what the
- * handler did; [[invoke]] calls a `handler` export the way the runner does.
+ * scripted `http.fetch`, `ui-proxy` and product-interface answers) and
+ * records what the handler did; [[invoke]] calls a `handler` export the way the runner does.
  *
  * ```ts
  * import { test } from 'node:test';
@@ -27,7 +27,17 @@
 import { findHeader, headerList, strictUtf8, toBytes, utf8, type HeadersInit } from './bytes.js';
 import { installHost, installedHost, type Host } from './host.js';
 import type {
+  ClientReadErrorCode,
+  ClientSummary,
+  ClientsListInput,
+  ClientsListResult,
   ContextData,
+  CreateManualInvoiceInput,
+  CreateManualInvoiceResult,
+  CreateScheduleInput,
+  CreateScheduleResult,
+  DeleteScheduleResult,
+  EndpointInfo,
   ExecuteRequest,
   HandlerExport,
   HttpErrorCode,
@@ -35,16 +45,40 @@ import type {
   HttpRequest,
   HttpResponse,
   ProxyErrorCode,
+  ScheduleInfo,
+  SchedulerErrorCode,
+  ServiceReadErrorCode,
+  ServiceSummary,
+  ServicesListInput,
+  ServicesListResult,
   StorageEntry,
   StorageErrorCode,
+  UpdateScheduleInput,
+  UpdateScheduleResult,
   UserDataV2,
 } from './wit.js';
 
 /** The capabilities a manifest can declare (short forms are accepted too). */
-export const CAPABILITIES = ['cap:secrets.get', 'cap:http.fetch', 'cap:storage.kv', 'cap:ui.proxy', 'cap:metrics.emit'] as const;
+export const CAPABILITIES = [
+  'cap:secrets.get',
+  'cap:http.fetch',
+  'cap:storage.kv',
+  'cap:ui.proxy',
+  'cap:metrics.emit',
+  'cap:scheduler.manage',
+  'cap:invoice.manual.create',
+  'cap:client.read',
+  'cap:service.read',
+] as const;
 
 /** Entries per `list-entries` page, as the runner's store. */
 export const LIST_PAGE_SIZE = 100;
+
+/** `page-size` of `list-clients` / `list-services` when none is given, as the runner. */
+export const DEFAULT_PRODUCT_PAGE_SIZE = 25;
+
+/** The largest `page-size` the runner lets through to the host product. */
+export const MAX_PRODUCT_PAGE_SIZE = 100;
 
 /** What a scripted `http.fetch` answers: a response, or `{error}` to fail with that WIT case. */
 export type MockFetchAnswer =
@@ -53,6 +87,70 @@ export type MockFetchAnswer =
 
 /** What a scripted `ui-proxy` route answers: a body, or `{error}` to fail with that WIT case. */
 export type MockRouteAnswer = Uint8Array | string | { error: ProxyErrorCode };
+
+/** What a scripted read of a product interface answers: the value, or `{error}` to fail with that WIT case. */
+export type MockAnswer<T, E extends string> = T | { error: E };
+
+/** A record the host product answers; absent fields are `none`. */
+type MockRecord<T extends { success: boolean }> = Pick<T, 'success'> & Partial<T>;
+
+/**
+ * Scripted answers of `scheduler`, by host API operation. Each function is
+ * what the host product would answer; an operation without one answers as
+ * the runner does without a host API (`denied`, or `success: false` with
+ * `error: 'denied'`).
+ */
+export interface MockScheduler {
+  list?: () => MockAnswer<ScheduleInfo[], SchedulerErrorCode>;
+  /** `undefined`: no such schedule. */
+  get?: (scheduleId: string) => MockAnswer<ScheduleInfo | undefined, SchedulerErrorCode>;
+  /** Not called when `payload` is not JSON text (the runner answers `validation-failed` itself). */
+  create?: (input: CreateScheduleInput) => MockRecord<CreateScheduleResult>;
+  /** As `create`; `payload: ''` (clear) is passed on. */
+  update?: (scheduleId: string, input: UpdateScheduleInput) => MockRecord<UpdateScheduleResult>;
+  delete?: (scheduleId: string) => MockRecord<DeleteScheduleResult>;
+  getEndpoints?: () => MockAnswer<EndpointInfo[], SchedulerErrorCode>;
+}
+
+/** The caller the runner names to the host product for reads: the request's user. */
+export interface MockCaller {
+  userId: string;
+  userType: string;
+}
+
+/** `list-clients` input as the runner sends it on: paging defaulted. */
+export type MockClientsQuery = ClientsListInput & { page: number; pageSize: number };
+/** `list-services` input as the runner sends it on: paging defaulted. */
+export type MockServicesQuery = ServicesListInput & { page: number; pageSize: number };
+
+/** Scripted answers of `clients`; without one, an operation is `not-allowed` (no host API). */
+export interface MockClients {
+  /** Not called for paging out of range (the runner answers `invalid-input` itself). */
+  list?: (query: MockClientsQuery, caller: MockCaller | undefined) => MockAnswer<ClientsListResult, ClientReadErrorCode>;
+  /** `undefined`: no such client. */
+  get?: (clientId: string, caller: MockCaller | undefined) => MockAnswer<ClientSummary | undefined, ClientReadErrorCode>;
+}
+
+/** Scripted answers of `services`; as [[MockClients]]. */
+export interface MockServices {
+  list?: (query: MockServicesQuery, caller: MockCaller | undefined) => MockAnswer<ServicesListResult, ServiceReadErrorCode>;
+  get?: (serviceId: string, caller: MockCaller | undefined) => MockAnswer<ServiceSummary | undefined, ServiceReadErrorCode>;
+}
+
+/** A `scheduler` call the handler made. */
+export type SchedulerCall =
+  | { operation: 'list-schedules' }
+  | { operation: 'get-schedule'; scheduleId: string }
+  | { operation: 'create-schedule'; input: CreateScheduleInput }
+  | { operation: 'update-schedule'; scheduleId: string; input: UpdateScheduleInput }
+  | { operation: 'delete-schedule'; scheduleId: string }
+  | { operation: 'get-endpoints' };
+
+/** A `clients` call the handler made. */
+export type ClientsCall = { operation: 'list-clients'; input: ClientsListInput } | { operation: 'get-client'; clientId: string };
+
+/** A `services` call the handler made. */
+export type ServicesCall = { operation: 'list-services'; input: ServicesListInput } | { operation: 'get-service'; serviceId: string };
 
 /** Options of [[mockHost]]. */
 export interface MockHostOptions {
@@ -72,6 +170,14 @@ export interface MockHostOptions {
   routes?: Record<string, (payload: Uint8Array | undefined) => MockRouteAnswer>;
   /** The user of the request; without it `user.get-user` is `not-available`. */
   user?: UserDataV2;
+  /** Answers `scheduler` calls, by operation. */
+  scheduler?: MockScheduler;
+  /** Answers `invoicing.create-manual-invoice`; without it every call is `success: false`, `error: 'denied'`. */
+  invoicing?: (input: CreateManualInvoiceInput) => MockRecord<CreateManualInvoiceResult>;
+  /** Answers `clients` calls, by operation. */
+  clients?: MockClients;
+  /** Answers `services` calls, by operation. */
+  services?: MockServices;
 }
 
 /** A metric the handler emitted. */
@@ -99,6 +205,94 @@ function witError(code: string): Error {
   return error;
 }
 
+/** `answer` as a scripted read answers it: the value, or thrown as its WIT error. */
+function answered<T>(answer: MockAnswer<T, string>): T {
+  if (typeof answer === 'object' && answer !== null && !Array.isArray(answer) && 'error' in answer) throw witError(answer.error);
+  return answer as T;
+}
+
+/**
+ * `value` with exactly the fields `keys`, absent ones `undefined`: a record
+ * as the bindings hand it over (the runner drops fields the WIT lacks).
+ */
+function record<T>(value: Partial<T>, keys: readonly (keyof T)[]): T {
+  return Object.fromEntries(keys.map((key) => [key, value[key]])) as T;
+}
+
+const SCHEDULE_INFO_KEYS = [
+  'id',
+  'endpointPath',
+  'endpointMethod',
+  'name',
+  'cron',
+  'timezone',
+  'enabled',
+  'payload',
+  'lastRunAt',
+  'lastRunStatus',
+  'lastError',
+  'createdAt',
+] as const satisfies readonly (keyof ScheduleInfo)[];
+const ENDPOINT_INFO_KEYS = ['id', 'method', 'path', 'handler', 'schedulable'] as const satisfies readonly (keyof EndpointInfo)[];
+const CREATE_SCHEDULE_RESULT_KEYS = ['success', 'scheduleId', 'error', 'fieldErrors'] as const satisfies readonly (keyof CreateScheduleResult)[];
+const UPDATE_SCHEDULE_RESULT_KEYS = ['success', 'error', 'fieldErrors'] as const satisfies readonly (keyof UpdateScheduleResult)[];
+const DELETE_SCHEDULE_RESULT_KEYS = ['success', 'error'] as const satisfies readonly (keyof DeleteScheduleResult)[];
+const INVOICE_RESULT_KEYS = [
+  'success',
+  'invoiceId',
+  'invoiceNumber',
+  'status',
+  'subtotal',
+  'tax',
+  'total',
+  'error',
+  'fieldErrors',
+] as const satisfies readonly (keyof CreateManualInvoiceResult)[];
+const CLIENT_SUMMARY_KEYS = [
+  'clientId',
+  'clientName',
+  'clientType',
+  'isInactive',
+  'defaultCurrencyCode',
+  'accountManagerId',
+  'accountManagerName',
+  'billingEmail',
+] as const satisfies readonly (keyof ClientSummary)[];
+const SERVICE_SUMMARY_KEYS = [
+  'serviceId',
+  'serviceName',
+  'itemKind',
+  'billingMethod',
+  'serviceTypeId',
+  'serviceTypeName',
+  'defaultRate',
+  'unitOfMeasure',
+  'isActive',
+  'sku',
+] as const satisfies readonly (keyof ServiceSummary)[];
+
+const PAGE_KEYS = ['items', 'totalCount', 'page', 'pageSize'] as const satisfies readonly (keyof ClientsListResult & keyof ServicesListResult)[];
+
+/** The runner's paging rule for the host product's lists: `[page, pageSize]` defaulted, or `undefined` when out of range. */
+function paging(page: number | undefined, pageSize: number | undefined): [number, number] | undefined {
+  const p = page ?? 1;
+  const size = pageSize ?? DEFAULT_PRODUCT_PAGE_SIZE;
+  return p >= 1 && size >= 1 && size <= MAX_PRODUCT_PAGE_SIZE ? [p, size] : undefined;
+}
+
+/** The `field-errors` the runner answers for a schedule `payload` that is not JSON text. */
+const NOT_JSON_PAYLOAD = '{"payload":"not valid JSON"}';
+
+/** Whether `text` (a schedule's `payload`) is JSON, as the runner checks it before any call. */
+function isJsonText(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function normalise(capability: string): string {
   return capability.startsWith('cap:') ? capability : `cap:${capability}`;
 }
@@ -115,6 +309,14 @@ export class MockHost implements Host {
   readonly metricsEmitted: EmittedMetric[] = [];
   /** Secrets asked for, by name, in order (values are not recorded). */
   readonly secretReads: string[] = [];
+  /** `scheduler` calls, in order, with the arguments as the guest passed them (refused ones included). */
+  readonly schedulerCalls: SchedulerCall[] = [];
+  /** `invoicing.create-manual-invoice` inputs, in order (refused ones included). */
+  readonly invoiceCalls: CreateManualInvoiceInput[] = [];
+  /** `clients` calls, in order (refused ones included). */
+  readonly clientCalls: ClientsCall[] = [];
+  /** `services` calls, in order (refused ones included). */
+  readonly serviceCalls: ServicesCall[] = [];
   /** The context `get-context` answers, and [[invoke]] sends. */
   readonly contextData: ContextData;
 
@@ -250,6 +452,117 @@ export class MockHost implements Host {
         ...user,
         additionalFields: [...user.additionalFields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
       };
+    },
+  };
+
+  /** The scheduler script of `operation` when granted; `undefined` means the runner's denial. */
+  #scheduler<K extends keyof MockScheduler>(operation: K): MockScheduler[K] | undefined {
+    return this.granted('cap:scheduler.manage') ? this.#options.scheduler?.[operation] : undefined;
+  }
+
+  /** The caller the runner names to the host product: the request's user, if any. */
+  #caller(): MockCaller | undefined {
+    const user = this.#options.user;
+    return user === undefined ? undefined : { userId: user.userId, userType: user.userType };
+  }
+
+  readonly scheduler = {
+    listSchedules: (): ScheduleInfo[] => {
+      this.schedulerCalls.push({ operation: 'list-schedules' });
+      const script = this.#scheduler('list');
+      if (script === undefined) throw witError('denied' satisfies SchedulerErrorCode);
+      return answered(script()).map((s) => record(s, SCHEDULE_INFO_KEYS));
+    },
+    getSchedule: (scheduleId: string): ScheduleInfo | undefined => {
+      this.schedulerCalls.push({ operation: 'get-schedule', scheduleId });
+      const script = this.#scheduler('get');
+      if (script === undefined) throw witError('denied' satisfies SchedulerErrorCode);
+      const found = answered(script(scheduleId));
+      return found === undefined ? undefined : record(found, SCHEDULE_INFO_KEYS);
+    },
+    createSchedule: (input: CreateScheduleInput): CreateScheduleResult => {
+      this.schedulerCalls.push({ operation: 'create-schedule', input });
+      const script = this.#scheduler('create');
+      if (script === undefined) return record<CreateScheduleResult>({ success: false, error: 'denied' }, CREATE_SCHEDULE_RESULT_KEYS);
+      if (input.payload !== undefined && !isJsonText(input.payload)) {
+        return record<CreateScheduleResult>({ success: false, error: 'validation-failed', fieldErrors: NOT_JSON_PAYLOAD }, CREATE_SCHEDULE_RESULT_KEYS);
+      }
+      return record<CreateScheduleResult>(script(input), CREATE_SCHEDULE_RESULT_KEYS);
+    },
+    updateSchedule: (scheduleId: string, input: UpdateScheduleInput): UpdateScheduleResult => {
+      this.schedulerCalls.push({ operation: 'update-schedule', scheduleId, input });
+      const script = this.#scheduler('update');
+      if (script === undefined) return record<UpdateScheduleResult>({ success: false, error: 'denied' }, UPDATE_SCHEDULE_RESULT_KEYS);
+      if (input.payload !== undefined && input.payload !== '' && !isJsonText(input.payload)) {
+        return record<UpdateScheduleResult>({ success: false, error: 'validation-failed', fieldErrors: NOT_JSON_PAYLOAD }, UPDATE_SCHEDULE_RESULT_KEYS);
+      }
+      return record<UpdateScheduleResult>(script(scheduleId, input), UPDATE_SCHEDULE_RESULT_KEYS);
+    },
+    deleteSchedule: (scheduleId: string): DeleteScheduleResult => {
+      this.schedulerCalls.push({ operation: 'delete-schedule', scheduleId });
+      const script = this.#scheduler('delete');
+      if (script === undefined) return record<DeleteScheduleResult>({ success: false, error: 'denied' }, DELETE_SCHEDULE_RESULT_KEYS);
+      return record<DeleteScheduleResult>(script(scheduleId), DELETE_SCHEDULE_RESULT_KEYS);
+    },
+    getEndpoints: (): EndpointInfo[] => {
+      this.schedulerCalls.push({ operation: 'get-endpoints' });
+      const script = this.#scheduler('getEndpoints');
+      if (script === undefined) throw witError('denied' satisfies SchedulerErrorCode);
+      return answered(script()).map((e) => record(e, ENDPOINT_INFO_KEYS));
+    },
+  };
+
+  readonly invoicing = {
+    createManualInvoice: (input: CreateManualInvoiceInput): CreateManualInvoiceResult => {
+      this.invoiceCalls.push(input);
+      const script = this.granted('cap:invoice.manual.create') ? this.#options.invoicing : undefined;
+      if (script === undefined) return record<CreateManualInvoiceResult>({ success: false, error: 'denied' }, INVOICE_RESULT_KEYS);
+      for (const [i, item] of input.items.entries()) {
+        const field = !Number.isFinite(item.quantity) ? 'quantity' : !Number.isFinite(item.rate) ? 'rate' : undefined;
+        if (field !== undefined) {
+          const fieldErrors = JSON.stringify({ [`items[${i}].${field}`]: 'must be a finite number' });
+          return record<CreateManualInvoiceResult>({ success: false, error: 'validation-failed', fieldErrors }, INVOICE_RESULT_KEYS);
+        }
+      }
+      return record<CreateManualInvoiceResult>(script(input), INVOICE_RESULT_KEYS);
+    },
+  };
+
+  readonly clients = {
+    listClients: (input: ClientsListInput): ClientsListResult => {
+      this.clientCalls.push({ operation: 'list-clients', input });
+      const script = this.granted('cap:client.read') ? this.#options.clients?.list : undefined;
+      if (script === undefined) throw witError('not-allowed' satisfies ClientReadErrorCode);
+      const pages = paging(input.page, input.pageSize);
+      if (pages === undefined) throw witError('invalid-input' satisfies ClientReadErrorCode);
+      const page = answered(script({ ...input, page: pages[0], pageSize: pages[1] }, this.#caller()));
+      return { ...record(page, PAGE_KEYS), items: page.items.map((c) => record(c, CLIENT_SUMMARY_KEYS)) };
+    },
+    getClient: (clientId: string): ClientSummary | undefined => {
+      this.clientCalls.push({ operation: 'get-client', clientId });
+      const script = this.granted('cap:client.read') ? this.#options.clients?.get : undefined;
+      if (script === undefined) throw witError('not-allowed' satisfies ClientReadErrorCode);
+      const found = answered(script(clientId, this.#caller()));
+      return found === undefined ? undefined : record(found, CLIENT_SUMMARY_KEYS);
+    },
+  };
+
+  readonly services = {
+    listServices: (input: ServicesListInput): ServicesListResult => {
+      this.serviceCalls.push({ operation: 'list-services', input });
+      const script = this.granted('cap:service.read') ? this.#options.services?.list : undefined;
+      if (script === undefined) throw witError('not-allowed' satisfies ServiceReadErrorCode);
+      const pages = paging(input.page, input.pageSize);
+      if (pages === undefined) throw witError('invalid-input' satisfies ServiceReadErrorCode);
+      const page = answered(script({ ...input, page: pages[0], pageSize: pages[1] }, this.#caller()));
+      return { ...record(page, PAGE_KEYS), items: page.items.map((s) => record(s, SERVICE_SUMMARY_KEYS)) };
+    },
+    getService: (serviceId: string): ServiceSummary | undefined => {
+      this.serviceCalls.push({ operation: 'get-service', serviceId });
+      const script = this.granted('cap:service.read') ? this.#options.services?.get : undefined;
+      if (script === undefined) throw witError('not-allowed' satisfies ServiceReadErrorCode);
+      const found = answered(script(serviceId, this.#caller()));
+      return found === undefined ? undefined : record(found, SERVICE_SUMMARY_KEYS);
     },
   };
 

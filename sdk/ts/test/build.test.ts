@@ -84,3 +84,21 @@ test('the generated entry hands exactly the world\'s interfaces to the SDK', () 
   assert.match(source, /\{ context, logging, userV2 \}/);
   assert.match(source, /import \{ handler as authorHandler \} from "\/x\/src\/index.ts";/);
 });
+
+test('the generated entry hands the product interfaces to the SDK under the Host\'s names', async () => {
+  const source = entrySource('/x/src/index.ts', await worldImports(repoWit, 'runner'));
+  for (const [name, spec] of [
+    ['scheduler', 'scheduler'],
+    ['invoicing', 'invoicing'],
+    ['clients', 'clients'],
+    ['services', 'services'],
+    ['uiProxy', 'ui-proxy'],
+  ]) {
+    assert.match(source, new RegExp(`import \\* as ${name} from "alga:extension/${spec}";`), name);
+  }
+  assert.match(
+    source,
+    /\{ context, logging, secrets, http, storage, uiProxy, user, userV2, scheduler, invoicing, clients, services \}/,
+  );
+  assert.doesNotMatch(source, /metrics/);
+});

@@ -63,6 +63,10 @@ const HOST_INTERFACES = {
   uiProxy: 'alga:extension/ui-proxy',
   user: 'alga:extension/user',
   userV2: 'alga:extension/user-v2',
+  scheduler: 'alga:extension/scheduler',
+  invoicing: 'alga:extension/invoicing',
+  clients: 'alga:extension/clients',
+  services: 'alga:extension/services',
   metrics: 'alga:extension/metrics',
 };
 

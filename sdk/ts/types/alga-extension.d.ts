@@ -57,3 +57,44 @@ declare module 'alga:extension/user-v2' {
   /** @throws Error with `payload: UserErrorCode` */
   export function getUser(): import('@ext-runner/sdk/wit').UserDataV2;
 }
+
+declare module 'alga:extension/scheduler' {
+  type ScheduleInfo = import('@ext-runner/sdk/wit').ScheduleInfo;
+  type EndpointInfo = import('@ext-runner/sdk/wit').EndpointInfo;
+  /** @throws Error with `payload: SchedulerErrorCode` */
+  export function listSchedules(): ScheduleInfo[];
+  /** @throws Error with `payload: SchedulerErrorCode` */
+  export function getSchedule(scheduleId: string): ScheduleInfo | undefined;
+  export function createSchedule(
+    input: import('@ext-runner/sdk/wit').CreateScheduleInput,
+  ): import('@ext-runner/sdk/wit').CreateScheduleResult;
+  export function updateSchedule(
+    scheduleId: string,
+    input: import('@ext-runner/sdk/wit').UpdateScheduleInput,
+  ): import('@ext-runner/sdk/wit').UpdateScheduleResult;
+  export function deleteSchedule(scheduleId: string): import('@ext-runner/sdk/wit').DeleteScheduleResult;
+  /** @throws Error with `payload: SchedulerErrorCode` */
+  export function getEndpoints(): EndpointInfo[];
+}
+
+declare module 'alga:extension/invoicing' {
+  export function createManualInvoice(
+    input: import('@ext-runner/sdk/wit').CreateManualInvoiceInput,
+  ): import('@ext-runner/sdk/wit').CreateManualInvoiceResult;
+}
+
+declare module 'alga:extension/clients' {
+  type ClientSummary = import('@ext-runner/sdk/wit').ClientSummary;
+  /** @throws Error with `payload: ClientReadErrorCode` */
+  export function listClients(input: import('@ext-runner/sdk/wit').ClientsListInput): import('@ext-runner/sdk/wit').ClientsListResult;
+  /** @throws Error with `payload: ClientReadErrorCode` */
+  export function getClient(clientId: string): ClientSummary | undefined;
+}
+
+declare module 'alga:extension/services' {
+  type ServiceSummary = import('@ext-runner/sdk/wit').ServiceSummary;
+  /** @throws Error with `payload: ServiceReadErrorCode` */
+  export function listServices(input: import('@ext-runner/sdk/wit').ServicesListInput): import('@ext-runner/sdk/wit').ServicesListResult;
+  /** @throws Error with `payload: ServiceReadErrorCode` */
+  export function getService(serviceId: string): ServiceSummary | undefined;
+}
