@@ -23,7 +23,7 @@
 //! entry count and a byte total (oldest evicted first); answers over
 //! [`IdempotencySettings::max_response_bytes`] reach the callers waiting at
 //! the time but are not kept. A fleet-wide store (Redis, PostgreSQL) would
-//! be another variant of [`Backend`]; it is not built yet.
+//! be another variant of `Backend`; it is not built yet.
 
 mod memory;
 pub(crate) mod metrics;
@@ -284,6 +284,7 @@ impl<V: Replayable> Idempotency<V> {
     /// running call with the same key at most until `deadline`.
     ///
     /// # Errors
+    /// `idempotency_key_invalid` for a bad key ([`check_key`]);
     /// `idempotency_key_reused` when the key was used with another request;
     /// `idempotency_key_in_progress` when the call with it still runs at
     /// `deadline`.
@@ -293,6 +294,8 @@ impl<V: Replayable> Idempotency<V> {
         key: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Claim<V>, Failure> {
+        // The HTTP surfaces check it already; a library caller may not have.
+        check_key(key)?;
         let scope = Scope::of(envelope, key);
         let fingerprint = Fingerprint::of(envelope);
         match &self.backend {
