@@ -63,6 +63,9 @@ pub struct Envelope {
     /// W3C `traceparent` of the inbound HTTP request (not from the JSON),
     /// continued on the guest's `http.fetch` calls.
     pub traceparent: Option<String>,
+    /// The caller's `x-idempotency-key` (an HTTP header, not in the JSON),
+    /// checked ([`crate::idempotency::check_key`]).
+    pub idempotency_key: Option<String>,
     /// Sealed secrets for `cap:secrets.get` (opened only on use).
     pub secret_envelope: Option<std::sync::Arc<crate::host::secrets::SecretEnvelope>>,
 }
@@ -302,6 +305,7 @@ impl Envelope {
             egress,
             secret_envelope: secret_envelope.map(std::sync::Arc::new),
             traceparent: None,
+            idempotency_key: None,
         })
     }
 

@@ -104,6 +104,14 @@ pub enum ErrorCode {
     ExtensionNotInstalled,
     InstallDisabled,
     RunnerUnavailable,
+    /// `x-idempotency-key` (or `Idempotency-Key`) is empty, too long, not
+    /// visible ASCII, or given twice with different values.
+    IdempotencyKeyInvalid,
+    /// The idempotency key was used before with another request (method,
+    /// endpoint, path, query or body): never answered with that one's answer.
+    IdempotencyKeyReused,
+    /// The call with this idempotency key still runs at this call's deadline.
+    IdempotencyKeyInProgress,
     RunnerTimeout,
     Internal,
 }
@@ -185,6 +193,9 @@ impl ErrorCode {
         ErrorCode::InstallDisabled,
         ErrorCode::RunnerUnavailable,
         ErrorCode::RunnerTimeout,
+        ErrorCode::IdempotencyKeyInvalid,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInProgress,
         ErrorCode::Internal,
     ];
 
@@ -247,6 +258,9 @@ impl ErrorCode {
             ErrorCode::InstallDisabled => "install_disabled",
             ErrorCode::RunnerUnavailable => "runner_unavailable",
             ErrorCode::RunnerTimeout => "runner_timeout",
+            ErrorCode::IdempotencyKeyInvalid => "idempotency_key_invalid",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInProgress => "idempotency_key_in_progress",
             ErrorCode::Internal => "internal_error",
         }
     }
@@ -263,7 +277,9 @@ impl ErrorCode {
             ErrorCode::InstallDisabled => StatusCode::FORBIDDEN,
             ErrorCode::RunnerTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest | ErrorCode::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::ExtensionNotFound | ErrorCode::VersionNotFound | ErrorCode::InstallNotFound => {
                 StatusCode::NOT_FOUND
@@ -336,7 +352,10 @@ impl ErrorCode {
             }
             ErrorCode::BundleUnavailable => Some(5),
             ErrorCode::CompileBusy => Some(crate::limits::COMPILE_BUSY_RETRY_AFTER_SECS),
-            ErrorCode::Conflict | ErrorCode::RegistryUnavailable | ErrorCode::PurgeIncomplete => Some(1),
+            ErrorCode::Conflict
+            | ErrorCode::RegistryUnavailable
+            | ErrorCode::PurgeIncomplete
+            | ErrorCode::IdempotencyKeyInProgress => Some(1),
             _ => None,
         }
     }
@@ -493,11 +512,14 @@ mod tests {
                 ErrorCode::InstallDisabled => 55,
                 ErrorCode::RunnerUnavailable => 56,
                 ErrorCode::RunnerTimeout => 57,
+                ErrorCode::IdempotencyKeyInvalid => 58,
+                ErrorCode::IdempotencyKeyReused => 59,
+                ErrorCode::IdempotencyKeyInProgress => 60,
             }
         }
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|c| index(*c)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..58).collect::<Vec<_>>());
+        assert_eq!(seen, (0..61).collect::<Vec<_>>());
     }
 }

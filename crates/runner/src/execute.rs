@@ -39,6 +39,45 @@ pub struct GuestResponse {
     pub report: ExecutionReport,
 }
 
+/// How one call ended, as callers see it.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub result: Result<GuestResponse, Failure>,
+    /// The usage report of a guest that ran, also when it failed (a
+    /// success carries its report in the response too).
+    pub report: Option<ExecutionReport>,
+    /// The stored answer of an earlier call with the same idempotency key
+    /// (`x-idempotent-replay: true`); the report is that call's.
+    pub replayed: bool,
+}
+
+impl crate::idempotency::Replayable for Executed {
+    fn bytes(&self) -> u64 {
+        let text = |pairs: &[(String, String)]| pairs.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        let answer = match &self.result {
+            Ok(guest) => {
+                guest.body.as_ref().map_or(0, Vec::len)
+                    + text(&guest.headers)
+                    + guest.dropped_headers.iter().map(String::len).sum::<usize>()
+            }
+            Err(failure) => failure.message.len(),
+        };
+        (answer + 2 * std::mem::size_of::<ExecutionReport>()) as u64
+    }
+
+    fn abandoned() -> Self {
+        Executed {
+            result: Err(Failure::new(
+                ErrorCode::Internal,
+                "the first call with this idempotency key was cancelled after its guest started; \
+                 its outcome is unknown, so it is not run again",
+            )),
+            report: None,
+            replayed: false,
+        }
+    }
+}
+
 /// The runner: engine, bundles and execution slots. One per process.
 pub struct Runner {
     config: Config,
@@ -69,6 +108,10 @@ pub struct Runner {
     /// The guest threads and how tenants share them (fair share, CPU
     /// budget); compiles run at their priority too.
     cpu: crate::cpu::GuestCpu,
+    /// Answers kept by idempotency key, and the calls running under one
+    /// (`x-idempotency-key`): checked before the quotas, filled once a
+    /// guest has started.
+    idempotency: crate::idempotency::Idempotency<Executed>,
 }
 
 impl Runner {
@@ -112,6 +155,7 @@ impl Runner {
             .chain(config.server.public_listen)
             .collect();
         let host = crate::host::Shared::new(&config.host, metrics.clone(), &self_addrs)?;
+        let idempotency = crate::idempotency::Idempotency::new(&config.idempotency, &metrics);
         Ok(Runner {
             config,
             runtime,
@@ -121,6 +165,7 @@ impl Runner {
             quotas,
             host,
             recorded: metrics::ExecuteMetrics::register(&metrics),
+            idempotency,
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             cpu,
@@ -200,29 +245,78 @@ impl Runner {
         &self.runtime
     }
 
+    /// The idempotency keys' replay store.
+    pub fn idempotency(&self) -> &crate::idempotency::Idempotency<Executed> {
+        &self.idempotency
+    }
+
     /// Execute one envelope.
     ///
     /// # Errors
     /// A [`Failure`] carrying the client-facing code (see `error.rs`).
     pub async fn execute(&self, envelope: &Envelope, request_id: &str) -> Result<GuestResponse, Failure> {
-        self.execute_reported(envelope, request_id).await.0
+        self.execute_reported(envelope, request_id).await.result
     }
 
-    /// [`Runner::execute`], with the usage report of a guest that ran, also
-    /// when it failed (a success carries its report in the response too).
-    pub async fn execute_reported(
-        &self,
-        envelope: &Envelope,
-        request_id: &str,
-    ) -> (Result<GuestResponse, Failure>, Option<ExecutionReport>) {
+    /// [`Runner::execute`], with the usage report of a guest that ran and
+    /// whether the answer is a replay. With an idempotency key
+    /// (`envelope.idempotency_key`), a stored answer is replayed, a call
+    /// running with the same key is waited for (up to this call's own
+    /// timeout), and otherwise this call runs and, once its guest has
+    /// started, its outcome is kept for the key ([`crate::idempotency`]).
+    pub async fn execute_reported(&self, envelope: &Envelope, request_id: &str) -> Executed {
         let started = std::time::Instant::now();
+        let lead = match envelope.idempotency_key.as_deref() {
+            None => None,
+            Some(key) => {
+                let deadline = tokio::time::Instant::now() + self.timeout_of(envelope);
+                match self.idempotency.claim(envelope, key, deadline).await {
+                    Ok(crate::idempotency::Claim::Lead(lead)) => Some(lead),
+                    Ok(crate::idempotency::Claim::Replay(stored)) => {
+                        tracing::debug!(request_id, "answered with the stored answer of its idempotency key");
+                        return Executed {
+                            replayed: true,
+                            ..(*stored).clone()
+                        };
+                    }
+                    Err(failure) => {
+                        let result = Err(failure);
+                        self.record(envelope, &result, None, false, started.elapsed());
+                        return Executed {
+                            result,
+                            report: None,
+                            replayed: false,
+                        };
+                    }
+                }
+            }
+        };
         let mut report = None;
         let mut resolved = false;
         let result = self
-            .execute_inner(envelope, request_id, &mut report, &mut resolved)
+            .execute_inner(envelope, request_id, &mut report, &mut resolved, lead.as_ref())
             .await;
         self.record(envelope, &result, report.as_ref(), resolved, started.elapsed());
-        (result, report)
+        let executed = Executed {
+            result,
+            report,
+            replayed: false,
+        };
+        if let Some(lead) = lead {
+            // Refused before the guest started: nothing kept, a retry runs.
+            let keep = lead.started().then(|| executed.clone());
+            lead.finish(keep);
+        }
+        executed
+    }
+
+    /// The envelope's timeout within the operator's ceiling.
+    fn timeout_of(&self, envelope: &Envelope) -> Duration {
+        Duration::from_millis(limits::clamp(
+            envelope.timeout_ms,
+            limits::DEFAULT_TIMEOUT_MS,
+            self.config.limits.max_timeout_ms,
+        ))
     }
 
     /// The stages: admit (quotas, CPU) → resolve (bundle, component) →
@@ -237,6 +331,7 @@ impl Runner {
         request_id: &str,
         report_slot: &mut Option<ExecutionReport>,
         resolved: &mut bool,
+        lead: Option<&crate::idempotency::Lead<Executed>>,
     ) -> Result<GuestResponse, Failure> {
         // Quotas (quota/, A-09): the tenant's and extension's slots and a
         // rate-limit token, refused at once with 429, held to the end.
@@ -244,11 +339,7 @@ impl Runner {
         // The tenant's CPU budget and start queue (cpu/), before any fetch
         // or compile; the place in the fair share is held to the end.
         let cpu_share = self.cpu.admit(&envelope.tenant_id).await?;
-        let timeout = Duration::from_millis(limits::clamp(
-            envelope.timeout_ms,
-            limits::DEFAULT_TIMEOUT_MS,
-            self.config.limits.max_timeout_ms,
-        ));
+        let timeout = self.timeout_of(envelope);
         // `bundle` also pins the cache entry (no eviction) while it executes.
         let (bundle, pre) = self.resolve(envelope, request_id, timeout).await?;
         *resolved = true;
@@ -272,6 +363,11 @@ impl Runner {
             timeout,
             fuel: envelope.fuel,
         };
+        // From here the guest may act: whatever follows is its outcome,
+        // kept for an idempotency key so that a retry does not act again.
+        if let Some(lead) = lead {
+            lead.mark_started();
+        }
         let guest = self.runtime.execute(pre, invocation, input, limits);
         let ((outcome, mut report), usage) = self.cpu.run(cpu_share, guest).await;
         report.cpu_ms = usage.cpu.as_secs_f64() * 1000.0;

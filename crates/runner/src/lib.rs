@@ -11,6 +11,7 @@
 //! - [`imports`]: the component import and world checks `pack`, `publish` and the registry share;
 //! - [`quota`]: tenant concurrency caps, rate limit and CPU budget (memory or Redis);
 //! - [`cpu`]: the guest threads and the tenants' fair share of them;
+//! - [`idempotency`]: `x-idempotency-key`, the replay store (one answer per key, one run at a time);
 //! - [`envelope`]: the execute envelope and its validation;
 //! - [`engine`]: the shared Wasmtime engine, compile cache and limits;
 //! - [`host`]: the guest contract's host side (capabilities, WASI subset);
@@ -37,6 +38,7 @@ pub mod execute;
 pub mod gateway;
 pub mod grant;
 pub mod host;
+pub mod idempotency;
 pub mod imports;
 pub mod limits;
 pub mod metrics;

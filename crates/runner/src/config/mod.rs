@@ -47,6 +47,8 @@ pub struct Config {
     pub bundles: crate::store::BundleSettings,
     /// Tenant and extension concurrency, rate limit, CPU budget.
     pub quota: crate::quota::QuotaSettings,
+    /// The idempotency-key replay store's bounds (`RUNNER_IDEMPOTENCY_*`).
+    pub idempotency: crate::idempotency::IdempotencySettings,
     /// Guest threads and the tenants' fair share of them.
     pub cpu: crate::cpu::CpuSettings,
     /// The host capabilities' settings (kv, egress, secrets, ui-proxy, debug sink).
@@ -122,6 +124,7 @@ impl Config {
             storage: crate::store::StorageSettings::from_source(source, data_dir.join("bundles")),
             bundles: crate::store::BundleSettings::from_source(source),
             quota: crate::quota::QuotaSettings::from_source(source),
+            idempotency: crate::idempotency::IdempotencySettings::from_source(source),
             cpu: crate::cpu::CpuSettings::from_source(source),
             host: crate::host::Settings::from_source(source, &data_dir),
             ui: crate::ui::settings::UiConfig::from_source(source),

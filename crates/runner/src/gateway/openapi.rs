@@ -28,8 +28,19 @@ fn refusals(statuses: &[(u16, &str)]) -> Value {
 /// One call of an extension endpoint through the gateway.
 fn call_operation(summary: &str) -> Value {
     let mut responses = refusals(&[
-        (400, "The request could not be read"),
+        (
+            400,
+            "The request could not be read, or its `x-idempotency-key` / `Idempotency-Key` is invalid",
+        ),
         (408, "The request body was not received in time"),
+        (
+            409,
+            "`idempotency_key_in_progress`: the call with this idempotency key still runs; see Retry-After",
+        ),
+        (
+            422,
+            "`idempotency_key_reused`: the idempotency key was used with another request",
+        ),
         (
             413,
             "The request body exceeds GATEWAY_MAX_REQUEST_BYTES, or the answer the gateway's cap",
@@ -42,7 +53,9 @@ fn call_operation(summary: &str) -> Value {
         (504, "The guest or the runner ran out of time"),
     ]);
     responses["default"] = json!({"description": "The guest's own answer: its status (any, the ones above included), its allowed headers and its body; the gateway's own refusals are the ones above, with the Error body",
-                                  "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}}},
+                                  "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}},
+                                              "x-idempotent-replay": {"required": false, "schema": {"const": "true"},
+                                                  "description": "The stored answer of an earlier call with the same idempotency key"}},
                                   "content": {"*/*": {"schema": {}}}});
     json!({
         "summary": summary,
@@ -50,6 +63,10 @@ fn call_operation(summary: &str) -> Value {
         "parameters": [
             path_param("extension", "The extension's name (reverse-domain)"),
             path_param("path", "The rest of the path, matched against the installed version's api.endpoints"),
+            {"name": "x-idempotency-key", "in": "header", "required": false,
+             "schema": {"type": "string", "minLength": 1, "maxLength": crate::idempotency::MAX_KEY_BYTES, "pattern": "^[!-~]+$"},
+             "description": "Idempotency key, forwarded to the runner (`Idempotency-Key` is read when this is absent): \
+                a repeat of the same request with the same key answers the first call's answer"},
         ],
         "requestBody": {"required": false, "content": {"*/*": {"schema": {}}}},
         "responses": responses

@@ -72,6 +72,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_headers(AllowHeaders::mirror_request())
             .expose_headers(ExposeHeaders::list([
                 http::HeaderName::from_static("x-request-id"),
+                http::HeaderName::from_static(crate::idempotency::REPLAY_HEADER),
                 http::header::RETRY_AFTER,
             ]))
             .max_age(std::time::Duration::from_secs(600)),
@@ -127,6 +128,8 @@ struct Record<'a> {
     version: String,
     endpoint: String,
     limit_hit: Option<String>,
+    /// The runner replayed the answer stored for the idempotency key.
+    replayed: bool,
 }
 
 impl Gateway {
@@ -141,6 +144,7 @@ impl Gateway {
             version: String::new(),
             endpoint: String::new(),
             limit_hit: None,
+            replayed: false,
         };
         let user = match self.user(request.headers()).await {
             Ok(user) => user,
@@ -193,6 +197,8 @@ impl Gateway {
         };
         record.endpoint = endpoint_label;
         let (parts, body) = request.into_parts();
+        // The user's key goes to the runner, which keeps the answer for it.
+        let idempotency_key = crate::idempotency::key_of(&parts.headers, true)?;
         let body = self.read_body(&parts.headers, body).await?;
         let sends_body = !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::HEAD);
         let headers = guest_headers(&parts.headers, request_id, &user.tenant, extension);
@@ -224,12 +230,14 @@ impl Gateway {
             claims: &claims,
             request_id,
             traceparent,
+            idempotency_key: idempotency_key.as_deref(),
         };
         let outcome = self
             .runner
             .call(call, self.settings.timeout, self.settings.max_response_bytes)
             .await;
         record.limit_hit = outcome.limit_hit;
+        record.replayed = outcome.replayed;
         let answer = outcome.result?;
         let mut response = Response::new(Body::from(answer.body));
         *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -348,6 +356,12 @@ impl Gateway {
             Err(Failure { code, message }) => (ApiError::new(code, message, request_id).into_response(), Some(code)),
         };
         set_request_id(response.headers_mut(), request_id);
+        if record.replayed {
+            response.headers_mut().insert(
+                http::HeaderName::from_static(crate::idempotency::REPLAY_HEADER),
+                HeaderValue::from_static("true"),
+            );
+        }
         let tenant = record.user.map_or(UNRESOLVED, |u| u.tenant.as_str());
         let outcome = code.map_or("ok", ErrorCode::as_str);
         self.metrics.call(tenant, record.extension, outcome, elapsed);

@@ -38,6 +38,9 @@ pub struct Answer {
 pub struct Outcome {
     pub result: Result<Answer, Failure>,
     pub limit_hit: Option<String>,
+    /// The runner answered with the stored answer of an earlier call with
+    /// the same idempotency key.
+    pub replayed: bool,
 }
 
 /// One call's envelope and what it is for.
@@ -47,6 +50,8 @@ pub struct Call<'a> {
     pub claims: &'a Claims,
     pub request_id: &'a str,
     pub traceparent: Option<&'a str>,
+    /// The user's idempotency key, checked; sent as `x-idempotency-key`.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Longest the gateway waits for a TCP connection to the runner: a runner
@@ -155,6 +160,7 @@ impl RunnerLink {
                     Err(_) => Outcome {
                         result: Err(timed_out(timeout)),
                         limit_hit: None,
+                        replayed: false,
                     },
                 }
             }
@@ -166,6 +172,7 @@ async fn local(runner: &Runner, call: Call<'_>, timeout: Duration) -> Outcome {
     let failed = |failure: Failure| Outcome {
         result: Err(failure),
         limit_hit: None,
+        replayed: false,
     };
     let mut envelope = match Envelope::parse(&call.envelope, runner.config().limits.max_request_bytes) {
         Ok(envelope) => envelope,
@@ -176,19 +183,24 @@ async fn local(runner: &Runner, call: Call<'_>, timeout: Duration) -> Outcome {
         return failed(checked(failure));
     }
     envelope.traceparent = call.traceparent.map(str::to_string);
-    let Ok((result, report)) = tokio::time::timeout(timeout, runner.execute_reported(&envelope, call.request_id)).await
-    else {
+    envelope.idempotency_key = call.idempotency_key.map(str::to_string);
+    let Ok(executed) = tokio::time::timeout(timeout, runner.execute_reported(&envelope, call.request_id)).await else {
         return failed(timed_out(timeout));
     };
-    let limit_hit = report.as_ref().and_then(|r| r.limit_hit).map(str::to_string);
-    let result = result
+    let limit_hit = executed.report.as_ref().and_then(|r| r.limit_hit).map(str::to_string);
+    let result = executed
+        .result
         .map(|guest| Answer {
             status: guest.status,
             headers: guest.headers,
             body: guest.body.unwrap_or_default(),
         })
         .map_err(checked);
-    Outcome { result, limit_hit }
+    Outcome {
+        result,
+        limit_hit,
+        replayed: executed.replayed,
+    }
 }
 
 /// `POST /v1/execute`'s answer, success or error.
@@ -228,6 +240,7 @@ async fn remote(
     let failed = |failure: Failure| Outcome {
         result: Err(failure),
         limit_hit: None,
+        replayed: false,
     };
     let grant = match signer.sign(call.claims) {
         Ok(grant) => grant,
@@ -244,6 +257,9 @@ async fn remote(
     if let Some(traceparent) = call.traceparent {
         request = request.header("traceparent", traceparent);
     }
+    if let Some(key) = call.idempotency_key {
+        request = request.header(crate::idempotency::KEY_HEADER, key);
+    }
     let response = match request.body(call.envelope).send().await {
         Ok(response) => response,
         Err(e) => return failed(unavailable(e)),
@@ -253,6 +269,10 @@ async fn remote(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u32>().ok());
+    let replayed = response
+        .headers()
+        .get(crate::idempotency::REPLAY_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"true");
     // The guest's body travels base64-encoded inside the JSON answer.
     let cap = max_response_bytes / 3 * 4 + 4 + ENVELOPE_OVERHEAD_BYTES;
     let bytes = match read_capped(response, cap).await {
@@ -277,7 +297,11 @@ async fn remote(
         }
         None => answer_of(answer.status, &answer.headers, answer.body_b64.as_deref()),
     };
-    Outcome { result, limit_hit }
+    Outcome {
+        result,
+        limit_hit,
+        replayed,
+    }
 }
 
 /// A successful execute answer as the guest's answer, its headers held to

@@ -110,13 +110,21 @@ pub fn document() -> Value {
                 "summary": "Execute an extension handler",
                 "security": [{"bearer": []}, {"serviceToken": []}],
                 "parameters": [{"name": "x-ext-grant", "in": "header", "required": false, "schema": {"type": "string"},
-                    "description": "Execution grant (compact JWS, EdDSA); required when RUNNER_GRANT_KEYS is set"}],
+                    "description": "Execution grant (compact JWS, EdDSA); required when RUNNER_GRANT_KEYS is set"},
+                    {"name": "x-idempotency-key", "in": "header", "required": false,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": crate::idempotency::MAX_KEY_BYTES, "pattern": "^[!-~]+$"},
+                     "description": "Idempotency key: a repeat of the same request with the same key (same tenant, \
+                        extension, install and user) answers the first call's answer with `x-idempotent-replay: true` \
+                        and never runs the guest again; a call while the first still runs waits for it"}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
                 "responses": {
                     "200": {"description": "The handler's answer (its own status is in the body)",
-                            "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}}},
+                            "headers": {"x-request-id": {"required": true, "schema": {"type": "string"}},
+                                        "x-idempotent-replay": {"required": false, "schema": {"const": "true"},
+                                            "description": "The stored answer of an earlier call with the same idempotency key \
+                                                (also on a replayed error)"}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecuteResponse"}}}},
-                    "400": error_response(400, "Invalid envelope or unknown capability"),
+                    "400": error_response(400, "Invalid envelope, unknown capability, or an invalid `x-idempotency-key`"),
                     "401": error_response(401, "Missing or invalid service token, or (`grant_invalid`) a missing, \
                         unverifiable or expired execution grant"),
                     "403": error_response(403, "`grant_mismatch`: the execution grant names another tenant, extension, \
@@ -124,7 +132,11 @@ pub fn document() -> Value {
                         revoked this content hash"),
                     "404": error_response(404, "No endpoint for this method and path"),
                     "408": error_response(408, "Request body not received in time"),
+                    "409": error_response(409, "`idempotency_key_in_progress`: the call with this idempotency key \
+                        still runs at this call's deadline; see Retry-After"),
                     "413": error_response(413, "Request or response body over its limit"),
+                    "422": error_response(422, "`idempotency_key_reused`: the idempotency key was used with another \
+                        request (method, endpoint, path, query or body)"),
                     "429": error_response(429, "Tenant or extension concurrency or rate limit; see Retry-After"),
                     "431": error_response(431, "Too many or too large headers in the envelope"),
                     "502": error_response(502, "The bundle cannot be loaded (e.g. `bundle_not_found` for a content hash \

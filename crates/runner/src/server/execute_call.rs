@@ -2,7 +2,8 @@
 //! a declared length over it is refused before reading) and its
 //! read timeout (slowloris), parsed and validated into an [`Envelope`], and
 //! held against its execution grant when the runner requires grants
-//! (G-02). Its rejection is the one `ApiError`, under the request's id.
+//! (G-02). The `x-idempotency-key` header is checked and carried on the
+//! envelope. Its rejection is the one `ApiError`, under the request's id.
 
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ impl FromRequest<Arc<AppState>> for ExecuteCall {
         if declared.is_some_and(|len| len > max_envelope) {
             return Err(fail(ErrorCode::PayloadTooLarge, too_large()));
         }
+        // Checked before the body is read: a bad key is refused at once.
+        let idempotency_key = crate::idempotency::key_of(request.headers(), false)
+            .map_err(|Failure { code, message }| fail(code, message))?;
         let (parts, body) = request.into_parts();
         let headers = parts.headers;
         let limited = http_body_util::Limited::new(body, max_envelope as usize);
@@ -74,6 +78,7 @@ impl FromRequest<Arc<AppState>> for ExecuteCall {
                 .map_err(|Failure { code, message }| fail(code, message))?;
         }
         envelope.traceparent = traceparent;
+        envelope.idempotency_key = idempotency_key;
         let request_id = match envelope.request_id.as_deref().filter(|id| valid_request_id(id)) {
             Some(id) => id.to_string(),
             None => request_id,

@@ -228,7 +228,7 @@ async fn execute(State(state): State<Arc<AppState>>, call: ExecuteCall) -> Respo
     let span = tracing::info_span!("execute", request_id = %request_id, trace_id = envelope.traceparent.as_deref().map_or("", |t| &t[3..35]), parent_span_id = envelope.traceparent.as_deref().map_or("", |t| &t[36..52]), tenant = %envelope.tenant_id, extension = %envelope.extension_id, version = envelope.version_id.as_deref().unwrap_or(""), content_hash = %envelope.content_hash);
     crate::otlp::continue_trace(&span, envelope.traceparent.as_deref());
     let started = std::time::Instant::now();
-    let (outcome, report) = {
+    let executed = {
         use tracing::Instrument as _;
         state
             .runner
@@ -237,14 +237,19 @@ async fn execute(State(state): State<Arc<AppState>>, call: ExecuteCall) -> Respo
             .await
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
+    let replayed = executed.replayed;
+    let mut response = match executed.result {
         Ok(guest) => {
-            span.in_scope(|| tracing::info!(status = guest.status, elapsed_ms, "executed"));
+            span.in_scope(|| tracing::info!(status = guest.status, elapsed_ms, replayed, "executed"));
             let mut headers = serde_json::Map::new();
             for (name, value) in guest.headers {
                 headers.insert(name, value.into());
             }
             headers.insert("x-ext-request-id".into(), request_id.clone().into());
+            // Also among the answer's headers, for gateways that pass those on.
+            if replayed {
+                headers.insert(crate::idempotency::REPLAY_HEADER.into(), "true".into());
+            }
             span.in_scope(|| tracing::debug!(report = ?guest.report, "execution report"));
             let body = ExecuteBody {
                 status: guest.status,
@@ -258,12 +263,19 @@ async fn execute(State(state): State<Arc<AppState>>, call: ExecuteCall) -> Respo
             response
         }
         Err(Failure { code, message }) => {
-            span.in_scope(|| tracing::warn!(code = code.as_str(), elapsed_ms, "{message}"));
+            span.in_scope(|| tracing::warn!(code = code.as_str(), elapsed_ms, replayed, "{message}"));
             ApiError::new(code, message, &request_id)
-                .with_report(report)
+                .with_report(executed.report)
                 .into_response()
         }
+    };
+    if replayed {
+        response.headers_mut().insert(
+            http::HeaderName::from_static(crate::idempotency::REPLAY_HEADER),
+            HeaderValue::from_static("true"),
+        );
     }
+    response
 }
 
 async fn healthz() -> Response {

@@ -16,7 +16,7 @@ use crate::registry::{
 use crate::support::*;
 
 /// The HS256 secret user tokens are signed with in these tests.
-const SECRET: &str = "gateway-test-secret-0123456789abcdef";
+pub(crate) const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 const TENANT: &str = "tenant-a";
 
 /// The runner role, the registry role and the gateway in one process, with
@@ -51,7 +51,7 @@ fn token_with(secret: &str, claims: &Value) -> String {
     .unwrap()
 }
 
-fn user(tenant: &str) -> String {
+pub(crate) fn user(tenant: &str) -> String {
     token_with(
         SECRET,
         &json!({"tenant": tenant, "sub": "u-1", "email": "ada@example.com", "name": "Ada", "exp": now() + 60}),

@@ -16,6 +16,7 @@ mod gateway;
 mod grants;
 mod guest_metrics;
 mod h2raw;
+mod idempotency;
 mod limits;
 mod observability;
 mod ops;
