@@ -6,8 +6,9 @@
 //! `context.schedule_id`, the schedule's method and path, its payload as
 //! the JSON body, and the guest headers `x-ext-trigger: schedule`,
 //! `x-ext-schedule-id` and `x-idempotency-key: schedule:{id}:{due ms}` (one
-//! key per firing). Each due time is claimed once across every process on
-//! the database ([`ext_registry::Database::claim_due_schedules`]); missed
+//! key per firing, also sent as the runner's idempotency key, so a firing
+//! runs once). Each due time is claimed once across every process on the
+//! database ([`ext_registry::Database::claim_due_schedules`]); missed
 //! due times fire once. The outcome is recorded on the schedule
 //! (`last-run-at`, `last-run-status` `success` for a 2xx answer, else
 //! `error` with `last-error`).
@@ -158,13 +159,13 @@ impl Gateway {
                     ),
                 )
             })?;
+        // One key per firing: the runner's idempotency store runs it once,
+        // and the guest sees it too (as upstream runners show it).
+        let key = format!("schedule:{}:{}", schedule.schedule_id, firing.due.0);
         let mut headers = guest_headers(&http::HeaderMap::new(), request_id, tenant, extension);
         headers.push(("x-ext-trigger".into(), "schedule".into()));
         headers.push(("x-ext-schedule-id".into(), schedule.schedule_id.clone()));
-        headers.push((
-            "x-idempotency-key".into(),
-            format!("schedule:{}:{}", schedule.schedule_id, firing.due.0),
-        ));
+        headers.push((crate::idempotency::KEY_HEADER.into(), key.clone()));
         let body = schedule.payload.as_deref().map(str::as_bytes);
         if body.is_some() {
             headers.push(("content-type".into(), "application/json".into()));
@@ -194,6 +195,7 @@ impl Gateway {
             claims: &claims,
             request_id,
             traceparent: None,
+            idempotency_key: Some(&key),
         };
         let outcome = self
             .runner
