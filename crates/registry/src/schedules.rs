@@ -312,9 +312,25 @@ impl Database {
         .await?;
         // Not counted in `changes`: schedules decide no call's answer.
         tx.commit().await?;
-        self.schedule(install_id, &schedule_id)
-            .await?
-            .ok_or_else(|| not_found(&schedule_id))
+        Ok(Schedule {
+            schedule_id,
+            install_id: install_id.to_string(),
+            tenant,
+            extension,
+            endpoint_method: spec.endpoint_method.clone(),
+            endpoint_path: spec.endpoint_path.clone(),
+            name: spec.name.clone(),
+            cron: spec.cron.clone(),
+            timezone: timezone.to_string(),
+            enabled,
+            payload: spec.payload.clone(),
+            next_run_at,
+            last_run_at: None,
+            last_run_status: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     /// Applies `edit` to one of the install's schedules. A change of the
@@ -375,20 +391,29 @@ impl Database {
         )
         .bind(&method)
         .bind(&path)
-        .bind(name)
+        .bind(name.clone())
         .bind(&cron)
         .bind(&timezone)
         .bind(i64::from(enabled))
-        .bind(payload)
+        .bind(payload.clone())
         .bind(next_run_at.map(|t| t.0))
         .bind(now.0)
         .bind(schedule_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.schedule(install_id, schedule_id)
-            .await?
-            .ok_or_else(|| not_found(schedule_id))
+        Ok(Schedule {
+            endpoint_method: method,
+            endpoint_path: path,
+            name,
+            cron,
+            timezone,
+            enabled,
+            payload,
+            next_run_at,
+            updated_at: now,
+            ..current
+        })
     }
 
     /// Claims the enabled schedules due at `now` (at most `limit`, the

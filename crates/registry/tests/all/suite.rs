@@ -1092,6 +1092,14 @@ pub async fn schedules_are_install_data_validated_field_by_field(f: Fixture) {
         f.db.update_schedule(&mine.install_id, &created.schedule_id, &retimed)
             .await
             .unwrap();
+    assert_eq!(
+        f.db.schedule(&mine.install_id, &created.schedule_id)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&edited),
+        "the answer is what is stored"
+    );
     assert_eq!(edited.timezone, "Asia/Kolkata");
     assert_eq!((edited.name.as_deref(), edited.payload.as_deref()), (None, None));
     // 03:00 in Kolkata is 21:30 UTC.

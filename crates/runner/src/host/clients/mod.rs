@@ -55,7 +55,7 @@ impl clients::Host for Invocation {
         let Some((page, page_size)) = host_api::paging(input.page, input.page_size) else {
             return Ok(Err(ClientReadError::InvalidInput));
         };
-        let fields = wire::List {
+        let fields = host_api::ListCall {
             input: wire::ListInput {
                 search: input.search.as_deref(),
                 include_inactive: input.include_inactive,
@@ -64,7 +64,7 @@ impl clients::Host for Invocation {
             },
             user: Caller::of(self.caps.user.as_deref()),
         };
-        let answer = link.call::<wire::ClientsPage>("list", fields).await;
+        let answer = link.call::<host_api::Page<wire::Client>>("list", fields).await;
         Ok(answer.map(ClientsListResult::from).map_err(error))
     }
 

@@ -4,14 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::bindings::types::{ClientSummary, ClientsListResult};
-use crate::host::host_api::Caller;
-
-/// `list`'s fields.
-#[derive(Serialize)]
-pub struct List<'a> {
-    pub input: ListInput<'a>,
-    pub user: Option<Caller<'a>>,
-}
+use crate::host::host_api::{Caller, Page};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,16 +44,6 @@ pub struct Client {
     billing_email: Option<String>,
 }
 
-/// `clients-list-result` as the host answers it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientsPage {
-    items: Vec<Client>,
-    total_count: u32,
-    page: u32,
-    page_size: u32,
-}
-
 impl From<Client> for ClientSummary {
     fn from(c: Client) -> ClientSummary {
         ClientSummary {
@@ -76,8 +59,8 @@ impl From<Client> for ClientSummary {
     }
 }
 
-impl From<ClientsPage> for ClientsListResult {
-    fn from(p: ClientsPage) -> ClientsListResult {
+impl From<Page<Client>> for ClientsListResult {
+    fn from(p: Page<Client>) -> ClientsListResult {
         ClientsListResult {
             items: p.items.into_iter().map(ClientSummary::from).collect(),
             total_count: p.total_count,

@@ -389,6 +389,23 @@ pub fn paging(page: Option<u32>, page_size: Option<u32>) -> Option<(u32, u32)> {
     (page >= 1 && (1..=MAX_PRODUCT_PAGE_SIZE).contains(&page_size)).then_some((page, page_size))
 }
 
+/// A `list` call's fields: the guest's input and the caller.
+#[derive(Serialize)]
+pub struct ListCall<'a, I> {
+    pub input: I,
+    pub user: Option<Caller<'a>>,
+}
+
+/// One page of a `list` answer (`{items, totalCount, page, pageSize}`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total_count: u32,
+    pub page: u32,
+    pub page_size: u32,
+}
+
 /// The caller the host product checks reads against: `{userId, userType}`
 /// of the envelope's user, `null` without one.
 #[derive(Clone, Debug, Serialize)]

@@ -55,7 +55,7 @@ impl services::Host for Invocation {
         let Some((page, page_size)) = host_api::paging(input.page, input.page_size) else {
             return Ok(Err(ServiceReadError::InvalidInput));
         };
-        let fields = wire::List {
+        let fields = host_api::ListCall {
             input: wire::ListInput {
                 search: input.search.as_deref(),
                 item_kind: input.item_kind.map(wire::ItemKind::from),
@@ -66,7 +66,7 @@ impl services::Host for Invocation {
             },
             user: Caller::of(self.caps.user.as_deref()),
         };
-        let answer = link.call::<wire::ServicesPage>("list", fields).await;
+        let answer = link.call::<host_api::Page<wire::ServiceRecord>>("list", fields).await;
         Ok(answer.map(ServicesListResult::from).map_err(error))
     }
 

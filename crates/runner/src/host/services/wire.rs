@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::bindings::types::{ServiceBillingMethod, ServiceItemKind, ServiceSummary, ServicesListResult};
-use crate::host::host_api::Caller;
+use crate::host::host_api::{Caller, Page};
 
 /// `service-item-kind` on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +62,6 @@ impl From<BillingMethod> for ServiceBillingMethod {
     }
 }
 
-/// `list`'s fields.
-#[derive(Serialize)]
-pub struct List<'a> {
-    pub input: ListInput<'a>,
-    pub user: Option<Caller<'a>>,
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListInput<'a> {
@@ -111,16 +104,6 @@ pub struct ServiceRecord {
     sku: Option<String>,
 }
 
-/// `services-list-result` as the host answers it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServicesPage {
-    items: Vec<ServiceRecord>,
-    total_count: u32,
-    page: u32,
-    page_size: u32,
-}
-
 impl From<ServiceRecord> for ServiceSummary {
     fn from(s: ServiceRecord) -> ServiceSummary {
         ServiceSummary {
@@ -138,8 +121,8 @@ impl From<ServiceRecord> for ServiceSummary {
     }
 }
 
-impl From<ServicesPage> for ServicesListResult {
-    fn from(p: ServicesPage) -> ServicesListResult {
+impl From<Page<ServiceRecord>> for ServicesListResult {
+    fn from(p: Page<ServiceRecord>) -> ServicesListResult {
         ServicesListResult {
             items: p.items.into_iter().map(ServiceSummary::from).collect(),
             total_count: p.total_count,
